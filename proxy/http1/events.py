@@ -1,0 +1,72 @@
+"""Events the HTTP/1 parsers emit, and the body framing of a message.
+
+Header fields are kept as a tuple of ``(name, value)`` byte pairs, in wire
+order and with the sender's case, so that an unchanged message is forwarded
+with the same fields (principle 4). Values have their surrounding optional
+whitespace removed (RFC 9110 §5.5).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+Fields = tuple[tuple[bytes, bytes], ...]
+
+
+class FramingKind(enum.Enum):
+    """How the end of a message body is found (RFC 9112 §6.3)."""
+
+    NONE = "none"  # no body at all (GET without length, HEAD response, 204, 304, 1xx)
+    LENGTH = "length"  # Content-Length bytes
+    CHUNKED = "chunked"  # chunked transfer coding
+    CLOSE = "close"  # response body runs until the server closes
+    TUNNEL = "tunnel"  # 2xx to CONNECT, 101: the connection becomes opaque bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    kind: FramingKind
+    length: int = 0  # only for LENGTH
+
+
+NO_BODY = Framing(FramingKind.NONE)
+CHUNKED = Framing(FramingKind.CHUNKED)
+UNTIL_CLOSE = Framing(FramingKind.CLOSE)
+TUNNEL = Framing(FramingKind.TUNNEL)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: bytes  # b"1.1" or b"1.0"
+    fields: Fields
+    framing: Framing
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    version: bytes
+    status: int
+    reason: bytes
+    fields: Fields
+    framing: Framing
+
+    @property
+    def informational(self) -> bool:
+        """1xx other than 101: more heads follow for the same request."""
+        return 100 <= self.status < 200 and self.status != 101
+
+
+@dataclass(frozen=True, slots=True)
+class BodyData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    trailers: Fields = ()
+
+
+Event = RequestHead | ResponseHead | BodyData | EndOfMessage

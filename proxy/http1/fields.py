@@ -1,0 +1,95 @@
+"""Field-line syntax (RFC 9110 §5, RFC 9112 §5) and field helpers.
+
+All checks work on bytes with ASCII semantics: ``bytes.lower()`` only folds
+A-Z, so a Unicode look-alike (the Kelvin sign in "chunKed") never compares
+equal to a framing keyword (hazard 7).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from proxy.http1.errors import ProtocolError
+from proxy.http1.events import Fields
+
+# token = 1*tchar (RFC 9110 §5.6.2)
+TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+TOKEN_RE = re.compile(TOKEN)
+# A field line: a token name directly followed by a colon (no whitespace
+# before it, §5.1; a leading SP/HTAB would be obs-fold, §5.2), then the raw
+# value. Control characters were rejected for the whole head beforehand.
+_FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(.*)", re.DOTALL)
+# Control characters other than HTAB, CR and LF anywhere in a head (NUL
+# included, RFC 9110 §5.5). CR and LF are checked as line endings.
+CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_OWS = b" \t"
+
+
+def parse_field_lines(lines: list[bytes], status: int) -> Fields:
+    """Parse field lines (already split on CRLF) into ``(name, value)`` pairs."""
+    out = []
+    match = _FIELD_LINE.fullmatch
+    for line in lines:
+        m = match(line)
+        if m is None:
+            raise ProtocolError(status, f"malformed field line {line[:60]!r}")
+        out.append((m.group(1), m.group(2).strip(_OWS)))
+    return tuple(out)
+
+
+def raw_values(lines: list[bytes], lname: bytes) -> list[bytes]:
+    """Values of every line named ``lname`` (lower case), *not* OWS-stripped.
+
+    Used for the framing fields, where anything beyond one leading space is
+    treated as an obfuscation attempt (hazards 3 and 7).
+    """
+    n = len(lname)
+    out = []
+    for line in lines:
+        if len(line) > n and line[n] == 0x3A and line[:n].lower() == lname:
+            out.append(line[n + 1 :])
+    return out
+
+
+def get_all(fields: Fields, lname: bytes) -> list[bytes]:
+    """All values of field ``lname`` (given in lower case), in order."""
+    return [v for k, v in fields if k.lower() == lname]
+
+
+def get_first(fields: Fields, lname: bytes) -> bytes | None:
+    for k, v in fields:
+        if k.lower() == lname:
+            return v
+    return None
+
+
+def split_list(value: bytes) -> list[bytes]:
+    """Split a #list value (RFC 9110 §5.6.1), dropping empty elements."""
+    out = []
+    for part in value.split(b","):
+        part = part.strip(_OWS)
+        if part:
+            out.append(part)
+    return out
+
+
+def tokens_of(fields: Fields, lname: bytes) -> set[bytes]:
+    """Lower-cased list elements of every ``lname`` field (e.g. Connection)."""
+    out: set[bytes] = set()
+    for v in get_all(fields, lname):
+        out.update(p.lower() for p in split_list(v))
+    return out
+
+
+def without(fields: Iterable[tuple[bytes, bytes]], lnames: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """The fields whose lower-cased name is not in ``lnames``, order kept."""
+    return [(k, v) for k, v in fields if k.lower() not in lnames]
+
+
+def check_field_safe(name: bytes, value: bytes) -> None:
+    """Refuse a field a rule or the session wants to add if it could split a head."""
+    if not TOKEN_RE.fullmatch(name):
+        raise ValueError(f"invalid field name {name!r}")
+    if b"\r" in value or b"\n" in value or b"\x00" in value:
+        raise ValueError(f"field value for {name!r} contains CR, LF or NUL")

@@ -1,0 +1,124 @@
+"""Message body framing: RFC 9112 §6.3, applied strictly.
+
+The rules are written out once here and used for both directions. The only
+accepted framing headers are a single ``Content-Length: 1*DIGIT`` or a single
+``Transfer-Encoding: chunked`` (empty list elements aside). Everything a
+lenient parser might read differently from a strict one is an error, because
+a proxy that guesses can be desynchronised from the server behind it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from proxy.http1.errors import ProtocolError
+from proxy.http1.events import (
+    CHUNKED,
+    NO_BODY,
+    TUNNEL,
+    UNTIL_CLOSE,
+    Framing,
+    FramingKind,
+)
+from proxy.http1.fields import TOKEN_RE, raw_values
+
+# At most one leading SP before the value and nothing after it. Real clients
+# send "Content-Length: 12"; tabs, extra or trailing spaces on a framing field
+# are how smuggling payloads hide (hazards 3 and 7), so they are refused.
+_CL_VALUE = re.compile(rb" ?([0-9]+)")
+_TE_VALUE = re.compile(rb" ?([!#$%&'*+\-.^_`|~0-9A-Za-z, ]*[!#$%&'*+\-.^_`|~0-9A-Za-z])")
+MAX_CONTENT_LENGTH = 2**63 - 1
+_DIGITS_MAX = len(str(MAX_CONTENT_LENGTH))
+
+
+def _content_length(values: list[bytes], status: int) -> int | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        # §6.3 (5): several Content-Length lines are ambiguous unless all
+        # agree; we refuse them all, identical or not.
+        raise ProtocolError(status, "more than one Content-Length field")
+    m = _CL_VALUE.fullmatch(values[0])
+    if m is None:
+        raise ProtocolError(status, f"invalid Content-Length {values[0][:40]!r}")
+    digits = m.group(1).lstrip(b"0") or b"0"  # "010" is ten (RFC 9110 §8.6)
+    if len(digits) > _DIGITS_MAX or int(digits) > MAX_CONTENT_LENGTH:
+        raise ProtocolError(status, "Content-Length too large")
+    return int(digits)
+
+
+def _is_chunked(values: list[bytes], status: int, is_request: bool) -> bool:
+    """True for plain chunked; False for a response coding ending elsewhere."""
+    if len(values) > 1:
+        raise ProtocolError(status, "more than one Transfer-Encoding field")
+    m = _TE_VALUE.fullmatch(values[0])
+    if m is None:
+        raise ProtocolError(status, f"invalid Transfer-Encoding {values[0][:40]!r}")
+    codings = [c.strip(b" ") for c in m.group(1).split(b",")]
+    codings = [c for c in codings if c]  # ",chunked" is "chunked" (RFC 9110 §5.6.1)
+    if not codings or any(TOKEN_RE.fullmatch(c) is None for c in codings):
+        raise ProtocolError(status, f"invalid Transfer-Encoding {values[0][:40]!r}")
+    lowered = [c.lower() for c in codings]
+    if lowered.count(b"chunked") > 1:
+        raise ProtocolError(status, "chunked applied more than once")
+    if lowered == [b"chunked"]:
+        return True
+    if b"chunked" in lowered[:-1]:
+        raise ProtocolError(status, "chunked is not the final transfer coding")
+    if is_request:
+        # §6.3 (4): a request whose final coding is not chunked has no
+        # reliable length. Other codings we do not implement at all (§6.1).
+        if lowered[-1] != b"chunked":
+            raise ProtocolError(400, "final transfer coding of a request must be chunked")
+        raise ProtocolError(501, f"unsupported transfer coding {values[0][:40]!r}")
+    if lowered[-1] == b"chunked":
+        raise ProtocolError(status, f"unsupported transfer coding {values[0][:40]!r}")
+    return False  # §6.3 (4): response read until close
+
+
+def request_framing(lines: list[bytes], version: bytes) -> Framing:
+    """Body framing of a request from its raw field lines (§6.3)."""
+    te = raw_values(lines, b"transfer-encoding")
+    cl = raw_values(lines, b"content-length")
+    if te:
+        if version == b"1.0":
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if cl:
+            raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+        _is_chunked(te, 400, True)
+        return CHUNKED
+    length = _content_length(cl, 400)
+    if length is None:
+        return NO_BODY
+    # A zero length is kept as LENGTH(0): it is forwarded as
+    # "Content-Length: 0", which some servers require on POST.
+    return Framing(FramingKind.LENGTH, length)
+
+
+def response_framing(
+    lines: list[bytes], version: bytes, status: int, request_method: bytes
+) -> Framing:
+    """Body framing of a response to ``request_method`` (§6.3 rules 1-7)."""
+    if request_method == b"CONNECT" and 200 <= status < 300:
+        return TUNNEL
+    if status == 101:
+        return TUNNEL
+    te = raw_values(lines, b"transfer-encoding")
+    cl = raw_values(lines, b"content-length")
+    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        # No body whatever the fields say; they are still checked so that a
+        # malformed response is not passed on.
+        if te and cl:
+            raise ProtocolError(502, "both Content-Length and Transfer-Encoding")
+        _content_length(cl, 502)
+        return NO_BODY
+    if te:
+        if cl:
+            raise ProtocolError(502, "both Content-Length and Transfer-Encoding")
+        if version == b"1.0":
+            raise ProtocolError(502, "Transfer-Encoding in an HTTP/1.0 response")
+        return CHUNKED if _is_chunked(te, 502, False) else UNTIL_CLOSE
+    length = _content_length(cl, 502)
+    if length is None:
+        return UNTIL_CLOSE
+    return Framing(FramingKind.LENGTH, length)

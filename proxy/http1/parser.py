@@ -1,0 +1,394 @@
+"""Incremental, strict HTTP/1.1 parsers (sans-IO).
+
+``RequestParser`` and ``ResponseParser`` are fed bytes as they arrive and
+hand out events one at a time through ``next_event()``; ``None`` means more
+bytes are needed. They never touch a socket, so every rule here is tested by
+feeding byte strings (tests/unit/test_http1_*.py).
+
+Why our own parser rather than httptools/llhttp or h11: the proxy's safety
+rests on rejecting exactly the ambiguous shapes in the hazard table (RFC 9112
+§6.3), on keeping field names' case and order byte-for-byte, and on knowing
+which raw bytes carried the framing. llhttp's leniency flags and h11's
+normalisation (lower-cased names, merged values) each lose one of those.
+A head is parsed as one block with compiled regexes (C speed), and body bytes
+are handed through without copying when they arrive aligned, so the pure
+Python cost is per message and per read, never per byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from proxy.http1.errors import ProtocolError
+from proxy.http1.events import (
+    BodyData,
+    EndOfMessage,
+    Event,
+    Fields,
+    Framing,
+    FramingKind,
+    RequestHead,
+    ResponseHead,
+)
+from proxy.http1.fields import CONTROL_CHARS, TOKEN, parse_field_lines
+from proxy.http1.framing import MAX_CONTENT_LENGTH, request_framing, response_framing
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Parser limits; defaults close to nginx's and mitmproxy's (docs/limits.md)."""
+
+    max_head: int = 64 * 1024  # request/status line plus fields, bytes
+    max_line: int = 16 * 1024  # request line, bytes (longer: 414)
+    max_fields: int = 200
+    max_chunk_line: int = 4096  # chunk size plus extensions, bytes
+    max_trailer: int = 16 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+_REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_ANY_VERSION = re.compile(rb"\S+ \S+ HTTP/([0-9]+)\.[0-9]+")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([1-9][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
+# Bare CR or LF in a head (RFC 9112 §2.2). The incremental form ignores a CR
+# that ends the buffer, since its LF may be in the next read.
+_BARE_IN_HEAD = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+_BARE_SO_FAR = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + _QUOTED + rb"))?)*"
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + _CHUNK_EXT)
+# Trailer fields that must never be merged or forwarded: framing, routing,
+# authentication and controls (RFC 9110 §6.5.1; hazard 21).
+FORBIDDEN_TRAILERS = frozenset(
+    {
+        b"content-length", b"transfer-encoding", b"host", b"authorization",
+        b"proxy-authorization", b"content-encoding", b"content-type", b"content-range",
+        b"trailer", b"te", b"connection", b"keep-alive", b"upgrade", b"expect",
+        b"max-forwards", b"cache-control", b"set-cookie", b"cookie", b"location",
+        b"www-authenticate", b"proxy-authenticate", b"retry-after",
+    }
+)  # fmt: skip
+
+# Parser states.
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSE = range(7)
+_END, _TUNNEL, _IDLE = 7, 8, 9
+_BODY_DIRECT = (_LENGTH, _CHUNK_DATA, _CLOSE)
+
+
+class _Parser:
+    """Shared machinery: buffering, head splitting, body decoding."""
+
+    _error_status = 400
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._buf = bytearray()
+        # Hot path: body bytes that arrived while the buffer was empty are
+        # kept as the caller's object and handed out without a copy.
+        self._direct: bytes | None = None
+        self._state = _HEAD
+        self._remaining = 0
+        self._scanned = 0
+        self._eof = False
+
+    # -- input ---------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._direct is None and not self._buf and self._state in _BODY_DIRECT:
+            self._direct = data
+            return
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        self._buf += data
+
+    def feed_eof(self) -> None:
+        self._eof = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out."""
+        return len(self._buf) + (len(self._direct) if self._direct is not None else 0)
+
+    @property
+    def at_message_start(self) -> bool:
+        """True between messages (nothing of a next head parsed yet)."""
+        return self._state in (_HEAD, _IDLE)
+
+    def take_remaining(self) -> bytes:
+        """Bytes after the message that turned the connection into a tunnel."""
+        out = bytes(self._buf) + (self._direct or b"")
+        self._buf.clear()
+        self._direct = None
+        return out
+
+    # -- events ----------------------------------------------------------
+    def next_event(self) -> Event | None:
+        state = self._state
+        if state in (_LENGTH, _CHUNK_DATA):
+            return self._counted_body()
+        if state == _HEAD:
+            return self._next_head()
+        if state == _END:
+            self._state = self._after_message()
+            return EndOfMessage()
+        if state == _CHUNK_SIZE:
+            return self._chunk_size()
+        if state == _CHUNK_END:
+            return self._chunk_end()
+        if state == _TRAILER:
+            return self._trailer()
+        if state == _CLOSE:
+            return self._close_delimited()
+        return None  # _IDLE, _TUNNEL
+
+    def _after_message(self) -> int:
+        return _HEAD
+
+    def _next_head(self) -> Event | None:
+        raise NotImplementedError
+
+    # -- heads -------------------------------------------------------------
+    def _split_head(self) -> list[bytes] | None:
+        """Cut one complete head off the buffer and split it into lines."""
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        limits = self.limits
+        if end < 0:
+            if _BARE_SO_FAR.search(buf, max(0, self._scanned - 1)):
+                raise ProtocolError(self._error_status, "bare CR or LF in head")
+            self._scanned = len(buf)
+            self._check_head_size(len(buf))
+            if self._eof and buf:
+                raise ProtocolError(self._error_status, "connection closed inside a head")
+            return None
+        self._check_head_size(end)
+        head = bytes(buf[:end])
+        del buf[: end + 4]
+        self._scanned = 0
+        if _BARE_IN_HEAD.search(head):
+            raise ProtocolError(self._error_status, "bare CR or LF in head")
+        if CONTROL_CHARS.search(head):
+            raise ProtocolError(self._error_status, "control character in head")
+        lines = head.split(b"\r\n")
+        if len(lines) - 1 > limits.max_fields:
+            raise ProtocolError(self._head_too_large, "too many header fields")
+        return lines
+
+    _head_too_large = 431
+
+    def _check_head_size(self, size: int) -> None:
+        limits = self.limits
+        if size > limits.max_line and self._error_status == 400:
+            first = self._buf.find(b"\r\n", 0, limits.max_line + 2)
+            if first < 0 or first > limits.max_line:
+                raise ProtocolError(414, "request line too long")
+        if size > limits.max_head:
+            raise ProtocolError(self._head_too_large, "head too large")
+
+    def _start_body(self, framing: Framing) -> None:
+        kind = framing.kind
+        if kind is FramingKind.LENGTH:
+            self._remaining = framing.length
+            self._state = _LENGTH if framing.length else _END
+        elif kind is FramingKind.CHUNKED:
+            self._state = _CHUNK_SIZE
+        elif kind is FramingKind.CLOSE:
+            self._state = _CLOSE
+        elif kind is FramingKind.TUNNEL:
+            self._state = _TUNNEL
+        else:
+            self._state = _END
+
+    # -- bodies --------------------------------------------------------------
+    def _counted_body(self) -> Event | None:
+        remaining = self._remaining
+        data = self._direct
+        if data is not None:
+            self._direct = None
+            if len(data) > remaining:
+                self._buf += memoryview(data)[remaining:]
+                data = data[:remaining]
+        elif self._buf:
+            data = bytes(self._buf[:remaining])
+            del self._buf[:remaining]
+        else:
+            if self._eof:
+                raise ProtocolError(self._error_status, "connection closed inside a body")
+            return None
+        remaining -= len(data)
+        self._remaining = remaining
+        if not remaining:
+            self._state = _END if self._state == _LENGTH else _CHUNK_END
+        return BodyData(data)
+
+    def _close_delimited(self) -> Event | None:
+        if self._direct is not None:
+            data, self._direct = self._direct, None
+            return BodyData(data)
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            return BodyData(data)
+        if self._eof:
+            self._state = _END
+            return self.next_event()
+        return None
+
+    def _line(self, limit: int, what: str) -> bytes | None:
+        buf = self._buf
+        i = buf.find(b"\r\n", 0, limit + 2)
+        if i < 0:
+            if b"\n" in buf or b"\r" in buf[:-1]:
+                raise ProtocolError(self._error_status, f"bare CR or LF in {what}")
+            if len(buf) > limit:
+                raise ProtocolError(self._error_status, f"{what} too long")
+            if self._eof:
+                raise ProtocolError(self._error_status, f"connection closed inside {what}")
+            return None
+        line = bytes(buf[:i])
+        del buf[: i + 2]
+        return line
+
+    def _chunk_size(self) -> Event | None:
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        line = self._line(self.limits.max_chunk_line, "chunk size line")
+        if line is None:
+            return None
+        m = _CHUNK_LINE.fullmatch(line)
+        if m is None:
+            raise ProtocolError(self._error_status, f"invalid chunk size line {line[:40]!r}")
+        size = int(m.group(1), 16)
+        if size > MAX_CONTENT_LENGTH:
+            raise ProtocolError(self._error_status, "chunk size too large")
+        if size:
+            self._remaining = size
+            self._state = _CHUNK_DATA
+        else:
+            self._state = _TRAILER
+        return self.next_event()
+
+    def _chunk_end(self) -> Event | None:
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        if len(self._buf) < 2:
+            if self._eof or (self._buf and self._buf[0] != 0x0D):
+                raise ProtocolError(self._error_status, "chunk data not followed by CRLF")
+            return None
+        if self._buf[:2] != b"\r\n":
+            raise ProtocolError(self._error_status, "chunk data not followed by CRLF")
+        del self._buf[:2]
+        self._state = _CHUNK_SIZE
+        return self._chunk_size()
+
+    def _trailer(self) -> Event | None:
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        buf = self._buf
+        if buf[:2] == b"\r\n":
+            del buf[:2]
+            self._state = self._after_message()
+            return EndOfMessage()
+        lines = self._split_head() if len(buf) <= self.limits.max_trailer else None
+        if lines is None:
+            if len(buf) > self.limits.max_trailer:
+                raise ProtocolError(self._error_status, "trailer section too large")
+            if self._eof:
+                raise ProtocolError(self._error_status, "connection closed inside trailers")
+            return None
+        fields = parse_field_lines(lines, self._error_status)
+        kept = tuple((k, v) for k, v in fields if k.lower() not in FORBIDDEN_TRAILERS)
+        self._state = self._after_message()
+        return EndOfMessage(kept)
+
+
+class RequestParser(_Parser):
+    """Parses the requests a client sends, one after another (pipelining)."""
+
+    def _next_head(self) -> Event | None:
+        buf = self._buf
+        # RFC 9112 §2.2: ignore at least one empty line before a request-line.
+        while buf[:2] == b"\r\n":
+            del buf[:2]
+        if not buf and self._direct is None:
+            return None
+        lines = self._split_head()
+        if lines is None:
+            return None
+        m = _REQUEST_LINE.fullmatch(lines[0])
+        if m is None:
+            v = _ANY_VERSION.fullmatch(lines[0])
+            if v is not None and v.group(1) != b"1":
+                raise ProtocolError(505, "HTTP version not supported")
+            raise ProtocolError(400, f"malformed request line {lines[0][:80]!r}")
+        method, target, major, minor = m.groups()
+        if major != b"1":
+            raise ProtocolError(505, "HTTP version not supported")
+        # RFC 9110 §2.5: a higher 1.x minor is answered as 1.1.
+        version = b"1.0" if minor == b"0" else b"1.1"
+        fields_lines = lines[1:]
+        fields = parse_field_lines(fields_lines, 400)
+        framing = request_framing(fields_lines, version)
+        self._start_body(framing)
+        return RequestHead(method, target, version, fields, framing)
+
+
+class ResponseParser(_Parser):
+    """Parses responses; told each request's method first (HEAD/CONNECT matter)."""
+
+    _error_status = 502
+    _head_too_large = 502
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(limits)
+        self._methods: deque[bytes] = deque()
+        self._state = _IDLE
+
+    def expect(self, method: bytes) -> None:
+        """Register that a request with ``method`` was sent (in order)."""
+        self._methods.append(method)
+        if self._state == _IDLE:
+            self._state = _HEAD
+
+    @property
+    def pending(self) -> int:
+        """Requests sent whose final response has not been fully parsed."""
+        return len(self._methods)
+
+    def _after_message(self) -> int:
+        if self._methods:
+            self._methods.popleft()
+        return _HEAD if self._methods else _IDLE
+
+    def _next_head(self) -> Event | None:
+        if not self._buf and self._direct is None:
+            if self._eof:
+                raise ProtocolError(502, "connection closed before a response")
+            return None
+        lines = self._split_head()
+        if lines is None:
+            return None
+        m = _STATUS_LINE.fullmatch(lines[0])
+        if m is None:
+            raise ProtocolError(502, f"malformed status line {lines[0][:80]!r}")
+        minor, code, reason = m.groups()
+        version = b"1.0" if minor == b"0" else b"1.1"
+        status = int(code)
+        fields_lines = lines[1:]
+        fields = parse_field_lines(fields_lines, 502)
+        framing = response_framing(fields_lines, version, status, self._methods[0])
+        head = ResponseHead(version, status, reason or b"", fields, framing)
+        if head.informational:
+            return head  # the final response for the same request follows
+        self._start_body(framing)
+        return head

@@ -1,0 +1,48 @@
+"""Serialising heads and bodies: canonical framing from our own parse.
+
+What we forward is framed by us: one framing field that we computed, CRLF
+line endings, chunk extensions dropped (RFC 9112 §7.1.1 lets a proxy ignore
+them). Field names keep their case and order (principle 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from proxy.http1.events import Fields, Framing, FramingKind
+
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def framed_fields(fields: Iterable[tuple[bytes, bytes]], framing: Framing) -> list[tuple[bytes, bytes]]:
+    """``fields`` without any framing field, plus the one ``framing`` calls for."""
+    out = [(k, v) for k, v in fields if k.lower() not in _FRAMING_FIELDS]
+    if framing.kind is FramingKind.LENGTH:
+        out.append((b"Content-Length", b"%d" % framing.length))
+    elif framing.kind is FramingKind.CHUNKED:
+        out.append((b"Transfer-Encoding", b"chunked"))
+    return out
+
+
+def _fields_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([k + b": " + v + b"\r\n" for k, v in fields])
+
+
+def request_head(method: bytes, target: bytes, version: bytes, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    return b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, _fields_block(fields))
+
+
+def response_head(version: bytes, status: int, reason: bytes, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    return b"HTTP/%s %d %s\r\n%s\r\n" % (version, status, reason, _fields_block(fields))
+
+
+def chunk(data: bytes) -> list[bytes]:
+    """One chunk as a list of buffers for a vectored write (no concatenation)."""
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+def last_chunk(trailers: Fields = ()) -> bytes:
+    if not trailers:
+        return LAST_CHUNK
+    return b"0\r\n" + _fields_block(trailers) + b"\r\n"
