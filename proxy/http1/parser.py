@@ -26,7 +26,6 @@ from proxy.http1.events import (
     BodyData,
     EndOfMessage,
     Event,
-    Fields,
     Framing,
     FramingKind,
     RequestHead,
@@ -57,7 +56,9 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([1-9][0-9]{2})(?: ([\t \x21-\x7e\x
 _BARE_IN_HEAD = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _BARE_SO_FAR = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + _QUOTED + rb"))?)*"
+_CHUNK_EXT = (
+    rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + _CHUNK_EXT)
 # Trailer fields that must never be merged or forwarded: framing, routing,
 # authentication and controls (RFC 9110 §6.5.1; hazard 21).

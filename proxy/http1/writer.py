@@ -15,7 +15,9 @@ _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-def framed_fields(fields: Iterable[tuple[bytes, bytes]], framing: Framing) -> list[tuple[bytes, bytes]]:
+def framed_fields(
+    fields: Iterable[tuple[bytes, bytes]], framing: Framing
+) -> list[tuple[bytes, bytes]]:
     """``fields`` without any framing field, plus the one ``framing`` calls for."""
     out = [(k, v) for k, v in fields if k.lower() not in _FRAMING_FIELDS]
     if framing.kind is FramingKind.LENGTH:
@@ -29,11 +31,15 @@ def _fields_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join([k + b": " + v + b"\r\n" for k, v in fields])
 
 
-def request_head(method: bytes, target: bytes, version: bytes, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+def request_head(
+    method: bytes, target: bytes, version: bytes, fields: Iterable[tuple[bytes, bytes]]
+) -> bytes:
     return b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, _fields_block(fields))
 
 
-def response_head(version: bytes, status: int, reason: bytes, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+def response_head(
+    version: bytes, status: int, reason: bytes, fields: Iterable[tuple[bytes, bytes]]
+) -> bytes:
     return b"HTTP/%s %d %s\r\n%s\r\n" % (version, status, reason, _fields_block(fields))
 
 

@@ -1,0 +1,188 @@
+"""The ``tapproxy`` command: run the proxy, or one of the subcommands.
+
+Options follow mitmproxy's names so users' habits carry over. Subcommands
+(``ca``, ``rules``, ``analyze``, ``convert``) are dispatched on the first
+argument to their own modules, each with its own ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from proxy import __version__
+from proxy.config import ConfigError, parse_modes
+from proxy.server.app import ProxyServer, ServerOptions
+from proxy.server.context import Timeouts
+from proxy.session.config import SessionConfig
+from proxy.sinks.console import ConsoleSink
+from proxy.sinks.dispatch import Dispatcher, Sink
+from proxy.sinks.jsonl import JsonlSink
+
+SUBCOMMANDS = {
+    "ca": "proxy.cli.ca_cmd",
+    "rules": "proxy.cli.rules_cmd",
+    "analyze": "proxy.cli.analyze_cmd",
+}
+
+EPILOG = """\
+modes (repeatable, each optionally suffixed @[host:]port):
+  regular                    forward proxy (the default)
+  reverse:http://host:port   reverse proxy to a fixed upstream
+  tcp:host:port              raw TCP relay to a fixed upstream
+  e.g. --mode regular@8080 --mode reverse:http://127.0.0.1:9000@8081
+
+subcommands:
+  tapproxy ca {path,export,regenerate}   the local certificate authority
+  tapproxy rules {check,explain}         validate and explain rule files
+  tapproxy analyze CAPTURE               decode a pcap/pcapng capture into flow records
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tapproxy",
+        description="An intercepting HTTP/TCP proxy.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"tapproxy {__version__}")
+    g = p.add_argument_group("listening")
+    g.add_argument(
+        "--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    g.add_argument(
+        "--listen-port", "-p", type=int, default=8080, help="port to listen on (default 8080)"
+    )
+    g.add_argument(
+        "--mode",
+        "-m",
+        action="append",
+        default=[],
+        metavar="MODE",
+        help="regular, reverse:URL or tcp:HOST:PORT, optionally @[host:]port; repeatable",
+    )
+    g.add_argument(
+        "--keep-host-header",
+        action="store_true",
+        help="reverse mode: forward the client's Host instead of the upstream's",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("-q", "--quiet", action="store_true", help="no console line per flow")
+    o.add_argument("-v", "--verbose", action="store_true", help="add headers to the console line")
+    o.add_argument(
+        "--flow-log", metavar="FILE", help="append JSON Lines flow records to FILE ('-' = stdout)"
+    )
+    o.add_argument(
+        "--body-preview",
+        type=int,
+        default=256,
+        metavar="N",
+        help="bytes of each body kept as a preview in flow records (default 256)",
+    )
+    u = p.add_argument_group("upstream")
+    u.add_argument(
+        "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
+    )
+    u.add_argument("--insecure", action="store_true", help="do not verify upstream certificates")
+    t = p.add_argument_group("timeouts (seconds)")
+    for name, default in Timeouts().__class__.__dataclass_fields__.items():
+        t.add_argument(
+            f"--{name.replace('_', '-')}-timeout",
+            type=float,
+            dest=f"t_{name}",
+            default=default.default,
+            help=f"default {default.default:g}",
+        )
+    t.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGINT/SIGTERM, how long in-flight exchanges may take (default 10)",
+    )
+    return p  # fmt: skip
+
+
+def upstream_ssl_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    if insecure:
+        print(
+            "tapproxy: warning: upstream certificates are NOT verified (--insecure)",
+            file=sys.stderr,
+        )
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    modes = parse_modes(args.mode, args.listen_host, args.listen_port)
+    timeouts = Timeouts(**{k[2:]: v for k, v in vars(args).items() if k.startswith("t_")})
+    session = SessionConfig(
+        preview_bytes=max(0, args.body_preview), keep_host=args.keep_host_header
+    )
+    return ServerOptions(
+        modes=modes,
+        session=session,
+        timeouts=timeouts,
+        upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure),
+    )
+
+
+def make_sinks(args: argparse.Namespace) -> list[Sink]:
+    sinks: list[Sink] = []
+    if args.flow_log:
+        sinks.append(JsonlSink(args.flow_log))
+    if not args.quiet:
+        stream = sys.stderr if args.flow_log == "-" else sys.stdout
+        sinks.append(ConsoleSink(stream, verbose=args.verbose))
+    return sinks
+
+
+async def serve(options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout: float) -> int:
+    server = ProxyServer(options, dispatcher)
+    await server.start()
+    for mode, (host, port) in zip(options.modes, server.addresses, strict=True):
+        print(
+            f"tapproxy: {mode.label} proxy listening at {host}:{port}", file=sys.stderr, flush=True
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("tapproxy: shutting down", file=sys.stderr, flush=True)
+    cut = await server.shutdown(shutdown_timeout)
+    if cut:
+        print(f"tapproxy: {cut} connections cut at the shutdown deadline", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        code: int = module.main(argv[1:])
+        return code
+    args = build_parser().parse_args(argv)
+    try:
+        options = options_from_args(args)
+    except (ConfigError, OSError, ssl.SSLError) as e:
+        print(f"tapproxy: {e}", file=sys.stderr)
+        return 2
+    dispatcher = Dispatcher(make_sinks(args))
+    try:
+        return asyncio.run(serve(options, dispatcher, args.shutdown_timeout))
+    except OSError as e:
+        print(f"tapproxy: {e}", file=sys.stderr)
+        return 1
+    finally:
+        dispatcher.close()

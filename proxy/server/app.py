@@ -1,0 +1,127 @@
+"""The running proxy: one asyncio server per mode, a watchdog, shutdown.
+
+``ProxyServer`` binds every listener, shares one upstream pool and one
+dispatcher of flow records between them, runs a once-a-second watchdog that
+enforces the idle timeouts (cheaper than a timer per request), and shuts
+down gracefully: stop accepting, close idle connections, let in-flight
+exchanges finish within a deadline, then flush the sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from proxy.config import ModeSpec
+from proxy.server.client import ClientConnection
+from proxy.server.context import ListenerContext, Registry, Timeouts
+from proxy.server.tcp import TcpConnection
+from proxy.server.upstream import Pool
+from proxy.session.config import SessionConfig
+from proxy.sinks.dispatch import Dispatcher
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    modes: list[ModeSpec]
+    session: SessionConfig = field(default_factory=SessionConfig)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    upstream_ssl: ssl.SSLContext | None = None
+    pool_per_host: int = 32
+    extra_own_hosts: tuple[str, ...] = field(default=())
+
+
+class ProxyServer:
+    def __init__(self, options: ServerOptions, dispatcher: Dispatcher) -> None:
+        self.options = options
+        self.dispatcher = dispatcher
+        self.registry = Registry()
+        self.pool = Pool(options.pool_per_host, options.timeouts.upstream_idle)
+        self.servers: list[asyncio.Server] = []
+        self.addresses: list[tuple[str, int]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        holders: list[list[ListenerContext]] = []
+        for mode in self.options.modes:
+            holder: list[ListenerContext] = []
+            server = await loop.create_server(
+                self._factory(mode, holder), mode.host, mode.port, start_serving=False,
+                reuse_address=True,
+            )  # fmt: skip
+            self.servers.append(server)
+            sockname = server.sockets[0].getsockname()
+            self.addresses.append((str(sockname[0]), int(sockname[1])))
+            holders.append(holder)
+        own = self._own_addresses()
+        for mode, holder in zip(self.options.modes, holders, strict=True):
+            holder.append(self._context(mode, own))
+        for server in self.servers:
+            await server.start_serving()
+        self._watchdog = loop.create_task(self._watch())
+
+    def _own_addresses(self) -> frozenset[tuple[str, int]]:
+        own: set[tuple[str, int]] = set()
+        for host, port in self.addresses:
+            for name in (host, *LOOPBACK_NAMES, *self.options.extra_own_hosts):
+                own.add((name, port))
+        return frozenset(own)
+
+    def _context(self, mode: ModeSpec, own: frozenset[tuple[str, int]]) -> ListenerContext:
+        session = replace(
+            self.options.session,
+            mode=mode.label,
+            upstream=mode.upstream if mode.kind == "reverse" else None,
+            own_addresses=own,
+        )
+        return ListenerContext(
+            session=session,
+            pool=self.pool,
+            submit=self.dispatcher.submit,
+            timeouts=self.options.timeouts,
+            upstream_ssl=self.options.upstream_ssl,
+            registry=self.registry,
+        )
+
+    @staticmethod
+    def _factory(mode: ModeSpec, holder: list[ListenerContext]) -> Callable[[], asyncio.Protocol]:
+        if mode.kind == "tcp":
+            up = mode.upstream
+            assert up is not None
+            return lambda: TcpConnection(holder[0], up.host, up.port)
+        return lambda: ClientConnection(holder[0])
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.registry.connections):
+                conn.check_timeout(now)
+            self.pool.sweep(now)
+
+    async def shutdown(self, timeout: float) -> int:
+        """Graceful stop; returns how many connections had to be cut."""
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + timeout
+        conns = self.registry.connections
+        while conns and time.monotonic() < deadline:
+            for conn in list(conns):
+                if conn.idle:
+                    conn.close_now()
+            if conns:
+                await asyncio.sleep(0.02)
+        cut = len(conns)
+        for conn in list(conns):
+            conn.close_now()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.pool.close()
+        await asyncio.sleep(0)  # let connection_lost callbacks submit their records
+        return cut

@@ -1,0 +1,264 @@
+"""The IO shell for one client connection in an HTTP mode.
+
+Feeds socket events to an ``HttpSession`` and carries out the commands it
+returns. Reading from the client pauses for two independent reasons, kept
+as flags: the session has enough unprocessed bytes (``backlog``), or the
+upstream's write buffer is above its high-water mark (``upstream``). Reading
+from the upstream pauses while the client's write buffer is full. This is
+the whole of the backpressure: memory per connection stays bounded by the
+water marks plus one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+from proxy.server.context import ListenerContext
+from proxy.server.relay import Relay
+from proxy.server.upstream import UpstreamConnection, connect
+from proxy.session.commands import (
+    CloseClient,
+    Command,
+    FlowDone,
+    OpenServer,
+    PauseClient,
+    ReleaseServer,
+    ResumeClient,
+    SendClient,
+    SendServer,
+    StartTunnel,
+)
+from proxy.session.errors import UpstreamError
+from proxy.session.http import HttpSession
+from proxy.sinks.record import TunnelInfo
+
+_BACKLOG, _UPSTREAM = 1, 2
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, ctx: ListenerContext) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.session: HttpSession | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.relay: Relay | None = None
+        self.last_active = time.monotonic()
+        self._paused = 0  # bit set of reasons reading from the client is paused
+        self._client_write_paused = False
+        self._connecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=256 * 1024)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.session = HttpSession(self.ctx.session, (str(peer[0]), int(peer[1])))
+        self.ctx.registry.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.relay is not None:
+            self.relay.from_client(data)
+        elif self.session is not None:
+            self.run(self.session.client_data(data))
+
+    def eof_received(self) -> bool:
+        if self.relay is not None:
+            self.relay.client_eof()
+        elif self.session is not None:
+            self.run(self.session.client_eof())
+        return True  # keep writing: a response may still be on its way
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.registry.connections.discard(self)
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.relay is not None:
+            self.relay.client_lost(exc)
+            return
+        session, self.session = self.session, None
+        if session is not None and session.ex is not None:
+            self._submit_aborted(session)
+        if self.upstream is not None:
+            self.upstream.abort()
+            self.upstream = None
+
+    def pause_writing(self) -> None:
+        self._client_write_paused = True
+        if self.relay is not None:
+            self.relay.client_pause_writing()
+        elif self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._client_write_paused = False
+        if self.relay is not None:
+            self.relay.client_resume_writing()
+        elif self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # -- upstream callbacks (Owner protocol) -------------------------------------
+    def on_server_data(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.session is not None:
+            self.run(self.session.server_data(data))
+
+    def on_server_eof(self) -> None:
+        if self.session is not None:
+            self.run(self.session.server_eof())
+
+    def on_server_lost(self, exc: Exception | None) -> None:
+        self.upstream = None
+        self._unpause(_UPSTREAM)
+        if self.session is not None:
+            self.run(self.session.server_eof())
+
+    def on_server_pause_writing(self) -> None:
+        self._pause(_UPSTREAM)
+
+    def on_server_resume_writing(self) -> None:
+        self._unpause(_UPSTREAM)
+
+    # -- commands -----------------------------------------------------------------
+    def run(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            # Ordered by frequency: this loop runs for every read.
+            if type(cmd) is SendClient:
+                if self.transport is not None and not self._closed:
+                    self.transport.write(cmd.data)
+            elif type(cmd) is SendServer:
+                if self.upstream is not None and self.upstream.transport is not None:
+                    self.upstream.transport.write(cmd.data)
+            else:
+                _HANDLERS[type(cmd)](self, cmd)
+
+    def _open_server(self, cmd: OpenServer) -> None:
+        key = (cmd.host, cmd.port, cmd.tls)
+        if cmd.reuse:
+            conn = self.ctx.pool.take(key)
+            if conn is not None:
+                self._attach(conn, reused=True)
+                return
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(cmd))
+
+    async def _connect(self, cmd: OpenServer) -> None:
+        key = (cmd.host, cmd.port, cmd.tls)
+        try:
+            conn = await connect(key, self.ctx.timeouts.connect, self.ctx.upstream_ssl, cmd.sni)
+        except UpstreamError as e:
+            self._connecting = None
+            if self.session is not None and not self._closed:
+                self.run(self.session.server_failed(e))
+            return
+        self._connecting = None
+        if self._closed or self.session is None:
+            conn.close()
+            return
+        self._attach(conn, reused=False)
+
+    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        conn.owner = self
+        self.upstream = conn
+        if self._client_write_paused:
+            conn.pause_reading()
+        assert conn.transport is not None and self.session is not None
+        peer = conn.transport.get_extra_info("peername") or (conn.key[0], conn.key[1])
+        self.run(self.session.server_connected((str(peer[0]), int(peer[1])), reused))
+
+    def _release_server(self, cmd: ReleaseServer) -> None:
+        conn, self.upstream = self.upstream, None
+        self._unpause(_UPSTREAM)
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if conn is None:
+            return
+        if cmd.reusable:
+            self.ctx.pool.put(conn)
+        else:
+            conn.close()
+
+    def _close_client(self, cmd: CloseClient) -> None:
+        if self.transport is None:
+            return
+        if cmd.abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def _start_tunnel(self, cmd: StartTunnel) -> None:
+        assert self.transport is not None and self.upstream is not None
+        self._paused = 0
+        self.transport.resume_reading()
+        self.relay = Relay(self.transport, self.upstream, self._tunnel_done)
+        self.upstream = None
+        self.relay.start(cmd.to_server, cmd.to_client)
+
+    def _tunnel_done(self, info: TunnelInfo) -> None:
+        session = self.session
+        if session is not None:
+            self.run(session.tunnel_closed(info))
+
+    def _flow_done(self, cmd: FlowDone) -> None:
+        self.ctx.submit(cmd.record)
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _unpause(self, reason: int) -> None:
+        was = self._paused
+        self._paused &= ~reason
+        if was and not self._paused and self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    # -- watchdog and shutdown ------------------------------------------------------
+    def check_timeout(self, now: float) -> None:
+        if self.relay is not None:
+            if now - self.last_active > self.ctx.timeouts.tunnel_idle:
+                self.relay.close("timeout")
+            return
+        session = self.session
+        if session is None or self._connecting is not None:
+            return
+        kind = session.deadline()
+        if now - self.last_active > self.ctx.timeouts.for_kind(kind):
+            self.run(session.timeout(kind))
+
+    @property
+    def idle(self) -> bool:
+        s = self.session
+        return s is not None and s.ex is None and self.relay is None and not s.requests.buffered
+
+    def close_now(self) -> None:
+        if self.relay is not None:
+            self.relay.close("proxy")
+        elif self.transport is not None:
+            self.transport.abort()
+
+    def _submit_aborted(self, session: HttpSession) -> None:
+        ex = session.ex
+        assert ex is not None
+        ex.error = ex.error or "client closed the connection"
+        self.ctx.submit(ex.record(session.config.mode, session.client, session.config.clock()))
+
+
+_HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {
+    OpenServer: ClientConnection._open_server,  # type: ignore[dict-item]
+    ReleaseServer: ClientConnection._release_server,  # type: ignore[dict-item]
+    CloseClient: ClientConnection._close_client,  # type: ignore[dict-item]
+    PauseClient: lambda self, _: self._pause(_BACKLOG),
+    ResumeClient: lambda self, _: self._unpause(_BACKLOG),
+    StartTunnel: ClientConnection._start_tunnel,  # type: ignore[dict-item]
+    FlowDone: ClientConnection._flow_done,  # type: ignore[dict-item]
+}

@@ -1,0 +1,55 @@
+"""What every connection of a listener shares, passed explicitly."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proxy.server.upstream import Pool
+from proxy.session.config import SessionConfig
+from proxy.sinks.record import FlowRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds; defaults follow nginx (60 s reads, 75 s keep-alive) and mitmproxy."""
+
+    connect: float = 10.0
+    client_head: float = 30.0  # a started request head must complete (slowloris)
+    client_idle: float = 75.0  # keep-alive between requests
+    response_head: float = 60.0
+    transfer_idle: float = 60.0  # no byte either way while a body streams
+    tunnel_idle: float = 600.0
+    upstream_idle: float = 60.0  # pooled connection unused
+
+    def for_kind(self, kind: str) -> float:
+        value: float = getattr(self, kind)
+        return value
+
+
+class Tracked(Protocol):
+    """A live connection as the watchdog and shutdown see it."""
+
+    @property
+    def idle(self) -> bool: ...
+    def check_timeout(self, now: float) -> None: ...
+    def close_now(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Registry:
+    """Live client connections, for the watchdog and graceful shutdown."""
+
+    connections: set[Tracked] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerContext:
+    session: SessionConfig
+    pool: Pool
+    submit: Callable[[FlowRecord], None]
+    timeouts: Timeouts
+    upstream_ssl: ssl.SSLContext | None
+    registry: Registry

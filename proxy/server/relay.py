@@ -1,0 +1,127 @@
+"""Opaque byte relay between a client and an upstream, half-close aware.
+
+Used for CONNECT tunnels, WebSocket connections after the 101, and the raw
+``tcp:`` mode. A FIN from one side is passed on with ``write_eof`` while the
+other side may still send (RFC 9293 §3.6); the relay ends when both
+directions have finished or either side resets. Backpressure: each side's
+write buffer above its high-water mark pauses reading on the other side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from proxy.server.upstream import UpstreamConnection
+from proxy.sinks.record import TunnelInfo
+
+
+class Relay:
+    """Owns both transports once bytes flow opaquely."""
+
+    def __init__(
+        self,
+        client: asyncio.Transport,
+        upstream: UpstreamConnection,
+        on_done: Callable[[TunnelInfo], None],
+    ) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.on_done = on_done
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.client_close = ""
+        self.server_close = ""
+        self.done = False
+        self._client_paused = False
+        upstream.owner = self
+
+    def start(self, to_server: bytes, to_client: bytes) -> None:
+        if to_server:
+            self.from_client(to_server)
+        if to_client:
+            self.on_server_data(to_client)
+
+    # client side --------------------------------------------------------------
+    def from_client(self, data: bytes) -> None:
+        self.bytes_up += len(data)
+        t = self.upstream.transport
+        if t is not None and not t.is_closing():
+            t.write(data)
+
+    def client_eof(self) -> None:
+        self.client_close = self.client_close or "fin"
+        t = self.upstream.transport
+        if t is not None and not t.is_closing() and t.can_write_eof():
+            t.write_eof()
+        self._maybe_done()
+
+    def client_lost(self, exc: Exception | None) -> None:
+        if not self.client_close:
+            self.client_close = "reset" if exc is not None else "fin"
+        if exc is not None or not self.server_close:
+            self.upstream.abort() if exc is not None else self.upstream.close()
+            self.server_close = self.server_close or "proxy"
+        self._finish()
+
+    def client_pause_writing(self) -> None:
+        self.upstream.pause_reading()
+
+    def client_resume_writing(self) -> None:
+        self.upstream.resume_reading()
+
+    # server side (Owner protocol) ---------------------------------------------
+    def on_server_data(self, data: bytes) -> None:
+        self.bytes_down += len(data)
+        if not self.client.is_closing():
+            self.client.write(data)
+
+    def on_server_eof(self) -> None:
+        self.server_close = self.server_close or "fin"
+        if not self.client.is_closing() and self.client.can_write_eof():
+            self.client.write_eof()
+        self._maybe_done()
+
+    def on_server_lost(self, exc: Exception | None) -> None:
+        if not self.server_close:
+            self.server_close = "reset" if exc is not None else "fin"
+        if exc is not None:
+            self.client.abort()
+            self.client_close = self.client_close or "proxy"
+        elif not self.client_close:
+            # The server closed without a FIN we saw: end the client side too.
+            self.client.close()
+            self.client_close = "proxy"
+        self._finish()
+
+    def on_server_pause_writing(self) -> None:
+        if not self._client_paused:
+            self._client_paused = True
+            self.client.pause_reading()
+
+    def on_server_resume_writing(self) -> None:
+        if self._client_paused:
+            self._client_paused = False
+            self.client.resume_reading()
+
+    # ending -------------------------------------------------------------------
+    def _maybe_done(self) -> None:
+        if self.client_close and self.server_close:
+            self.upstream.close()
+            self.client.close()
+
+    def close(self, reason: str) -> None:
+        """End the relay from our side (timeout, shutdown)."""
+        self.client_close = self.client_close or reason
+        self.server_close = self.server_close or reason
+        self.upstream.close()
+        self.client.close()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.on_done(
+            TunnelInfo(self.bytes_up, self.bytes_down, self.client_close, self.server_close)
+        )

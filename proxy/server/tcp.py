@@ -1,0 +1,112 @@
+"""The ``tcp:host:port`` mode: every client connection is relayed raw."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from proxy.server.context import ListenerContext
+from proxy.server.relay import Relay
+from proxy.server.upstream import connect
+from proxy.session.errors import UpstreamError
+from proxy.sinks.record import FlowRecord, TunnelInfo
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, ctx: ListenerContext, host: str, port: int) -> None:
+        self.ctx = ctx
+        self.key = (host, port, False)
+        self.transport: asyncio.Transport | None = None
+        self.relay: Relay | None = None
+        self.start = time.time()
+        self.client = ("?", 0)
+        self.server: tuple[str, int] | None = None
+        self.last_active = time.monotonic()
+        self._pending: list[bytes] = []
+        self._eof = False
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        transport.set_write_buffer_limits(high=256 * 1024)
+        transport.pause_reading()  # nothing to do with bytes until upstream is there
+        self.ctx.registry.connections.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        assert self.transport is not None
+        try:
+            conn = await connect(self.key, self.ctx.timeouts.connect, None, None)
+        except UpstreamError as e:
+            self._record(None, f"upstream {self.key[0]}:{self.key[1]}: {e}")
+            self.transport.abort()
+            return
+        if self.transport.is_closing():
+            conn.close()
+            return
+        assert conn.transport is not None
+        peer = conn.transport.get_extra_info("peername") or self.key[:2]
+        self.server = (str(peer[0]), int(peer[1]))
+        self.relay = Relay(self.transport, conn, self._done)
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.relay is not None:
+            self.relay.from_client(data)
+
+    def eof_received(self) -> bool:
+        if self.relay is not None:
+            self.relay.client_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.registry.connections.discard(self)
+        if self.relay is not None:
+            self.relay.client_lost(exc)
+        elif self._task is not None:
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.client_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.client_resume_writing()
+
+    def _done(self, info: TunnelInfo) -> None:
+        self._record(info, None)
+
+    def _record(self, info: TunnelInfo | None, error: str | None) -> None:
+        self.ctx.submit(
+            FlowRecord(
+                id=os.urandom(8).hex(),
+                kind="tcp",
+                mode=self.ctx.session.mode,
+                start=self.start,
+                end=time.time(),
+                client=self.client,
+                server=self.server,
+                tunnel=info,
+                error=error,
+            )
+        )
+
+    def check_timeout(self, now: float) -> None:
+        if self.relay is not None and now - self.last_active > self.ctx.timeouts.tunnel_idle:
+            self.relay.close("timeout")
+
+    @property
+    def idle(self) -> bool:
+        return False
+
+    def close_now(self) -> None:
+        if self.relay is not None:
+            self.relay.close("proxy")
+        elif self.transport is not None:
+            self.transport.abort()

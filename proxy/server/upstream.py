@@ -1,0 +1,188 @@
+"""Upstream connections: the protocol object and a bounded keep-alive pool.
+
+An ``UpstreamConnection`` forwards what its socket delivers to whoever owns
+it now (a client connection), or, while it sits idle in the pool, treats any
+byte or close as the end of its usefulness. The pool keeps at most
+``per_host`` idle connections for each (host, port, tls) and drops those
+idle longer than ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+from typing import Protocol
+
+from proxy.session.errors import UpstreamError
+
+Key = tuple[str, int, bool]
+
+
+class Owner(Protocol):
+    def on_server_data(self, data: bytes) -> None: ...
+    def on_server_eof(self) -> None: ...
+    def on_server_lost(self, exc: Exception | None) -> None: ...
+    def on_server_pause_writing(self) -> None: ...
+    def on_server_resume_writing(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.owner: Owner | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.paused_reading = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=256 * 1024)
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner is not None:
+            self.owner.on_server_data(data)
+        else:  # unsolicited bytes on an idle connection: it is not reusable
+            self.close()
+
+    def eof_received(self) -> bool:
+        if self.owner is not None:
+            self.owner.on_server_eof()
+            return True  # keep our write side; the owner decides when to close
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.on_server_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.on_server_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.on_server_resume_writing()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.paused_reading:
+            self.paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.paused_reading:
+            self.paused_reading = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.owner = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.owner = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, human cause for a failed connect (shown in 502 bodies)."""
+    if isinstance(exc, socket.gaierror):
+        return f"name not resolved ({exc.strerror})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class Pool:
+    """Idle keep-alive connections to upstreams, bounded per key."""
+
+    def __init__(self, per_host: int = 32, idle_timeout: float = 60.0) -> None:
+        self.per_host = per_host
+        self.idle_timeout = idle_timeout
+        self._idle: dict[Key, deque[UpstreamConnection]] = {}
+
+    def take(self, key: Key) -> UpstreamConnection | None:
+        conns = self._idle.get(key)
+        while conns:
+            conn = conns.pop()
+            if conn.usable:
+                return conn
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        conn.owner = None
+        conn.resume_reading()
+        if not conn.usable:
+            return
+        conns = self._idle.setdefault(conn.key, deque())
+        if len(conns) >= self.per_host:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        conns.append(conn)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle longer than the timeout (called by the watchdog)."""
+        for key in list(self._idle):
+            conns = self._idle[key]
+            keep = deque(c for c in conns if c.usable and now - c.idle_since < self.idle_timeout)
+            for c in conns:
+                if c not in keep:
+                    c.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for c in conns:
+                c.close()
+        self._idle.clear()
+
+    @property
+    def idle_count(self) -> int:
+        return sum(len(c) for c in self._idle.values())
+
+
+async def connect(
+    key: Key, timeout: float, ssl_context: ssl.SSLContext | None, sni: str | None
+) -> UpstreamConnection:
+    """Open a new upstream connection or raise ``UpstreamError``."""
+    loop = asyncio.get_running_loop()
+    host, port, tls = key
+    try:
+        async with asyncio.timeout(timeout):
+            _, proto = await loop.create_connection(
+                lambda: UpstreamConnection(key),
+                host,
+                port,
+                ssl=ssl_context if tls else None,
+                server_hostname=(sni or host) if tls else None,
+            )
+    except TimeoutError as e:
+        raise UpstreamError(f"connect timed out after {timeout:g}s", timeout=True) from e
+    except (OSError, ssl.SSLError) as e:
+        raise UpstreamError(describe_error(e)) from e
+    return proto

@@ -1,0 +1,89 @@
+"""Commands a session asks the IO shell to carry out.
+
+The session never touches a socket; it answers each event with a list of
+these, in order. The shell (``proxy.server``) executes them and feeds the
+outcome back as events (``server_connected``, ``server_failed``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.sinks.record import FlowRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SendClient:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendServer:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenServer:
+    """Connect (or take a pooled connection) to ``host:port``; answer with
+    ``server_connected`` or ``server_failed``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    sni: str | None = None
+    reuse: bool = True  # a pooled idle connection may be used
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseServer:
+    """Done with the current server connection: pool it or close it."""
+
+    reusable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseClient:
+    """Close the client connection once everything queued is written."""
+
+    abort: bool = False  # reset instead of a graceful close
+
+
+@dataclass(frozen=True, slots=True)
+class PauseClient:
+    """Stop reading from the client: the session has enough buffered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeClient:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StartTunnel:
+    """From now on relay opaque bytes both ways (CONNECT, 101 Upgrade).
+
+    ``to_server``/``to_client`` are bytes already read past the last HTTP
+    message; they go out first. The shell reports the end through
+    ``tunnel_closed``.
+    """
+
+    to_server: bytes = b""
+    to_client: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDone:
+    record: FlowRecord
+
+
+Command = (
+    SendClient
+    | SendServer
+    | OpenServer
+    | ReleaseServer
+    | CloseClient
+    | PauseClient
+    | ResumeClient
+    | StartTunnel
+    | FlowDone
+)

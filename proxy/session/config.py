@@ -1,0 +1,37 @@
+"""Per-listener settings a session needs, passed explicitly (no globals)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from proxy.http1 import DEFAULT_LIMITS, Limits
+
+
+def new_flow_id() -> str:
+    return os.urandom(8).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A fixed upstream (reverse and tcp modes)."""
+
+    scheme: str  # "http", "https" or "tcp"
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    mode: str = "regular"  # label used in records, e.g. "reverse:http://h:9000"
+    upstream: Upstream | None = None  # set for reverse mode
+    keep_host: bool = False  # reverse mode: forward the client's Host unchanged
+    # (host, port) pairs the proxy listens on: requests to them would loop.
+    own_addresses: frozenset[tuple[str, int]] = frozenset()
+    preview_bytes: int = 256
+    limits: Limits = DEFAULT_LIMITS
+    max_client_backlog: int = 256 * 1024  # unprocessed client bytes before pausing reads
+    clock: Callable[[], float] = field(default=time.time)
+    new_id: Callable[[], str] = field(default=new_flow_id)

@@ -1,0 +1,109 @@
+"""The live state of one HTTP exchange, and its record when it ends."""
+
+from __future__ import annotations
+
+from proxy.http1 import RequestHead, ResponseHead
+from proxy.session.target import Target
+from proxy.sinks.record import (
+    Address,
+    FlowRecord,
+    Message,
+    RequestInfo,
+    ResponseInfo,
+    Timings,
+    TunnelInfo,
+)
+
+
+class Exchange:
+    """Mutable while the exchange runs; ``record()`` freezes it."""
+
+    __slots__ = (
+        "close_client",
+        "connected_at",
+        "error",
+        "id",
+        "out_head",
+        "request",
+        "request_done",
+        "request_done_at",
+        "request_preview",
+        "request_size",
+        "response",
+        "response_head_at",
+        "response_preview",
+        "response_size",
+        "response_started",
+        "retryable",
+        "reused",
+        "server",
+        "start",
+        "target",
+        "upgrade",
+        "url",
+    )  # fmt: skip
+
+    def __init__(self, id: str, start: float, request: RequestHead) -> None:
+        self.id = id
+        self.start = start
+        self.request = request
+        self.target: Target | None = None
+        self.url = request.target.decode("latin-1")
+        self.out_head = b""
+        self.request_done = False
+        self.request_size = 0
+        self.request_preview = b""
+        self.response: ResponseHead | None = None
+        self.response_size = 0
+        self.response_preview = b""
+        self.response_started = False  # a response byte went to the client
+        self.connected_at: float | None = None
+        self.request_done_at: float | None = None
+        self.response_head_at: float | None = None
+        self.server: Address | None = None
+        self.error: str | None = None
+        self.close_client = False
+        self.retryable = False
+        self.upgrade = False
+        self.reused = False
+
+    def record(
+        self, mode: str, client: Address, end: float, tunnel: TunnelInfo | None = None
+    ) -> FlowRecord:
+        req = self.request
+        request = RequestInfo(
+            req.method,
+            self.url,
+            Message(req.fields, self.request_size, self.request_preview, req.version),
+        )
+        response = None
+        if self.response is not None:
+            r = self.response
+            response = ResponseInfo(
+                r.status,
+                r.reason,
+                Message(r.fields, self.response_size, self.response_preview, r.version),
+            )
+        kind = "http"
+        if tunnel is not None:
+            kind = "websocket" if self.upgrade else "tunnel"
+        return FlowRecord(
+            id=self.id,
+            kind=kind,
+            mode=mode,
+            start=self.start,
+            end=end,
+            client=client,
+            server=self.server,
+            request=request,
+            response=response,
+            tunnel=tunnel,
+            timings=Timings(
+                request_head=self.start,
+                connected=self.connected_at,
+                request_done=self.request_done_at,
+                response_head=self.response_head_at,
+                response_done=end if self.response is not None and tunnel is None else None,
+            ),
+            error=self.error,
+        )

@@ -1,0 +1,401 @@
+"""The HTTP/1.1 proxy session: one client connection, sans-IO.
+
+Events come in as method calls (``client_data``, ``server_connected``,
+``server_data``, ...); each returns the commands the shell must carry out, in
+order. Requests on one connection are handled one at a time: a pipelined
+request waits, parsed but unprocessed, until the response before it has been
+delivered, so responses always leave in order (RFC 9112 §9.3.2).
+
+The request and response paths are symmetric: parse with our codec, strip
+hop-by-hop fields, reframe from our own parse, forward. What is forwarded
+unchanged keeps field order, case and body bytes (principle 4).
+"""
+
+from __future__ import annotations
+
+from proxy.http1 import (
+    BodyData,
+    EndOfMessage,
+    FramingKind,
+    ProtocolError,
+    RequestHead,
+    RequestParser,
+    ResponseHead,
+    ResponseParser,
+)
+from proxy.http1.writer import chunk, last_chunk
+from proxy.session import messages
+from proxy.session.commands import (
+    CloseClient,
+    Command,
+    FlowDone,
+    OpenServer,
+    PauseClient,
+    ReleaseServer,
+    ResumeClient,
+    SendClient,
+    SendServer,
+    StartTunnel,
+)
+from proxy.session.config import SessionConfig
+from proxy.session.errors import UpstreamError
+from proxy.session.exchange import Exchange
+from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
+from proxy.session.target import Target, connect_target, forward_target, origin_target
+from proxy.sinks.record import Address, TunnelInfo
+
+# Timeout kinds the shell's watchdog may report (see ``deadline``).
+CLIENT_IDLE = "client_idle"
+CLIENT_HEAD = "client_head"
+RESPONSE_HEAD = "response_head"
+TRANSFER_IDLE = "transfer_idle"
+TUNNEL_IDLE = "tunnel_idle"
+
+
+class HttpSession:
+    """Proxy logic for one client connection in regular or reverse mode."""
+
+    def __init__(self, config: SessionConfig, client: Address) -> None:
+        self.config = config
+        self.client = client
+        self.requests = RequestParser(config.limits)
+        self.responses: ResponseParser | None = None
+        self.ex: Exchange | None = None
+        self.server_key: tuple[str, int, bool] | None = None
+        self.server_ready = False
+        self.tunnel: Exchange | None = None
+        self.closed = False
+        self.server_closing = False  # the current server connection sent EOF
+        self._paused = False
+        self._client_eof = False
+
+    # -- events from the shell ------------------------------------------------
+    def client_data(self, data: bytes) -> list[Command]:
+        self.requests.feed(data)
+        return self._pump_client([])
+
+    def client_eof(self) -> list[Command]:
+        self._client_eof = True
+        self.requests.feed_eof()
+        return self._pump_client([])
+
+    def server_connected(self, address: Address, reused: bool) -> list[Command]:
+        ex = self.ex
+        self.server_ready = True
+        self.server_closing = False
+        self.responses = ResponseParser(self.config.limits)
+        out: list[Command] = []
+        if ex is None:
+            return out
+        ex.server = address
+        ex.reused = reused
+        ex.connected_at = self.config.clock()
+        if ex.request.method == b"CONNECT":
+            out.append(SendClient(CONNECTION_ESTABLISHED))
+            out.append(StartTunnel(to_server=self.requests.take_remaining()))
+            self.tunnel, self.ex = ex, None
+            return out
+        self._send_head(ex, out)
+        return self._pump_client(out)
+
+    def server_failed(self, error: UpstreamError) -> list[Command]:
+        self.server_ready = False
+        self.server_key = None
+        ex = self.ex
+        if ex is None:
+            return []
+        status = 504 if error.timeout else 502
+        target = ex.target
+        where = f"{target.host}:{target.port}" if target else ex.url
+        return self._fail(ex, status, f"upstream {where}: {error}", [], server_open=False)
+
+    def server_data(self, data: bytes) -> list[Command]:
+        if self.responses is None:
+            return []
+        self.responses.feed(data)
+        return self._pump_server([])
+
+    def server_eof(self) -> list[Command]:
+        """The server closed (FIN or reset): finish what it sent, then forget it."""
+        if self.responses is None:
+            return []
+        self.responses.feed_eof()
+        self.server_closing = True
+        out = self._pump_server([])
+        if self.ex is None or self.ex.request.method == b"CONNECT":
+            self._release(out, reusable=False)
+        return out
+
+    def tunnel_closed(self, info: TunnelInfo) -> list[Command]:
+        ex, self.tunnel = self.tunnel, None
+        self.closed = True
+        if ex is None:
+            return []
+        return [FlowDone(ex.record(self.config.mode, self.client, self.config.clock(), info))]
+
+    def deadline(self) -> str:
+        """Which timeout applies now (the shell's watchdog measures inactivity)."""
+        if self.tunnel is not None:
+            return TUNNEL_IDLE
+        ex = self.ex
+        if ex is None:
+            return CLIENT_HEAD if self.requests.buffered else CLIENT_IDLE
+        if ex.response is None and ex.request_done:
+            return RESPONSE_HEAD
+        return TRANSFER_IDLE
+
+    def timeout(self, kind: str) -> list[Command]:
+        ex = self.ex
+        if ex is None or kind in (CLIENT_IDLE, CLIENT_HEAD, TUNNEL_IDLE):
+            self.closed = True
+            return [CloseClient()]
+        return self._fail(ex, 504, f"timeout ({kind}) waiting for {ex.url}", [])
+
+    # -- client side ------------------------------------------------------------
+    def _pump_client(self, out: list[Command]) -> list[Command]:
+        try:
+            while not self.closed:
+                ex = self.ex
+                if ex is None:
+                    event = self.requests.next_event()
+                    if event is None:
+                        if self._client_eof and not self.requests.buffered:
+                            self.closed = True
+                            out.append(CloseClient())
+                        break
+                    assert isinstance(event, RequestHead)
+                    self._start(event, out)
+                    continue
+                if ex.request_done or not self.server_ready:
+                    break
+                event = self.requests.next_event()
+                if event is None:
+                    break
+                self._request_body(ex, event, out)
+        except ProtocolError as e:
+            self._client_error(e, out)
+        self._flow_control(out)
+        return out
+
+    def _flow_control(self, out: list[Command]) -> None:
+        over = self.requests.buffered > self.config.max_client_backlog
+        if over and not self._paused:
+            self._paused = True
+            out.append(PauseClient())
+        elif self._paused and not over:
+            self._paused = False
+            out.append(ResumeClient())
+
+    def _client_error(self, e: ProtocolError, out: list[Command]) -> None:
+        ex = self.ex
+        if ex is None:
+            if self._client_eof and self.requests.at_message_start:
+                self.closed = True
+                out.append(CloseClient())
+                return
+            self.closed = True
+            out.append(SendClient(error_response(e.status, e.message)))
+            out.append(CloseClient())
+            return
+        if ex.request_done:
+            return
+        ex.error = f"client: {e.message}"
+        self._fail(ex, e.status, e.message, out)
+
+    def _start(self, head: RequestHead, out: list[Command]) -> None:
+        config = self.config
+        ex = Exchange(config.new_id(), config.clock(), head)
+        self.ex = ex
+        try:
+            target = self._route(head)
+        except ProtocolError as e:
+            ex.error = f"client: {e.message}"
+            self._fail(ex, e.status, e.message, out, server_open=self.server_key is not None)
+            return
+        if head.method == b"CONNECT":
+            ex.request_done = True
+            self._release(out, reusable=self.server_ready)
+            out.append(OpenServer(target.host, target.port, reuse=False))
+            self.server_key = (target.host, target.port, False)
+            return
+        ex.target = target
+        ex.url = target.url
+        ex.out_head, ex.upgrade = messages.request_out(head, target, config)
+        ex.retryable = head.framing.kind is FramingKind.NONE or (
+            head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
+        )
+        key = (target.host, target.port, target.scheme == "https")
+        if self.server_key == key and self.server_ready:
+            self._send_head(ex, out)
+            return
+        self._release(out, reusable=self.server_ready)
+        self.server_key = key
+        out.append(OpenServer(target.host, target.port, tls=key[2], sni=target.host))
+
+    def _route(self, head: RequestHead) -> Target:
+        up = self.config.upstream
+        if head.method == b"CONNECT":
+            if up is not None:
+                raise ProtocolError(405, "CONNECT is not accepted by a reverse proxy")
+            host, port = connect_target(head)
+            target = Target("tunnel", host, port, b"")
+        elif up is None:
+            target = forward_target(head)
+        else:
+            target = origin_target(head, up.scheme, up.host, up.port)
+        if (target.host, target.port) in self.config.own_addresses:
+            raise ProtocolError(
+                508, f"request addressed to the proxy itself ({target.host}:{target.port})"
+            )
+        return target
+
+    def _release(self, out: list[Command], reusable: bool) -> None:
+        if self.server_key is not None:
+            out.append(ReleaseServer(reusable=reusable))
+        self.server_key = None
+        self.server_ready = False
+        self.responses = None
+
+    def _send_head(self, ex: Exchange, out: list[Command]) -> None:
+        assert self.responses is not None
+        self.responses.expect(ex.request.method)
+        out.append(SendServer(ex.out_head))
+
+    def _request_body(self, ex: Exchange, event: object, out: list[Command]) -> None:
+        chunked = ex.request.framing.kind is FramingKind.CHUNKED
+        if isinstance(event, BodyData):
+            data = event.data
+            if ex.request_size < self.config.preview_bytes:
+                ex.request_preview += data[: self.config.preview_bytes - ex.request_size]
+            ex.request_size += len(data)
+            if chunked:
+                out.extend(SendServer(b) for b in chunk(data))
+            else:
+                out.append(SendServer(data))
+        elif isinstance(event, EndOfMessage):
+            if chunked:
+                out.append(SendServer(last_chunk(event.trailers)))
+            self._request_complete(ex, out)
+
+    def _request_complete(self, ex: Exchange, out: list[Command]) -> None:
+        ex.request_done = True
+        ex.request_done_at = self.config.clock()
+
+    # -- server side ------------------------------------------------------------
+    def _pump_server(self, out: list[Command]) -> list[Command]:
+        responses = self.responses
+        ex = self.ex
+        try:
+            while responses is not None and ex is not None and self.ex is ex:
+                event = responses.next_event()
+                if event is None:
+                    break
+                if isinstance(event, ResponseHead):
+                    self._response_head(ex, event, out)
+                elif isinstance(event, BodyData):
+                    self._response_body(ex, event.data, out)
+                else:
+                    assert isinstance(event, EndOfMessage)
+                    self._response_end(ex, event, out)
+        except ProtocolError as e:
+            if ex is not None and self.ex is ex:
+                self._server_error(ex, e, out)
+        return out
+
+    def _server_error(self, ex: Exchange, e: ProtocolError, out: list[Command]) -> None:
+        if ex.reused and ex.retryable and ex.response is None and not ex.response_started:
+            # A pooled connection the server had already closed: try once more
+            # on a fresh connection (RFC 9112 §9.3.1 allows retrying idempotent
+            # or unsent requests).
+            ex.reused = False
+            self._release(out, reusable=False)
+            assert ex.target is not None
+            key = (ex.target.host, ex.target.port, ex.target.scheme == "https")
+            self.server_key = key
+            out.append(OpenServer(key[0], key[1], tls=key[2], sni=key[0], reuse=False))
+            return
+        ex.error = f"upstream: {e.message}"
+        self._fail(ex, 502, f"upstream {ex.url}: {e.message}", out)
+
+    def _response_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
+        if head.informational:
+            if ex.request.version == b"1.1":
+                out.append(SendClient(messages.informational_out(head)))
+            return
+        if head.status == 101 and not ex.upgrade:
+            raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
+        ex.response = head
+        ex.response_head_at = self.config.clock()
+        data, close = messages.response_out(ex.request, head, ex.upgrade)
+        ex.close_client = ex.close_client or close or not ex.request_done
+        ex.response_started = True
+        out.append(SendClient(data))
+        if head.framing.kind is FramingKind.TUNNEL:
+            assert self.responses is not None
+            out.append(
+                StartTunnel(
+                    to_server=self.requests.take_remaining(),
+                    to_client=self.responses.take_remaining(),
+                )
+            )
+            self.tunnel, self.ex = ex, None
+
+    def _response_body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        preview = self.config.preview_bytes
+        if ex.response_size < preview:
+            ex.response_preview += data[: preview - ex.response_size]
+        ex.response_size += len(data)
+        assert ex.response is not None
+        if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
+            out.extend(SendClient(b) for b in chunk(data))
+        else:
+            out.append(SendClient(data))
+
+    def _response_end(self, ex: Exchange, event: EndOfMessage, out: list[Command]) -> None:
+        assert ex.response is not None
+        if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
+            out.append(SendClient(last_chunk(event.trailers)))
+        if ex.request_done:
+            self._finish(ex, out)
+        else:
+            # The server answered before the request body was complete: the
+            # rest of that body can't be relayed, so both connections end.
+            ex.close_client = True
+            self._finish(ex, out)
+
+    def _finish(self, ex: Exchange, out: list[Command]) -> None:
+        assert ex.response is not None
+        reusable = (
+            ex.request_done
+            and not self.server_closing
+            and ex.response.framing.kind is not FramingKind.CLOSE
+            and not messages.wants_close(ex.response.fields, ex.response.version)
+        )
+        self.ex = None
+        out.append(FlowDone(ex.record(self.config.mode, self.client, self.config.clock())))
+        if ex.close_client or self._client_eof:
+            self._release(out, reusable=reusable)
+            self.closed = True
+            out.append(CloseClient())
+            return
+        if not reusable:
+            self._release(out, reusable=False)
+        self._pump_client(out)
+
+    def _fail(
+        self, ex: Exchange, status: int, message: str, out: list[Command], server_open: bool = True
+    ) -> list[Command]:
+        """End the exchange with an error: a response if none started, else a close."""
+        if ex.error is None:
+            ex.error = message
+        if not ex.response_started:
+            out.append(SendClient(error_response(status, message)))
+        self.ex = None
+        self.closed = True
+        out.append(FlowDone(ex.record(self.config.mode, self.client, self.config.clock())))
+        if server_open:
+            self._release(out, reusable=False)
+        else:
+            self.server_key = None
+        out.append(CloseClient(abort=ex.response_started))
+        return out

@@ -1,0 +1,88 @@
+"""Building the heads we forward, from our own parse.
+
+Each function takes a parsed head and returns the bytes to send: hop-by-hop
+fields removed (RFC 9110 §7.6.1), Host made to agree with the target
+(RFC 9112 §3.2.2), framing computed by us (RFC 9112 §6), our own HTTP
+version (RFC 9110 §2.5). Everything else is kept as it came, in order.
+"""
+
+from __future__ import annotations
+
+from proxy.http1 import UNTIL_CLOSE, FramingKind, RequestHead, ResponseHead
+from proxy.http1.events import Fields
+from proxy.http1.fields import split_list
+from proxy.http1.writer import framed_fields, request_head, response_head
+from proxy.session.config import SessionConfig
+from proxy.session.hop import connection_tokens, strip_hop_by_hop
+from proxy.session.target import Target
+
+
+def wants_close(fields: Fields, version: bytes) -> bool:
+    """Whether the sender ends the connection after this message (RFC 9112 §9.3)."""
+    tokens = connection_tokens(fields)
+    if b"close" in tokens:
+        return True
+    return version == b"1.0" and b"keep-alive" not in tokens
+
+
+def _is_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
+    if head.version != b"1.1" or b"upgrade" not in tokens:
+        return False
+    return any(k.lower() == b"upgrade" and split_list(v) for k, v in head.fields)
+
+
+def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tuple[bytes, bytes]]:
+    """Set Host in place (name case and position kept), or add it first."""
+    for i, (k, v) in enumerate(fields):
+        if k.lower() == b"host":
+            if v != authority:
+                fields[i] = (k, authority)
+            return fields
+    return [(b"Host", authority), *fields]
+
+
+def request_out(head: RequestHead, target: Target, config: SessionConfig) -> tuple[bytes, bool]:
+    """The request head for the upstream, and whether it asks for an upgrade."""
+    tokens = connection_tokens(head.fields)
+    upgrade = _is_upgrade(head, tokens)
+    fields = strip_hop_by_hop(head.fields, tokens, upgrade)
+    if upgrade:
+        fields = [(k, b"Upgrade") if k.lower() == b"connection" else (k, v) for k, v in fields]
+    keep = config.upstream is not None and config.keep_host
+    if not keep or not any(k.lower() == b"host" for k, _ in fields):
+        fields = _with_host(fields, target.authority.encode("ascii"))
+    fields = framed_fields(fields, head.framing)
+    return request_head(head.method, target.path, b"1.1", fields), upgrade
+
+
+def informational_out(head: ResponseHead) -> bytes:
+    """A 1xx (100 Continue, 103 Early Hints) relayed to an HTTP/1.1 client."""
+    fields = strip_hop_by_hop(head.fields, connection_tokens(head.fields), False)
+    return response_head(b"1.1", head.status, head.reason, fields)
+
+
+def response_out(request: RequestHead, head: ResponseHead, upgrade: bool) -> tuple[bytes, bool]:
+    """The response head for the client, and whether the client connection closes."""
+    tokens = connection_tokens(head.fields)
+    switching = upgrade and head.status == 101
+    fields = strip_hop_by_hop(head.fields, tokens, switching)
+    kind = head.framing.kind
+    client_11 = request.version == b"1.1"
+    close = wants_close(request.fields, request.version)
+    if kind is FramingKind.LENGTH:
+        fields = framed_fields(fields, head.framing)
+    elif kind is FramingKind.CHUNKED:
+        if client_11:
+            fields = framed_fields(fields, head.framing)
+        else:
+            fields = framed_fields(fields, UNTIL_CLOSE)
+            close = True  # HTTP/1.0 has no chunked: the body ends at close
+    elif kind is FramingKind.CLOSE:
+        fields = framed_fields(fields, head.framing)
+        close = True
+    if not switching and kind is not FramingKind.TUNNEL:
+        if close:
+            fields.append((b"Connection", b"close"))
+        elif not client_11:
+            fields.append((b"Connection", b"keep-alive"))
+    return response_head(b"1.1", head.status, head.reason, fields), close

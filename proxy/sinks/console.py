@@ -1,0 +1,88 @@
+"""One human line per flow: time, client, method, URL, status, size, duration."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO
+
+from proxy.sinks.record import FlowRecord
+
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_COLOURS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[31m"}
+
+
+def human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n}b"
+    for unit in ("k", "m", "g"):
+        n_f = n / 1024
+        if n_f < 1024 or unit == "g":
+            return f"{n_f:.1f}{unit}"
+        n = int(n_f)
+    return f"{n}b"
+
+
+def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
+    ts = time.strftime("%H:%M:%S", time.localtime(r.start))
+    client = f"{r.client[0]}:{r.client[1]}"
+    ms = (r.end - r.start) * 1000
+    if r.request is None:
+        tunnel = r.tunnel
+        moved = (
+            f"up {human_size(tunnel.bytes_up)} down {human_size(tunnel.bytes_down)}"
+            if tunnel
+            else ""
+        )
+        server = f"{r.server[0]}:{r.server[1]}" if r.server else "-"
+        line = f"{ts} {client} {r.kind.upper()} {server} {moved} {ms:.0f}ms"
+    else:
+        method = r.request.method.decode("latin-1")
+        if r.response is not None:
+            status = str(r.response.status)
+            size = human_size(r.response.message.body_size)
+            if colour:
+                status = _COLOURS.get(r.response.status // 100, "") + status + _RESET
+        else:
+            status, size = "---", "-"
+        extra = f" [{r.kind}]" if r.kind != "http" else ""
+        line = f"{ts} {client} {method} {r.request.url} {status} {size} {ms:.0f}ms{extra}"
+    if r.error:
+        err = f" << {r.error}"
+        line += (_COLOURS[5] + err + _RESET) if colour else err
+    if verbose and r.request is not None:
+        parts = [line]
+        for k, v in r.request.message.headers:
+            parts.append(f"    > {k.decode('latin-1')}: {v.decode('latin-1')}")
+        if r.response is not None:
+            for k, v in r.response.message.headers:
+                parts.append(f"    < {k.decode('latin-1')}: {v.decode('latin-1')}")
+        line = "\n".join(parts)
+    if colour:
+        line = line.replace(ts, _DIM + ts + _RESET, 1)
+    return line
+
+
+class ConsoleSink:
+    def __init__(self, stream: IO[str], verbose: bool = False) -> None:
+        self.stream = stream
+        self.verbose = verbose
+        self.colour = stream.isatty()
+
+    def write_batch(self, records: Sequence[FlowRecord]) -> None:
+        text = "".join(format_line(r, self.colour, self.verbose) + "\n" for r in records)
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:
+            pass
+
+    def write_dropped(self, count: int) -> None:
+        print(f"tapproxy: {count} flow records dropped (sinks too slow)", file=sys.stderr)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.flush()

@@ -1,0 +1,157 @@
+"""The flow record: one per completed exchange, tunnel or TCP relay.
+
+A record is built once, when a flow ends, from plain values (bytes stay
+bytes); turning it into JSON happens later, off the data path, in
+``to_json``. The JSON shape is documented in docs/flow-log.md and carries
+``schema`` so readers can tell versions apart. Bump ``SCHEMA_VERSION`` on any
+incompatible change.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.http1.events import Fields
+
+SCHEMA_VERSION = 1
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One side of an HTTP exchange as it went over the wire to us."""
+
+    headers: Fields
+    body_size: int
+    preview: bytes  # the first bytes of the body (length configurable)
+    version: bytes = b"1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    method: bytes
+    url: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    status: int
+    reason: bytes
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelInfo:
+    bytes_up: int  # client -> server
+    bytes_down: int  # server -> client
+    client_close: str  # "fin", "reset", "proxy" (we closed it), "timeout"
+    server_close: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Absolute times (seconds since the epoch); None when a phase never happened."""
+
+    request_head: float | None = None
+    connected: float | None = None
+    request_done: float | None = None
+    response_head: float | None = None
+    response_done: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    id: str
+    kind: str  # "http", "tunnel", "websocket", "tcp"
+    mode: str
+    start: float
+    end: float
+    client: Address
+    server: Address | None
+    request: RequestInfo | None = None
+    response: ResponseInfo | None = None
+    tunnel: TunnelInfo | None = None
+    timings: Timings = Timings()
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return record_to_json(self)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")
+
+
+def _text(b: bytes) -> str:
+    return b.decode("latin-1")
+
+
+def headers_json(fields: Fields) -> list[list[str]]:
+    """Ordered name/value pairs; latin-1 keeps every byte (RFC 9110 §5.5 obs-text)."""
+    return [[k.decode("latin-1"), v.decode("latin-1")] for k, v in fields]
+
+
+def preview_json(preview: bytes, body_size: int) -> dict[str, Any]:
+    try:
+        text, encoding = preview.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(preview).decode("ascii"), "base64"
+    return {"data": text, "encoding": encoding, "truncated": len(preview) < body_size}
+
+
+def _message_json(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "http_version": "HTTP/" + _text(m.version),
+        "headers": headers_json(m.headers),
+        "body_size": m.body_size,
+    }
+    if m.preview:
+        out["body_preview"] = preview_json(m.preview, m.body_size)
+    return out
+
+
+def _ms(t: float | None, start: float) -> float | None:
+    return None if t is None else round((t - start) * 1000, 3)
+
+
+def record_to_json(r: FlowRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "id": r.id,
+        "kind": r.kind,
+        "mode": r.mode,
+        "start": _iso(r.start),
+        "end": _iso(r.end),
+        "duration_ms": round((r.end - r.start) * 1000, 3),
+        "client": {"ip": r.client[0], "port": r.client[1]},
+        "server": None if r.server is None else {"ip": r.server[0], "port": r.server[1]},
+    }
+    t = r.timings
+    out["timings_ms"] = {
+        "request_head": _ms(t.request_head, r.start),
+        "connected": _ms(t.connected, r.start),
+        "request_done": _ms(t.request_done, r.start),
+        "response_head": _ms(t.response_head, r.start),
+        "response_done": _ms(t.response_done, r.start),
+    }
+    if r.request is not None:
+        out["request"] = {"method": _text(r.request.method), "url": r.request.url}
+        out["request"].update(_message_json(r.request.message))
+    if r.response is not None:
+        out["response"] = {"status": r.response.status, "reason": _text(r.response.reason)}
+        out["response"].update(_message_json(r.response.message))
+    if r.tunnel is not None:
+        tu = r.tunnel
+        out["tunnel"] = {
+            "bytes_client_to_server": tu.bytes_up,
+            "bytes_server_to_client": tu.bytes_down,
+            "client_close": tu.client_close,
+            "server_close": tu.server_close,
+        }
+    out["error"] = r.error
+    return out
