@@ -16,7 +16,8 @@ from proxy.http1.fields import get_all
 _HOST = rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]+)"
 _AUTHORITY = re.compile(_HOST + rb"(?::([0-9]{0,5}))?")
 _ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)([^#]*)")
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,9 @@ def forward_target(head: RequestHead) -> Target:
             raise ProtocolError(400, "this is a proxy: send the absolute URL as request target")
         raise ProtocolError(400, f"invalid request target {head.target[:80]!r}")
     scheme = m.group(1).decode("ascii").lower()
+    # Some clients (aiohttp, websocket-client) send ws:// URLs in absolute
+    # form; the handshake itself is plain HTTP/1.1 (RFC 6455 §4.1).
+    scheme = _WS_SCHEMES.get(scheme, scheme)
     if scheme not in ("http", "https"):
         raise ProtocolError(400, f"unsupported scheme {scheme!r}")
     host, port = parse_authority(m.group(2), DEFAULT_PORTS[scheme])

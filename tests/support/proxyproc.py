@@ -1,0 +1,115 @@
+"""Run tapproxy as a user does: a subprocess, on ports the OS picks.
+
+The proxy prints "... listening at HOST:PORT" on stderr for each mode; we
+read those lines (bounded wait) instead of guessing free ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTEN = re.compile(rb"listening at (\S+):(\d+)")
+
+
+@dataclass
+class ProxyProcess:
+    proc: subprocess.Popen[bytes]
+    addresses: list[tuple[str, int]]
+    flow_log: Path | None
+    stderr_lines: list[bytes] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def records(self, expect: int = 0, timeout: float = 10.0) -> list[dict[str, object]]:
+        """Flow-log records, waiting (bounded) until at least ``expect`` are there."""
+        import json
+
+        assert self.flow_log is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.flow_log.read_text() if self.flow_log.exists() else ""
+            recs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if len(recs) >= expect or time.monotonic() > deadline:
+                return recs
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        rest = self.proc.stderr.read() if self.proc.stderr else b""
+        if rest:
+            self.stderr_lines.extend(rest.splitlines())
+        return self.proc.returncode
+
+    @property
+    def stderr_text(self) -> str:
+        return b"\n".join(self.stderr_lines).decode("utf-8", "replace")
+
+
+def start_proxy(
+    *args: str, flow_log: Path | None = None, modes: int = 1, timeout: float = 15.0
+) -> ProxyProcess:
+    cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", *args]
+    if flow_log is not None:
+        cmd += ["--flow-log", str(flow_log)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    lines: list[bytes] = []
+    addresses: list[tuple[str, int]] = []
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while len(addresses) < modes:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            proc.kill()
+            out = buf + (proc.stderr.read() or b"")
+            raise RuntimeError(f"proxy did not start: {out.decode(errors='replace')}")
+        if not sel.select(left):
+            continue
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            continue
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            lines.append(line)
+            m = _LISTEN.search(line)
+            if m:
+                addresses.append((m.group(1).decode(), int(m.group(2))))
+    sel.close()
+    return ProxyProcess(proc, addresses, flow_log, lines)
+
+
+@contextlib.contextmanager
+def running_proxy(
+    *args: str, flow_log: Path | None = None, modes: int = 1
+) -> Iterator[ProxyProcess]:
+    p = start_proxy(*args, flow_log=flow_log, modes=modes)
+    try:
+        yield p
+    finally:
+        p.stop()
