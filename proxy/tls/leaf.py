@@ -1,0 +1,384 @@
+"""Leaf certificates for intercepted hosts, signed by the local CA.
+
+Design (see docs/tls.md):
+
+* One leaf key pair per :class:`LeafIssuer`, made at construction and shared by
+  every host, so a new host costs one signature (~0.1 ms), not a key
+  generation. It is a different key from the CA's, so a leaked leaf key cannot
+  sign certificates, and leaf and CA never share a key identifier (SChannel
+  misbehaves when they do).
+* Leaves live 180 days (browsers cap leaf lifetimes; mitmproxy found
+  Chromium rejecting longer ones), never beyond the CA, and are backdated two
+  days for clients with skewed clocks.
+* ``server_context`` hands out ready ``ssl.SSLContext`` objects from an LRU
+  cache. ``load_cert_chain`` only reads files, so each new context is loaded
+  from a private temp file (0600, ``mkstemp``) that is deleted as soon as the
+  load returns: no file outlives the call, so there is nothing to clean up on
+  eviction or exit.
+
+Issuance is synchronous and never awaits. Called from the event loop, it
+cannot interleave with itself, so concurrent connections to one host share a
+single issuance through the cache without locks, futures or threads.
+The issuer is not thread-safe: use it from one thread (the event loop's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import ssl
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from proxy.tls.ca import BACKDATE, CertificateAuthority
+
+__all__ = [
+    "LEAF_VALIDITY",
+    "KeyType",
+    "LeafCert",
+    "LeafIssuer",
+    "normalize_name",
+    "sans_from_certificate",
+]
+
+KeyType = Literal["ec", "rsa"]
+
+LEAF_VALIDITY = timedelta(days=180)
+#: A cached leaf this close to expiry is re-issued rather than served.
+RENEW_BEFORE = timedelta(days=1)
+#: RFC 5280 upper bound for a CommonName; longer names go in the SAN only.
+_MAX_CN = 64
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+@dataclass(frozen=True, slots=True)
+class LeafCert:
+    """An issued leaf: everything a TLS server needs to present it.
+
+    ``names`` are the normalized SANs, the requested host first. ``key_pem``
+    is the issuer's shared leaf key (PKCS#8, unencrypted): keep it in memory.
+    """
+
+    names: tuple[str, ...]
+    cert: x509.Certificate
+    cert_pem: bytes
+    chain_pem: bytes
+    key_pem: bytes
+
+    @property
+    def not_after(self) -> datetime:
+        return self.cert.not_valid_after_utc
+
+
+def normalize_name(name: str) -> str:
+    """Canonical SAN text for a host name or IP literal; ``ValueError`` if unusable.
+
+    Lower-cases, drops a trailing dot, unwraps ``[v6]`` brackets and IPv6 zone
+    ids, IDNA-encodes Unicode names, and accepts a wildcard only as the whole
+    leftmost label (``*.example.com``).
+    """
+    text = name.strip()
+    bracketed = text.startswith("[") and text.endswith("]")
+    ip = _parse_ip(text[1:-1] if bracketed else text)
+    if ip is not None and (ip.version == 6 or not bracketed):
+        return str(ip)
+    if bracketed:
+        raise ValueError(f"only IPv6 literals go in brackets: {name!r}")
+    text = text.rstrip(".").lower()
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise ValueError(f"not a valid IDNA host name: {name!r}") from e
+    labels = text.split(".")
+    if labels[0] == "*" and len(labels) > 2:
+        labels = labels[1:]
+    if len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"not a valid host name: {name!r}")
+    return text
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    ip = _parse_ip(name)
+    return x509.IPAddress(ip) if ip is not None else x509.DNSName(name)
+
+
+def sans_from_certificate(der: bytes) -> tuple[list[str], str | None]:
+    """The DNS and IP names and the organization of a real upstream certificate.
+
+    Feed the result to :meth:`LeafIssuer.issue` as ``extra_sans`` and
+    ``organization`` so a forged leaf covers what the original covered
+    (wildcards, multi-name certificates). Names we could not put in a leaf
+    are skipped. Falls back to the CommonName when there is no SAN.
+    Raises ``ValueError`` if ``der`` is not a DER certificate.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    raw: list[str] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        raw.extend(san.get_values_for_type(x509.DNSName))
+        raw.extend(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    if not raw:
+        raw.extend(_text_attrs(cert.subject, NameOID.COMMON_NAME))
+    names: list[str] = []
+    for value in raw:
+        with contextlib.suppress(ValueError):
+            normalized = normalize_name(value)
+            if normalized not in names:
+                names.append(normalized)
+    orgs = _text_attrs(cert.subject, NameOID.ORGANIZATION_NAME)
+    return names, (orgs[0] if orgs else None)
+
+
+def _text_attrs(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
+    return [a.value for a in name.get_attributes_for_oid(oid) if isinstance(a.value, str)]
+
+
+_LeafKey = tuple[tuple[str, ...], str | None]
+_ContextKey = tuple[_LeafKey, tuple[str, ...]]
+
+
+class LeafIssuer:
+    """Issues and caches leaf certificates and server ``SSLContext`` objects.
+
+    ``cache_size`` bounds the leaf cache; ``context_cache_size`` bounds the
+    context cache (a context holds OpenSSL state, so it is kept smaller).
+    ``clock`` exists for tests.
+    """
+
+    def __init__(
+        self,
+        ca: CertificateAuthority,
+        key_type: KeyType = "ec",
+        cache_size: int = 1000,
+        *,
+        context_cache_size: int = 256,
+        tmp_dir: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if cache_size < 1 or context_cache_size < 1:
+            raise ValueError("cache sizes must be at least 1")
+        self._ca = ca
+        self._key_type: KeyType = key_type
+        self._key = _generate_leaf_key(key_type)
+        self._key_pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        self._aki = _authority_key_identifier(ca.cert)
+        self._cache_size = cache_size
+        self._context_cache_size = context_cache_size
+        self._tmp_dir = tmp_dir
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._leaves: OrderedDict[_LeafKey, LeafCert] = OrderedDict()
+        self._contexts: OrderedDict[_ContextKey, tuple[ssl.SSLContext, datetime]] = OrderedDict()
+        self._issued = 0
+        self._closed = False
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        return self._ca
+
+    @property
+    def key_type(self) -> KeyType:
+        return self._key_type
+
+    @property
+    def issued_count(self) -> int:
+        """How many certificates this issuer has signed (cache misses)."""
+        return self._issued
+
+    def issue(
+        self, host: str, extra_sans: Sequence[str] = (), organization: str | None = None
+    ) -> LeafCert:
+        """A leaf for ``host`` (plus ``extra_sans``), from the cache when possible.
+
+        ``ValueError`` if a name is not a usable host name or IP literal, or if
+        the CA has expired.
+        """
+        return self._issue(self._leaf_key(host, extra_sans, organization))
+
+    def server_context(
+        self,
+        host: str,
+        alpn: Sequence[str] = ("http/1.1",),
+        extra_sans: Sequence[str] = (),
+        organization: str | None = None,
+    ) -> ssl.SSLContext:
+        """A cached server-side context presenting the leaf for ``host``.
+
+        TLS 1.2 minimum, leaf + CA chain loaded, ``alpn`` offered in order of
+        preference (empty: no ALPN). The same object is returned for the same
+        arguments until it is evicted or the leaf nears expiry; contexts are
+        safe to share between connections.
+        """
+        leaf_key = self._leaf_key(host, extra_sans, organization)
+        key: _ContextKey = (leaf_key, tuple(alpn))
+        entry = self._contexts.get(key)
+        if entry is not None and self._fresh(entry[1]):
+            self._contexts.move_to_end(key)
+            return entry[0]
+        leaf = self._issue(leaf_key)
+        context = self._build_context(leaf, key[1])
+        self._contexts[key] = (context, leaf.not_after)
+        self._contexts.move_to_end(key)
+        while len(self._contexts) > self._context_cache_size:
+            self._contexts.popitem(last=False)
+        return context
+
+    def close(self) -> None:
+        """Drop every cached leaf and context. The issuer cannot be used afterwards."""
+        self._closed = True
+        self._leaves.clear()
+        self._contexts.clear()
+
+    def __enter__(self) -> LeafIssuer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LeafIssuer {self._key_type} leaves={len(self._leaves)} "
+            f"contexts={len(self._contexts)} issued={self._issued}>"
+        )
+
+    # -- internals ------------------------------------------------------------
+
+    def _leaf_key(self, host: str, extra_sans: Sequence[str], organization: str | None) -> _LeafKey:
+        if self._closed:
+            raise RuntimeError("LeafIssuer is closed")
+        names: list[str] = []
+        for name in (host, *extra_sans):
+            normalized = normalize_name(name)
+            if normalized not in names:
+                names.append(normalized)
+        return tuple(names), (organization or None)
+
+    def _fresh(self, not_after: datetime) -> bool:
+        now = self._clock()
+        if now >= not_after:
+            return False
+        # Re-issuing cannot extend a leaf already capped by the CA's expiry.
+        return now + RENEW_BEFORE < not_after or not_after >= self._ca.not_after
+
+    def _issue(self, key: _LeafKey) -> LeafCert:
+        cached = self._leaves.get(key)
+        if cached is not None and self._fresh(cached.not_after):
+            self._leaves.move_to_end(key)
+            return cached
+        leaf = self._sign(*key)
+        self._leaves[key] = leaf
+        self._leaves.move_to_end(key)
+        while len(self._leaves) > self._cache_size:
+            self._leaves.popitem(last=False)
+        return leaf
+
+    def _sign(self, names: tuple[str, ...], organization: str | None) -> LeafCert:
+        now = self._clock()
+        not_after = min(now + LEAF_VALIDITY, self._ca.not_after)
+        if not_after <= now:
+            raise ValueError("the CA has expired; run `tapproxy ca regenerate`")
+        subject: list[x509.NameAttribute[str]] = []
+        if len(names[0]) <= _MAX_CN:
+            subject.append(x509.NameAttribute(NameOID.COMMON_NAME, names[0]))
+        if organization:
+            subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        key_usage = x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=self._key_type == "rsa",
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(subject))
+            .issuer_name(self._ca.cert.subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(not_after)
+            # RFC 5280 4.2.1.6: the SAN must be critical when the subject is empty.
+            .add_extension(
+                x509.SubjectAlternativeName([_general_name(n) for n in names]),
+                critical=not subject,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(key_usage, critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(self._aki, critical=False)
+            .sign(self._ca.key, hashes.SHA256())
+        )
+        self._issued += 1
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        return LeafCert(
+            names=names,
+            cert=cert,
+            cert_pem=cert_pem,
+            chain_pem=cert_pem + self._ca.cert_pem,
+            key_pem=self._key_pem,
+        )
+
+    def _build_context(self, leaf: LeafCert, alpn: tuple[str, ...]) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if alpn:
+            context.set_alpn_protocols(list(alpn))
+        # load_cert_chain reads paths only. mkstemp creates the file 0600 with
+        # O_EXCL; it is removed as soon as OpenSSL has read it.
+        fd, path = tempfile.mkstemp(prefix="tapproxy-leaf-", suffix=".pem", dir=self._tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(leaf.chain_pem + leaf.key_pem)
+            context.load_cert_chain(path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return context
+
+
+def _generate_leaf_key(key_type: KeyType) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    if key_type == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "rsa":
+        # For clients without ECDSA support; 2048 bits is what public CAs issue.
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unknown leaf key type {key_type!r} (use 'ec' or 'rsa')")
+
+
+def _authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI pointing at the CA's own SKI (a user-supplied CA may lack one)."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
