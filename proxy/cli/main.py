@@ -10,19 +10,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
+import re
 import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from proxy import __version__
 from proxy.config import ConfigError, parse_modes
 from proxy.server.app import ProxyServer, ServerOptions
-from proxy.server.context import Timeouts
+from proxy.server.context import InterceptContext, Timeouts
 from proxy.session.config import SessionConfig
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
 from proxy.sinks.jsonl import JsonlSink
+from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
+from proxy.tls.leaf import LeafIssuer
+from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 
 SUBCOMMANDS = {
     "ca": "proxy.cli.ca_cmd",
@@ -90,6 +96,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
     )
     u.add_argument("--insecure", action="store_true", help="do not verify upstream certificates")
+    m = p.add_argument_group("TLS interception")
+    m.add_argument(
+        "--mitm", action="store_true", help="intercept TLS in CONNECT tunnels for all hosts"
+    )
+    m.add_argument(
+        "--mitm-hosts",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="intercept only host:port matching REGEX (repeatable)",
+    )
+    m.add_argument(
+        "--ignore-hosts",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="never intercept host:port matching REGEX: relay it untouched (repeatable)",
+    )
+    m.add_argument(
+        "--auto-passthrough",
+        action="store_true",
+        help="after a client rejects our certificate for a host, relay that host untouched",
+    )
+    m.add_argument(
+        "--certs",
+        metavar="DIR",
+        help="CA directory (default: ./certs in a checkout, "
+        "else ~/.config/tapproxy; see docs/tls.md)",
+    )
+    m.add_argument(
+        "--leaf-key",
+        choices=["ec", "rsa"],
+        default="ec",
+        help="leaf key type: ec (P-256, fast, default) or rsa (2048, for old clients)",
+    )
+    m.add_argument(
+        "--keylog",
+        metavar="FILE",
+        default=os.environ.get("SSLKEYLOGFILE"),
+        help="append NSS key-log lines for both sides (default: $SSLKEYLOGFILE)",
+    )
     t = p.add_argument_group("timeouts (seconds)")
     for name, default in Timeouts().__class__.__dataclass_fields__.items():
         t.add_argument(
@@ -108,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def upstream_ssl_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
+def upstream_ssl_context(cafile: str | None, insecure: bool, keylog: str | None) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
+    if keylog:
+        ctx.keylog_filename = keylog  # NSS key log for Wireshark
     if cafile:
         ctx.load_verify_locations(cafile)
     if insecure:
@@ -123,6 +172,32 @@ def upstream_ssl_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
     return ctx
 
 
+def intercept_context(args: argparse.Namespace) -> InterceptContext | None:
+    """Load or create the CA and build the policy when interception is on."""
+    try:
+        policy = InterceptPolicy.build(
+            args.mitm, args.mitm_hosts, args.ignore_hosts, args.auto_passthrough
+        )
+    except re.error as e:
+        raise ConfigError(f"bad host pattern: {e}") from e
+    if not policy.enabled:
+        return None
+    directory = Path(args.certs) if args.certs else default_certs_dir()
+    existed = (directory / CA_CERT_PEM).exists()
+    try:
+        ca = CertificateAuthority.load_or_create(directory)
+    except CAError as e:
+        raise ConfigError(str(e)) from e
+    if not existed:
+        print(
+            f"tapproxy: created a new CA in {directory}; make clients trust {ca.cert_path} "
+            "(or browse http://tapproxy.ca/ through the proxy). See docs/tls.md.",
+            file=sys.stderr,
+        )
+    issuer = LeafIssuer(ca, key_type=args.leaf_key, keylog_filename=args.keylog)
+    return InterceptContext(policy, issuer, PassthroughMemory(), str(ca.cert_path))
+
+
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
     modes = parse_modes(args.mode, args.listen_host, args.listen_port)
     timeouts = Timeouts(**{k[2:]: v for k, v in vars(args).items() if k.startswith("t_")})
@@ -133,7 +208,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         modes=modes,
         session=session,
         timeouts=timeouts,
-        upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure),
+        upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure, args.keylog),
+        intercept=intercept_context(args),
     )
 
 

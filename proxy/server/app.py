@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, replace
 
 from proxy.config import ModeSpec
 from proxy.server.client import ClientConnection
-from proxy.server.context import ListenerContext, Registry, Timeouts
+from proxy.server.context import InterceptContext, ListenerContext, Registry, Timeouts
 from proxy.server.tcp import TcpConnection
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
+from proxy.tls import onboarding
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -34,6 +35,7 @@ class ServerOptions:
     upstream_ssl: ssl.SSLContext | None = None
     pool_per_host: int = 32
     extra_own_hosts: tuple[str, ...] = field(default=())
+    intercept: InterceptContext | None = None
 
 
 class ProxyServer:
@@ -74,11 +76,15 @@ class ProxyServer:
         return frozenset(own)
 
     def _context(self, mode: ModeSpec, own: frozenset[tuple[str, int]]) -> ListenerContext:
+        intercept = self.options.intercept
         session = replace(
             self.options.session,
             mode=mode.label,
             upstream=mode.upstream if mode.kind == "reverse" else None,
             own_addresses=own,
+            intercept=intercept.policy.intercept if intercept is not None else None,
+            local_hosts=frozenset({onboarding.HOST}),
+            local_responder=self._local_page,
         )
         return ListenerContext(
             session=session,
@@ -87,7 +93,14 @@ class ProxyServer:
             timeouts=self.options.timeouts,
             upstream_ssl=self.options.upstream_ssl,
             registry=self.registry,
+            intercept=intercept,
         )
+
+    def _local_page(self, host: str, path: bytes) -> bytes:
+        intercept = self.options.intercept
+        if intercept is None:
+            return onboarding.not_enabled()
+        return onboarding.respond(intercept.issuer.ca, path)
 
     @staticmethod
     def _factory(mode: ModeSpec, holder: list[ListenerContext]) -> Callable[[], asyncio.Protocol]:

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
 from proxy.server.context import ListenerContext
+from proxy.server.intercept import Interceptor
 from proxy.server.relay import Relay
 from proxy.server.upstream import UpstreamConnection, connect
 from proxy.session.commands import (
     CloseClient,
     Command,
     FlowDone,
+    Intercept,
     OpenServer,
     PauseClient,
     ReleaseServer,
@@ -33,7 +36,8 @@ from proxy.session.commands import (
 )
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
-from proxy.sinks.record import TunnelInfo
+from proxy.sinks.record import TlsInfo, TunnelInfo
+from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
 
 _BACKLOG, _UPSTREAM = 1, 2
 
@@ -45,6 +49,11 @@ class ClientConnection(asyncio.Protocol):
         self.session: HttpSession | None = None
         self.upstream: UpstreamConnection | None = None
         self.relay: Relay | None = None
+        # Interception: the sniffer/handshake driver, and the client-side TLS.
+        self.interceptor: Interceptor | None = None
+        self.tls: TlsEndpoint | None = None
+        self._offered_alpn: tuple[str, ...] = ()
+        self._outer: HttpSession | None = None  # the session that saw the CONNECT
         self.last_active = time.monotonic()
         self._paused = 0  # bit set of reasons reading from the client is paused
         self._client_write_paused = False
@@ -65,13 +74,27 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
-        if self.relay is not None:
+        if self.tls is not None:
+            self.tls_data(data)
+        elif self.relay is not None:
             self.relay.from_client(data)
+        elif self.interceptor is not None:
+            self.interceptor.feed(data)
         elif self.session is not None:
             self.run(self.session.client_data(data))
 
     def eof_received(self) -> bool:
+        if self.interceptor is not None and self.tls is not None:
+            self.interceptor.handshake_failed(None, self._offered_alpn)
+            return False
+        if self.interceptor is not None:
+            self.interceptor.feed(b"")
+            self.interceptor = None
+            return False
         if self.relay is not None:
+            if self.tls is not None:  # TLS has no half-close: the client is done
+                self.relay.client_lost(None)
+                return False
             self.relay.client_eof()
         elif self.session is not None:
             self.run(self.session.client_eof())
@@ -134,7 +157,8 @@ class ClientConnection(asyncio.Protocol):
             # Ordered by frequency: this loop runs for every read.
             if type(cmd) is SendClient:
                 if self.transport is not None and not self._closed:
-                    self.transport.write(cmd.data)
+                    tls = self.tls
+                    self.transport.write(cmd.data if tls is None else tls.send(cmd.data))
             elif type(cmd) is SendServer:
                 if self.upstream is not None and self.upstream.transport is not None:
                     self.upstream.transport.write(cmd.data)
@@ -142,7 +166,7 @@ class ClientConnection(asyncio.Protocol):
                 _HANDLERS[type(cmd)](self, cmd)
 
     def _open_server(self, cmd: OpenServer) -> None:
-        key = (cmd.host, cmd.port, cmd.tls)
+        key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
         if cmd.reuse:
             conn = self.ctx.pool.take(key)
             if conn is not None:
@@ -151,9 +175,9 @@ class ClientConnection(asyncio.Protocol):
         self._connecting = asyncio.get_running_loop().create_task(self._connect(cmd))
 
     async def _connect(self, cmd: OpenServer) -> None:
-        key = (cmd.host, cmd.port, cmd.tls)
+        key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
         try:
-            conn = await connect(key, self.ctx.timeouts.connect, self.ctx.upstream_ssl, cmd.sni)
+            conn = await connect(key, self.ctx.timeouts.connect, self.ctx.upstream_ssl)
         except UpstreamError as e:
             self._connecting = None
             if self.session is not None and not self._closed:
@@ -172,7 +196,8 @@ class ClientConnection(asyncio.Protocol):
             conn.pause_reading()
         assert conn.transport is not None and self.session is not None
         peer = conn.transport.get_extra_info("peername") or (conn.key[0], conn.key[1])
-        self.run(self.session.server_connected((str(peer[0]), int(peer[1])), reused))
+        address = (str(peer[0]), int(peer[1]))
+        self.run(self.session.server_connected(address, reused, conn.tls_facts()))
 
     def _release_server(self, cmd: ReleaseServer) -> None:
         conn, self.upstream = self.upstream, None
@@ -192,16 +217,115 @@ class ClientConnection(asyncio.Protocol):
             return
         if cmd.abort:
             self.transport.abort()
-        else:
-            self.transport.close()
+            return
+        if self.tls is not None and not self.transport.is_closing():
+            self.transport.write(self.tls.close())
+        self.transport.close()
 
     def _start_tunnel(self, cmd: StartTunnel) -> None:
         assert self.transport is not None and self.upstream is not None
         self._paused = 0
         self.transport.resume_reading()
-        self.relay = Relay(self.transport, self.upstream, self._tunnel_done)
+        self.relay = Relay(self.transport, self.upstream, self._tunnel_done, self._tls_writer())
         self.upstream = None
         self.relay.start(cmd.to_server, cmd.to_client)
+
+    def _tls_writer(self) -> Callable[[bytes], None] | None:
+        tls, transport = self.tls, self.transport
+        if tls is None or transport is None:
+            return None
+        return lambda data: transport.write(tls.send(data))
+
+    # -- interception (see proxy.server.intercept) ------------------------------------
+    def _intercept(self, cmd: Intercept) -> None:
+        assert self.session is not None
+        self._outer = self.session
+        self.interceptor = Interceptor(self, cmd.host, cmd.port)
+        early = self.session.requests.take_remaining()
+        if early:
+            self.interceptor.feed(early)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def switch_session(self, session: HttpSession, data: bytes) -> None:
+        """Decode the tunnel's content as HTTP with ``session`` from now on."""
+        self.interceptor = None
+        self.session = session
+        if data:
+            self.run(session.client_data(data))
+
+    def start_client_tls(
+        self, tls: TlsEndpoint, interceptor: Interceptor, offered: tuple[str, ...]
+    ) -> None:
+        self.tls = tls
+        self.interceptor = interceptor
+        self._offered_alpn = offered
+
+    def tls_data(self, data: bytes) -> None:
+        """Ciphertext from an intercepted client: handshake, then plaintext on."""
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None
+        handshaking = not tls.handshake_done
+        try:
+            plain, out = tls.receive(data)
+        except TlsHandshakeError as e:
+            if self.interceptor is not None:
+                self.interceptor.handshake_failed(e, self._offered_alpn)
+            return
+        except ssl.SSLError:
+            transport.abort()
+            return
+        if out:
+            transport.write(out)
+        if handshaking and tls.handshake_done and self.interceptor is not None:
+            self.interceptor.handshake_done(tls, self._offered_alpn)
+        if not plain:
+            return
+        if self.relay is not None:
+            self.relay.from_client(plain)
+        elif self.session is not None:
+            self.run(self.session.client_data(plain))
+
+    def intercept_failed(self, message: str, tls: TlsInfo) -> None:
+        self.interceptor = None
+        if self._outer is not None:
+            self.run(self._outer.tunnel_closed(None, error=message, tls=tls))
+        if self.transport is not None:
+            self.transport.close()
+
+    def relay_intercepted(self, host: str, port: int, data: bytes, tls: TlsInfo | None) -> None:
+        """Not interceptable after all: connect and relay the bytes untouched."""
+        self.interceptor = None
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._connecting = asyncio.get_running_loop().create_task(
+            self._relay_to(host, port, data, tls)
+        )
+
+    async def _relay_to(self, host: str, port: int, data: bytes, tls: TlsInfo | None) -> None:
+        outer = self._outer
+        try:
+            conn = await connect((host, port, None), self.ctx.timeouts.connect, None)
+        except UpstreamError as e:
+            self._connecting = None
+            if outer is not None:
+                self.run(outer.tunnel_closed(None, error=f"upstream {host}:{port}: {e}", tls=tls))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._connecting = None
+        if self._closed or self.transport is None:
+            conn.close()
+            return
+        self.relay = Relay(self.transport, conn, lambda info: self._relay_done(info, tls))
+        self.transport.resume_reading()
+        self.relay.start(data, b"")
+
+    def _relay_done(self, info: TunnelInfo, tls: TlsInfo | None) -> None:
+        if self._outer is not None:
+            self.run(self._outer.tunnel_closed(info, tls=tls))
 
     def _tunnel_done(self, info: TunnelInfo) -> None:
         session = self.session
@@ -224,6 +348,10 @@ class ClientConnection(asyncio.Protocol):
 
     # -- watchdog and shutdown ------------------------------------------------------
     def check_timeout(self, now: float) -> None:
+        if self.interceptor is not None:
+            if now - self.last_active > self.ctx.timeouts.tls_handshake and self.transport:
+                self.intercept_failed("timeout during the client's TLS handshake", TlsInfo(True))
+            return
         if self.relay is not None:
             if now - self.last_active > self.ctx.timeouts.tunnel_idle:
                 self.relay.close("timeout")
@@ -260,5 +388,6 @@ _HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {
     PauseClient: lambda self, _: self._pause(_BACKLOG),
     ResumeClient: lambda self, _: self._unpause(_BACKLOG),
     StartTunnel: ClientConnection._start_tunnel,  # type: ignore[dict-item]
+    Intercept: ClientConnection._intercept,  # type: ignore[dict-item]
     FlowDone: ClientConnection._flow_done,  # type: ignore[dict-item]
 }

@@ -10,6 +10,8 @@ from typing import Protocol
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.record import FlowRecord
+from proxy.tls.leaf import LeafIssuer
+from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,7 @@ class Timeouts:
     response_head: float = 60.0
     transfer_idle: float = 60.0  # no byte either way while a body streams
     tunnel_idle: float = 600.0
+    tls_handshake: float = 15.0  # client TLS handshake inside an intercepted tunnel
     upstream_idle: float = 60.0  # pooled connection unused
 
     def for_kind(self, kind: str) -> float:
@@ -46,6 +49,16 @@ class Registry:
 
 
 @dataclass(frozen=True, slots=True)
+class InterceptContext:
+    """Everything TLS interception needs, shared by all listeners."""
+
+    policy: InterceptPolicy
+    issuer: LeafIssuer
+    pinned: PassthroughMemory
+    ca_path: str  # where the CA certificate is, for messages
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerContext:
     session: SessionConfig
     pool: Pool
@@ -53,3 +66,5 @@ class ListenerContext:
     timeouts: Timeouts
     upstream_ssl: ssl.SSLContext | None
     registry: Registry
+    intercept: InterceptContext | None = None
+    local_page: Callable[[bytes], bytes] | None = None

@@ -24,8 +24,13 @@ class Relay:
         client: asyncio.Transport,
         upstream: UpstreamConnection,
         on_done: Callable[[TunnelInfo], None],
+        write_client: Callable[[bytes], None] | None = None,
     ) -> None:
         self.client = client
+        # Writes to the client go through TLS when the client side is intercepted;
+        # then a FIN cannot be passed on (TLS has no half-close), only a close.
+        self.write_client = write_client or client.write
+        self.half_close = write_client is None
         self.upstream = upstream
         self.on_done = on_done
         self.bytes_up = 0
@@ -74,11 +79,13 @@ class Relay:
     def on_server_data(self, data: bytes) -> None:
         self.bytes_down += len(data)
         if not self.client.is_closing():
-            self.client.write(data)
+            self.write_client(data)
 
     def on_server_eof(self) -> None:
         self.server_close = self.server_close or "fin"
-        if not self.client.is_closing() and self.client.can_write_eof():
+        if not self.half_close:
+            self.client_close = self.client_close or "proxy"
+        elif not self.client.is_closing() and self.client.can_write_eof():
             self.client.write_eof()
         self._maybe_done()
 

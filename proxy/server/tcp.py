@@ -16,7 +16,7 @@ from proxy.sinks.record import FlowRecord, TunnelInfo
 class TcpConnection(asyncio.Protocol):
     def __init__(self, ctx: ListenerContext, host: str, port: int) -> None:
         self.ctx = ctx
-        self.key = (host, port, False)
+        self.key: tuple[str, int, str | None] = (host, port, None)
         self.transport: asyncio.Transport | None = None
         self.relay: Relay | None = None
         self.start = time.time()
@@ -40,7 +40,7 @@ class TcpConnection(asyncio.Protocol):
     async def _open(self) -> None:
         assert self.transport is not None
         try:
-            conn = await connect(self.key, self.ctx.timeouts.connect, None, None)
+            conn = await connect(self.key, self.ctx.timeouts.connect, None)
         except UpstreamError as e:
             self._record(None, f"upstream {self.key[0]}:{self.key[1]}: {e}")
             self.transport.abort()

@@ -10,15 +10,21 @@ idle longer than ``idle_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
 from collections import deque
 from typing import Protocol
 
-from proxy.session.errors import UpstreamError
+from cryptography import x509
 
-Key = tuple[str, int, bool]
+from proxy.session.errors import UpstreamError
+from proxy.sinks.record import TlsSide
+from proxy.tls.leaf import sans_from_certificate
+
+# (host, port, tls): tls is the SNI/hostname to verify for TLS, None for plain TCP.
+Key = tuple[str, int, str | None]
 
 
 class Owner(Protocol):
@@ -37,6 +43,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.paused_reading = False
+        self._tls: TlsSide | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -94,6 +101,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
+    def tls_facts(self) -> TlsSide | None:
+        """TLS version, cipher, ALPN and certificate of this connection (cached)."""
+        if self._tls is None and self.key[2] is not None and self.transport is not None:
+            obj = self.transport.get_extra_info("ssl_object")
+            if obj is not None:
+                self._tls = tls_side_of(obj, self.key[2])
+        return self._tls
+
     @property
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -105,6 +120,8 @@ def describe_error(exc: BaseException) -> str:
         return f"name not resolved ({exc.strerror})"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
@@ -166,12 +183,36 @@ class Pool:
         return sum(len(c) for c in self._idle.values())
 
 
+def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
+    cipher = obj.cipher()
+    der = obj.getpeercert(binary_form=True)
+    subject = issuer = not_after = None
+    sans: tuple[str, ...] = ()
+    if der:
+        cert = x509.load_der_x509_certificate(der)
+        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        not_after = cert.not_valid_after_utc.isoformat()
+        with contextlib.suppress(ValueError):
+            sans = tuple(sans_from_certificate(der)[0])
+    return TlsSide(
+        version=obj.version(),
+        cipher=cipher[0] if cipher else None,
+        alpn=obj.selected_alpn_protocol(),
+        sni=sni or None,
+        cert_subject=subject,
+        cert_issuer=issuer,
+        cert_sans=sans,
+        cert_not_after=not_after,
+    )
+
+
 async def connect(
-    key: Key, timeout: float, ssl_context: ssl.SSLContext | None, sni: str | None
+    key: Key, timeout: float, ssl_context: ssl.SSLContext | None
 ) -> UpstreamConnection:
     """Open a new upstream connection or raise ``UpstreamError``."""
     loop = asyncio.get_running_loop()
-    host, port, tls = key
+    host, port, sni = key
+    tls = sni is not None
     try:
         async with asyncio.timeout(timeout):
             _, proto = await loop.create_connection(
@@ -180,6 +221,7 @@ async def connect(
                 port,
                 ssl=ssl_context if tls else None,
                 server_hostname=(sni or host) if tls else None,
+                ssl_handshake_timeout=timeout if tls else None,
             )
     except TimeoutError as e:
         raise UpstreamError(f"connect timed out after {timeout:g}s", timeout=True) from e

@@ -72,6 +72,15 @@ class StartTunnel:
 
 
 @dataclass(frozen=True, slots=True)
+class Intercept:
+    """The client was told the tunnel is up; look at its first bytes and
+    terminate TLS (or decode plain HTTP) for ``host:port`` instead of relaying."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class FlowDone:
     record: FlowRecord
 
@@ -85,5 +94,6 @@ Command = (
     | PauseClient
     | ResumeClient
     | StartTunnel
+    | Intercept
     | FlowDone
 )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.http1 import DEFAULT_LIMITS, Limits
+from proxy.sinks.record import TlsSide
 
 
 def new_flow_id() -> str:
@@ -21,6 +22,7 @@ class Upstream:
     scheme: str  # "http", "https" or "tcp"
     host: str
     port: int
+    sni: str | None = None  # for https: the name to send and verify (default: host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,5 +35,12 @@ class SessionConfig:
     preview_bytes: int = 256
     limits: Limits = DEFAULT_LIMITS
     max_client_backlog: int = 256 * 1024  # unprocessed client bytes before pausing reads
+    # Intercept a CONNECT to (host, port)? None: never (plain tunnels).
+    intercept: Callable[[str, int], bool] | None = None
+    # For a session inside an intercepted TLS connection: the client side's TLS.
+    client_tls: TlsSide | None = None
+    # Hosts answered by the proxy itself (http://tapproxy.ca/): path -> response.
+    local_hosts: frozenset[str] = frozenset()
+    local_responder: Callable[[str, bytes], bytes] | None = None
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -11,6 +11,8 @@ from proxy.sinks.record import (
     RequestInfo,
     ResponseInfo,
     Timings,
+    TlsInfo,
+    TlsSide,
     TunnelInfo,
 )
 
@@ -37,6 +39,7 @@ class Exchange:
         "retryable",
         "reused",
         "server",
+        "server_tls",
         "start",
         "target",
         "upgrade",
@@ -66,9 +69,15 @@ class Exchange:
         self.retryable = False
         self.upgrade = False
         self.reused = False
+        self.server_tls: TlsSide | None = None
 
     def record(
-        self, mode: str, client: Address, end: float, tunnel: TunnelInfo | None = None
+        self,
+        mode: str,
+        client: Address,
+        end: float,
+        tunnel: TunnelInfo | None = None,
+        tls: TlsInfo | None = None,
     ) -> FlowRecord:
         req = self.request
         request = RequestInfo(
@@ -85,7 +94,7 @@ class Exchange:
                 Message(r.fields, self.response_size, self.response_preview, r.version),
             )
         kind = "http"
-        if tunnel is not None:
+        if tunnel is not None or self.request.method == b"CONNECT":
             kind = "websocket" if self.upgrade else "tunnel"
         return FlowRecord(
             id=self.id,
@@ -106,4 +115,5 @@ class Exchange:
                 response_done=end if self.response is not None and tunnel is None else None,
             ),
             error=self.error,
+            tls=tls,
         )

@@ -29,6 +29,7 @@ from proxy.session.commands import (
     CloseClient,
     Command,
     FlowDone,
+    Intercept,
     OpenServer,
     PauseClient,
     ReleaseServer,
@@ -42,7 +43,7 @@ from proxy.session.errors import UpstreamError
 from proxy.session.exchange import Exchange
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.target import Target, connect_target, forward_target, origin_target
-from proxy.sinks.record import Address, TunnelInfo
+from proxy.sinks.record import Address, FlowRecord, TlsInfo, TlsSide, TunnelInfo
 
 # Timeout kinds the shell's watchdog may report (see ``deadline``).
 CLIENT_IDLE = "client_idle"
@@ -61,7 +62,7 @@ class HttpSession:
         self.requests = RequestParser(config.limits)
         self.responses: ResponseParser | None = None
         self.ex: Exchange | None = None
-        self.server_key: tuple[str, int, bool] | None = None
+        self.server_key: tuple[str, int, str | None] | None = None
         self.server_ready = False
         self.tunnel: Exchange | None = None
         self.closed = False
@@ -79,7 +80,9 @@ class HttpSession:
         self.requests.feed_eof()
         return self._pump_client([])
 
-    def server_connected(self, address: Address, reused: bool) -> list[Command]:
+    def server_connected(
+        self, address: Address, reused: bool, tls: TlsSide | None = None
+    ) -> list[Command]:
         ex = self.ex
         self.server_ready = True
         self.server_closing = False
@@ -88,6 +91,7 @@ class HttpSession:
         if ex is None:
             return out
         ex.server = address
+        ex.server_tls = tls
         ex.reused = reused
         ex.connected_at = self.config.clock()
         if ex.request.method == b"CONNECT":
@@ -126,12 +130,18 @@ class HttpSession:
             self._release(out, reusable=False)
         return out
 
-    def tunnel_closed(self, info: TunnelInfo) -> list[Command]:
+    def tunnel_closed(
+        self, info: TunnelInfo | None, error: str | None = None, tls: TlsInfo | None = None
+    ) -> list[Command]:
+        """The tunnel (or intercepted connection) ended; ``info`` None: no relay ran."""
         ex, self.tunnel = self.tunnel, None
         self.closed = True
         if ex is None:
             return []
-        return [FlowDone(ex.record(self.config.mode, self.client, self.config.clock(), info))]
+        if error is not None:
+            ex.error = error
+        record = ex.record(self.config.mode, self.client, self.config.clock(), info, tls)
+        return [FlowDone(record)]
 
     def deadline(self) -> str:
         """Which timeout applies now (the shell's watchdog measures inactivity)."""
@@ -212,11 +222,22 @@ class HttpSession:
             ex.error = f"client: {e.message}"
             self._fail(ex, e.status, e.message, out, server_open=self.server_key is not None)
             return
+        if target.host in self.config.local_hosts and self.config.local_responder:
+            self._answer_locally(ex, target, out)
+            return
         if head.method == b"CONNECT":
             ex.request_done = True
             self._release(out, reusable=self.server_ready)
+            intercept = self.config.intercept
+            if intercept is not None and intercept(target.host, target.port):
+                self.requests.next_event()  # the CONNECT's EndOfMessage
+                out.append(SendClient(CONNECTION_ESTABLISHED))
+                out.append(Intercept(target.host, target.port))
+                self.tunnel, self.ex = ex, None
+                self.closed = True  # from here on the shell owns the connection's bytes
+                return
             out.append(OpenServer(target.host, target.port, reuse=False))
-            self.server_key = (target.host, target.port, False)
+            self.server_key = (target.host, target.port, None)
             return
         ex.target = target
         ex.url = target.url
@@ -224,13 +245,20 @@ class HttpSession:
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
         )
-        key = (target.host, target.port, target.scheme == "https")
+        key = self._server_key(target)
         if self.server_key == key and self.server_ready:
             self._send_head(ex, out)
             return
         self._release(out, reusable=self.server_ready)
         self.server_key = key
-        out.append(OpenServer(target.host, target.port, tls=key[2], sni=target.host))
+        out.append(OpenServer(key[0], key[1], tls=key[2] is not None, sni=key[2]))
+
+    def _server_key(self, target: Target) -> tuple[str, int, str | None]:
+        """(host, port, SNI) of the connection a request needs; SNI None: plain TCP."""
+        if target.scheme != "https":
+            return (target.host, target.port, None)
+        up = self.config.upstream
+        return (target.host, target.port, (up.sni if up is not None else None) or target.host)
 
     def _route(self, head: RequestHead) -> Target:
         up = self.config.upstream
@@ -248,6 +276,42 @@ class HttpSession:
                 508, f"request addressed to the proxy itself ({target.host}:{target.port})"
             )
         return target
+
+    def _answer_locally(self, ex: Exchange, target: Target, out: list[Command]) -> None:
+        """A request for a name the proxy answers itself (http://tapproxy.ca/)."""
+        assert self.config.local_responder is not None
+        ex.target, ex.url = target, target.url
+        data = self.config.local_responder(target.host, target.path)
+        self._note_response(ex, data)
+        out.append(SendClient(data))
+        if ex.request.framing.kind is FramingKind.NONE:
+            self.requests.next_event()  # its EndOfMessage
+            ex.request_done = True
+            self.ex = None
+            out.append(FlowDone(self._record(ex)))
+        else:  # a body we do not want: end the connection after the answer
+            self.ex = None
+            self.closed = True
+            out.append(FlowDone(self._record(ex)))
+            out.append(CloseClient())
+
+    def _note_response(self, ex: Exchange, data: bytes) -> None:
+        """Record a response the proxy made up (errors, local pages)."""
+        parser = ResponseParser(self.config.limits)
+        parser.expect(ex.request.method)
+        parser.feed(data)
+        head = parser.next_event()
+        if isinstance(head, ResponseHead):
+            ex.response = head
+            ex.response_size = len(data) - data.index(b"\r\n\r\n") - 4
+            ex.response_preview = data[len(data) - ex.response_size :][: self.config.preview_bytes]
+
+    def _record(self, ex: Exchange) -> FlowRecord:
+        config = self.config
+        tls = None
+        if config.client_tls is not None or ex.server_tls is not None:
+            tls = TlsInfo(config.client_tls is not None, config.client_tls, ex.server_tls)
+        return ex.record(config.mode, self.client, config.clock(), tls=tls)
 
     def _release(self, out: list[Command], reusable: bool) -> None:
         if self.server_key is not None:
@@ -310,9 +374,9 @@ class HttpSession:
             ex.reused = False
             self._release(out, reusable=False)
             assert ex.target is not None
-            key = (ex.target.host, ex.target.port, ex.target.scheme == "https")
+            key = self._server_key(ex.target)
             self.server_key = key
-            out.append(OpenServer(key[0], key[1], tls=key[2], sni=key[0], reuse=False))
+            out.append(OpenServer(key[0], key[1], tls=key[2] is not None, sni=key[2], reuse=False))
             return
         ex.error = f"upstream: {e.message}"
         self._fail(ex, 502, f"upstream {ex.url}: {e.message}", out)
@@ -372,7 +436,7 @@ class HttpSession:
             and not messages.wants_close(ex.response.fields, ex.response.version)
         )
         self.ex = None
-        out.append(FlowDone(ex.record(self.config.mode, self.client, self.config.clock())))
+        out.append(FlowDone(self._record(ex)))
         if ex.close_client or self._client_eof:
             self._release(out, reusable=reusable)
             self.closed = True
@@ -389,10 +453,12 @@ class HttpSession:
         if ex.error is None:
             ex.error = message
         if not ex.response_started:
-            out.append(SendClient(error_response(status, message)))
+            data = error_response(status, message)
+            self._note_response(ex, data)
+            out.append(SendClient(data))
         self.ex = None
         self.closed = True
-        out.append(FlowDone(ex.record(self.config.mode, self.client, self.config.clock())))
+        out.append(FlowDone(self._record(ex)))
         if server_open:
             self._release(out, reusable=False)
         else:

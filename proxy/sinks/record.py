@@ -54,6 +54,28 @@ class TunnelInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSide:
+    """TLS as negotiated on one side; certificate fields for the upstream side."""
+
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    sni: str | None = None
+    offered_alpn: tuple[str, ...] = ()
+    cert_subject: str | None = None
+    cert_issuer: str | None = None
+    cert_sans: tuple[str, ...] = ()
+    cert_not_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    intercepted: bool  # we terminated the client's TLS and read the plaintext
+    client: TlsSide | None = None
+    server: TlsSide | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     """Absolute times (seconds since the epoch); None when a phase never happened."""
 
@@ -78,6 +100,7 @@ class FlowRecord:
     tunnel: TunnelInfo | None = None
     timings: Timings = Timings()
     error: str | None = None
+    tls: TlsInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         return record_to_json(self)
@@ -153,5 +176,34 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
             "client_close": tu.client_close,
             "server_close": tu.server_close,
         }
+    if r.tls is not None:
+        out["tls"] = tls_json(r.tls)
     out["error"] = r.error
     return out
+
+
+def _side_json(side: TlsSide) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "version": side.version,
+        "cipher": side.cipher,
+        "alpn": side.alpn,
+        "sni": side.sni,
+    }
+    if side.offered_alpn:
+        out["offered_alpn"] = list(side.offered_alpn)
+    if side.cert_subject is not None:
+        out["certificate"] = {
+            "subject": side.cert_subject,
+            "issuer": side.cert_issuer,
+            "sans": list(side.cert_sans),
+            "not_after": side.cert_not_after,
+        }
+    return out
+
+
+def tls_json(t: TlsInfo) -> dict[str, Any]:
+    return {
+        "intercepted": t.intercepted,
+        "client": None if t.client is None else _side_json(t.client),
+        "server": None if t.server is None else _side_json(t.server),
+    }

@@ -177,6 +177,7 @@ class LeafIssuer:
         context_cache_size: int = 256,
         tmp_dir: Path | None = None,
         clock: Callable[[], datetime] | None = None,
+        keylog_filename: str | None = None,
     ) -> None:
         if cache_size < 1 or context_cache_size < 1:
             raise ValueError("cache sizes must be at least 1")
@@ -192,6 +193,7 @@ class LeafIssuer:
         self._cache_size = cache_size
         self._context_cache_size = context_cache_size
         self._tmp_dir = tmp_dir
+        self._keylog = keylog_filename
         self._clock = clock or (lambda: datetime.now(UTC))
         self._leaves: OrderedDict[_LeafKey, LeafCert] = OrderedDict()
         self._contexts: OrderedDict[_ContextKey, tuple[ssl.SSLContext, datetime]] = OrderedDict()
@@ -353,6 +355,8 @@ class LeafIssuer:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if alpn:
             context.set_alpn_protocols(list(alpn))
+        if self._keylog:
+            context.keylog_filename = self._keylog  # NSS key log for Wireshark
         # load_cert_chain reads paths only. mkstemp creates the file 0600 with
         # O_EXCL; it is removed as soon as OpenSSL has read it.
         fd, path = tempfile.mkstemp(prefix="tapproxy-leaf-", suffix=".pem", dir=self._tmp_dir)

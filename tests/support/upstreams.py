@@ -242,3 +242,18 @@ class Upstreams:
 
 def run_in(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
     loop.call_soon_threadsafe(fn)
+
+
+async def start_https(app: web.Application, cert_file: str) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` over TLS with the certificate chain and key in ``cert_file``."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

@@ -52,7 +52,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 def test_simple_get() -> None:
     s = make()
     cmds = s.client_data(GET)
-    assert cmds == [OpenServer("a.test", 80, tls=False, sni="a.test")]
+    assert cmds == [OpenServer("a.test", 80, tls=False, sni=None)]
     cmds = s.server_connected(SERVER, reused=False)
     assert sent_server(cmds) == b"GET /x HTTP/1.1\r\nHost: a.test\r\nUser-Agent: t\r\n\r\n"
     assert s.deadline() == RESPONSE_HEAD
@@ -73,7 +73,7 @@ def test_keep_alive_reuses_server_and_switches_host() -> None:
     assert kinds(cmds) == ["SendServer"]  # same upstream: no new connection
     s.server_data(OK)
     cmds = s.client_data(b"GET http://b.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n")
-    assert cmds == [ReleaseServer(reusable=True), OpenServer("b.test", 80, tls=False, sni="b.test")]
+    assert cmds == [ReleaseServer(reusable=True), OpenServer("b.test", 80, tls=False, sni=None)]
 
 
 def test_pipelined_request_waits_for_previous_response() -> None:
@@ -146,7 +146,7 @@ def test_partial_head_uses_head_deadline() -> None:
 def test_reverse_mode_sets_upstream_host() -> None:
     s = make(upstream=Upstream("http", "10.0.0.1", 9000), mode="reverse:http://10.0.0.1:9000")
     cmds = s.client_data(b"GET /p HTTP/1.1\r\nHost: public.example\r\n\r\n")
-    assert cmds == [OpenServer("10.0.0.1", 9000, tls=False, sni="10.0.0.1")]
+    assert cmds == [OpenServer("10.0.0.1", 9000, tls=False, sni=None)]
     cmds = s.server_connected(SERVER, reused=False)
     assert sent_server(cmds) == b"GET /p HTTP/1.1\r\nHost: 10.0.0.1:9000\r\n\r\n"
 
@@ -158,7 +158,7 @@ def test_stale_pooled_connection_retried_once() -> None:
     cmds = s.server_eof()
     assert cmds == [
         ReleaseServer(reusable=False),
-        OpenServer("a.test", 80, tls=False, sni="a.test", reuse=False),
+        OpenServer("a.test", 80, tls=False, sni=None, reuse=False),
     ]
     s.server_connected(SERVER, reused=False)
     cmds = s.server_eof()

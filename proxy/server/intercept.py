@@ -1,0 +1,196 @@
+"""What happens inside a CONNECT tunnel we were asked to intercept.
+
+After ``200 Connection established`` the client's first bytes decide:
+
+* a TLS ClientHello: read SNI and ALPN; unless the host is ignored (by
+  ``--ignore-hosts`` on ``sni:port`` or remembered as pinned), connect to the
+  upstream with TLS first (to copy its certificate's names and check it),
+  then complete the client's handshake with a leaf for the same names and
+  decode what flows as HTTP;
+* something that looks like an HTTP request: decode it as HTTP to host:port;
+* anything else, or nothing within a second (server-speaks-first
+  protocols): relay the bytes untouched.
+
+A client that aborts the handshake after seeing our certificate most likely
+does not trust the CA or pins certificates; that is recorded plainly, and
+with ``--auto-passthrough`` later connections to that host are relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from proxy.server.upstream import UpstreamConnection, connect
+from proxy.session.config import Upstream
+from proxy.session.errors import UpstreamError
+from proxy.session.http import HttpSession
+from proxy.sinks.record import TlsInfo, TlsSide
+from proxy.tls.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
+from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
+from proxy.tls.leaf import sans_from_certificate
+
+if TYPE_CHECKING:
+    from proxy.server.client import ClientConnection
+
+_HTTP_START = re.compile(rb"[A-Z]{3,10} ")
+_MAX_HELLO = 128 * 1024
+SNIFF_TIMEOUT = 1.0
+
+
+class Interceptor:
+    def __init__(self, conn: ClientConnection, host: str, port: int) -> None:
+        self.conn = conn
+        self.host = host
+        self.port = port
+        self.buffer = bytearray()
+        self.hello: ClientHello | None = None
+        self.decided = False
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(SNIFF_TIMEOUT, self._silent_client)
+
+    # -- sniffing -------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Client bytes before the decision."""
+        self.buffer += data
+        if self.decided or len(self.buffer) < 3:
+            return
+        data = bytes(self.buffer)
+        if looks_like_tls(data):
+            try:
+                hello = parse_client_hello(data)
+            except ClientHelloError:
+                return self._decide_raw()
+            if hello is None:
+                if len(data) > _MAX_HELLO:
+                    self._decide_raw()
+                return None
+            self.hello = hello
+            return self._decide_tls()
+        if _HTTP_START.match(data):
+            return self._decide_http()
+        return self._decide_raw()
+
+    def _silent_client(self) -> None:
+        if not self.decided:
+            self._decide_raw()
+
+    def _settle(self) -> bytes:
+        self.decided = True
+        self._timer.cancel()
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    def _decide_raw(self, tls: TlsInfo | None = None) -> None:
+        self.conn.relay_intercepted(self.host, self.port, self._settle(), tls)
+
+    def _decide_http(self) -> None:
+        data = self._settle()
+        session = self._nested_session(Upstream("http", self.host, self.port), None)
+        self.conn.switch_session(session, data)
+
+    def _decide_tls(self) -> None:
+        hello = self.hello
+        assert hello is not None
+        sni = hello.sni
+        ctx = self.conn.ctx
+        name = sni or self.host
+        offered = tuple(p.decode("latin-1") for p in hello.alpn_protocols)
+        passthrough = ctx.intercept is None or not ctx.intercept.policy.intercept(name, self.port)
+        if passthrough or (ctx.intercept is not None and (name, self.port) in ctx.intercept.pinned):
+            side = TlsSide(sni=sni, offered_alpn=offered)
+            return self._decide_raw(TlsInfo(False, client=side))
+        self._settle_keep()
+        asyncio.get_running_loop().create_task(self._intercept_tls(name, offered))
+        return None
+
+    def _settle_keep(self) -> None:
+        self.decided = True
+        self._timer.cancel()
+
+    # -- TLS interception ---------------------------------------------------------
+    async def _intercept_tls(self, name: str, offered: tuple[str, ...]) -> None:
+        conn = self.conn
+        ctx = conn.ctx
+        assert ctx.intercept is not None
+        key = (self.host, self.port, name)
+        upstream: UpstreamConnection | None = None
+        extra: list[str] = []
+        org = None
+        # On failure the first request tries again and answers 502/504 naming why.
+        with contextlib.suppress(UpstreamError):
+            upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl)
+        if upstream is not None and upstream.transport is not None:
+            obj = upstream.transport.get_extra_info("ssl_object")
+            der = obj.getpeercert(binary_form=True) if obj is not None else None
+            if der:
+                try:
+                    extra, org = sans_from_certificate(der)
+                except ValueError:
+                    extra = []
+        if conn.closed:
+            if upstream is not None:
+                upstream.close()
+            return
+        alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
+        try:
+            server_ctx = ctx.intercept.issuer.server_context(
+                name, alpn=alpn, extra_sans=extra, organization=org
+            )
+        except ValueError:
+            server_ctx = ctx.intercept.issuer.server_context(self.host, alpn=alpn)
+        tls = TlsEndpoint(
+            server_ctx, server_side=True, server_hostname=self.hello.sni if self.hello else None
+        )
+        if upstream is not None:
+            ctx.pool.put(upstream)
+        conn.start_client_tls(tls, self, offered)
+        conn.tls_data(bytes(self.buffer))
+        self.buffer.clear()
+
+    def handshake_done(self, tls: TlsEndpoint, offered: tuple[str, ...]) -> None:
+        facts = tls.facts()
+        side = TlsSide(
+            version=facts.version,
+            cipher=facts.cipher,
+            alpn=facts.alpn,
+            sni=facts.sni,
+            offered_alpn=offered,
+        )
+        name = (self.hello.sni if self.hello else None) or self.host
+        up = Upstream("https", self.host, self.port, sni=name)
+        self.conn.switch_session(self._nested_session(up, side), b"")
+
+    def handshake_failed(self, error: TlsHandshakeError | None, offered: tuple[str, ...]) -> None:
+        """The client aborted the handshake: most likely it does not trust our CA."""
+        ctx = self.conn.ctx
+        assert ctx.intercept is not None
+        name = (self.hello.sni if self.hello else None) or self.host
+        how = (
+            f"alert {error.alert}"
+            if error is not None and error.alert
+            else ("closed the connection during the handshake" if error is None else str(error))
+        )
+        message = (
+            f"client rejected the proxy's certificate for {name} ({how}); "
+            f"make it trust the CA ({ctx.intercept.ca_path}, or browse http://tapproxy.ca/ "
+            f"through the proxy)"
+        )
+        if ctx.intercept.policy.auto_passthrough:
+            ctx.intercept.pinned.add(name, self.port)
+            message += "; later connections to this host will be passed through"
+        side = TlsSide(sni=self.hello.sni if self.hello else None, offered_alpn=offered)
+        self.conn.intercept_failed(message, TlsInfo(True, client=side))
+
+    def _nested_session(self, upstream: Upstream, client_tls: TlsSide | None) -> HttpSession:
+        conn = self.conn
+        assert conn.session is not None
+        outer = conn.session.config
+        config = replace(
+            outer, upstream=upstream, keep_host=True, intercept=None, client_tls=client_tls
+        )
+        return HttpSession(config, conn.session.client)

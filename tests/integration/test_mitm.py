@@ -1,0 +1,249 @@
+"""TLS interception end to end: our CA, per-host leaves, failures, passthrough."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import ssl
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import CertAuthority
+from tests.support.proxyproc import ProxyProcess, running_proxy, start_proxy
+from tests.support.rawhttp import connect, recv_response
+from tests.support.upstreams import Upstreams, make_app, pattern_sha256, start_https
+
+
+@dataclass
+class HttpsUpstreams:
+    ca: CertAuthority
+    good: int  # valid for localhost and 127.0.0.1
+    expired: int
+    wrong_name: int
+
+
+@pytest.fixture(scope="module")
+def https(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpsUpstreams]:
+    ca = CertAuthority.create(tmp_path_factory.mktemp("testca"))
+    runners = []
+    ports = []
+    for file_name, names, expired in [
+        ("good.pem", ["localhost", "127.0.0.1"], False),
+        ("expired.pem", ["localhost", "127.0.0.1"], True),
+        ("wrong.pem", ["elsewhere.test"], False),
+    ]:
+        cert = ca.server_cert(names, file_name, expired=expired)
+        runner, port = upstreams.call(start_https(make_app(), str(cert)))
+        runners.append(runner)
+        ports.append(port)
+    yield HttpsUpstreams(ca, *ports)
+    for r in runners:
+        upstreams.call(r.cleanup())
+
+
+@pytest.fixture(scope="module")
+def mitm(https: HttpsUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    d = tmp_path_factory.mktemp("mitm")
+    p = start_proxy(
+        "--mitm", "--certs", str(d / "certs"), "--upstream-ca", str(https.ca.cert_path),
+        "--ignore-hosts", rf"^localhost:{https.wrong_name}$",
+        flow_log=d / "flows.jsonl",
+    )  # fmt: skip
+    yield p
+    p.stop()
+
+
+def our_ca(p: ProxyProcess) -> str:
+    args = p.proc.args
+    assert isinstance(args, list)
+    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
+
+
+def curl(p: ProxyProcess, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["curl", "-sS", "-x", p.url, url, *extra], capture_output=True, timeout=60
+    )
+
+
+def test_curl_through_mitm_byte_identical_and_logged(
+    mitm: ProxyProcess, https: HttpsUpstreams
+) -> None:
+    size = 1024 * 1024
+    out = curl(mitm, f"https://localhost:{https.good}/bytes/{size}", "--cacert", our_ca(mitm))
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256(out.stdout).hexdigest() == pattern_sha256(size)
+    recs = [r for r in mitm.records(1) if r["request"]["url"].endswith(f"/bytes/{size}")]
+    assert recs, "the decrypted request is in the flow log"
+    rec = recs[0]
+    assert rec["request"]["url"] == f"https://localhost:{https.good}/bytes/{size}"
+    assert rec["response"]["status"] == 200
+    tls = rec["tls"]
+    assert tls["intercepted"] is True
+    assert tls["client"]["sni"] == "localhost" and tls["client"]["alpn"] == "http/1.1"
+    assert tls["server"]["certificate"]["issuer"] == "CN=tapproxy test CA"
+
+
+def test_python_ssl_client_trusting_only_our_ca(mitm: ProxyProcess, https: HttpsUpstreams) -> None:
+    s = connect(mitm.port)
+    s.sendall(
+        b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (https.good, https.good)
+    )
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=our_ca(mitm))
+    tls = ctx.wrap_socket(s, server_hostname="127.0.0.1")  # an IP: checked against an IP SAN
+    tls.sendall(b"GET /echo/ip HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    resp = recv_response(tls)
+    assert resp.startswith(b"HTTP/1.1 200 ") and b'"path": "/echo/ip"' in resp
+    issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+    assert issuer["organizationName"] == "tapproxy"
+    tls.close()
+
+
+@pytest.mark.parametrize(
+    ("which", "reason"),
+    [
+        ("expired", b"certificate has expired"),
+        ("wrong_name", b"Hostname mismatch"),
+        ("untrusted", b"unable to get local issuer certificate"),
+    ],
+)
+def test_bad_upstream_certificate_is_502_naming_why(
+    which: str, reason: bytes, https: HttpsUpstreams, tmp_path: Path
+) -> None:
+    port = https.good if which == "untrusted" else getattr(https, which)
+    extra = [] if which == "untrusted" else ["--upstream-ca", str(https.ca.cert_path)]
+    with running_proxy("--mitm", "--certs", str(tmp_path / "c"), *extra) as p:
+        out = curl(p, f"https://localhost:{port}/echo", "--cacert", our_ca(p))
+    assert out.stdout.startswith(b"502 Bad Gateway: upstream localhost:%d" % port), out
+    assert reason in out.stdout
+
+
+def test_insecure_skips_upstream_verification(https: HttpsUpstreams, tmp_path: Path) -> None:
+    with running_proxy("--mitm", "--insecure", "--certs", str(tmp_path / "c")) as p:
+        out = curl(p, f"https://localhost:{https.expired}/echo/x", "--cacert", our_ca(p))
+        assert "NOT verified" in p.stderr_text  # the warning is printed at start
+    assert b'"path": "/echo/x"' in out.stdout
+
+
+def test_client_trusting_another_ca_is_logged(mitm: ProxyProcess, https: HttpsUpstreams) -> None:
+    out = curl(
+        mitm, f"https://localhost:{https.good}/echo/rejected", "--cacert", str(https.ca.cert_path)
+    )
+    assert out.returncode != 0
+    recs = [r for r in mitm.records(1) if r.get("error") and "rejected" in r["error"]]
+    if not recs:
+        recs = [
+            r for r in mitm.records(10**6, timeout=3) if r.get("error") and "rejected" in r["error"]
+        ]
+    assert recs, "the flow log says the client rejected our certificate"
+    assert "client rejected the proxy's certificate for localhost" in recs[0]["error"]
+    assert "unknown_ca" in recs[0]["error"]
+
+
+def test_ignored_host_is_relayed_untouched(mitm: ProxyProcess, https: HttpsUpstreams) -> None:
+    # --ignore-hosts ^localhost:<wrong_name>$: the client must see the upstream's own
+    # certificate (for elsewhere.test, issued by the test CA), not one of ours.
+    s = connect(mitm.port)
+    port = https.wrong_name
+    s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % (port, port))
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(https.ca.cert_path))
+    tls = ctx.wrap_socket(s, server_hostname="elsewhere.test")
+    cert = tls.getpeercert()
+    assert dict(x[0] for x in cert["issuer"])["commonName"] == "tapproxy test CA"
+    tls.sendall(b"GET /echo/raw HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n")
+    assert b'"path": "/echo/raw"' in recv_response(tls)
+    tls.close()
+
+
+def test_ca_key_private_and_never_served(mitm: ProxyProcess) -> None:
+    certs = Path(our_ca(mitm)).parent
+    key_file = certs / "tapproxy-ca-key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes()
+    key_body = b"".join(key.splitlines()[1:-1])
+    for path in (
+        "/",
+        "/cert/pem",
+        "/cert/der",
+        "/cert/p12",
+        "/key",
+        "/cert/key",
+        "/../tapproxy-ca-key.pem",
+    ):
+        out = curl(mitm, f"http://tapproxy.ca{path}")
+        assert out.returncode == 0
+        assert b"PRIVATE KEY" not in out.stdout and key_body[:40] not in out.stdout
+    pem = curl(mitm, "http://tapproxy.ca/cert/pem").stdout
+    assert pem == Path(our_ca(mitm)).read_bytes()
+
+
+def test_keylog_lets_tshark_decrypt(https: HttpsUpstreams, tmp_path: Path) -> None:
+    if not (shutil.which("tshark") and shutil.which("tcpdump")):
+        pytest.skip("tshark/tcpdump not installed (.ci/run installs them)")
+    keylog = tmp_path / "keys.log"
+    cap = tmp_path / "cap.pcap"
+    with running_proxy(
+        "--mitm", "--certs", str(tmp_path / "c"), "--upstream-ca", str(https.ca.cert_path),
+        "--keylog", str(keylog),
+    ) as p:  # fmt: skip
+        dump = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-w", str(cap), f"tcp port {p.port}"],
+            stderr=subprocess.PIPE,
+        )
+        assert dump.stderr is not None
+        line = dump.stderr.readline()  # "listening on lo, ..." once the capture runs
+        assert b"listening" in line, line
+        out = curl(p, f"https://localhost:{https.good}/echo/keylog-check", "--cacert", our_ca(p))
+        assert b"keylog-check" in out.stdout
+        dump.terminate()
+        dump.wait(10)
+    assert b"CLIENT_" in keylog.read_bytes() or b"TRAFFIC_SECRET" in keylog.read_bytes()
+    shown = subprocess.run(
+        ["tshark", "-r", str(cap), "-o", f"tls.keylog_file:{keylog}", "-Y", "http.request",
+         "-T", "fields", "-e", "http.request.uri"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "/echo/keylog-check" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_plain_http_inside_connect_is_decoded(mitm: ProxyProcess, upstreams: Upstreams) -> None:
+    s = connect(mitm.port)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % upstreams.port)
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    s.sendall(b"GET /echo/inside HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert b'"path": "/echo/inside"' in recv_response(s)
+    s.close()
+    recs = [r for r in mitm.records(1) if r["request"]["url"].endswith("/echo/inside")]
+    if not recs:
+        recs = [
+            r
+            for r in mitm.records(10**6, timeout=3)
+            if r["request"]["url"].endswith("/echo/inside")
+        ]
+    assert recs and recs[0]["request"]["url"] == f"http://127.0.0.1:{upstreams.port}/echo/inside"
+
+
+def test_silent_client_gets_raw_relay(mitm: ProxyProcess, upstreams: Upstreams) -> None:
+    async def banner(conn):  # type: ignore[no-untyped-def]
+        conn.send(b"220 server speaks first\r\n")
+        await conn.writer.drain()
+        await conn.read_some(5)
+
+    server = upstreams.raw(banner)
+    s = connect(mitm.port)
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % server.port)
+    data = b""
+    while b"220 server" not in data:
+        chunk = s.recv(1024)
+        assert chunk
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    s.close()
