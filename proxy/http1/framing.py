@@ -25,8 +25,11 @@ from proxy.http1.fields import TOKEN_RE, raw_values
 # At most one leading SP before the value and nothing after it. Real clients
 # send "Content-Length: 12"; tabs, extra or trailing spaces on a framing field
 # are how smuggling payloads hide (hazards 3 and 7), so they are refused.
+# The same holds for Transfer-Encoding: after that one SP the list may not
+# start with another, so "Transfer-Encoding:  chunked" is refused exactly like
+# "Content-Length:  3" (spaces are only accepted around the commas).
 _CL_VALUE = re.compile(rb" ?([0-9]+)")
-_TE_VALUE = re.compile(rb" ?([!#$%&'*+\-.^_`|~0-9A-Za-z, ]*[!#$%&'*+\-.^_`|~0-9A-Za-z])")
+_TE_VALUE = re.compile(rb" ?(?! )([!#$%&'*+\-.^_`|~0-9A-Za-z, ]*[!#$%&'*+\-.^_`|~0-9A-Za-z])")
 MAX_CONTENT_LENGTH = 2**63 - 1
 _DIGITS_MAX = len(str(MAX_CONTENT_LENGTH))
 

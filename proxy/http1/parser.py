@@ -48,8 +48,11 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
+# request-line = method SP request-target SP HTTP-version, HTTP-version =
+# "HTTP/" DIGIT "." DIGIT (RFC 9112 §3, §2.3): anything else ("HTTP/1.32",
+# "HTTP/01.1", a tab, a second space, HTTP/0.9's "GET /") is malformed (400);
+# only a well-formed version other than 1.x is unsupported (505).
 _REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
-_ANY_VERSION = re.compile(rb"\S+ \S+ HTTP/([0-9]+)\.[0-9]+")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([1-9][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 # Bare CR or LF in a head (RFC 9112 §2.2). The incremental form ignores a CR
 # that ends the buffer, since its LF may be in the next read.
@@ -93,6 +96,8 @@ class _Parser:
         self._remaining = 0
         self._scanned = 0
         self._eof = False
+        # Bytes received while no response was expected (ResponseParser only).
+        self._unsolicited = False
 
     # -- input ---------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -104,6 +109,8 @@ class _Parser:
         if self._direct is not None:
             self._buf += self._direct
             self._direct = None
+        if self._state == _IDLE:
+            self._unsolicited = True
         self._buf += data
 
     def feed_eof(self) -> None:
@@ -153,45 +160,41 @@ class _Parser:
         raise NotImplementedError
 
     # -- heads -------------------------------------------------------------
-    def _split_head(self) -> list[bytes] | None:
-        """Cut one complete head off the buffer and split it into lines."""
+    def _split_head(self, max_size: int, too_large: int, what: str = "head") -> list[bytes] | None:
+        """Cut one complete head (or trailer section) off the buffer, as lines.
+
+        ``max_size`` bounds the head itself, not what is buffered behind it
+        (a pipelined request), and is judged the same however the bytes were
+        split into reads: while the blank line is missing, the last three
+        buffered bytes may be the start of it.
+        """
         if self._direct is not None:
             self._buf += self._direct
             self._direct = None
         buf = self._buf
         end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
-        limits = self.limits
         if end < 0:
             if _BARE_SO_FAR.search(buf, max(0, self._scanned - 1)):
-                raise ProtocolError(self._error_status, "bare CR or LF in head")
+                raise ProtocolError(self._error_status, f"bare CR or LF in {what}")
             self._scanned = len(buf)
-            self._check_head_size(len(buf))
+            if len(buf) - 3 > max_size:
+                raise ProtocolError(too_large, f"{what} too large")
             if self._eof and buf:
-                raise ProtocolError(self._error_status, "connection closed inside a head")
+                raise ProtocolError(self._error_status, f"connection closed inside a {what}")
             return None
-        self._check_head_size(end)
+        if end > max_size:
+            raise ProtocolError(too_large, f"{what} too large")
         head = bytes(buf[:end])
         del buf[: end + 4]
         self._scanned = 0
         if _BARE_IN_HEAD.search(head):
-            raise ProtocolError(self._error_status, "bare CR or LF in head")
+            raise ProtocolError(self._error_status, f"bare CR or LF in {what}")
         if CONTROL_CHARS.search(head):
-            raise ProtocolError(self._error_status, "control character in head")
+            raise ProtocolError(self._error_status, f"control character in {what}")
         lines = head.split(b"\r\n")
-        if len(lines) - 1 > limits.max_fields:
-            raise ProtocolError(self._head_too_large, "too many header fields")
+        if len(lines) - 1 > self.limits.max_fields:
+            raise ProtocolError(too_large, f"too many fields in {what}")
         return lines
-
-    _head_too_large = 431
-
-    def _check_head_size(self, size: int) -> None:
-        limits = self.limits
-        if size > limits.max_line and self._error_status == 400:
-            first = self._buf.find(b"\r\n", 0, limits.max_line + 2)
-            if first < 0 or first > limits.max_line:
-                raise ProtocolError(414, "request line too long")
-        if size > limits.max_head:
-            raise ProtocolError(self._head_too_large, "head too large")
 
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
@@ -248,7 +251,7 @@ class _Parser:
         if i < 0:
             if b"\n" in buf or b"\r" in buf[:-1]:
                 raise ProtocolError(self._error_status, f"bare CR or LF in {what}")
-            if len(buf) > limit:
+            if len(buf) > limit + 1:  # limit bytes and a CR is still a whole line
                 raise ProtocolError(self._error_status, f"{what} too long")
             if self._eof:
                 raise ProtocolError(self._error_status, f"connection closed inside {what}")
@@ -298,12 +301,11 @@ class _Parser:
         buf = self._buf
         if buf[:2] == b"\r\n":
             del buf[:2]
+            self._scanned = 0
             self._state = self._after_message()
             return EndOfMessage()
-        lines = self._split_head() if len(buf) <= self.limits.max_trailer else None
+        lines = self._split_head(self.limits.max_trailer, self._error_status, "trailer section")
         if lines is None:
-            if len(buf) > self.limits.max_trailer:
-                raise ProtocolError(self._error_status, "trailer section too large")
             if self._eof:
                 raise ProtocolError(self._error_status, "connection closed inside trailers")
             return None
@@ -313,30 +315,54 @@ class _Parser:
         return EndOfMessage(kept)
 
 
+def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(method, target, version)`` of a request-line (RFC 9112 §3)."""
+    m = _REQUEST_LINE.fullmatch(line)
+    if m is None:
+        raise ProtocolError(400, f"malformed request line {line[:80]!r}")
+    method, target, major, minor = m.groups()
+    if major != b"1":
+        raise ProtocolError(505, "HTTP version not supported")
+    # RFC 9110 §2.5: a higher 1.x minor is answered as 1.1.
+    return method, target, b"1.0" if minor == b"0" else b"1.1"
+
+
 class RequestParser(_Parser):
     """Parses the requests a client sends, one after another (pipelining)."""
 
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(limits)
+        # The current head's request-line, parsed once it was complete.
+        self._parsed_line: tuple[bytes, bytes, bytes] | None = None
+
     def _next_head(self) -> Event | None:
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
         buf = self._buf
         # RFC 9112 §2.2: ignore at least one empty line before a request-line.
         while buf[:2] == b"\r\n":
             del buf[:2]
-        if not buf and self._direct is None:
+        if not buf:
             return None
-        lines = self._split_head()
+        line = self._parsed_line
+        if line is None:
+            # Judge the request-line as soon as it is complete, before the
+            # rest of the head: a malformed one needs no more bytes to be
+            # refused, HTTP/0.9's "GET /\r\n" never sends the blank line that
+            # ends a head, and a line over max_line is 414 whatever follows.
+            max_line = self.limits.max_line
+            end = buf.find(b"\r\n", 0, max_line + 2)
+            if end >= 0:
+                line = self._parsed_line = _request_line(bytes(buf[:end]))
+            elif len(buf) > max_line + 1:
+                raise ProtocolError(414, "request line too long")
+        lines = self._split_head(self.limits.max_head, 431)
         if lines is None:
             return None
-        m = _REQUEST_LINE.fullmatch(lines[0])
-        if m is None:
-            v = _ANY_VERSION.fullmatch(lines[0])
-            if v is not None and v.group(1) != b"1":
-                raise ProtocolError(505, "HTTP version not supported")
-            raise ProtocolError(400, f"malformed request line {lines[0][:80]!r}")
-        method, target, major, minor = m.groups()
-        if major != b"1":
-            raise ProtocolError(505, "HTTP version not supported")
-        # RFC 9110 §2.5: a higher 1.x minor is answered as 1.1.
-        version = b"1.0" if minor == b"0" else b"1.1"
+        assert line is not None  # a complete head has a first CRLF, found above
+        self._parsed_line = None
+        method, target, version = line
         fields_lines = lines[1:]
         fields = parse_field_lines(fields_lines, 400)
         framing = request_framing(fields_lines, version)
@@ -348,7 +374,6 @@ class ResponseParser(_Parser):
     """Parses responses; told each request's method first (HEAD/CONNECT matter)."""
 
     _error_status = 502
-    _head_too_large = 502
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(limits)
@@ -369,14 +394,24 @@ class ResponseParser(_Parser):
     def _after_message(self) -> int:
         if self._methods:
             self._methods.popleft()
-        return _HEAD if self._methods else _IDLE
+        if self._methods:
+            return _HEAD
+        if self.buffered:
+            self._unsolicited = True
+        return _IDLE
 
     def _next_head(self) -> Event | None:
+        if self._unsolicited:
+            # Bytes past the end of the last response while no request was
+            # outstanding (a body on a HEAD, 204 or 304 response, a second
+            # response): they are not the answer to the request sent next
+            # (RFC 9112 §6.3 (1), §9.3; hazard 30).
+            raise ProtocolError(502, "bytes from the server that no request asked for")
         if not self._buf and self._direct is None:
             if self._eof:
                 raise ProtocolError(502, "connection closed before a response")
             return None
-        lines = self._split_head()
+        lines = self._split_head(self.limits.max_head, 502)
         if lines is None:
             return None
         m = _STATUS_LINE.fullmatch(lines[0])

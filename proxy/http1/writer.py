@@ -44,7 +44,13 @@ def response_head(
 
 
 def chunk(data: bytes) -> list[bytes]:
-    """One chunk as a list of buffers for a vectored write (no concatenation)."""
+    """One chunk as a list of buffers for a vectored write (no concatenation).
+
+    No data, no chunk: a zero-size chunk is the last-chunk (RFC 9112 §7.1),
+    and emitting one mid-body would end the message early for the receiver.
+    """
+    if not data:
+        return []
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 
 

@@ -58,7 +58,19 @@ def request_out(head: RequestHead, target: Target, config: SessionConfig) -> tup
 def informational_out(head: ResponseHead) -> bytes:
     """A 1xx (100 Continue, 103 Early Hints) relayed to an HTTP/1.1 client."""
     fields = strip_hop_by_hop(head.fields, connection_tokens(head.fields), False)
+    # RFC 9110 §8.6: no Content-Length in a 1xx (a client could read a body).
+    fields = framed_fields(fields, head.framing)
     return response_head(b"1.1", head.status, head.reason, fields)
+
+
+def _length_metadata(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Content-Length of a HEAD or 304 response, kept in place but canonical.
+
+    It states the length the selected representation would have (RFC 9110
+    §8.6); the codec checked it is one ``1*DIGIT`` value, so "010" goes out as
+    "10" like a request's (hazard 4).
+    """
+    return [(k, b"%d" % int(v)) if k.lower() == b"content-length" else (k, v) for k, v in fields]
 
 
 def response_out(request: RequestHead, head: ResponseHead, upgrade: bool) -> tuple[bytes, bool]:
@@ -80,6 +92,12 @@ def response_out(request: RequestHead, head: ResponseHead, upgrade: bool) -> tup
     elif kind is FramingKind.CLOSE:
         fields = framed_fields(fields, head.framing)
         close = True
+    elif kind is FramingKind.NONE and head.status != 204:
+        fields = _length_metadata(fields)  # a HEAD or 304 response (1xx never get here)
+    else:
+        # 204, 101: RFC 9110 §8.6 forbids Content-Length there; a client that
+        # believed one would take the next response's bytes for a body.
+        fields = framed_fields(fields, head.framing)
     if not switching and kind is not FramingKind.TUNNEL:
         if close:
             fields.append((b"Connection", b"close"))

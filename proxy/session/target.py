@@ -83,6 +83,11 @@ def connect_target(head: RequestHead) -> tuple[str, int]:
     if head.framing.kind.value != "none":
         raise ProtocolError(400, "CONNECT request with a body")  # RFC 9110 §9.3.6
     host, port = parse_authority(head.target, None)
+    # RFC 9112 §3.2 holds for CONNECT too: exactly one valid Host (HTTP/1.0
+    # may omit it; hazard 22), even though the tunnel goes where the target says.
+    host_value = host_field(head)
+    if host_value is not None:
+        parse_authority(host_value, port)
     return host, port
 
 
