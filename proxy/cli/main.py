@@ -26,6 +26,7 @@ from proxy.session.config import SessionConfig
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
 from proxy.sinks.jsonl import JsonlSink
+from proxy.sinks.pcap import PcapTap
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="bytes of each body kept as a preview in flow records (default 256)",
     )
+    o.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="write what the proxy relayed (decrypted) as pcapng for Wireshark",
+    )
+    o.add_argument("--pcap-side", choices=["both", "client", "upstream"], default="both",
+                   help="which connections go into --pcap (default both)")  # fmt: skip
     u = p.add_argument_group("upstream")
     u.add_argument(
         "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
@@ -210,6 +218,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         timeouts=timeouts,
         upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure, args.keylog),
         intercept=intercept_context(args),
+        tap=PcapTap(args.pcap, args.pcap_side) if args.pcap else None,
     )
 
 

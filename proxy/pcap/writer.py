@@ -145,8 +145,11 @@ class Conversation:
         self._send(ts, False, SYN | ACK, b"", mss)
         self._send(ts, True, ACK, b"")
 
-    def data(self, ts: float, from_client: bool, data: bytes) -> None:
-        """Bytes sent by one side at ``ts``: MSS-sized segments, then the peer's ACK."""
+    def data(self, ts: float, from_client: bool, data: bytes, comment: str | None = None) -> None:
+        """Bytes sent by one side at ``ts``: MSS-sized segments, then the peer's ACK.
+
+        ``comment`` goes on the first segment (the live proxy puts a flow id there).
+        """
         if self.closed:
             raise ValueError("conversation already closed")
         if not data:
@@ -156,7 +159,9 @@ class Conversation:
         last = len(data) - 1
         for n, i in enumerate(range(0, len(data), mss), 1):
             final = i + mss > last
-            self._send(ts, from_client, ACK | (PSH if final else 0), bytes(view[i : i + mss]))
+            flags = ACK | (PSH if final else 0)
+            self._send(ts, from_client, flags, bytes(view[i : i + mss]), comment=comment)
+            comment = None
             if n % _ACK_EVERY == 0 and not final:
                 self._send(ts, not from_client, ACK, b"")
         self._send(ts, not from_client, ACK, b"")

@@ -22,6 +22,7 @@ from proxy.server.tcp import TcpConnection
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
+from proxy.sinks.pcap import PcapTap
 from proxy.tls import onboarding
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -36,6 +37,7 @@ class ServerOptions:
     pool_per_host: int = 32
     extra_own_hosts: tuple[str, ...] = field(default=())
     intercept: InterceptContext | None = None
+    tap: PcapTap | None = None
 
 
 class ProxyServer:
@@ -94,6 +96,7 @@ class ProxyServer:
             upstream_ssl=self.options.upstream_ssl,
             registry=self.registry,
             intercept=intercept,
+            tap=self.options.tap,
         )
 
     def _local_page(self, host: str, path: bytes) -> bytes:
@@ -137,4 +140,6 @@ class ProxyServer:
             self._watchdog.cancel()
         self.pool.close()
         await asyncio.sleep(0)  # let connection_lost callbacks submit their records
+        if self.options.tap is not None:
+            self.options.tap.stop()
         return cut

@@ -36,6 +36,7 @@ from proxy.session.commands import (
 )
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
+from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsInfo, TunnelInfo
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
 
@@ -55,6 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self._offered_alpn: tuple[str, ...] = ()
         self._outer: HttpSession | None = None  # the session that saw the CONNECT
         self.last_active = time.monotonic()
+        self._tap: PcapTap | None = None
         self._paused = 0  # bit set of reasons reading from the client is paused
         self._client_write_paused = False
         self._connecting: asyncio.Task[None] | None = None
@@ -71,17 +73,37 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.session = HttpSession(self.ctx.session, (str(peer[0]), int(peer[1])))
         self.ctx.registry.connections.add(self)
+        tap = self.ctx.tap
+        self._tap = tap if tap is not None and tap.client_side else None
+        if self._tap is not None:
+            local = transport.get_extra_info("sockname")
+            self._tap.open(id(self), (str(peer[0]), int(peer[1])), (local[0], local[1]))
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.tls is not None:
             self.tls_data(data)
         elif self.relay is not None:
-            self.relay.from_client(data)
+            self._relay_in(data)
         elif self.interceptor is not None:
             self.interceptor.feed(data)
         elif self.session is not None:
-            self.run(self.session.client_data(data))
+            self._to_session(data)
+
+    def _to_session(self, data: bytes) -> None:
+        """Plaintext from the client into the HTTP session (tapped for --pcap)."""
+        session = self.session
+        assert session is not None
+        tap = self._tap
+        if tap is None:
+            self.run(session.client_data(data))
+            return
+        tap.data(id(self), True, data, await_note=True)
+        before = session.ex
+        self.run(session.client_data(data))
+        ex = session.ex
+        started = ex is not None and ex is not before
+        tap.note(id(self), f"tapproxy flow {ex.id}" if started and ex is not None else None)
 
     def eof_received(self) -> bool:
         if self.interceptor is not None and self.tls is not None:
@@ -102,6 +124,8 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._tap is not None:
+            self._tap.close(id(self), reset=exc is not None, from_client=True)
         self.ctx.registry.connections.discard(self)
         if self._connecting is not None:
             self._connecting.cancel()
@@ -153,17 +177,42 @@ class ClientConnection(asyncio.Protocol):
 
     # -- commands -----------------------------------------------------------------
     def run(self, commands: list[Command]) -> None:
+        """Carry out ``commands`` in order.
+
+        Hot path (runs for every read): consecutive sends to the same side are
+        joined into one write, so a small response (head and body) costs one
+        send() instead of two; profiling showed the syscalls dominating.
+        Any other command first flushes what is pending, keeping the order.
+        """
+        to_client: list[bytes] = []
+        to_server: list[bytes] = []
         for cmd in commands:
-            # Ordered by frequency: this loop runs for every read.
-            if type(cmd) is SendClient:
-                if self.transport is not None and not self._closed:
-                    tls = self.tls
-                    self.transport.write(cmd.data if tls is None else tls.send(cmd.data))
-            elif type(cmd) is SendServer:
-                if self.upstream is not None and self.upstream.transport is not None:
-                    self.upstream.transport.write(cmd.data)
+            kind = type(cmd)
+            if kind is SendClient:
+                to_client.append(cmd.data)  # type: ignore[union-attr]
+            elif kind is SendServer:
+                to_server.append(cmd.data)  # type: ignore[union-attr]
             else:
-                _HANDLERS[type(cmd)](self, cmd)
+                if to_client or to_server:
+                    self._flush(to_client, to_server)
+                _HANDLERS[kind](self, cmd)
+        if to_client or to_server:
+            self._flush(to_client, to_server)
+
+    def _flush(self, to_client: list[bytes], to_server: list[bytes]) -> None:
+        if to_client:
+            data = to_client[0] if len(to_client) == 1 else b"".join(to_client)
+            to_client.clear()
+            if self.transport is not None and not self._closed:
+                tls = self.tls
+                self.transport.write(data if tls is None else tls.send(data))
+                if self._tap is not None:
+                    self._tap.data(id(self), False, data)
+        if to_server:
+            data = to_server[0] if len(to_server) == 1 else b"".join(to_server)
+            to_server.clear()
+            if self.upstream is not None:
+                self.upstream.write(data)
 
     def _open_server(self, cmd: OpenServer) -> None:
         key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
@@ -177,7 +226,9 @@ class ClientConnection(asyncio.Protocol):
     async def _connect(self, cmd: OpenServer) -> None:
         key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
         try:
-            conn = await connect(key, self.ctx.timeouts.connect, self.ctx.upstream_ssl)
+            conn = await connect(
+                key, self.ctx.timeouts.connect, self.ctx.upstream_ssl, self.ctx.tap
+            )
         except UpstreamError as e:
             self._connecting = None
             if self.session is not None and not self._closed:
@@ -226,9 +277,23 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None and self.upstream is not None
         self._paused = 0
         self.transport.resume_reading()
-        self.relay = Relay(self.transport, self.upstream, self._tunnel_done, self._tls_writer())
+        self.relay = Relay(
+            self.transport, self.upstream, self._tunnel_done, self._tls_writer(), self._tap_out()
+        )
         self.upstream = None
         self.relay.start(cmd.to_server, cmd.to_client)
+
+    def _relay_in(self, data: bytes) -> None:
+        assert self.relay is not None
+        if self._tap is not None:
+            self._tap.data(id(self), True, data)
+        self.relay.from_client(data)
+
+    def _tap_out(self) -> Callable[[bytes], None] | None:
+        tap, key = self._tap, id(self)
+        if tap is None:
+            return None
+        return lambda data: tap.data(key, False, data)
 
     def _tls_writer(self) -> Callable[[bytes], None] | None:
         tls, transport = self.tls, self.transport
@@ -254,7 +319,7 @@ class ClientConnection(asyncio.Protocol):
         self.interceptor = None
         self.session = session
         if data:
-            self.run(session.client_data(data))
+            self._to_session(data)
 
     def start_client_tls(
         self, tls: TlsEndpoint, interceptor: Interceptor, offered: tuple[str, ...]
@@ -284,9 +349,9 @@ class ClientConnection(asyncio.Protocol):
         if not plain:
             return
         if self.relay is not None:
-            self.relay.from_client(plain)
+            self._relay_in(plain)
         elif self.session is not None:
-            self.run(self.session.client_data(plain))
+            self._to_session(plain)
 
     def intercept_failed(self, message: str, tls: TlsInfo) -> None:
         self.interceptor = None
@@ -307,7 +372,7 @@ class ClientConnection(asyncio.Protocol):
     async def _relay_to(self, host: str, port: int, data: bytes, tls: TlsInfo | None) -> None:
         outer = self._outer
         try:
-            conn = await connect((host, port, None), self.ctx.timeouts.connect, None)
+            conn = await connect((host, port, None), self.ctx.timeouts.connect, None, self.ctx.tap)
         except UpstreamError as e:
             self._connecting = None
             if outer is not None:
@@ -319,8 +384,12 @@ class ClientConnection(asyncio.Protocol):
         if self._closed or self.transport is None:
             conn.close()
             return
-        self.relay = Relay(self.transport, conn, lambda info: self._relay_done(info, tls))
+        self.relay = Relay(
+            self.transport, conn, lambda info: self._relay_done(info, tls), None, self._tap_out()
+        )
         self.transport.resume_reading()
+        if data and self._tap is not None:
+            self._tap.data(id(self), True, data)
         self.relay.start(data, b"")
 
     def _relay_done(self, info: TunnelInfo, tls: TlsInfo | None) -> None:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
+from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import FlowRecord
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
@@ -67,4 +68,4 @@ class ListenerContext:
     upstream_ssl: ssl.SSLContext | None
     registry: Registry
     intercept: InterceptContext | None = None
-    local_page: Callable[[bytes], bytes] | None = None
+    tap: PcapTap | None = None  # --pcap

@@ -123,7 +123,7 @@ class Interceptor:
         org = None
         # On failure the first request tries again and answers 502/504 naming why.
         with contextlib.suppress(UpstreamError):
-            upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl)
+            upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
         if upstream is not None and upstream.transport is not None:
             obj = upstream.transport.get_extra_info("ssl_object")
             der = obj.getpeercert(binary_form=True) if obj is not None else None

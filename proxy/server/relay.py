@@ -25,12 +25,14 @@ class Relay:
         upstream: UpstreamConnection,
         on_done: Callable[[TunnelInfo], None],
         write_client: Callable[[bytes], None] | None = None,
+        on_client_out: Callable[[bytes], None] | None = None,
     ) -> None:
         self.client = client
         # Writes to the client go through TLS when the client side is intercepted;
         # then a FIN cannot be passed on (TLS has no half-close), only a close.
         self.write_client = write_client or client.write
         self.half_close = write_client is None
+        self.on_client_out = on_client_out  # the pcap tap, when on
         self.upstream = upstream
         self.on_done = on_done
         self.bytes_up = 0
@@ -50,9 +52,7 @@ class Relay:
     # client side --------------------------------------------------------------
     def from_client(self, data: bytes) -> None:
         self.bytes_up += len(data)
-        t = self.upstream.transport
-        if t is not None and not t.is_closing():
-            t.write(data)
+        self.upstream.write(data)
 
     def client_eof(self) -> None:
         self.client_close = self.client_close or "fin"
@@ -80,6 +80,8 @@ class Relay:
         self.bytes_down += len(data)
         if not self.client.is_closing():
             self.write_client(data)
+            if self.on_client_out is not None:
+                self.on_client_out(data)
 
     def on_server_eof(self) -> None:
         self.server_close = self.server_close or "fin"

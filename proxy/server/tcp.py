@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 from proxy.server.context import ListenerContext
 from proxy.server.relay import Relay
 from proxy.server.upstream import connect
 from proxy.session.errors import UpstreamError
+from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import FlowRecord, TunnelInfo
 
 
@@ -26,6 +26,7 @@ class TcpConnection(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._eof = False
         self._task: asyncio.Task[None] | None = None
+        self._tap: PcapTap | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -34,13 +35,18 @@ class TcpConnection(asyncio.Protocol):
         self.client = (str(peer[0]), int(peer[1]))
         transport.set_write_buffer_limits(high=256 * 1024)
         transport.pause_reading()  # nothing to do with bytes until upstream is there
+        tap = self.ctx.tap
+        self._tap = tap if tap is not None and tap.client_side else None
+        if self._tap is not None:
+            local = transport.get_extra_info("sockname")
+            self._tap.open(id(self), self.client, (local[0], local[1]))
         self.ctx.registry.connections.add(self)
         self._task = asyncio.get_running_loop().create_task(self._open())
 
     async def _open(self) -> None:
         assert self.transport is not None
         try:
-            conn = await connect(self.key, self.ctx.timeouts.connect, None)
+            conn = await connect(self.key, self.ctx.timeouts.connect, None, self.ctx.tap)
         except UpstreamError as e:
             self._record(None, f"upstream {self.key[0]}:{self.key[1]}: {e}")
             self.transport.abort()
@@ -51,12 +57,16 @@ class TcpConnection(asyncio.Protocol):
         assert conn.transport is not None
         peer = conn.transport.get_extra_info("peername") or self.key[:2]
         self.server = (str(peer[0]), int(peer[1]))
-        self.relay = Relay(self.transport, conn, self._done)
+        tap, key = self._tap, id(self)
+        on_out = None if tap is None else (lambda data: tap.data(key, False, data))
+        self.relay = Relay(self.transport, conn, self._done, None, on_out)
         self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.relay is not None:
+            if self._tap is not None:
+                self._tap.data(id(self), True, data)
             self.relay.from_client(data)
 
     def eof_received(self) -> bool:
@@ -66,6 +76,8 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.registry.connections.discard(self)
+        if self._tap is not None:
+            self._tap.close(id(self), reset=exc is not None, from_client=True)
         if self.relay is not None:
             self.relay.client_lost(exc)
         elif self._task is not None:
@@ -85,7 +97,7 @@ class TcpConnection(asyncio.Protocol):
     def _record(self, info: TunnelInfo | None, error: str | None) -> None:
         self.ctx.submit(
             FlowRecord(
-                id=os.urandom(8).hex(),
+                id=self.ctx.session.new_id(),
                 kind="tcp",
                 mode=self.ctx.session.mode,
                 start=self.start,

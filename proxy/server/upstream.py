@@ -20,6 +20,7 @@ from typing import Protocol
 from cryptography import x509
 
 from proxy.session.errors import UpstreamError
+from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsSide
 from proxy.tls.leaf import sans_from_certificate
 
@@ -36,8 +37,9 @@ class Owner(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, tap: PcapTap | None = None) -> None:
         self.key = key
+        self.tap = tap
         self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
         self.closed = False
@@ -52,8 +54,23 @@ class UpstreamConnection(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=256 * 1024)
+        if self.tap is not None and self.tap.upstream_side:
+            local = transport.get_extra_info("sockname")
+            peer = transport.get_extra_info("peername")
+            if local and peer:
+                self.tap.open(id(self), (local[0], local[1]), (peer[0], peer[1]))
+
+    def write(self, data: bytes) -> None:
+        """Send to the server (plaintext: TLS, if any, is the transport's)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            if self.tap is not None and self.tap.upstream_side:
+                self.tap.data(id(self), True, data)
 
     def data_received(self, data: bytes) -> None:
+        if self.tap is not None and self.tap.upstream_side:
+            self.tap.data(id(self), False, data)
         if self.owner is not None:
             self.owner.on_server_data(data)
         else:  # unsolicited bytes on an idle connection: it is not reusable
@@ -67,6 +84,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tap is not None and self.tap.upstream_side:
+            self.tap.close(id(self), reset=exc is not None, from_client=False)
         owner, self.owner = self.owner, None
         if owner is not None:
             owner.on_server_lost(exc)
@@ -207,7 +226,7 @@ def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
 
 
 async def connect(
-    key: Key, timeout: float, ssl_context: ssl.SSLContext | None
+    key: Key, timeout: float, ssl_context: ssl.SSLContext | None, tap: PcapTap | None = None
 ) -> UpstreamConnection:
     """Open a new upstream connection or raise ``UpstreamError``."""
     loop = asyncio.get_running_loop()
@@ -216,7 +235,7 @@ async def connect(
     try:
         async with asyncio.timeout(timeout):
             _, proto = await loop.create_connection(
-                lambda: UpstreamConnection(key),
+                lambda: UpstreamConnection(key, tap),
                 host,
                 port,
                 ssl=ssl_context if tls else None,

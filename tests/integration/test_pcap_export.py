@@ -1,0 +1,84 @@
+"""``--pcap``: tshark reads what the proxy relayed, decrypted, like the flow log."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import CertAuthority
+from tests.support.proxyproc import start_proxy
+from tests.support.upstreams import Upstreams, make_app, start_https
+
+pytestmark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark not installed")
+
+
+def tshark(*args: str) -> str:
+    out = subprocess.run(["tshark", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_pcap_matches_flow_log_plain_and_intercepted(upstreams: Upstreams, tmp_path: Path) -> None:
+    ca = CertAuthority.create(tmp_path / "ca")
+    runner, https_port = upstreams.call(
+        start_https(make_app(), str(ca.server_cert(["localhost"], "s.pem")))
+    )
+    cap = tmp_path / "live.pcapng"
+    certs = tmp_path / "certs"
+    p = start_proxy(
+        "--mitm", "--certs", str(certs), "--upstream-ca", str(ca.cert_path), "--pcap", str(cap),
+        flow_log=tmp_path / "flows.jsonl",
+    )  # fmt: skip
+    try:
+        urls = [
+            f"{upstreams.url}/echo/plain-1",
+            f"{upstreams.url}/bytes/100000",
+            f"https://localhost:{https_port}/echo/tls-1",
+            f"https://localhost:{https_port}/bytes/5000",
+        ]
+        for url in urls:
+            subprocess.run(
+                ["curl", "-sS", "--fail", "-x", p.url, "--cacert", str(certs / "tapproxy-ca.pem"),
+                 "-o", "/dev/null", url],
+                check=True, timeout=30,
+            )  # fmt: skip
+        subprocess.run(
+            ["curl", "-sS", "-x", p.url, "-d", "x=1", f"{upstreams.url}/echo/post"],
+            check=True, timeout=30, capture_output=True,
+        )  # fmt: skip
+        records = p.records(5)
+    finally:
+        assert p.stop() == 0
+        upstreams.call(runner.cleanup())
+    http_records = [r for r in records if r["kind"] == "http"]
+    assert len(http_records) == 5
+    expert = tshark("-r", str(cap), "-q", "-z", "expert,warn")
+    assert "Malformed" not in expert and "Error" not in expert, expert
+    # The client-side conversations (to the proxy's port) list the same
+    # requests as the flow log, in order, decrypted ones included.
+    only = f"http.request && tcp.dstport == {p.port} && http.request.method != CONNECT"
+    listing = tshark(
+        "-r", str(cap), "-Y", only, "-T", "fields",
+        "-e", "http.request.method", "-e", "http.request.uri", "-e", "frame.comment",
+    )  # fmt: skip
+    rows = [line.split("\t") for line in listing.strip().splitlines()]
+    assert [(r[0], r[1].split("//", 1)[-1].split("/", 1)[-1]) for r in rows] == [
+        (rec["request"]["method"], rec["request"]["url"].split("//", 1)[1].split("/", 1)[1])
+        for rec in http_records
+    ]
+    assert [r[2] for r in rows] == [f"tapproxy flow {rec['id']}" for rec in http_records]
+    # The upstream side carries the same requests in origin form.
+    upstream_uris = tshark(
+        "-r", str(cap), "-Y", f"http.request && tcp.dstport != {p.port}", "-T", "fields",
+        "-e", "http.request.uri",
+    ).split()  # fmt: skip
+    assert upstream_uris == [
+        "/echo/plain-1",
+        "/bytes/100000",
+        "/echo/tls-1",
+        "/bytes/5000",
+        "/echo/post",
+    ]
