@@ -321,9 +321,27 @@ class HttpSession:
         self.responses = None
 
     def _send_head(self, ex: Exchange, out: list[Command]) -> None:
+        """Forward the head, but only after the body bytes already here parse.
+
+        A smuggling payload usually arrives in the same packet as its head; if
+        its framing is bad, nothing of the message may reach the server
+        (hazards 14, 18-20). Bytes that arrive later are streamed as they come.
+        """
         assert self.responses is not None
+        body: list[Command] = []
+        try:
+            while not ex.request_done:
+                event = self.requests.next_event()
+                if event is None:
+                    break
+                self._request_body(ex, event, body)
+        except ProtocolError as e:
+            ex.error = f"client: {e.message}"
+            self._fail(ex, e.status, e.message, out)
+            return
         self.responses.expect(ex.request.method)
         out.append(SendServer(ex.out_head))
+        out.extend(body)
 
     def _request_body(self, ex: Exchange, event: object, out: list[Command]) -> None:
         chunked = ex.request.framing.kind is FramingKind.CHUNKED
@@ -432,6 +450,7 @@ class HttpSession:
         reusable = (
             ex.request_done
             and not self.server_closing
+            and not (self.responses is not None and self.responses.buffered)
             and ex.response.framing.kind is not FramingKind.CLOSE
             and not messages.wants_close(ex.response.fields, ex.response.version)
         )
