@@ -158,8 +158,16 @@ class CertificateAuthority:
                 pass  # another process linked its key first; load its CA
         if key_path.exists() and not cert_path.exists():
             # The key is written first: a process creating the CA right now
-            # writes the certificate within milliseconds.
-            _wait_for(cert_path, CREATION_GRACE)
+            # writes the certificate within milliseconds, perhaps not atomically,
+            # so a load that fails is retried until the grace period is over.
+            deadline = time.monotonic() + CREATION_GRACE
+            while True:
+                try:
+                    return cls.load(directory)
+                except CAError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         return cls.load(directory)
 
     @classmethod
@@ -417,9 +425,3 @@ def _write_file(path: Path, data: bytes, *, mode: int, exclusive: bool = False) 
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-
-
-def _wait_for(path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
