@@ -9,9 +9,13 @@ whitespace removed (RFC 9110 §5.5).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Fields = tuple[tuple[bytes, bytes], ...]
+# Lower-cased name -> values as they came after the colon, for the few
+# fields the proxy itself acts on (``fields.INDEXED``); built while parsing
+# so no consumer rescans the field list. None when a head was built by hand.
+FieldIndex = dict[bytes, list[bytes]]
 
 
 class FramingKind(enum.Enum):
@@ -43,6 +47,7 @@ class RequestHead:
     version: bytes  # b"1.1" or b"1.0"
     fields: Fields
     framing: Framing
+    index: FieldIndex | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class ResponseHead:
     reason: bytes
     fields: Fields
     framing: Framing
+    index: FieldIndex | None = field(default=None, compare=False, repr=False)
 
     @property
     def informational(self) -> bool:

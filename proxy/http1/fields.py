@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 
 from proxy.http1.errors import ProtocolError
-from proxy.http1.events import Fields
+from proxy.http1.events import FieldIndex, Fields, RequestHead, ResponseHead
 
 # token = 1*tchar (RFC 9110 §5.6.2)
 TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -24,6 +24,65 @@ _FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(.*)", re.DOTALL)
 # included, RFC 9110 §5.5). CR and LF are checked as line endings.
 CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _OWS = b" \t"
+
+
+# The fields the proxy itself reads: framing, routing, hop-by-hop.
+INDEXED = frozenset(
+    {
+        b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade",
+        b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"trailer",
+        b"expect",
+    }
+)  # fmt: skip
+
+
+def parse_fields(lines: list[bytes], status: int) -> tuple[Fields, FieldIndex]:
+    """Field lines into ``(name, value)`` pairs, and the index of ``INDEXED`` ones.
+
+    Hot path: one regex match per line; the index keeps the raw values (the
+    framing checks need them unstripped) so nothing rescans the fields later.
+    """
+    out = []
+    index: FieldIndex = {}
+    match = _FIELD_LINE.fullmatch
+    for line in lines:
+        m = match(line)
+        if m is None:
+            raise ProtocolError(status, f"malformed field line {line[:60]!r}")
+        name, raw = m.groups()
+        out.append((name, raw.strip(_OWS)))
+        lname = name.lower()
+        if lname in INDEXED:
+            if lname in index:
+                index[lname].append(raw)
+            else:
+                index[lname] = [raw]
+    return tuple(out), index
+
+
+def index_of(head: RequestHead | ResponseHead) -> FieldIndex:
+    """The head's field index, built from its fields if it was made by hand."""
+    if head.index is not None:
+        return head.index
+    index: FieldIndex = {}
+    for name, value in head.fields:
+        lname = name.lower()
+        if lname in INDEXED:
+            index.setdefault(lname, []).append(value)
+    return index
+
+
+def indexed_values(index: FieldIndex, lname: bytes) -> list[bytes]:
+    """Stripped values of an indexed field."""
+    return [v.strip(_OWS) for v in index.get(lname, ())]
+
+
+def indexed_tokens(index: FieldIndex, lname: bytes) -> set[bytes]:
+    """Lower-cased list elements of an indexed field (e.g. Connection)."""
+    out: set[bytes] = set()
+    for v in index.get(lname, ()):
+        out.update(p.lower() for p in split_list(v))
+    return out
 
 
 def parse_field_lines(lines: list[bytes], status: int) -> Fields:

@@ -20,7 +20,8 @@ from proxy.http1.events import (
     Framing,
     FramingKind,
 )
-from proxy.http1.fields import TOKEN_RE, raw_values
+from proxy.http1.events import FieldIndex
+from proxy.http1.fields import TOKEN_RE
 
 # At most one leading SP before the value and nothing after it. Real clients
 # send "Content-Length: 12"; tabs, extra or trailing spaces on a framing field
@@ -79,10 +80,10 @@ def _is_chunked(values: list[bytes], status: int, is_request: bool) -> bool:
     return False  # §6.3 (4): response read until close
 
 
-def request_framing(lines: list[bytes], version: bytes) -> Framing:
+def request_framing(index: FieldIndex, version: bytes) -> Framing:
     """Body framing of a request from its raw field lines (§6.3)."""
-    te = raw_values(lines, b"transfer-encoding")
-    cl = raw_values(lines, b"content-length")
+    te = index.get(b"transfer-encoding", [])
+    cl = index.get(b"content-length", [])
     if te:
         if version == b"1.0":
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -99,15 +100,15 @@ def request_framing(lines: list[bytes], version: bytes) -> Framing:
 
 
 def response_framing(
-    lines: list[bytes], version: bytes, status: int, request_method: bytes
+    index: FieldIndex, version: bytes, status: int, request_method: bytes
 ) -> Framing:
     """Body framing of a response to ``request_method`` (§6.3 rules 1-7)."""
     if request_method == b"CONNECT" and 200 <= status < 300:
         return TUNNEL
     if status == 101:
         return TUNNEL
-    te = raw_values(lines, b"transfer-encoding")
-    cl = raw_values(lines, b"content-length")
+    te = index.get(b"transfer-encoding", [])
+    cl = index.get(b"content-length", [])
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         # No body whatever the fields say; they are still checked so that a
         # malformed response is not passed on.

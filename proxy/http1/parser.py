@@ -31,7 +31,7 @@ from proxy.http1.events import (
     RequestHead,
     ResponseHead,
 )
-from proxy.http1.fields import CONTROL_CHARS, TOKEN, parse_field_lines
+from proxy.http1.fields import CONTROL_CHARS, TOKEN, parse_field_lines, parse_fields
 from proxy.http1.framing import MAX_CONTENT_LENGTH, request_framing, response_framing
 
 
@@ -363,11 +363,10 @@ class RequestParser(_Parser):
         assert line is not None  # a complete head has a first CRLF, found above
         self._parsed_line = None
         method, target, version = line
-        fields_lines = lines[1:]
-        fields = parse_field_lines(fields_lines, 400)
-        framing = request_framing(fields_lines, version)
+        fields, index = parse_fields(lines[1:], 400)
+        framing = request_framing(index, version)
         self._start_body(framing)
-        return RequestHead(method, target, version, fields, framing)
+        return RequestHead(method, target, version, fields, framing, index)
 
 
 class ResponseParser(_Parser):
@@ -420,10 +419,9 @@ class ResponseParser(_Parser):
         minor, code, reason = m.groups()
         version = b"1.0" if minor == b"0" else b"1.1"
         status = int(code)
-        fields_lines = lines[1:]
-        fields = parse_field_lines(fields_lines, 502)
-        framing = response_framing(fields_lines, version, status, self._methods[0])
-        head = ResponseHead(version, status, reason or b"", fields, framing)
+        fields, index = parse_fields(lines[1:], 502)
+        framing = response_framing(index, version, status, self._methods[0])
+        head = ResponseHead(version, status, reason or b"", fields, framing, index)
         if head.informational:
             return head  # the final response for the same request follows
         self._start_body(framing)

@@ -402,7 +402,7 @@ class ClientConnection(asyncio.Protocol):
             self.run(session.tunnel_closed(info))
 
     def _flow_done(self, cmd: FlowDone) -> None:
-        self.ctx.submit(cmd.record)
+        self.ctx.submit(cmd.flow)
 
     def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:
@@ -447,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         ex = session.ex
         assert ex is not None
         ex.error = ex.error or "client closed the connection"
-        self.ctx.submit(ex.record(session.config.mode, session.client, session.config.clock()))
+        self.ctx.submit(ex.finish(session.config.mode, session.client, session.config.clock()))
 
 
 _HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {

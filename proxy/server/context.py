@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from proxy.server.upstream import Pool
+from proxy.session.commands import FlowSource
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import FlowRecord
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 
@@ -63,7 +63,7 @@ class InterceptContext:
 class ListenerContext:
     session: SessionConfig
     pool: Pool
-    submit: Callable[[FlowRecord], None]
+    submit: Callable[[FlowSource], None]
     timeouts: Timeouts
     upstream_ssl: ssl.SSLContext | None
     registry: Registry

@@ -8,6 +8,7 @@ outcome back as events (``server_connected``, ``server_failed``, ...).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from proxy.sinks.record import FlowRecord
 
@@ -80,9 +81,19 @@ class Intercept:
     port: int
 
 
+class FlowSource(Protocol):
+    """A finished flow; ``to_record`` builds its frozen record (any thread)."""
+
+    def to_record(self) -> FlowRecord: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FlowDone:
-    record: FlowRecord
+    flow: FlowSource
+
+    @property
+    def record(self) -> FlowRecord:
+        return self.flow.to_record()
 
 
 Command = (

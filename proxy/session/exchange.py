@@ -24,6 +24,7 @@ class Exchange:
         "close_client",
         "connected_at",
         "error",
+        "finished",
         "id",
         "out_head",
         "request",
@@ -39,6 +40,7 @@ class Exchange:
         "retryable",
         "reused",
         "server",
+        "server_closes",
         "server_tls",
         "start",
         "target",
@@ -69,16 +71,29 @@ class Exchange:
         self.retryable = False
         self.upgrade = False
         self.reused = False
+        self.server_closes = False  # the response said Connection: close (or 1.0)
         self.server_tls: TlsSide | None = None
+        self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
-    def record(
+    def finish(
         self,
         mode: str,
         client: Address,
         end: float,
         tunnel: TunnelInfo | None = None,
         tls: TlsInfo | None = None,
-    ) -> FlowRecord:
+    ) -> Exchange:
+        """Freeze the exchange's outcome; ``to_record`` may then run on any thread.
+
+        Building the frozen record is left to the sinks' writer thread, off the
+        data path (and skipped entirely when nothing records flows).
+        """
+        self.finished = (mode, client, end, tunnel, tls)
+        return self
+
+    def to_record(self) -> FlowRecord:
+        assert self.finished is not None, "to_record before finish"
+        mode, client, end, tunnel, tls = self.finished
         req = self.request
         request = RequestInfo(
             req.method,

@@ -8,8 +8,8 @@ writer, so a ``Connection: Content-Length`` trick cannot strip it (hazard 26);
 
 from __future__ import annotations
 
-from proxy.http1.events import Fields
-from proxy.http1.fields import tokens_of
+from proxy.http1 import RequestHead, ResponseHead
+from proxy.http1.fields import index_of, indexed_tokens
 
 ALWAYS_HOP = frozenset(
     {
@@ -26,23 +26,23 @@ ALWAYS_HOP = frozenset(
 _NEVER_DROPPED = frozenset({b"host", b"content-length"})
 
 
-def connection_tokens(fields: Fields) -> set[bytes]:
-    return tokens_of(fields, b"connection")
+def connection_tokens(head: RequestHead | ResponseHead) -> set[bytes]:
+    """Lower-cased names listed in the head's Connection fields."""
+    return indexed_tokens(index_of(head), b"connection")
 
 
 def strip_hop_by_hop(
-    fields: Fields, tokens: set[bytes], upgrade: bool
+    head: RequestHead | ResponseHead, tokens: set[bytes], upgrade: bool
 ) -> list[tuple[bytes, bytes]]:
-    """``fields`` without hop-by-hop ones; ``upgrade`` keeps Upgrade/Connection.
+    """The head's fields without hop-by-hop ones; ``upgrade`` keeps Upgrade/Connection.
 
-    ``tokens`` are the lower-cased names listed in Connection.
+    ``tokens`` are the lower-cased names listed in Connection. Hot path: when
+    the head has no hop-by-hop field at all (known from its index), the field
+    list is copied without looking at each name.
     """
+    if not tokens and ALWAYS_HOP.isdisjoint(index_of(head)):
+        return list(head.fields)
     drop = (ALWAYS_HOP | tokens) - _NEVER_DROPPED
     if upgrade:
         drop = drop - {b"upgrade", b"connection"}
-    return [(k, v) for k, v in fields if k.lower() not in drop]
-
-
-def has_hop_fields(fields: Fields) -> bool:
-    """Fast check used to skip rebuilding the field list when nothing changes."""
-    return any(k.lower() in ALWAYS_HOP for k, _ in fields)
+    return [(k, v) for k, v in head.fields if k.lower() not in drop]

@@ -43,7 +43,7 @@ from proxy.session.errors import UpstreamError
 from proxy.session.exchange import Exchange
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.target import Target, connect_target, forward_target, origin_target
-from proxy.sinks.record import Address, FlowRecord, TlsInfo, TlsSide, TunnelInfo
+from proxy.sinks.record import Address, TlsInfo, TlsSide, TunnelInfo
 
 # Timeout kinds the shell's watchdog may report (see ``deadline``).
 CLIENT_IDLE = "client_idle"
@@ -140,8 +140,7 @@ class HttpSession:
             return []
         if error is not None:
             ex.error = error
-        record = ex.record(self.config.mode, self.client, self.config.clock(), info, tls)
-        return [FlowDone(record)]
+        return [FlowDone(ex.finish(self.config.mode, self.client, self.config.clock(), info, tls))]
 
     def deadline(self) -> str:
         """Which timeout applies now (the shell's watchdog measures inactivity)."""
@@ -241,7 +240,7 @@ class HttpSession:
             return
         ex.target = target
         ex.url = target.url
-        ex.out_head, ex.upgrade = messages.request_out(head, target, config)
+        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(head, target, config)
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
         )
@@ -306,12 +305,12 @@ class HttpSession:
             ex.response_size = len(data) - data.index(b"\r\n\r\n") - 4
             ex.response_preview = data[len(data) - ex.response_size :][: self.config.preview_bytes]
 
-    def _record(self, ex: Exchange) -> FlowRecord:
+    def _record(self, ex: Exchange) -> Exchange:
         config = self.config
         tls = None
         if config.client_tls is not None or ex.server_tls is not None:
             tls = TlsInfo(config.client_tls is not None, config.client_tls, ex.server_tls)
-        return ex.record(config.mode, self.client, config.clock(), tls=tls)
+        return ex.finish(config.mode, self.client, config.clock(), tls=tls)
 
     def _release(self, out: list[Command], reusable: bool) -> None:
         if self.server_key is not None:
@@ -408,7 +407,9 @@ class HttpSession:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
         ex.response = head
         ex.response_head_at = self.config.clock()
-        data, close = messages.response_out(ex.request, head, ex.upgrade)
+        data, close, ex.server_closes = messages.response_out(
+            ex.request, head, ex.upgrade, ex.close_client
+        )
         ex.close_client = ex.close_client or close or not ex.request_done
         ex.response_started = True
         out.append(SendClient(data))
@@ -452,7 +453,7 @@ class HttpSession:
             and not self.server_closing
             and not (self.responses is not None and self.responses.buffered)
             and ex.response.framing.kind is not FramingKind.CLOSE
-            and not messages.wants_close(ex.response.fields, ex.response.version)
+            and not ex.server_closes
         )
         self.ex = None
         out.append(FlowDone(self._record(ex)))

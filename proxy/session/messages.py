@@ -9,26 +9,29 @@ version (RFC 9110 §2.5). Everything else is kept as it came, in order.
 from __future__ import annotations
 
 from proxy.http1 import UNTIL_CLOSE, FramingKind, RequestHead, ResponseHead
-from proxy.http1.events import Fields
-from proxy.http1.fields import split_list
+from proxy.http1.fields import index_of, indexed_values, split_list
 from proxy.http1.writer import framed_fields, request_head, response_head
 from proxy.session.config import SessionConfig
 from proxy.session.hop import connection_tokens, strip_hop_by_hop
 from proxy.session.target import Target
 
 
-def wants_close(fields: Fields, version: bytes) -> bool:
-    """Whether the sender ends the connection after this message (RFC 9112 §9.3)."""
-    tokens = connection_tokens(fields)
+def wants_close(head: RequestHead | ResponseHead, tokens: set[bytes] | None = None) -> bool:
+    """Whether the sender ends the connection after this message (RFC 9112 §9.3).
+
+    ``tokens``: the head's Connection tokens, when the caller has them already.
+    """
+    if tokens is None:
+        tokens = connection_tokens(head)
     if b"close" in tokens:
         return True
-    return version == b"1.0" and b"keep-alive" not in tokens
+    return head.version == b"1.0" and b"keep-alive" not in tokens
 
 
 def _is_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
     if head.version != b"1.1" or b"upgrade" not in tokens:
         return False
-    return any(k.lower() == b"upgrade" and split_list(v) for k, v in head.fields)
+    return any(split_list(v) for v in indexed_values(index_of(head), b"upgrade"))
 
 
 def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tuple[bytes, bytes]]:
@@ -41,23 +44,35 @@ def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tupl
     return [(b"Host", authority), *fields]
 
 
-def request_out(head: RequestHead, target: Target, config: SessionConfig) -> tuple[bytes, bool]:
-    """The request head for the upstream, and whether it asks for an upgrade."""
-    tokens = connection_tokens(head.fields)
+def request_out(
+    head: RequestHead, target: Target, config: SessionConfig
+) -> tuple[bytes, bool, bool]:
+    """The request head for the upstream, whether it asks for an upgrade, and
+    whether the client wants the connection closed after the response."""
+    index = index_of(head)
+    tokens = connection_tokens(head)
     upgrade = _is_upgrade(head, tokens)
-    fields = strip_hop_by_hop(head.fields, tokens, upgrade)
+    fields = strip_hop_by_hop(head, tokens, upgrade)
     if upgrade:
         fields = [(k, b"Upgrade") if k.lower() == b"connection" else (k, v) for k, v in fields]
-    keep = config.upstream is not None and config.keep_host
-    if not keep or not any(k.lower() == b"host" for k, _ in fields):
-        fields = _with_host(fields, target.authority.encode("ascii"))
-    fields = framed_fields(fields, head.framing)
-    return request_head(head.method, target.path, b"1.1", fields), upgrade
+    authority = target.authority.encode("ascii")
+    hosts = indexed_values(index, b"host")
+    if not hosts:
+        fields.insert(0, (b"Host", authority))
+    elif hosts[0] != authority and not (config.upstream is not None and config.keep_host):
+        fields = _with_host(fields, authority)
+    if head.framing.kind is not FramingKind.NONE or b"content-length" in index:
+        fields = framed_fields(fields, head.framing)
+    return (
+        request_head(head.method, target.path, b"1.1", fields),
+        upgrade,
+        wants_close(head, tokens),
+    )
 
 
 def informational_out(head: ResponseHead) -> bytes:
     """A 1xx (100 Continue, 103 Early Hints) relayed to an HTTP/1.1 client."""
-    fields = strip_hop_by_hop(head.fields, connection_tokens(head.fields), False)
+    fields = strip_hop_by_hop(head, connection_tokens(head), False)
     # RFC 9110 §8.6: no Content-Length in a 1xx (a client could read a body).
     fields = framed_fields(fields, head.framing)
     return response_head(b"1.1", head.status, head.reason, fields)
@@ -73,14 +88,20 @@ def _length_metadata(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [(k, b"%d" % int(v)) if k.lower() == b"content-length" else (k, v) for k, v in fields]
 
 
-def response_out(request: RequestHead, head: ResponseHead, upgrade: bool) -> tuple[bytes, bool]:
-    """The response head for the client, and whether the client connection closes."""
-    tokens = connection_tokens(head.fields)
+def response_out(
+    request: RequestHead, head: ResponseHead, upgrade: bool, client_close: bool | None = None
+) -> tuple[bytes, bool, bool]:
+    """The response head for the client, whether the client connection closes
+    after it, and whether the server closes its side (so it is not reusable).
+
+    ``client_close``: ``wants_close(request)``, when the caller has it already.
+    """
+    tokens = connection_tokens(head)
     switching = upgrade and head.status == 101
-    fields = strip_hop_by_hop(head.fields, tokens, switching)
+    fields = strip_hop_by_hop(head, tokens, switching)
     kind = head.framing.kind
     client_11 = request.version == b"1.1"
-    close = wants_close(request.fields, request.version)
+    close = wants_close(request) if client_close is None else client_close
     if kind is FramingKind.LENGTH:
         fields = framed_fields(fields, head.framing)
     elif kind is FramingKind.CHUNKED:
@@ -103,4 +124,5 @@ def response_out(request: RequestHead, head: ResponseHead, upgrade: bool) -> tup
             fields.append((b"Connection", b"close"))
         elif not client_11:
             fields.append((b"Connection", b"keep-alive"))
-    return response_head(b"1.1", head.status, head.reason, fields), close
+    data = response_head(b"1.1", head.status, head.reason, fields)
+    return data, close, wants_close(head, tokens)

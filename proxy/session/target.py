@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.http1 import ProtocolError, RequestHead
-from proxy.http1.fields import get_all
+from proxy.http1.fields import index_of, indexed_values
 
 _HOST = rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]+)"
 _AUTHORITY = re.compile(_HOST + rb"(?::([0-9]{0,5}))?")
@@ -66,7 +66,7 @@ def parse_authority(raw: bytes, default_port: int | None) -> tuple[str, int]:
 
 def host_field(head: RequestHead) -> bytes | None:
     """The single Host value; several, or a list, is an error (RFC 9112 §3.2)."""
-    hosts = get_all(head.fields, b"host")
+    hosts = indexed_values(index_of(head), b"host")
     if len(hosts) > 1:
         raise ProtocolError(400, "more than one Host field")
     if not hosts:

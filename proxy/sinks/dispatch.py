@@ -14,9 +14,12 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.sinks.record import FlowRecord
+
+if TYPE_CHECKING:
+    from proxy.session.commands import FlowSource
 
 
 class Sink(Protocol):
@@ -35,8 +38,8 @@ class Dispatcher:
         self.interval = interval
         self.submitted = 0
         self.dropped = 0
-        self._batch: list[FlowRecord] = []
-        self._queue: queue.Queue[list[FlowRecord] | None] = queue.Queue(max_batches)
+        self._batch: list[FlowSource] = []
+        self._queue: queue.Queue[list[FlowSource] | None] = queue.Queue(max_batches)
         self._thread = threading.Thread(target=self._run, name="tapproxy-sinks", daemon=True)
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -44,11 +47,12 @@ class Dispatcher:
         if self.sinks:
             self._thread.start()
 
-    def submit(self, record: FlowRecord) -> None:
+    def submit(self, flow: FlowSource) -> None:
+        """Queue a finished flow; its record is built on the writer thread."""
         if not self.sinks:
             return
         self.submitted += 1
-        self._batch.append(record)
+        self._batch.append(flow)
         if self._timer is None:
             loop = self._loop or asyncio.get_running_loop()
             self._loop = loop
@@ -86,7 +90,17 @@ class Dispatcher:
             if batch is None:
                 self._each(Sink.close)
                 return
-            self._each(Sink.write_batch, batch)
+            self._each(Sink.write_batch, self._records(batch))
+
+    @staticmethod
+    def _records(batch: list[FlowSource]) -> list[FlowRecord]:
+        records = []
+        for flow in batch:
+            try:
+                records.append(flow.to_record())
+            except Exception as e:  # one bad flow must not lose the batch
+                print(f"tapproxy: cannot record a flow: {e!r}", file=sys.stderr)
+        return records
 
     def _each(self, method: Callable[..., None], *args: object) -> None:
         for sink in self.sinks:

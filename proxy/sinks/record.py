@@ -105,6 +105,10 @@ class FlowRecord:
     def to_json(self) -> dict[str, Any]:
         return record_to_json(self)
 
+    def to_record(self) -> FlowRecord:
+        """A record is its own flow source (see ``proxy.session.commands.FlowSource``)."""
+        return self
+
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")
