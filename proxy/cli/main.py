@@ -25,8 +25,10 @@ from proxy.server.context import InterceptContext, Timeouts
 from proxy.session.config import SessionConfig
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
+from proxy.sinks.har import HarSink
 from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.pcap import PcapTap
+from proxy.sinks.rotate import count_arg, size_arg
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
@@ -35,6 +37,7 @@ SUBCOMMANDS = {
     "ca": "proxy.cli.ca_cmd",
     "rules": "proxy.cli.rules_cmd",
     "analyze": "proxy.cli.analyze_cmd",
+    "convert": "proxy.cli.convert_cmd",
 }
 
 EPILOG = """\
@@ -48,6 +51,7 @@ subcommands:
   tapproxy ca {path,export,regenerate}   the local certificate authority
   tapproxy rules {check,explain}         validate and explain rule files
   tapproxy analyze CAPTURE               decode a pcap/pcapng capture into flow records
+  tapproxy convert FLOWS.jsonl --to har  convert a flow log to HAR 1.2 (-o FILE)
 """
 
 
@@ -84,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("-v", "--verbose", action="store_true", help="add headers to the console line")
     o.add_argument(
         "--flow-log", metavar="FILE", help="append JSON Lines flow records to FILE ('-' = stdout)"
+    )
+    o.add_argument(
+        "--flow-log-max-size",
+        type=size_arg,
+        metavar="SIZE",
+        help="rotate the flow log before it would exceed SIZE bytes (K/M/G suffixes, e.g. 10M)",
+    )
+    o.add_argument(
+        "--flow-log-keep",
+        type=count_arg,
+        default=5,
+        metavar="N",
+        help="rotated flow logs kept: FILE.1 ... FILE.N (default 5)",
+    )
+    o.add_argument(
+        "--har",
+        metavar="FILE",
+        help="write HTTP flows to FILE as HAR 1.2, valid after every batch (see docs/har.md)",
     )
     o.add_argument(
         "--body-preview",
@@ -224,10 +246,15 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
 
 def make_sinks(args: argparse.Namespace) -> list[Sink]:
     sinks: list[Sink] = []
+    if args.flow_log == "-" and args.har == "-":
+        print("tapproxy: --flow-log and --har cannot both write to stdout", file=sys.stderr)
+        raise SystemExit(2)
     if args.flow_log:
-        sinks.append(JsonlSink(args.flow_log))
+        sinks.append(JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep))
+    if args.har:
+        sinks.append(HarSink(args.har))
     if not args.quiet:
-        stream = sys.stderr if args.flow_log == "-" else sys.stdout
+        stream = sys.stderr if "-" in (args.flow_log, args.har) else sys.stdout
         sinks.append(ConsoleSink(stream, verbose=args.verbose))
     return sinks
 

@@ -1,7 +1,13 @@
 """The JSON Lines flow log (schema in docs/flow-log.md).
 
-Runs on the dispatcher's writer thread. A write error (disk full, path gone)
-is reported once on stderr and counted; the proxy keeps proxying.
+Runs on the dispatcher's writer thread. A write error (disk full, path gone,
+unwritable path) is reported once on stderr and counted; the proxy keeps
+proxying, and later batches try again (a file that could not be opened is
+retried, so logging resumes once the cause is fixed).
+
+With ``max_size`` the log rotates by size through ``RotatingFile``
+(proxy/sinks/rotate.py): ``flows.jsonl`` -> ``flows.jsonl.1`` ... keeping
+``keep`` old files, never splitting a record. ``-`` (stdout) never rotates.
 """
 
 from __future__ import annotations
@@ -11,29 +17,54 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 from proxy.sinks.record import SCHEMA_VERSION, FlowRecord
+from proxy.sinks.rotate import RotatingFile
 
 
 class JsonlSink:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_size: int | None = None, keep: int = 5) -> None:
         self.path = path
-        self.errors = 0
-        self._file: IO[str]
-        if path == "-":
-            self._file = sys.stdout
-        else:
-            self._file = open(path, "a", encoding="utf-8", buffering=1024 * 1024)  # noqa: SIM115
+        self.max_size = max_size
+        self.keep = keep
+        self.errors = 0  # failed writes (the first one is reported on stderr)
+        self.lost = 0  # lines (records) that did not reach the log
+        self._file: RotatingFile | None = None
+        if path != "-":
+            self._ensure_file()
+
+    @property
+    def rotations(self) -> int:
+        return 0 if self._file is None else self._file.rotations
+
+    def _report(self, e: OSError) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            print(f"tapproxy: cannot write flow log {self.path}: {e}", file=sys.stderr)
+
+    def _ensure_file(self) -> RotatingFile | None:
+        if self._file is None:
+            try:
+                self._file = RotatingFile(self.path, self.max_size, self.keep)
+            except OSError as e:
+                self._report(e)
+        return self._file
 
     def _write(self, lines: list[str]) -> None:
         try:
-            self._file.write("".join(lines))
-            self._file.flush()
+            if self.path == "-":
+                sys.stdout.write("".join(lines))
+                sys.stdout.flush()
+                return
+            f = self._ensure_file()
+            if f is None:
+                self.lost += len(lines)
+                return
+            f.write_lines([line.encode("utf-8") for line in lines])
         except OSError as e:
-            self.errors += 1
-            if self.errors == 1:
-                print(f"tapproxy: cannot write flow log {self.path}: {e}", file=sys.stderr)
+            self.lost += len(lines)  # an upper bound: some may have been written
+            self._report(e)
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
         dumps = json.dumps
@@ -50,7 +81,9 @@ class JsonlSink:
         self._write([json.dumps(rec) + "\n"])
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.flush()
-        if self._file is not sys.stdout:
-            self._file.close()
+        if self.path == "-":
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+        elif self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()  # kept: its counters stay readable

@@ -1,0 +1,169 @@
+"""``tapproxy convert``: turn a JSON Lines flow log into another format.
+
+    tapproxy convert FLOWS.jsonl --to har [-o OUT.har]
+
+The output is the HAR the live ``--har`` sink would have written for the
+same records: both go through ``HarLog`` and ``har_entry``
+(proxy/sinks/har.py, proxy/sinks/har_entry.py). Non-HTTP flows (CONNECT
+tunnels, TCP relays) are skipped and counted in ``log._tapproxy.skipped``;
+``dropped`` records are skipped, their counts summed into
+``log._tapproxy.dropped`` and reported on stderr.
+
+Only schema 1 flow logs are read; any other schema stops the conversion with
+exit status 2 before the output file is replaced (``-o`` is written to a
+temporary file and renamed at the end). Lines that are not JSON (a log cut
+short by a crash) or not a well-formed record are skipped with a warning and
+exit status 1; the HAR is still complete for the rest. ``-`` means stdin for the input, stdout for
+``-o`` (the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from proxy.sinks.har import HarLog
+from proxy.sinks.record import SCHEMA_VERSION
+
+_PROG = "tapproxy convert"
+_MAX_WARNINGS = 5
+
+
+class ConvertError(Exception):
+    """The input cannot be converted (wrong schema, not a flow log)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Convert a tapproxy JSON Lines flow log (schema 1) to another format.",
+    )
+    p.add_argument("flow_log", metavar="FLOWS.jsonl", help="the flow log to read ('-' = stdin)")
+    p.add_argument("--to", choices=["har"], default="har", help="output format (default har)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", default="-", help="where to write ('-' = stdout, default)"
+    )
+    return p
+
+
+class Stats:
+    """What was left out of the conversion, reported on stderr at the end."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dropped_records = 0
+        self.bad_lines = 0
+
+    def warn(self, lineno: int, message: str) -> None:
+        self.bad_lines += 1
+        if self.bad_lines <= _MAX_WARNINGS:
+            print(f"{_PROG}: {self.name}:{lineno}: skipped, {message}", file=sys.stderr)
+
+
+def read_records(lines: IO[str], stats: Stats) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, flow record) from JSON Lines; refuses other schemas."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            stats.warn(lineno, f"not JSON ({e})")
+            continue
+        where = f"{stats.name}:{lineno}"
+        if not isinstance(rec, dict) or "schema" not in rec:
+            raise ConvertError(f"{where}: not a tapproxy flow record (no 'schema')")
+        if rec["schema"] != SCHEMA_VERSION:
+            raise ConvertError(
+                f"{where}: flow log schema {rec['schema']!r} is not supported "
+                f"(this tapproxy reads schema {SCHEMA_VERSION})"
+            )
+        yield lineno, rec
+
+
+def write_har(
+    records: Iterator[tuple[int, dict[str, Any]]], out: IO[bytes], stats: Stats
+) -> HarLog:
+    """Stream a HAR document: head, entries in input order, tail with the counts."""
+    log = HarLog()
+    out.write(log.head())
+    for lineno, rec in records:
+        if rec.get("kind") == "dropped":
+            count = rec.get("count")
+            if not isinstance(count, int):
+                stats.warn(lineno, f"'dropped' record without a count ({count!r})")
+                continue
+            stats.dropped_records += 1
+            log.dropped += count
+            continue
+        invalid = log.invalid
+        out.write(log.add([rec]))
+        if log.invalid > invalid:
+            stats.warn(lineno, f"malformed flow record ({log.last_error})")
+    out.write(log.tail())
+    return log
+
+
+@contextlib.contextmanager
+def _output(path: str) -> Iterator[IO[bytes]]:
+    """stdout, or a temporary file beside ``path`` renamed over it on success."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tapproxy-convert-", dir=directory)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _input(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdin
+        return
+    with open(path, encoding="utf-8") as f:
+        yield f
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    stats = Stats("<stdin>" if args.flow_log == "-" else args.flow_log)
+    try:
+        with _input(args.flow_log) as lines, _output(args.output) as out:
+            log = write_har(read_records(lines, stats), out, stats)
+    except ConvertError as e:
+        print(f"{_PROG}: {e}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"{_PROG}: {e}", file=sys.stderr)
+        return 1
+    if stats.dropped_records:
+        print(
+            f"{_PROG}: skipped {stats.dropped_records} 'dropped' records "
+            f"({log.dropped} flows were lost by the proxy before reaching the log)",
+            file=sys.stderr,
+        )
+    skipped = sum(log.skipped.values())
+    if skipped:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(log.skipped.items()))
+        print(f"{_PROG}: skipped {skipped} non-HTTP flows ({kinds})", file=sys.stderr)
+    if stats.bad_lines:
+        print(f"{_PROG}: skipped {stats.bad_lines} unreadable lines", file=sys.stderr)
+        return 1
+    return 0

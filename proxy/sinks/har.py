@@ -1,0 +1,168 @@
+"""The HAR 1.2 export (``--har FILE``), written so the file is always valid.
+
+``HarLog`` knows the byte layout of the document::
+
+    {"log":{"version":"1.2","creator":{...},"pages":[],"entries":[
+    {entry},
+    {entry}
+    ],"_tapproxy":{"dropped":0,"skipped":{"tunnel":2}}}}
+
+The head is written once; every batch seeks back to where the tail starts,
+writes ``,entry...`` and a fresh tail, and flushes. So between batches the
+file is a complete HAR document, and a crash (even SIGKILL) loses only the
+flows still queued in memory. The tail carries counts that change over time
+(records the dispatcher dropped, non-HTTP flows skipped), which is why it is
+rewritten rather than only moved. ``tapproxy convert`` writes the same bytes
+sequentially through the same ``HarLog``; the mapping of a record to an
+entry is ``har_entry`` (proxy/sinks/har_entry.py), shared by both.
+
+With ``-`` (stdout) nothing can be rewritten: the head and entries stream
+out and the tail is written at shutdown.
+
+Like the flow log, the sink runs on the dispatcher's writer thread, and a
+write error is reported once on stderr and counted while the proxy goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from proxy import __version__
+from proxy.sinks.har_entry import har_entry
+from proxy.sinks.record import FlowRecord, record_to_json
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class HarLog:
+    """The bytes of a HAR document built entry by entry, and its running counts."""
+
+    def __init__(self, version: str = __version__) -> None:
+        self.version = version
+        self.entries = 0
+        self.dropped = 0
+        self.skipped: Counter[str] = Counter()
+        self.invalid = 0  # records that could not be mapped (malformed input)
+        self.last_error: str | None = None
+
+    def head(self) -> bytes:
+        creator = _dumps({"name": "tapproxy", "version": self.version})
+        return b'{"log":{"version":"1.2","creator":' + creator + b',"pages":[],"entries":['
+
+    def tail(self) -> bytes:
+        custom = {"dropped": self.dropped, "skipped": dict(sorted(self.skipped.items()))}
+        return b"\n]," + b'"_tapproxy":' + _dumps(custom) + b"}}\n"
+
+    def add(self, records: Iterable[dict[str, Any]]) -> bytes:
+        """The bytes that append these records' entries (b"" when none is HTTP)."""
+        parts: list[bytes] = []
+        for rec in records:
+            try:
+                entry = har_entry(rec)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                # one malformed record must not cost the batch (or the conversion)
+                self.invalid += 1
+                self.last_error = f"record {rec.get('id')!r}: {type(e).__name__}: {e}"
+                continue
+            if entry is None:
+                self.skipped[str(rec.get("kind"))] += 1
+                continue
+            parts.append((b",\n" if self.entries else b"\n") + _dumps(entry))
+            self.entries += 1
+        return b"".join(parts)
+
+
+class HarSink:
+    """Keeps ``path`` a valid HAR document after every batch (see module doc)."""
+
+    def __init__(self, path: str, version: str = __version__) -> None:
+        self.path = path
+        self.errors = 0
+        self.lost = 0  # HTTP entries that could not be written
+        self.log = HarLog(version)
+        self._file: IO[bytes] | None = None
+        self._tail_at = 0  # file offset where the tail starts
+        self._stream = path == "-"
+        self._open()
+
+    def _report(self, e: OSError) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            print(f"tapproxy: cannot write HAR file {self.path}: {e}", file=sys.stderr)
+
+    def _open(self) -> bool:
+        if self._file is not None:
+            return True
+        head = self.log.head()
+        try:
+            if self._stream:
+                self._file = sys.stdout.buffer
+                self._file.write(head)
+            else:
+                f = open(self.path, "wb")  # noqa: SIM115 - kept open for the proxy's life
+                self._file = f
+                f.write(head + self.log.tail())
+            self._file.flush()
+        except OSError as e:
+            self._report(e)
+            return False
+        self._tail_at = len(head)
+        return True
+
+    def _append(self, chunk: bytes) -> bool:
+        if not self._open():
+            return False
+        f = self._file
+        assert f is not None
+        if self._stream:
+            f.write(chunk)
+        else:
+            f.seek(self._tail_at)
+            f.write(chunk + self.log.tail())
+            f.truncate()
+        f.flush()
+        self._tail_at += len(chunk)
+        return True
+
+    def _write(self, chunk: bytes, entries: int) -> None:
+        try:
+            written = self._append(chunk)
+        except OSError as e:
+            # The tail offset did not move: the next batch overwrites whatever
+            # part of this one reached the disk, so the file heals itself.
+            self._report(e)
+            written = False
+        if not written:
+            self.lost += entries
+            self.log.entries -= entries  # so the next entry's comma is right
+
+    def write_batch(self, records: Sequence[FlowRecord]) -> None:
+        before, invalid = self.log.entries, self.log.invalid
+        chunk = self.log.add(record_to_json(r) for r in records)
+        if self.log.invalid > invalid and invalid == 0:
+            print(f"tapproxy: HAR: cannot map {self.log.last_error}", file=sys.stderr)
+        self._write(chunk, self.log.entries - before)
+
+    def write_dropped(self, count: int) -> None:
+        self.log.dropped += count
+        if not self._stream:
+            self._write(b"", 0)
+
+    def close(self) -> None:
+        f = self._file
+        if f is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._stream:
+                f.write(self.log.tail())
+                f.flush()
+            else:
+                f.close()
+        self._file = None
