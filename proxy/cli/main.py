@@ -20,6 +20,7 @@ from pathlib import Path
 
 from proxy import __version__
 from proxy.config import ConfigError, parse_modes
+from proxy.rules import RulesError, RulesWatcher
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.context import InterceptContext, Timeouts
 from proxy.session.config import SessionConfig
@@ -126,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
     )
     u.add_argument("--insecure", action="store_true", help="do not verify upstream certificates")
+    r = p.add_argument_group("rules")
+    r.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="YAML rules file, or a directory of *.yaml (repeatable; reloaded on change)",
+    )
+    r.add_argument(
+        "--max-body",
+        type=size_arg,
+        default=10 * 1024 * 1024,
+        metavar="SIZE",
+        help="largest body buffered for rules (default 10M); larger ones stream untouched",
+    )
     m = p.add_argument_group("TLS interception")
     m.add_argument(
         "--mitm", action="store_true", help="intercept TLS in CONNECT tunnels for all hosts"
@@ -232,7 +248,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     modes = parse_modes(args.mode, args.listen_host, args.listen_port)
     timeouts = Timeouts(**{k[2:]: v for k, v in vars(args).items() if k.startswith("t_")})
     session = SessionConfig(
-        preview_bytes=max(0, args.body_preview), keep_host=args.keep_host_header
+        preview_bytes=max(0, args.body_preview),
+        keep_host=args.keep_host_header,
+        max_body=args.max_body,
     )
     return ServerOptions(
         modes=modes,
@@ -241,7 +259,18 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure, args.keylog),
         intercept=intercept_context(args),
         tap=PcapTap(args.pcap, args.pcap_side) if args.pcap else None,
+        rules=load_rules_watcher(args),
     )
+
+
+def load_rules_watcher(args: argparse.Namespace) -> RulesWatcher | None:
+    """Load --rules now: a broken file at start is an error (file:line:column)."""
+    if not args.rules:
+        return None
+    try:
+        return RulesWatcher([Path(p) for p in args.rules], max_body=args.max_body)
+    except RulesError as e:
+        raise ConfigError(f"cannot load rules:\n{e}") from e
 
 
 def make_sinks(args: argparse.Namespace) -> list[Sink]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from proxy.config import ModeSpec
+from proxy.rules import RuleSet, RulesWatcher
 from proxy.server.client import ClientConnection
 from proxy.server.context import InterceptContext, ListenerContext, Registry, Timeouts
 from proxy.server.tcp import TcpConnection
@@ -23,6 +25,7 @@ from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
 from proxy.sinks.pcap import PcapTap
+from proxy.sinks.record import FlowRecord
 from proxy.tls import onboarding
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -38,6 +41,7 @@ class ServerOptions:
     extra_own_hosts: tuple[str, ...] = field(default=())
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None
+    rules: RulesWatcher | None = None  # --rules, polled for changes every second
 
 
 class ProxyServer:
@@ -87,6 +91,7 @@ class ProxyServer:
             intercept=intercept.policy.intercept if intercept is not None else None,
             local_hosts=frozenset({onboarding.HOST}),
             local_responder=self._local_page,
+            rules=self._current_rules if self.options.rules is not None else None,
         )
         return ListenerContext(
             session=session,
@@ -98,6 +103,33 @@ class ProxyServer:
             intercept=intercept,
             tap=self.options.tap,
         )
+
+    def _current_rules(self) -> RuleSet | None:
+        watcher = self.options.rules
+        return None if watcher is None else watcher.current
+
+    def _reload_rules(self) -> None:
+        """Hot reload: a broken file keeps the last good rules and says why, always."""
+        watcher = self.options.rules
+        if watcher is None:
+            return
+        reload = watcher.poll()
+        if reload.error is not None:
+            message = f"rules not reloaded, keeping the previous ones:\n{reload.error}"
+            print(f"tapproxy: {message}", file=sys.stderr, flush=True)
+            now = time.time()
+            self.dispatcher.submit(
+                FlowRecord(
+                    id="", kind="rules_error", mode="", start=now, end=now,
+                    client=("", 0), server=None, error=message,
+                )
+            )  # fmt: skip
+        elif reload.changed:
+            print(
+                f"tapproxy: rules reloaded ({len(reload.ruleset)} rules)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _local_page(self, host: str, path: bytes) -> bytes:
         intercept = self.options.intercept
@@ -120,6 +152,7 @@ class ProxyServer:
             for conn in list(self.registry.connections):
                 conn.check_timeout(now)
             self.pool.sweep(now)
+            self._reload_rules()
 
     async def shutdown(self, timeout: float) -> int:
         """Graceful stop; returns how many connections had to be cut."""

@@ -17,8 +17,10 @@ import ssl
 import time
 from collections.abc import Callable
 
+from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor
+from proxy.server.pacing import DelayedWriter
 from proxy.server.relay import Relay
 from proxy.server.upstream import UpstreamConnection, connect
 from proxy.session.commands import (
@@ -33,6 +35,7 @@ from proxy.session.commands import (
     SendClient,
     SendServer,
     StartTunnel,
+    Wait,
 )
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
@@ -57,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
         self._outer: HttpSession | None = None  # the session that saw the CONNECT
         self.last_active = time.monotonic()
         self._tap: PcapTap | None = None
+        self._delayed: DelayedWriter | None = None  # rule delays / bandwidth
         self._paused = 0  # bit set of reasons reading from the client is paused
         self._client_write_paused = False
         self._connecting: asyncio.Task[None] | None = None
@@ -124,6 +128,8 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._delayed is not None:
+            self._delayed.cancel()
         if self._tap is not None:
             self._tap.close(id(self), reset=exc is not None, from_client=True)
         self.ctx.registry.connections.discard(self)
@@ -189,7 +195,12 @@ class ClientConnection(asyncio.Protocol):
         for cmd in commands:
             kind = type(cmd)
             if kind is SendClient:
-                to_client.append(cmd.data)  # type: ignore[union-attr]
+                if cmd.at is None and self._delayed is None:  # type: ignore[union-attr]
+                    to_client.append(cmd.data)  # type: ignore[union-attr]
+                else:
+                    if to_client or to_server:
+                        self._flush(to_client, to_server)
+                    self._send_later(cmd)  # type: ignore[arg-type]
             elif kind is SendServer:
                 to_server.append(cmd.data)  # type: ignore[union-attr]
             else:
@@ -203,16 +214,42 @@ class ClientConnection(asyncio.Protocol):
         if to_client:
             data = to_client[0] if len(to_client) == 1 else b"".join(to_client)
             to_client.clear()
-            if self.transport is not None and not self._closed:
-                tls = self.tls
-                self.transport.write(data if tls is None else tls.send(data))
-                if self._tap is not None:
-                    self._tap.data(id(self), False, data)
+            self._write_client(data)
         if to_server:
             data = to_server[0] if len(to_server) == 1 else b"".join(to_server)
             to_server.clear()
             if self.upstream is not None:
                 self.upstream.write(data)
+
+    def _write_client(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            tls = self.tls
+            self.transport.write(data if tls is None else tls.send(data))
+            if self._tap is not None:
+                self._tap.data(id(self), False, data)
+
+    def _send_later(self, cmd: SendClient) -> None:
+        """A send a rule delayed or paced (session clock -> loop clock)."""
+        if self._delayed is None:
+            self._delayed = DelayedWriter(self._write_client, self._delayed_backlog)
+        loop = self._delayed.loop
+        at = loop.time() if cmd.at is None else loop.time() + (cmd.at - time.time())
+        self._delayed.write_at(at, cmd.data)
+
+    def _delayed_backlog(self, full: bool) -> None:
+        """Paced output is piling up: stop (or restart) reading the upstream."""
+        if self.upstream is not None:
+            if full:
+                self.upstream.pause_reading()
+            elif not self._client_write_paused:
+                self.upstream.resume_reading()
+
+    def _wait(self, cmd: Wait) -> None:
+        def resume() -> None:
+            if self.session is not None and not self._closed:
+                self.run(self.session.resume())
+
+        asyncio.get_running_loop().call_later(cmd.seconds, resume)
 
     def _open_server(self, cmd: OpenServer) -> None:
         key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
@@ -266,6 +303,12 @@ class ClientConnection(asyncio.Protocol):
     def _close_client(self, cmd: CloseClient) -> None:
         if self.transport is None:
             return
+        delayed = self._delayed
+        if delayed is not None and delayed.busy and not cmd.abort:
+            # Close after what rules delayed has gone out; then for real.
+            self._delayed = None
+            delayed.call_at(0.0, lambda: self._close_client(cmd))
+            return
         if cmd.abort:
             self.transport.abort()
             return
@@ -277,9 +320,11 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None and self.upstream is not None
         self._paused = 0
         self.transport.resume_reading()
+        key = self.upstream.key
         self.relay = Relay(
-            self.transport, self.upstream, self._tunnel_done, self._tls_writer(), self._tap_out()
-        )
+            self.transport, self.upstream, self._tunnel_done, self._tls_writer(), self._tap_out(),
+            self._tcp_rules(key[0], key[1]),
+        )  # fmt: skip
         self.upstream = None
         self.relay.start(cmd.to_server, cmd.to_client)
 
@@ -288,6 +333,14 @@ class ClientConnection(asyncio.Protocol):
         if self._tap is not None:
             self._tap.data(id(self), True, data)
         self.relay.from_client(data)
+
+    def _tcp_rules(self, host: str, port: int) -> TcpPlan | None:
+        """TCP rules (toxics) for a tunnel's bytes, when rules are loaded."""
+        get = self.ctx.session.rules
+        rules = get() if get is not None else None
+        if rules is None or self.session is None:
+            return None
+        return rules.tcp_for(host, port, self.ctx.session.mode, self.session.client[0])
 
     def _tap_out(self) -> Callable[[bytes], None] | None:
         tap, key = self._tap, id(self)
@@ -385,8 +438,9 @@ class ClientConnection(asyncio.Protocol):
             conn.close()
             return
         self.relay = Relay(
-            self.transport, conn, lambda info: self._relay_done(info, tls), None, self._tap_out()
-        )
+            self.transport, conn, lambda info: self._relay_done(info, tls), None, self._tap_out(),
+            self._tcp_rules(host, port),
+        )  # fmt: skip
         self.transport.resume_reading()
         if data and self._tap is not None:
             self._tap.data(id(self), True, data)
@@ -458,5 +512,6 @@ _HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {
     ResumeClient: lambda self, _: self._unpause(_BACKLOG),
     StartTunnel: ClientConnection._start_tunnel,  # type: ignore[dict-item]
     Intercept: ClientConnection._intercept,  # type: ignore[dict-item]
+    Wait: ClientConnection._wait,  # type: ignore[dict-item]
     FlowDone: ClientConnection._flow_done,  # type: ignore[dict-item]
 }

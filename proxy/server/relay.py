@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from proxy.rules import TcpPlan
+from proxy.server.toxics import Toxics
 from proxy.server.upstream import UpstreamConnection
 from proxy.sinks.record import TunnelInfo
 
@@ -26,6 +28,7 @@ class Relay:
         on_done: Callable[[TunnelInfo], None],
         write_client: Callable[[bytes], None] | None = None,
         on_client_out: Callable[[bytes], None] | None = None,
+        rules: TcpPlan | None = None,
     ) -> None:
         self.client = client
         # Writes to the client go through TLS when the client side is intercepted;
@@ -42,8 +45,11 @@ class Relay:
         self.done = False
         self._client_paused = False
         upstream.owner = self
+        self.toxics = Toxics(self, rules) if rules is not None and rules.matched else None
 
     def start(self, to_server: bytes, to_client: bytes) -> None:
+        if self.toxics is not None:
+            self.toxics.start()
         if to_server:
             self.from_client(to_server)
         if to_client:
@@ -52,14 +58,27 @@ class Relay:
     # client side --------------------------------------------------------------
     def from_client(self, data: bytes) -> None:
         self.bytes_up += len(data)
-        self.upstream.write(data)
+        if self.toxics is not None:
+            self.toxics.data(True, data)
+        else:
+            self.upstream.write(data)
 
     def client_eof(self) -> None:
         self.client_close = self.client_close or "fin"
-        t = self.upstream.transport
-        if t is not None and not t.is_closing() and t.can_write_eof():
-            t.write_eof()
-        self._maybe_done()
+        if self.toxics is not None:
+            self.toxics.eof(True)  # the FIN goes on when the toxics say so
+        else:
+            self.shutdown_toward(True)
+        self.maybe_done()
+
+    def shutdown_toward(self, to_server: bool) -> None:
+        """Pass a FIN on (write_eof), if that side can take one."""
+        if to_server:
+            t = self.upstream.transport
+            if t is not None and not t.is_closing() and t.can_write_eof():
+                t.write_eof()
+        elif self.half_close and not self.client.is_closing() and self.client.can_write_eof():
+            self.client.write_eof()
 
     def client_lost(self, exc: Exception | None) -> None:
         if not self.client_close:
@@ -78,6 +97,12 @@ class Relay:
     # server side (Owner protocol) ---------------------------------------------
     def on_server_data(self, data: bytes) -> None:
         self.bytes_down += len(data)
+        if self.toxics is not None:
+            self.toxics.data(False, data)
+        else:
+            self.client_out(data)
+
+    def client_out(self, data: bytes) -> None:
         if not self.client.is_closing():
             self.write_client(data)
             if self.on_client_out is not None:
@@ -87,9 +112,11 @@ class Relay:
         self.server_close = self.server_close or "fin"
         if not self.half_close:
             self.client_close = self.client_close or "proxy"
-        elif not self.client.is_closing() and self.client.can_write_eof():
-            self.client.write_eof()
-        self._maybe_done()
+        elif self.toxics is not None:
+            self.toxics.eof(False)
+        else:
+            self.shutdown_toward(False)
+        self.maybe_done()
 
     def on_server_lost(self, exc: Exception | None) -> None:
         if not self.server_close:
@@ -103,6 +130,28 @@ class Relay:
             self.client_close = "proxy"
         self._finish()
 
+    def client_backlog(self, full: bool) -> None:
+        """Toxics hold too much for the server: stop (restart) reading the client."""
+        if full:
+            self.on_server_pause_writing()
+        else:
+            self.on_server_resume_writing()
+
+    def server_backlog(self, full: bool) -> None:
+        """Toxics hold too much for the client: stop (restart) reading the server."""
+        if full:
+            self.upstream.pause_reading()
+        else:
+            self.upstream.resume_reading()
+
+    def reset(self) -> None:
+        """A reset_peer toxic: abort both sides (RST)."""
+        self.client_close = self.client_close or "reset"
+        self.server_close = self.server_close or "reset"
+        self.upstream.abort()
+        self.client.abort()
+        self._finish()
+
     def on_server_pause_writing(self) -> None:
         if not self._client_paused:
             self._client_paused = True
@@ -114,7 +163,9 @@ class Relay:
             self.client.resume_reading()
 
     # ending -------------------------------------------------------------------
-    def _maybe_done(self) -> None:
+    def maybe_done(self) -> None:
+        if self.toxics is not None and (self.toxics.to_server.busy or self.toxics.to_client.busy):
+            return  # bytes held by toxics still have to go; their Shutdown/Close follow
         if self.client_close and self.server_close:
             self.upstream.close()
             self.client.close()
@@ -131,6 +182,8 @@ class Relay:
         if self.done:
             return
         self.done = True
+        if self.toxics is not None:
+            self.toxics.cancel()
         self.on_done(
             TunnelInfo(self.bytes_up, self.bytes_down, self.client_close, self.server_close)
         )

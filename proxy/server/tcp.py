@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.relay import Relay
 from proxy.server.upstream import connect
@@ -59,8 +60,15 @@ class TcpConnection(asyncio.Protocol):
         self.server = (str(peer[0]), int(peer[1]))
         tap, key = self._tap, id(self)
         on_out = None if tap is None else (lambda data: tap.data(key, False, data))
-        self.relay = Relay(self.transport, conn, self._done, None, on_out)
+        self.relay = Relay(self.transport, conn, self._done, None, on_out, self._tcp_rules())
         self.transport.resume_reading()
+
+    def _tcp_rules(self) -> TcpPlan | None:
+        get = self.ctx.session.rules
+        rules = get() if get is not None else None
+        if rules is None:
+            return None
+        return rules.tcp_for(self.key[0], self.key[1], self.ctx.session.mode, self.client[0])
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()

@@ -16,6 +16,8 @@ from proxy.sinks.record import FlowRecord
 @dataclass(frozen=True, slots=True)
 class SendClient:
     data: bytes
+    # Not before this time (the session's clock): rule faults (delay, bandwidth).
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,13 @@ class PauseClient:
 @dataclass(frozen=True, slots=True)
 class ResumeClient:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Call ``resume`` after ``seconds`` (a rule's request delay)."""
+
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,7 @@ Command = (
     | PauseClient
     | ResumeClient
     | StartTunnel
+    | Wait
     | Intercept
     | FlowDone
 )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.http1 import DEFAULT_LIMITS, Limits
+from proxy.rules import RuleSet
 from proxy.sinks.record import TlsSide
 
 _ID_PREFIX = os.urandom(4).hex()  # per process, so workers never collide
@@ -50,5 +51,8 @@ class SessionConfig:
     # Hosts answered by the proxy itself (http://tapproxy.ca/): path -> response.
     local_hosts: frozenset[str] = frozenset()
     local_responder: Callable[[str, bytes], bytes] | None = None
+    # The rules in force (reloads swap them); None: no rules at all.
+    rules: Callable[[], RuleSet | None] | None = None
+    max_body: int = 10 * 1024 * 1024  # a body is buffered for rules up to this
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from proxy.http1 import RequestHead, ResponseHead
+from proxy.rules import RequestPlan, ResponsePlan, RuleSet
+from proxy.session.ruling import RulesNote
 from proxy.session.target import Target
 from proxy.sinks.record import (
     Address,
@@ -10,6 +12,7 @@ from proxy.sinks.record import (
     Message,
     RequestInfo,
     ResponseInfo,
+    RulesInfo,
     Timings,
     TlsInfo,
     TlsSide,
@@ -23,15 +26,24 @@ class Exchange:
     __slots__ = (
         "close_client",
         "connected_at",
+        "cut_after",
         "error",
         "finished",
+        "forward",
         "id",
+        "next_at",
         "out_head",
+        "overflow",
+        "plan",
+        "prepared_body",
+        "rate",
+        "req_buffer",
         "request",
         "request_done",
         "request_done_at",
         "request_preview",
         "request_size",
+        "resp_buffer",
         "response",
         "response_head_at",
         "response_preview",
@@ -39,6 +51,10 @@ class Exchange:
         "response_started",
         "retryable",
         "reused",
+        "rplan",
+        "rules_note",
+        "ruleset",
+        "sent_body",
         "server",
         "server_closes",
         "server_tls",
@@ -46,6 +62,7 @@ class Exchange:
         "target",
         "upgrade",
         "url",
+        "waiting",
     )  # fmt: skip
 
     def __init__(self, id: str, start: float, request: RequestHead) -> None:
@@ -72,6 +89,22 @@ class Exchange:
         self.upgrade = False
         self.reused = False
         self.server_closes = False  # the response said Connection: close (or 1.0)
+        # Rules (see proxy.session.ruling): the plans, the request as forwarded,
+        # bodies buffered for rules, and the response faults in force.
+        self.ruleset: RuleSet | None = None
+        self.plan: RequestPlan | None = None
+        self.rplan: ResponsePlan | None = None
+        self.forward = request
+        self.req_buffer: bytearray | None = None
+        self.resp_buffer: bytearray | None = None
+        self.prepared_body: bytes | None = None
+        self.overflow = False
+        self.waiting = False
+        self.next_at: float | None = None  # response bytes not before this time
+        self.rate: int | None = None  # response bandwidth limit, bytes/s
+        self.cut_after: int | None = None  # close after this many response body bytes
+        self.sent_body = 0
+        self.rules_note: RulesNote | None = None
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
@@ -131,4 +164,12 @@ class Exchange:
             ),
             error=self.error,
             tls=tls,
+            rules=self._rules_info(),
         )
+
+    def _rules_info(self) -> RulesInfo | None:
+        note = self.rules_note
+        if note is None:
+            return None
+        matched = tuple((h.rule, h.source, h.actions) for h in note.hits)
+        return RulesInfo(matched, note.warnings, note.tags, note.detail)

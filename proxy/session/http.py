@@ -42,6 +42,7 @@ from proxy.session.config import SessionConfig
 from proxy.session.errors import UpstreamError
 from proxy.session.exchange import Exchange
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
+from proxy.session.rulesteps import RuleSteps
 from proxy.session.target import Target, connect_target, forward_target, origin_target
 from proxy.sinks.record import Address, TlsInfo, TlsSide, TunnelInfo
 
@@ -53,7 +54,7 @@ TRANSFER_IDLE = "transfer_idle"
 TUNNEL_IDLE = "tunnel_idle"
 
 
-class HttpSession:
+class HttpSession(RuleSteps):
     """Proxy logic for one client connection in regular or reverse mode."""
 
     def __init__(self, config: SessionConfig, client: Address) -> None:
@@ -175,7 +176,13 @@ class HttpSession:
                     assert isinstance(event, RequestHead)
                     self._start(event, out)
                     continue
-                if ex.request_done or not self.server_ready:
+                if ex.req_buffer is not None and ex.prepared_body is None and not ex.overflow:
+                    event = self.requests.next_event()  # a body the rules must see first
+                    if event is None:
+                        break
+                    self._collect_request(ex, event, out)
+                    continue
+                if ex.request_done or not self.server_ready or ex.waiting:
                     break
                 event = self.requests.next_event()
                 if event is None:
@@ -240,7 +247,15 @@ class HttpSession:
             return
         ex.target = target
         ex.url = target.url
-        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(head, target, config)
+        if config.rules is not None and self._rules_request(ex, out):
+            return
+        self._dispatch(ex, out)
+
+    def _dispatch(self, ex: Exchange, out: list[Command]) -> None:
+        """Send the request (as rules left it) to its upstream, connecting first if needed."""
+        head, target = ex.forward, ex.target
+        assert target is not None
+        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(head, target, self.config)
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
         )
@@ -328,6 +343,16 @@ class HttpSession:
         """
         assert self.responses is not None
         body: list[Command] = []
+        if ex.prepared_body is not None:  # buffered for rules: framed by its length
+            self.responses.expect(ex.forward.method)
+            out.append(SendServer(ex.out_head))
+            if ex.prepared_body:
+                out.append(SendServer(ex.prepared_body))
+            self._request_complete(ex, out)
+            return
+        if ex.req_buffer:  # over --max-body: what was buffered goes first, the rest streams
+            self._forward_body(ex, bytes(ex.req_buffer), body)
+            ex.req_buffer = None
         try:
             while not ex.request_done:
                 event = self.requests.next_event()
@@ -338,25 +363,29 @@ class HttpSession:
             ex.error = f"client: {e.message}"
             self._fail(ex, e.status, e.message, out)
             return
-        self.responses.expect(ex.request.method)
+        self.responses.expect(ex.forward.method)
         out.append(SendServer(ex.out_head))
         out.extend(body)
 
     def _request_body(self, ex: Exchange, event: object, out: list[Command]) -> None:
-        chunked = ex.request.framing.kind is FramingKind.CHUNKED
         if isinstance(event, BodyData):
-            data = event.data
-            if ex.request_size < self.config.preview_bytes:
-                ex.request_preview += data[: self.config.preview_bytes - ex.request_size]
-            ex.request_size += len(data)
-            if chunked:
-                out.extend(SendServer(b) for b in chunk(data))
-            else:
-                out.append(SendServer(data))
+            self._count_request(ex, event.data)
+            self._forward_body(ex, event.data, out)
         elif isinstance(event, EndOfMessage):
-            if chunked:
+            if ex.forward.framing.kind is FramingKind.CHUNKED:
                 out.append(SendServer(last_chunk(event.trailers)))
             self._request_complete(ex, out)
+
+    def _count_request(self, ex: Exchange, data: bytes) -> None:
+        if ex.request_size < self.config.preview_bytes:
+            ex.request_preview += data[: self.config.preview_bytes - ex.request_size]
+        ex.request_size += len(data)
+
+    def _forward_body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        if ex.forward.framing.kind is FramingKind.CHUNKED:
+            out.extend(SendServer(b) for b in chunk(data))
+        else:
+            out.append(SendServer(data))
 
     def _request_complete(self, ex: Exchange, out: list[Command]) -> None:
         ex.request_done = True
@@ -405,14 +434,13 @@ class HttpSession:
             return
         if head.status == 101 and not ex.upgrade:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
-        ex.response = head
         ex.response_head_at = self.config.clock()
-        data, close, ex.server_closes = messages.response_out(
-            ex.request, head, ex.upgrade, ex.close_client
-        )
-        ex.close_client = ex.close_client or close or not ex.request_done
-        ex.response_started = True
-        out.append(SendClient(data))
+        if ex.plan is not None and head.status != 101:
+            ruled = self._rules_response(ex, head, out)
+            if ruled is None:
+                return
+            head = ruled
+        self._send_response_head(ex, head, out)
         if head.framing.kind is FramingKind.TUNNEL:
             assert self.responses is not None
             out.append(
@@ -423,28 +451,66 @@ class HttpSession:
             )
             self.tunnel, self.ex = ex, None
 
+    def _send_response_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
+        ex.response = head
+        data, close, ex.server_closes = messages.response_out(
+            ex.request, head, ex.upgrade, ex.close_client
+        )
+        ex.close_client = ex.close_client or close or not ex.request_done
+        ex.response_started = True
+        self._emit(ex, data, out)
+
     def _response_body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         preview = self.config.preview_bytes
         if ex.response_size < preview:
             ex.response_preview += data[: preview - ex.response_size]
         ex.response_size += len(data)
+        if ex.resp_buffer is not None:
+            self._collect_response(ex, data, out)
+        else:
+            self._body_to_client(ex, data, out)
+
+    def _body_to_client(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        if ex.cut_after is not None:
+            left = ex.cut_after - ex.sent_body
+            if len(data) >= left:
+                self._cut(ex, data[:left], out)
+                return
+        ex.sent_body += len(data)
         assert ex.response is not None
         if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-            out.extend(SendClient(b) for b in chunk(data))
-        else:
+            data = b"".join(chunk(data))
+        self._emit(ex, data, out)
+
+    def _emit(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        """Send to the client now, or when a rule's delay/bandwidth allows."""
+        if ex.next_at is None and ex.rate is None:
             out.append(SendClient(data))
+            return
+        at = max(ex.next_at or 0.0, self.config.clock())
+        rate = ex.rate
+        if rate:
+            step = max(1024, rate // 20)
+            for i in range(0, len(data), step):
+                piece = data[i : i + step]
+                out.append(SendClient(piece, at))
+                at += len(piece) / rate
+        else:
+            out.append(SendClient(data, at))
+        ex.next_at = at
 
     def _response_end(self, ex: Exchange, event: EndOfMessage, out: list[Command]) -> None:
         assert ex.response is not None
-        if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-            out.append(SendClient(last_chunk(event.trailers)))
-        if ex.request_done:
-            self._finish(ex, out)
-        else:
+        if ex.resp_buffer is not None:
+            if not self._ruled_response_body(ex, out):
+                return
+        elif ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
+            self._emit(ex, last_chunk(event.trailers), out)
+        if not ex.request_done:
             # The server answered before the request body was complete: the
             # rest of that body can't be relayed, so both connections end.
             ex.close_client = True
-            self._finish(ex, out)
+        self._finish(ex, out)
 
     def _finish(self, ex: Exchange, out: list[Command]) -> None:
         assert ex.response is not None

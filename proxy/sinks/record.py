@@ -76,6 +76,16 @@ class TlsInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesInfo:
+    """Which rules matched this flow and what they did (for "why didn't it fire?")."""
+
+    matched: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (rule, file:line, actions)
+    warnings: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     """Absolute times (seconds since the epoch); None when a phase never happened."""
 
@@ -101,6 +111,7 @@ class FlowRecord:
     timings: Timings = Timings()
     error: str | None = None
     tls: TlsInfo | None = None
+    rules: RulesInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         return record_to_json(self)
@@ -182,6 +193,16 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
         }
     if r.tls is not None:
         out["tls"] = tls_json(r.tls)
+    if r.rules is not None:
+        out["rules"] = {
+            "matched": [
+                {"rule": name, "source": source, "actions": list(actions)}
+                for name, source, actions in r.rules.matched
+            ],
+            "warnings": list(r.rules.warnings),
+            "tags": list(r.rules.tags),
+            "detail": r.rules.detail,
+        }
     out["error"] = r.error
     return out
 
