@@ -53,6 +53,11 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
     if r.error:
         err = f" << {r.error}"
         line += (_COLOURS[5] + err + _RESET) if colour else err
+    if verbose and r.rules is not None:
+        for name, source, actions in r.rules.matched:
+            line += f"\n    rule {name} ({source}): {', '.join(actions) or 'matched'}"
+        for warning in r.rules.warnings:
+            line += f"\n    rule warning: {warning}"
     if verbose and r.request is not None:
         parts = [line]
         for k, v in r.request.message.headers:
