@@ -299,6 +299,7 @@ async def serve(options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, server.print_stats)
     await stop.wait()
     print("tapproxy: shutting down", file=sys.stderr, flush=True)
     cut = await server.shutdown(shutdown_timeout)

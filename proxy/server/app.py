@@ -10,6 +10,8 @@ exchanges finish within a deadline, then flush the sinks.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import ssl
 import sys
 import time
@@ -153,6 +155,21 @@ class ProxyServer:
                 conn.check_timeout(now)
             self.pool.sweep(now)
             self._reload_rules()
+
+    def stats(self) -> dict[str, int]:
+        """Live counters (printed on SIGUSR1): how leak tests see the proxy from outside."""
+        fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+        return {
+            "connections": len(self.registry.connections),
+            "pooled_upstreams": self.pool.idle_count,
+            "tasks": len(asyncio.all_tasks()),
+            "fds": fds,
+            "flows_submitted": self.dispatcher.submitted,
+            "flows_dropped": self.dispatcher.dropped,
+        }
+
+    def print_stats(self) -> None:
+        print("tapproxy-stats " + json.dumps(self.stats()), file=sys.stderr, flush=True)
 
     async def shutdown(self, timeout: float) -> int:
         """Graceful stop; returns how many connections had to be cut."""

@@ -142,7 +142,11 @@ class ClientConnection(asyncio.Protocol):
         if session is not None and session.ex is not None:
             self._submit_aborted(session)
         if self.upstream is not None:
-            self.upstream.abort()
+            idle = session is not None and session.ex is None and not session.server_closing
+            if idle and session is not None and session.server_ready:
+                self.ctx.pool.put(self.upstream)  # between exchanges: still good
+            else:
+                self.upstream.abort()
             self.upstream = None
 
     def pause_writing(self) -> None:

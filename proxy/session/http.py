@@ -170,6 +170,11 @@ class HttpSession(RuleSteps):
                     event = self.requests.next_event()
                     if event is None:
                         if self._client_eof and not self.requests.buffered:
+                            # Idle and the client is gone: its upstream connection
+                            # can serve other clients (pooled, not closed).
+                            self._release(
+                                out, reusable=self.server_ready and not self.server_closing
+                            )
                             self.closed = True
                             out.append(CloseClient())
                         break
