@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import ipaddress
 import os
 import re
 import signal
@@ -19,10 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy import __version__
-from proxy.config import ConfigError, parse_modes
+from proxy.config import ConfigError, ModeSpec, parse_modes
+from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RulesError, RulesWatcher
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.context import InterceptContext, Timeouts
+from proxy.session.auth import expected_credentials
 from proxy.session.config import SessionConfig
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
@@ -122,6 +125,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--pcap-side", choices=["both", "client", "upstream"], default="both",
                    help="which connections go into --pcap (default both)")  # fmt: skip
+    s = p.add_argument_group("access and limits (docs/limits.md)")
+    s.add_argument(
+        "--proxy-auth",
+        metavar="USER:PASS",
+        help="require Basic proxy authentication (answered with 407)",
+    )
+    s.add_argument(
+        "--allow-open-proxy",
+        action="store_true",
+        help="allow listening beyond loopback without --proxy-auth (not recommended)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="client connections at once; beyond, the newest gets 503 (default 10000)",
+    )
+    s.add_argument(
+        "--max-head-size",
+        type=size_arg,
+        default=DEFAULT_LIMITS.max_head,
+        metavar="SIZE",
+        help="largest request/response head (431/502 beyond; default 64K)",
+    )
+    s.add_argument(
+        "--max-header-count",
+        type=int,
+        default=DEFAULT_LIMITS.max_fields,
+        metavar="N",
+        help="most header fields in a head (default 200)",
+    )
+    s.add_argument(
+        "--max-request-line",
+        type=size_arg,
+        default=DEFAULT_LIMITS.max_line,
+        metavar="SIZE",
+        help="longest request line (414 beyond; default 16K)",
+    )
+    s.add_argument(
+        "--max-chunk-line",
+        type=size_arg,
+        default=DEFAULT_LIMITS.max_chunk_line,
+        metavar="SIZE",
+        help="longest chunk-size line with extensions (default 4K)",
+    )
     u = p.add_argument_group("upstream")
     u.add_argument(
         "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
@@ -247,10 +296,19 @@ def intercept_context(args: argparse.Namespace) -> InterceptContext | None:
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
     modes = parse_modes(args.mode, args.listen_host, args.listen_port)
     timeouts = Timeouts(**{k[2:]: v for k, v in vars(args).items() if k.startswith("t_")})
+    check_open_proxy(modes, args.proxy_auth, args.allow_open_proxy)
+    limits = Limits(
+        max_head=args.max_head_size,
+        max_line=args.max_request_line,
+        max_fields=args.max_header_count,
+        max_chunk_line=args.max_chunk_line,
+    )
     session = SessionConfig(
         preview_bytes=max(0, args.body_preview),
         keep_host=args.keep_host_header,
         max_body=args.max_body,
+        limits=limits,
+        proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
     )
     return ServerOptions(
         modes=modes,
@@ -260,7 +318,34 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         intercept=intercept_context(args),
         tap=PcapTap(args.pcap, args.pcap_side) if args.pcap else None,
         rules=load_rules_watcher(args),
+        max_connections=args.max_connections,
     )
+
+
+def check_open_proxy(modes: list[ModeSpec], proxy_auth: str | None, allowed: bool) -> None:
+    """Refuse to be an open forward proxy by accident (safe defaults)."""
+    if proxy_auth is not None:
+        if ":" not in proxy_auth:
+            raise ConfigError("--proxy-auth takes USER:PASS")
+        return
+    if allowed:
+        return
+    for mode in modes:
+        if mode.kind == "regular" and not is_loopback(mode.host):
+            raise ConfigError(
+                f"refusing to run an open forward proxy on {mode.host}:{mode.port}: anyone who "
+                "can reach it could use it. Add --proxy-auth USER:PASS, listen on 127.0.0.1, "
+                "or pass --allow-open-proxy if you really mean it."
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_rules_watcher(args: argparse.Namespace) -> RulesWatcher | None:

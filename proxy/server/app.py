@@ -44,6 +44,7 @@ class ServerOptions:
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None
     rules: RulesWatcher | None = None  # --rules, polled for changes every second
+    max_connections: int = 10_000
 
 
 class ProxyServer:
@@ -104,6 +105,7 @@ class ProxyServer:
             registry=self.registry,
             intercept=intercept,
             tap=self.options.tap,
+            max_connections=self.options.max_connections,
         )
 
     def _current_rules(self) -> RuleSet | None:

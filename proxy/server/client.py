@@ -39,6 +39,7 @@ from proxy.session.commands import (
 )
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
+from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsInfo, TunnelInfo
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
@@ -75,6 +76,13 @@ class ClientConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=256 * 1024)
         peer = transport.get_extra_info("peername") or ("?", 0)
+        if len(self.ctx.registry.connections) >= self.ctx.max_connections:
+            # Over --max-connections: the newest connection is told and closed,
+            # so the ones already served keep working (docs/limits.md).
+            transport.write(error_response(503, "too many client connections"))
+            transport.close()
+            self._closed = True
+            return
         self.session = HttpSession(self.ctx.session, (str(peer[0]), int(peer[1])))
         self.ctx.registry.connections.add(self)
         tap = self.ctx.tap

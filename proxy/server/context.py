@@ -69,3 +69,4 @@ class ListenerContext:
     registry: Registry
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None  # --pcap
+    max_connections: int = 10_000  # beyond: the newest connection gets 503 and is closed

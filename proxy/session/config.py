@@ -54,5 +54,7 @@ class SessionConfig:
     # The rules in force (reloads swap them); None: no rules at all.
     rules: Callable[[], RuleSet | None] | None = None
     max_body: int = 10 * 1024 * 1024  # a body is buffered for rules up to this
+    # base64 of "user:pass" when --proxy-auth is on (forward modes only).
+    proxy_auth: bytes | None = None
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

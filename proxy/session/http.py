@@ -24,7 +24,7 @@ from proxy.http1 import (
     ResponseParser,
 )
 from proxy.http1.writer import chunk, last_chunk
-from proxy.session import messages
+from proxy.session import auth, messages
 from proxy.session.commands import (
     CloseClient,
     Command,
@@ -227,6 +227,14 @@ class HttpSession(RuleSteps):
         config = self.config
         ex = Exchange(config.new_id(), config.clock(), head)
         self.ex = ex
+        auth_token = config.proxy_auth
+        if (
+            auth_token is not None
+            and config.upstream is None
+            and not auth.authorized(head, auth_token)
+        ):
+            self._refuse_unauthorized(ex, out)
+            return
         try:
             target = self._route(head)
         except ProtocolError as e:
@@ -271,6 +279,21 @@ class HttpSession(RuleSteps):
         self._release(out, reusable=self.server_ready)
         self.server_key = key
         out.append(OpenServer(key[0], key[1], tls=key[2] is not None, sni=key[2]))
+
+    def _refuse_unauthorized(self, ex: Exchange, out: list[Command]) -> None:
+        """407: the client may retry with credentials on the same connection."""
+        message = "proxy authentication required"
+        data = error_response(407, message, close=False, extra=auth.CHALLENGE)
+        ex.error = f"client: {message}"
+        self._note_response(ex, data)
+        out.append(SendClient(data))
+        self.ex = None
+        out.append(FlowDone(self._record(ex)))
+        if ex.request.framing.kind is FramingKind.NONE:
+            self.requests.next_event()  # its EndOfMessage
+        else:  # an unread body: the connection cannot go on
+            self.closed = True
+            out.append(CloseClient())
 
     def _server_key(self, target: Target) -> tuple[str, int, str | None]:
         """(host, port, SNI) of the connection a request needs; SNI None: plain TCP."""
