@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
-from proxy.server.intercept import Interceptor
+from proxy.server.intercept import Interceptor, ListenerSniffer
 from proxy.server.pacing import DelayedWriter
 from proxy.server.relay import Relay
 from proxy.server.upstream import UpstreamConnection, connect
@@ -85,6 +85,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self.session = HttpSession(self.ctx.session, (str(peer[0]), int(peer[1])))
         self.ctx.registry.connections.add(self)
+        if self.ctx.intercept is not None and self.ctx.session.upstream is not None:
+            # A reverse listener with interception on: clients may speak TLS.
+            self._outer = self.session
+            self.interceptor = ListenerSniffer(self)
         tap = self.ctx.tap
         self._tap = tap if tap is not None and tap.client_side else None
         if self._tap is not None:

@@ -194,3 +194,51 @@ class Interceptor:
             outer, upstream=upstream, keep_host=True, intercept=None, client_tls=client_tls
         )
         return HttpSession(config, conn.session.client)
+
+
+class ListenerSniffer(Interceptor):
+    """A reverse listener with interception on: clients may speak TLS to it.
+
+    A ClientHello is answered with a leaf for its SNI (or the upstream's
+    name) and the decrypted requests go to the reverse upstream as usual;
+    anything else is plain HTTP for the listener's own session. Clients
+    always speak first here, so there is no silent-client rule.
+    """
+
+    def __init__(self, conn: ClientConnection) -> None:
+        assert conn.session is not None and conn.session.config.upstream is not None
+        up = conn.session.config.upstream
+        super().__init__(conn, up.host, up.port)
+        self._timer.cancel()
+
+    def _decide_raw(self, tls: TlsInfo | None = None) -> None:
+        session = self.conn.session
+        assert session is not None
+        self.conn.switch_session(session, self._settle())
+
+    def _decide_http(self) -> None:
+        self._decide_raw()
+
+    def _decide_tls(self) -> None:
+        hello = self.hello
+        ctx = self.conn.ctx
+        assert hello is not None and ctx.intercept is not None
+        self._settle_keep()
+        offered = tuple(p.decode("latin-1") for p in hello.alpn_protocols)
+        alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
+        try:
+            server_ctx = ctx.intercept.issuer.server_context(hello.sni or self.host, alpn=alpn)
+        except ValueError:
+            server_ctx = ctx.intercept.issuer.server_context(self.host, alpn=alpn)
+        tls = TlsEndpoint(server_ctx, server_side=True, server_hostname=hello.sni)
+        self.conn.start_client_tls(tls, self, offered)
+        self.conn.tls_data(bytes(self.buffer))
+        self.buffer.clear()
+
+    def handshake_done(self, tls: TlsEndpoint, offered: tuple[str, ...]) -> None:
+        facts = tls.facts()
+        side = TlsSide(facts.version, facts.cipher, facts.alpn, facts.sni, offered)
+        session = self.conn.session
+        assert session is not None
+        nested = HttpSession(replace(session.config, client_tls=side), session.client)
+        self.conn.switch_session(nested, b"")

@@ -247,3 +247,39 @@ def test_silent_client_gets_raw_relay(mitm: ProxyProcess, upstreams: Upstreams) 
         data += chunk
     assert data.startswith(b"HTTP/1.1 200")
     s.close()
+
+
+def test_auto_passthrough_after_a_client_rejects_our_certificate(
+    https: HttpsUpstreams, tmp_path: Path
+) -> None:
+    args = ["--mitm", "--auto-passthrough", "--certs", str(tmp_path / "c"),
+            "--upstream-ca", str(https.ca.cert_path)]  # fmt: skip
+    url = f"https://localhost:{https.good}/echo/pinned"
+    with running_proxy(*args, flow_log=tmp_path / "f.jsonl") as p:
+        # A client that pins (trusts only the real CA) refuses our leaf once...
+        first = curl(p, url, "--cacert", str(https.ca.cert_path))
+        assert first.returncode != 0
+        # ...after which the host is relayed untouched and the same client works.
+        second = curl(p, url, "--cacert", str(https.ca.cert_path))
+        assert second.returncode == 0 and b'"path": "/echo/pinned"' in second.stdout
+        recs = p.records(2)
+    assert any(
+        "later connections to this host will be passed through" in (r["error"] or "") for r in recs
+    )
+    assert any(r["kind"] == "tunnel" and r["tls"]["intercepted"] is False for r in recs)
+
+
+def test_reverse_listener_terminates_client_tls(upstreams: Upstreams, tmp_path: Path) -> None:
+    args = ["--mitm", "--certs", str(tmp_path / "c"), "--mode", f"reverse:{upstreams.url}"]
+    with running_proxy(*args, flow_log=tmp_path / "f.jsonl") as p:
+        tls = curl(
+            p, f"https://localhost:{p.port}/echo/tls", "--cacert", our_ca(p), "--noproxy", "*"
+        )
+        plain = curl(p, f"http://127.0.0.1:{p.port}/echo/plain", "--noproxy", "*")
+        recs = p.records(2)
+    assert b'"path": "/echo/tls"' in tls.stdout, tls.stderr
+    assert b'"path": "/echo/plain"' in plain.stdout
+    by_path = {r["request"]["url"].rsplit("/", 1)[1]: r for r in recs}
+    assert by_path["tls"]["tls"]["intercepted"] is True
+    assert by_path["tls"]["tls"]["client"]["sni"] == "localhost"
+    assert "tls" not in by_path["plain"]
