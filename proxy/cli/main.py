@@ -26,7 +26,9 @@ from proxy.rules import RulesError, RulesWatcher
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.context import InterceptContext, Timeouts
 from proxy.session.auth import expected_credentials
+from proxy.session.capture import CaptureBudget, CaptureConfig
 from proxy.session.config import SessionConfig
+from proxy.sinks.bodies import BodyFileSink
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
 from proxy.sinks.har import HarSink
@@ -118,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="bytes of each body kept as a preview in flow records (default 256)",
     )
+    o.add_argument(
+        "--capture-bodies",
+        metavar="DIR",
+        help="write bodies longer than the preview to files in DIR, named in the record",
+    )
+    o.add_argument(
+        "--capture-max-body",
+        type=size_arg,
+        default=10 * 1024 * 1024,
+        metavar="SIZE",
+        help="per body file: only the first SIZE bytes (default 10M)",
+    )
+    o.add_argument("--capture-max-total", type=size_arg, default=1024**3, metavar="SIZE",
+                   help="all body files together (default 1G); beyond, no more files")  # fmt: skip
     o.add_argument(
         "--pcap",
         metavar="FILE",
@@ -308,6 +324,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         keep_host=args.keep_host_header,
         max_body=args.max_body,
         limits=limits,
+        capture=CaptureConfig(
+            args.capture_bodies, args.capture_max_body, CaptureBudget(args.capture_max_total)
+        ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
     )
     return ServerOptions(
@@ -367,6 +386,8 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
         sinks.append(JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep))
     if args.har:
         sinks.append(HarSink(args.har))
+    if args.capture_bodies or args.rules:  # rules may capture bodies too
+        sinks.append(BodyFileSink())
     if not args.quiet:
         stream = sys.stderr if "-" in (args.flow_log, args.har) else sys.stdout
         sinks.append(ConsoleSink(stream, verbose=args.verbose))

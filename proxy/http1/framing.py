@@ -17,10 +17,10 @@ from proxy.http1.events import (
     NO_BODY,
     TUNNEL,
     UNTIL_CLOSE,
+    FieldIndex,
     Framing,
     FramingKind,
 )
-from proxy.http1.events import FieldIndex
 from proxy.http1.fields import TOKEN_RE
 
 # At most one leading SP before the value and nothing after it. Real clients

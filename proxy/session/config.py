@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RuleSet
+from proxy.session.capture import CaptureConfig
 from proxy.sinks.record import TlsSide
 
 _ID_PREFIX = os.urandom(4).hex()  # per process, so workers never collide
@@ -54,6 +55,7 @@ class SessionConfig:
     # The rules in force (reloads swap them); None: no rules at all.
     rules: Callable[[], RuleSet | None] | None = None
     max_body: int = 10 * 1024 * 1024  # a body is buffered for rules up to this
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
     # base64 of "user:pass" when --proxy-auth is on (forward modes only).
     proxy_auth: bytes | None = None
     clock: Callable[[], float] = field(default=time.time)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from proxy.http1 import RequestHead, ResponseHead
 from proxy.rules import RequestPlan, ResponsePlan, RuleSet
+from proxy.session.capture import BodyCapture, CapturedBodies
 from proxy.session.ruling import RulesNote
 from proxy.session.target import Target
 from proxy.sinks.record import (
@@ -24,6 +25,8 @@ class Exchange:
     """Mutable while the exchange runs; ``record()`` freezes it."""
 
     __slots__ = (
+        "capture",
+        "captured",
         "close_client",
         "connected_at",
         "cut_after",
@@ -105,6 +108,8 @@ class Exchange:
         self.cut_after: int | None = None  # close after this many response body bytes
         self.sent_body = 0
         self.rules_note: RulesNote | None = None
+        self.capture: BodyCapture | None = None  # bodies kept for body files
+        self.captured: CapturedBodies | None = None
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
@@ -165,6 +170,7 @@ class Exchange:
             error=self.error,
             tls=tls,
             rules=self._rules_info(),
+            bodies=self.captured,
         )
 
     def _rules_info(self) -> RulesInfo | None:

@@ -25,6 +25,7 @@ from proxy.http1 import (
 )
 from proxy.http1.writer import chunk, last_chunk
 from proxy.session import auth, messages
+from proxy.session.capture import BodyCapture
 from proxy.session.commands import (
     CloseClient,
     Command,
@@ -227,6 +228,8 @@ class HttpSession(RuleSteps):
         config = self.config
         ex = Exchange(config.new_id(), config.clock(), head)
         self.ex = ex
+        if config.capture.directory is not None:
+            ex.capture = BodyCapture(config.capture.directory, config.capture.max_body)
         auth_token = config.proxy_auth
         if (
             auth_token is not None
@@ -350,6 +353,10 @@ class HttpSession(RuleSteps):
 
     def _record(self, ex: Exchange) -> Exchange:
         config = self.config
+        if ex.capture is not None:
+            sizes = (ex.request_size, ex.response_size)
+            ex.captured = ex.capture.finish(sizes, config.preview_bytes, config.capture.budget)
+            ex.capture = None
         tls = None
         if config.client_tls is not None or ex.server_tls is not None:
             tls = TlsInfo(config.client_tls is not None, config.client_tls, ex.server_tls)
@@ -408,6 +415,8 @@ class HttpSession(RuleSteps):
         if ex.request_size < self.config.preview_bytes:
             ex.request_preview += data[: self.config.preview_bytes - ex.request_size]
         ex.request_size += len(data)
+        if ex.capture is not None:
+            ex.capture.add(data, True)
 
     def _forward_body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         if ex.forward.framing.kind is FramingKind.CHUNKED:
@@ -493,6 +502,8 @@ class HttpSession(RuleSteps):
         if ex.response_size < preview:
             ex.response_preview += data[: preview - ex.response_size]
         ex.response_size += len(data)
+        if ex.capture is not None:
+            ex.capture.add(data, False)
         if ex.resp_buffer is not None:
             self._collect_response(ex, data, out)
         else:

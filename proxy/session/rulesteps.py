@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from proxy.http1 import BodyData, FramingKind, ResponseHead
 from proxy.rules import CloseConnection, LogDirective, Respond, RuleHit
 from proxy.session import ruling
+from proxy.session.capture import BodyCapture
 from proxy.session.commands import CloseClient, Command, FlowDone, Wait
 from proxy.session.exchange import Exchange
 
@@ -217,6 +218,8 @@ class RuleSteps:
     ) -> None:
         if not hits and not warnings and not log:
             return
+        if log.capture is not None and (ex.capture is None or not ex.capture.every):
+            ex.capture = BodyCapture(str(log.capture), self.config.capture.max_body, every=True)
         note = ex.rules_note or ruling.RulesNote()
         fresh = tuple(h for h in hits if h not in note.hits)
         ex.rules_note = note.plus(fresh, warnings, log.tags, log.detail)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.http1.events import Fields
+from proxy.session.capture import CapturedBodies
 
 SCHEMA_VERSION = 1
 
@@ -112,6 +113,7 @@ class FlowRecord:
     error: str | None = None
     tls: TlsInfo | None = None
     rules: RulesInfo | None = None
+    bodies: CapturedBodies | None = None  # body files to write (--capture-bodies)
 
     def to_json(self) -> dict[str, Any]:
         return record_to_json(self)
@@ -153,6 +155,15 @@ def _message_json(m: Message) -> dict[str, Any]:
     return out
 
 
+def _body_file(out: dict[str, Any], r: FlowRecord, request: bool) -> None:
+    bodies = r.bodies
+    if bodies is None or (bodies.request if request else bodies.response) is None:
+        return
+    out["body_file"] = bodies.path(r.id, request)
+    if bodies.request_truncated if request else bodies.response_truncated:
+        out["body_file_truncated"] = True
+
+
 def _ms(t: float | None, start: float) -> float | None:
     return None if t is None else round((t - start) * 1000, 3)
 
@@ -180,9 +191,11 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
     if r.request is not None:
         out["request"] = {"method": _text(r.request.method), "url": r.request.url}
         out["request"].update(_message_json(r.request.message))
+        _body_file(out["request"], r, True)
     if r.response is not None:
         out["response"] = {"status": r.response.status, "reason": _text(r.response.reason)}
         out["response"].update(_message_json(r.response.message))
+        _body_file(out["response"], r, False)
     if r.tunnel is not None:
         tu = r.tunnel
         out["tunnel"] = {
