@@ -5,8 +5,9 @@
 
 The capture is streamed through ``proxy.pcap.analyze`` and each record is
 written as one JSON object per line as soon as its exchange ends, so memory
-stays flat and output starts at once. ``record_to_dict`` is the one place
-that maps a ``CapturedExchange`` to JSON (documented in docs/analyze.md).
+stays flat and output starts at once. Records have the live proxy's flow-log
+schema (``proxy.pcap.flowrecord``; docs/flow-log.md), with mode "capture";
+``--rules`` tags each flow with the rules that match it.
 
 A progress line (percent of file, packets/s, MB/s) goes to stderr when stderr
 is a terminal or with ``--progress``. Exit status: 0 on success, 1 when the
@@ -22,14 +23,17 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from proxy.pcap.analyze import AnalyzeOptions, AnalyzeStats, analyze
 from proxy.pcap.filter import FilterError
+from proxy.pcap.flowrecord import to_flow_record
 from proxy.pcap.reader import CaptureError
-from proxy.pcap.records import CapturedExchange, Pairs
+from proxy.pcap.records import CapturedExchange
+from proxy.rules import RulesError, RuleSet, load_rules
+from proxy.sinks.record import record_to_json
 
-SCHEMA_VERSION = 1
 _PROG = "tapproxy analyze"
 
 
@@ -61,61 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="include the first N bytes of each body in the records (default 0)",
     )
+    p.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="tag flows with the rules (YAML, as for the proxy) that match them",
+    )
     return p  # fmt: skip
 
 
-def _headers(pairs: Pairs) -> list[list[str]]:
-    return [[k, v] for k, v in pairs]
-
-
-def _preview(data: bytes, size: int) -> dict[str, Any]:
-    return {"data": data.decode("latin-1"), "truncated": len(data) < size}
-
-
-def record_to_dict(r: CapturedExchange) -> dict[str, Any]:
-    """The JSON shape of one record (schema 1, docs/analyze.md)."""
-    out: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "id": r.id,
-        "kind": r.kind,
-        "start": r.start,
-        "end": r.end,
-        "client": {"ip": r.client.ip, "port": r.client.port},
-        "server": {"ip": r.server.ip, "port": r.server.port},
-    }
-    if r.kind == "http":
-        out["request"] = None
-        if r.method is not None:
-            out["request"] = {
-                "method": r.method, "url": r.url, "target": r.target,
-                "version": f"HTTP/{r.version}",
-                "headers": _headers(r.request_fields), "body_size": r.request_body_size,
-            }  # fmt: skip
-            if r.request_body_preview:
-                out["request"]["body_preview"] = _preview(
-                    r.request_body_preview, r.request_body_size
-                )
-        out["response"] = None
-        if r.status is not None:
-            out["response"] = {
-                "status": r.status, "reason": r.reason, "version": f"HTTP/{r.response_version}",
-                "headers": _headers(r.response_fields), "body_size": r.response_body_size,
-                "start": r.response_start, "end": r.response_end,
-            }  # fmt: skip
-            if r.response_body_preview:
-                out["response"]["body_preview"] = _preview(
-                    r.response_body_preview, r.response_body_size
-                )
-    else:
-        if r.kind == "tls":
-            out["tls"] = {"sni": r.sni, "alpn": list(r.alpn)}
-        out["tcp"] = {
-            "bytes_client_to_server": r.bytes_client_to_server,
-            "bytes_server_to_client": r.bytes_server_to_client,
-            "close": r.close,
-        }
-    out["error"] = "; ".join(r.errors) or None
-    return out
+def record_to_dict(r: CapturedExchange, rules: RuleSet | None = None) -> dict[str, Any]:
+    """The JSON of one record: the live proxy's flow-log schema (docs/flow-log.md)."""
+    return record_to_json(to_flow_record(r, rules))
 
 
 class _Progress:
@@ -179,8 +141,14 @@ def _run(args: argparse.Namespace, capture: Any, out: TextIO) -> int:
     options = AnalyzeOptions(filter=args.filter, preview=max(args.body_preview, 0))
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+    try:
+        rules = load_rules([Path(p) for p in args.rules]) if args.rules else None
+    except RulesError as e:
+        print(f"{_PROG}: cannot load rules:\n{e}", file=sys.stderr)
+        return 2
+
     def write(record: CapturedExchange) -> None:
-        out.write(dumps(record_to_dict(record)) + "\n")
+        out.write(dumps(record_to_dict(record, rules)) + "\n")
 
     try:
         stats = analyze(capture, write, options, progress)

@@ -59,30 +59,37 @@ def test_records_to_stdout(cap: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, recs, err = run([str(cap), "--no-progress"], capsys)
     assert code == 0 and err == ""
     web, tls, raw = recs
-    assert web == {
-        "schema": 1, "id": "1-1", "kind": "http", "start": 100.1, "end": 100.2,
+    # The live proxy's flow-log schema (docs/flow-log.md), mode "capture".
+    assert {k: web[k] for k in ("schema", "id", "kind", "mode", "client", "server", "error")} == {
+        "schema": 1, "id": "1-1", "kind": "http", "mode": "capture",
         "client": {"ip": "10.0.0.1", "port": 40000}, "server": {"ip": "10.0.0.2", "port": 80},
-        "request": {
-            "method": "GET", "url": "http://example.com/x", "target": "/x", "version": "HTTP/1.1",
-            "headers": [["Host", "example.com"], ["Accept", "*/*"]], "body_size": 0,
-        },
-        "response": {
-            "status": 200, "reason": "OK", "version": "HTTP/1.1",
-            "headers": [["Content-Length", "2"]], "body_size": 2, "start": 100.2, "end": 100.2,
-        },
         "error": None,
     }  # fmt: skip
-    assert tls["kind"] == "tls" and tls["tls"] == {"sni": "tls.example", "alpn": ["h2"]}
-    assert tls["tcp"]["bytes_server_to_client"] == 6 and tls["tcp"]["close"] == "fin"
+    assert web["request"] == {
+        "method": "GET", "url": "http://example.com/x", "http_version": "HTTP/1.1",
+        "headers": [["Host", "example.com"], ["Accept", "*/*"]], "body_size": 0,
+    }  # fmt: skip
+    assert web["response"] == {
+        "status": 200, "reason": "OK", "http_version": "HTTP/1.1",
+        "headers": [["Content-Length", "2"]], "body_size": 2,
+    }  # fmt: skip
+    assert web["duration_ms"] == 100.0 and web["timings_ms"]["response_done"] == 100.0
+    assert tls["kind"] == "tunnel" and tls["tls"]["intercepted"] is False
+    assert tls["tls"]["client"]["sni"] == "tls.example"
+    assert tls["tls"]["client"]["offered_alpn"] == ["h2"]
+    assert tls["tunnel"]["bytes_server_to_client"] == 6 and tls["tunnel"]["server_close"] == "fin"
     assert raw["kind"] == "tcp" and raw["server"] == {"ip": "fd00::2", "port": 22}
-    assert raw["tcp"] == {"bytes_client_to_server": 0, "bytes_server_to_client": 11, "close": "rst"}
+    assert raw["tunnel"] == {
+        "bytes_client_to_server": 0, "bytes_server_to_client": 11,
+        "client_close": "rst", "server_close": "rst",
+    }  # fmt: skip
 
 
 def test_output_file_filter_and_previews(cap: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     assert main([str(cap), "-o", str(out), "--filter", "tcp port 80", "--body-preview", "1"]) == 0
     (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rec["response"]["body_preview"] == {"data": "h", "truncated": True}
+    assert rec["response"]["body_preview"] == {"data": "h", "encoding": "utf-8", "truncated": True}
     assert main([str(cap), "-o", str(out), "--filter", "ip6"]) == 0
     assert [json.loads(x)["kind"] for x in out.read_text().splitlines()] == ["tcp"]
 
@@ -105,7 +112,7 @@ def test_corrupt_capture_keeps_what_was_decoded(
     err = capsys.readouterr().err
     assert "truncated block at byte offset" in err and str(bad) in err
     kinds = [json.loads(x)["kind"] for x in out.read_text().splitlines()]
-    assert kinds == ["http", "tls", "tcp"]  # the open connection is closed as the capture ended
+    assert kinds == ["http", "tunnel", "tcp"]  # the open connection is closed as the capture ended
 
 
 def test_usage_errors(cap: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,3 +126,23 @@ def test_usage_errors(cap: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     not_capture.write_text("hello, world, this is text")
     assert main([str(not_capture)]) == 1
     assert "not a pcap or pcapng file" in capsys.readouterr().err
+
+
+def test_rules_tag_flows_and_convert_reads_the_output(cap: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "tags.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: example-site\n    match: {host: example.com}\n"
+        "    log: {tags: [example]}\n"
+    )
+    out = tmp_path / "out.jsonl"
+    assert main([str(cap), "-o", str(out), "--rules", str(rules), "--no-progress"]) == 0
+    web = json.loads(out.read_text().splitlines()[0])
+    assert web["rules"]["tags"] == ["example"]
+    assert web["rules"]["matched"][0]["rule"] == "example-site"
+    # Same schema as the live flow log: tapproxy convert makes a HAR of it.
+    from proxy.cli.convert_cmd import main as convert
+
+    har = tmp_path / "cap.har"
+    assert convert([str(out), "--to", "har", "-o", str(har)]) == 0
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert [e["request"]["url"] for e in entries] == ["http://example.com/x"]

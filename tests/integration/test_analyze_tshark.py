@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -37,6 +38,12 @@ from tests.unit.test_pcap_builders import pcap_file
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 FIN = 0x01
+
+
+def target_of(record: dict[str, Any]) -> str:
+    """The request-target (origin form) of a record's absolute URL."""
+    parts = urlsplit(record["request"]["url"])
+    return parts.path + ("?" + parts.query if parts.query else "")
 
 
 def tshark(*args: str) -> list[str]:
@@ -77,8 +84,8 @@ def analyze(cap: Path, tmp: Path) -> list[dict[str, Any]]:
 def ours(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[int]]:
     """(method, target) in request order and statuses in response order, like tshark's."""
     http = sorted((r for r in records if r["kind"] == "http"), key=lambda r: r["start"])
-    requests = [(r["request"]["method"], r["request"]["target"]) for r in http]
-    by_end = sorted(http, key=lambda r: r["response"]["end"])
+    requests = [(r["request"]["method"], target_of(r)) for r in http]
+    by_end = sorted(http, key=lambda r: r["end"])
     return requests, [r["response"]["status"] for r in by_end]
 
 
@@ -242,7 +249,7 @@ def test_live_capture_matches_tshark(live_capture: tuple[Path, int], tmp_path: P
     assert statuses == t_statuses
     assert sorted(statuses) == [200, 200, 200, 200, 200, 404]
     assert all(r["error"] is None for r in records), records
-    http = {r["request"]["target"]: r for r in records}
+    http = {target_of(r): r for r in records}
     assert http["/big"]["response"]["body_size"] == 200_000
     assert http["/echo"]["request"]["body_size"] == 7
     assert http["/chunked"]["response"]["body_size"] == 40
