@@ -323,6 +323,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         preview_bytes=max(0, args.body_preview),
         keep_host=args.keep_host_header,
         max_body=args.max_body,
+        keylog=bool(args.keylog),
         limits=limits,
         capture=CaptureConfig(
             args.capture_bodies, args.capture_max_body, CaptureBudget(args.capture_max_total)

@@ -56,6 +56,7 @@ class SessionConfig:
     rules: Callable[[], RuleSet | None] | None = None
     max_body: int = 10 * 1024 * 1024  # a body is buffered for rules up to this
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    keylog: bool = False  # TLS secrets of both sides go to a key log
     # base64 of "user:pass" when --proxy-auth is on (forward modes only).
     proxy_auth: bytes | None = None
     clock: Callable[[], float] = field(default=time.time)

@@ -359,7 +359,8 @@ class HttpSession(RuleSteps):
             ex.capture = None
         tls = None
         if config.client_tls is not None or ex.server_tls is not None:
-            tls = TlsInfo(config.client_tls is not None, config.client_tls, ex.server_tls)
+            intercepted = config.client_tls is not None
+            tls = TlsInfo(intercepted, config.client_tls, ex.server_tls, config.keylog)
         return ex.finish(config.mode, self.client, config.clock(), tls=tls)
 
     def _release(self, out: list[Command], reusable: bool) -> None:

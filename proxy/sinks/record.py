@@ -74,6 +74,7 @@ class TlsInfo:
     intercepted: bool  # we terminated the client's TLS and read the plaintext
     client: TlsSide | None = None
     server: TlsSide | None = None
+    keylog: bool = False  # its secrets went to the key log (--keylog / SSLKEYLOGFILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,7 @@ def _side_json(side: TlsSide) -> dict[str, Any]:
 def tls_json(t: TlsInfo) -> dict[str, Any]:
     return {
         "intercepted": t.intercepted,
+        "keylog": t.keylog,
         "client": None if t.client is None else _side_json(t.client),
         "server": None if t.server is None else _side_json(t.server),
     }

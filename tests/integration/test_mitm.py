@@ -85,7 +85,7 @@ def test_curl_through_mitm_byte_identical_and_logged(
     assert rec["request"]["url"] == f"https://localhost:{https.good}/bytes/{size}"
     assert rec["response"]["status"] == 200
     tls = rec["tls"]
-    assert tls["intercepted"] is True
+    assert tls["intercepted"] is True and tls["keylog"] is False
     assert tls["client"]["sni"] == "localhost" and tls["client"]["alpn"] == "http/1.1"
     assert tls["server"]["certificate"]["issuer"] == "CN=tapproxy test CA"
 
@@ -192,7 +192,7 @@ def test_keylog_lets_tshark_decrypt(https: HttpsUpstreams, tmp_path: Path) -> No
     cap = tmp_path / "cap.pcap"
     with running_proxy(
         "--mitm", "--certs", str(tmp_path / "c"), "--upstream-ca", str(https.ca.cert_path),
-        "--keylog", str(keylog),
+        "--keylog", str(keylog), flow_log=tmp_path / "f.jsonl",
     ) as p:  # fmt: skip
         dump = subprocess.Popen(
             ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-w", str(cap), f"tcp port {p.port}"],
@@ -212,6 +212,8 @@ def test_keylog_lets_tshark_decrypt(https: HttpsUpstreams, tmp_path: Path) -> No
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "/echo/keylog-check" in shown.stdout, shown.stdout + shown.stderr
+    recs = [r for r in p.records(1) if r.get("tls")]
+    assert recs and all(r["tls"]["keylog"] is True for r in recs)  # the record says so
 
 
 def test_plain_http_inside_connect_is_decoded(mitm: ProxyProcess, upstreams: Upstreams) -> None:
