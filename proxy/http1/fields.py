@@ -20,6 +20,9 @@ TOKEN_RE = re.compile(TOKEN)
 # before it, §5.1; a leading SP/HTAB would be obs-fold, §5.2), then the raw
 # value. Control characters were rejected for the whole head beforehand.
 _FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(.*)", re.DOTALL)
+# Every line of a field block (joined with LF, which cannot occur inside a
+# line: bare LF was refused before) at once.
+_FIELD_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[^\n]*)(?:\n" + TOKEN + rb":[^\n]*)*")
 # Control characters other than HTAB, CR and LF anywhere in a head (NUL
 # included, RFC 9110 §5.5). CR and LF are checked as line endings.
 CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -39,17 +42,19 @@ INDEXED = frozenset(
 def parse_fields(lines: list[bytes], status: int) -> tuple[Fields, FieldIndex]:
     """Field lines into ``(name, value)`` pairs, and the index of ``INDEXED`` ones.
 
-    Hot path: one regex match per line; the index keeps the raw values (the
-    framing checks need them unstripped) so nothing rescans the fields later.
+    Hot path (measured): the syntax of every line is checked by one regex over
+    the whole block, in C; then each line is only split at its first colon.
+    The index keeps the raw values (the framing checks need them unstripped)
+    so nothing rescans the fields later.
     """
+    if lines and _FIELD_BLOCK.fullmatch(b"\n".join(lines)) is None:
+        for line in lines:
+            if _FIELD_LINE.fullmatch(line) is None:
+                raise ProtocolError(status, f"malformed field line {line[:60]!r}")
     out = []
     index: FieldIndex = {}
-    match = _FIELD_LINE.fullmatch
     for line in lines:
-        m = match(line)
-        if m is None:
-            raise ProtocolError(status, f"malformed field line {line[:60]!r}")
-        name, raw = m.groups()
+        name, _, raw = line.partition(b":")
         out.append((name, raw.strip(_OWS)))
         lname = name.lower()
         if lname in INDEXED:

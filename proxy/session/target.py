@@ -42,8 +42,27 @@ class Target:
         return f"{self.scheme}://{self.authority}{'' if path == '*' else path}"
 
 
+_authorities: dict[tuple[bytes, int | None], tuple[str, int]] = {}
+
+
 def parse_authority(raw: bytes, default_port: int | None) -> tuple[str, int]:
-    """``host[:port]`` into a pair; userinfo, lists and bad ports are errors."""
+    """``host[:port]`` into a pair; userinfo, lists and bad ports are errors.
+
+    Hot path: clients name the same few authorities again and again, so
+    results are memoised (a bounded table, emptied when full).
+    """
+    key = (raw, default_port)
+    cached = _authorities.get(key)
+    if cached is not None:
+        return cached
+    result = _parse_authority(raw, default_port)
+    if len(_authorities) >= 4096:
+        _authorities.clear()
+    _authorities[key] = result
+    return result
+
+
+def _parse_authority(raw: bytes, default_port: int | None) -> tuple[str, int]:
     if b"@" in raw:
         raise ProtocolError(400, "userinfo in authority")  # RFC 9110 §4.2.4
     m = _AUTHORITY.fullmatch(raw)
@@ -108,7 +127,7 @@ def forward_target(head: RequestHead) -> Target:
     host, port = parse_authority(m.group(2), DEFAULT_PORTS[scheme])
     if not host:
         raise ProtocolError(400, "empty host in request target")
-    if host_value is not None:
+    if host_value is not None and host_value != m.group(2):
         parse_authority(host_value, DEFAULT_PORTS[scheme])  # must at least be valid
     path = m.group(3) or b"/"
     if path.startswith(b"?"):
