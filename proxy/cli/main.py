@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy import __version__
+from proxy.cli.workers import check_shareable, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RulesError, RulesWatcher
@@ -141,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--pcap-side", choices=["both", "client", "upstream"], default="both",
                    help="which connections go into --pcap (default both)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes sharing the listening ports (SO_REUSEPORT); default 1",
+    )
     s = p.add_argument_group("access and limits (docs/limits.md)")
     s.add_argument(
         "--proxy-auth",
@@ -395,13 +403,18 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
     return sinks
 
 
-async def serve(options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout: float) -> int:
+async def serve(
+    options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout: float, announce: bool = True
+) -> int:
     server = ProxyServer(options, dispatcher)
     await server.start()
     for mode, (host, port) in zip(options.modes, server.addresses, strict=True):
-        print(
-            f"tapproxy: {mode.label} proxy listening at {host}:{port}", file=sys.stderr, flush=True
-        )
+        if announce:
+            print(
+                f"tapproxy: {mode.label} proxy listening at {host}:{port}",
+                file=sys.stderr,
+                flush=True,
+            )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -423,15 +436,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     args = build_parser().parse_args(argv)
     try:
+        check_shareable(args)
         options = options_from_args(args)
     except (ConfigError, OSError, ssl.SSLError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
         return 2
-    dispatcher = Dispatcher(make_sinks(args))
-    try:
-        return asyncio.run(serve(options, dispatcher, args.shutdown_timeout))
-    except OSError as e:
-        print(f"tapproxy: {e}", file=sys.stderr)
-        return 1
-    finally:
-        dispatcher.close()
+
+    def run_one(options: ServerOptions, announce: bool) -> int:
+        dispatcher = Dispatcher(make_sinks(args))  # its thread starts in this process
+        try:
+            return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce))
+        except OSError as e:
+            print(f"tapproxy: {e}", file=sys.stderr)
+            return 1
+        finally:
+            dispatcher.close()
+
+    if args.workers > 1:
+        return run_workers(args.workers, options, run_one)
+    return run_one(options, True)

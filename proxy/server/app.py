@@ -45,6 +45,7 @@ class ServerOptions:
     tap: PcapTap | None = None
     rules: RulesWatcher | None = None  # --rules, polled for changes every second
     max_connections: int = 10_000
+    reuse_port: bool = False  # --workers: every worker binds the same ports
 
 
 class ProxyServer:
@@ -64,7 +65,7 @@ class ProxyServer:
             holder: list[ListenerContext] = []
             server = await loop.create_server(
                 self._factory(mode, holder), mode.host, mode.port, start_serving=False,
-                reuse_address=True,
+                reuse_address=True, reuse_port=self.options.reuse_port or None,
             )  # fmt: skip
             self.servers.append(server)
             sockname = server.sockets[0].getsockname()

@@ -17,6 +17,16 @@ _ID_PREFIX = os.urandom(4).hex()  # per process, so workers never collide
 _id_counter = itertools.count(1)
 
 
+def _new_prefix() -> None:
+    """A forked worker must not repeat its parent's (or a sibling's) ids."""
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX = os.urandom(4).hex()
+    _id_counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
 def new_flow_id() -> str:
     """A unique flow id: a random per-process prefix and a counter.
 
