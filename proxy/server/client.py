@@ -12,7 +12,6 @@ water marks plus one read.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor, ListenerSniffer
 from proxy.server.pacing import DelayedWriter
 from proxy.server.relay import Relay
+from proxy.server.transport import tune
 from proxy.server.upstream import UpstreamConnection, connect
 from proxy.session.commands import (
     CloseClient,
@@ -71,10 +71,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=256 * 1024)
+        tune(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         if len(self.ctx.registry.connections) >= self.ctx.max_connections:
             # Over --max-connections: the newest connection is told and closed,

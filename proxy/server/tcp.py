@@ -8,6 +8,7 @@ import time
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.relay import Relay
+from proxy.server.transport import tune
 from proxy.server.upstream import connect
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
@@ -34,7 +35,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client = (str(peer[0]), int(peer[1]))
-        transport.set_write_buffer_limits(high=256 * 1024)
+        tune(transport)
         transport.pause_reading()  # nothing to do with bytes until upstream is there
         tap = self.ctx.tap
         self._tap = tap if tap is not None and tap.client_side else None

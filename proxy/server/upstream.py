@@ -19,6 +19,7 @@ from typing import Protocol
 
 from cryptography import x509
 
+from proxy.server.transport import tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsSide
@@ -50,10 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=256 * 1024)
+        tune(transport)
         if self.tap is not None and self.tap.upstream_side:
             local = transport.get_extra_info("sockname")
             peer = transport.get_extra_info("peername")

@@ -1,0 +1,18 @@
+"""Socket settings every proxied connection gets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+# Above this many bytes queued for a socket, reading from the other side
+# pauses (backpressure); below a quarter of it, reading resumes.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+def tune(transport: asyncio.Transport) -> None:
+    """TCP_NODELAY (a small head goes out at once) and the write high-water mark."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
