@@ -277,6 +277,9 @@ class HttpSession(RuleSteps):
         )
         key = self._server_key(target)
         if self.server_key == key and self.server_ready:
+            # A connection that served an earlier exchange: the server may have
+            # closed it meanwhile, so the request may be retried (RFC 9112 §9.3.1).
+            ex.reused = True
             self._send_head(ex, out)
             return
         self._release(out, reusable=self.server_ready)

@@ -176,3 +176,18 @@ def test_chunked_request_body_reframed() -> None:
         b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n0\r\n\r\n"
     )
+
+
+def test_kept_connection_closed_by_server_is_retried() -> None:
+    # The server's FIN arrives only after the next request went out on the
+    # connection the session kept: retried on a fresh connection, not 502.
+    s = make()
+    s.client_data(GET)
+    s.server_connected(SERVER, reused=False)
+    s.server_data(OK)
+    assert kinds(s.client_data(GET)) == ["SendServer"]
+    cmds = s.server_eof()
+    assert cmds == [
+        ReleaseServer(reusable=False),
+        OpenServer("a.test", 80, tls=False, sni=None, reuse=False),
+    ]
