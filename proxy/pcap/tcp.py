@@ -235,8 +235,10 @@ class Reassembler:
                 half.done = True
                 conn.consumer.on_fin(from_client, ts)
         closed = self._closed
-        for key in conn.keys:
-            del self._table[key]
+        # A segment from an address:port to itself has one key for both
+        # directions (seen in fuzzed captures): forget each key once.
+        for key in dict.fromkeys(conn.keys):
+            self._table.pop(key, None)
             closed[key] = ts
         while len(closed) > 2 * self.limits.max_connections:
             del closed[next(iter(closed))]

@@ -146,6 +146,9 @@ def _replace_body(doc: Doc, node: Node, path: str) -> list[a.Action]:
     pair = _regex_and_template(doc, node, path, literal=True)
     if pair is None:
         return []
+    if (error := check_regex(pair[0], as_bytes=True)) is not None:
+        doc.error(node, path, error)  # valid as text, not for bytes (\u, \N)
+        return []
     return [a.ReplaceBody(re.compile(pair[0].encode()), pair[1].encode())]
 
 

@@ -304,7 +304,7 @@ def _body_all(doc: Doc, node: Node, path: str, response: bool) -> m.Matcher | No
             continue
         if key == "contains":
             parts.append(m.BodyText(response, text.encode(), None, f"contains {text!r}"))
-        elif (error := check_regex(text)) is not None:
+        elif (error := check_regex(text, as_bytes=True)) is not None:
             doc.error(vnode, sub, error)
         else:
             regex = re.compile(text.encode())

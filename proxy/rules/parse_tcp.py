@@ -195,6 +195,8 @@ def _toxic(doc: Doc, entries: Entries, key: str, path: str) -> StageFactory | No
             x = number(doc, vnode, vpath, lo, hi)
         if x is not None:
             v[name] = x
+    if any(name not in v for name in required if name != "with"):
+        return None  # a required value was invalid: already reported
     if key == "replace":
         return _replace(doc, m, node, sub, int(v.get("window", 4096)), v.get("flush_ms", 20.0))
     if key == "slicer" and v.get("size_variation", 0) >= v.get("average_size", 1):
@@ -237,7 +239,7 @@ def _replace(
         return None
     if kind == "literal":
         text, template = re.escape(text), template.replace("\\", "\\\\")
-    elif (error := check_regex(text)) is not None:
+    elif (error := check_regex(text, as_bytes=True)) is not None:
         doc.error(m[kind][1], f"{path}.{kind}", error)
         return None
     regex = re.compile(text.encode())

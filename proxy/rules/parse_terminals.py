@@ -156,11 +156,12 @@ def parse_map_remote(doc: Doc, node: Node, path: str) -> a.MapRemote | None:
     url = nonempty(doc, url_node, path, "a URL like http://host:port")
     if url is None:
         return None
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)  # ValueError for an unbalanced [ ] (IPv6 literal)
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
     except ValueError:
-        port = 0
+        doc.error(url_node, path, f"expected an http(s) URL without query, got '{url}'")
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname or not port or parts.query:
         doc.error(url_node, path, f"expected an http(s) URL without query, got '{url}'")
         return None

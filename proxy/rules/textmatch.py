@@ -113,10 +113,14 @@ def _one_source(
     return "|".join(f"(?:{s})" for s in parts + sources)
 
 
-def check_regex(text: str, flags: int = 0) -> str | None:
-    """The compile error of a regex, or ``None`` when it is valid."""
+def check_regex(text: str, flags: int = 0, as_bytes: bool = False) -> str | None:
+    """The compile error of a regex, or ``None`` when it is valid.
+
+    ``as_bytes``: the pattern will be compiled for bytes (bodies, TCP data),
+    where some escapes valid in text patterns (``\\u``, ``\\N{...}``) are errors.
+    """
     try:
-        re.compile(text, flags)
+        re.compile(text.encode("utf-8", "surrogateescape") if as_bytes else text, flags)
     except re.error as e:
         return f"invalid regex: {e}"
     except (OverflowError, RecursionError, ValueError) as e:
