@@ -42,6 +42,7 @@ from proxy.session.commands import (
 from proxy.session.config import SessionConfig
 from proxy.session.errors import UpstreamError
 from proxy.session.exchange import Exchange
+from proxy.session.response import ResponseSteps
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulesteps import RuleSteps
 from proxy.session.target import Target, connect_target, forward_target, origin_target
@@ -55,7 +56,7 @@ TRANSFER_IDLE = "transfer_idle"
 TUNNEL_IDLE = "tunnel_idle"
 
 
-class HttpSession(RuleSteps):
+class HttpSession(ResponseSteps, RuleSteps):
     """Proxy logic for one client connection in regular or reverse mode."""
 
     def __init__(self, config: SessionConfig, client: Address) -> None:
@@ -431,149 +432,6 @@ class HttpSession(RuleSteps):
     def _request_complete(self, ex: Exchange, out: list[Command]) -> None:
         ex.request_done = True
         ex.request_done_at = self.config.clock()
-
-    # -- server side ------------------------------------------------------------
-    def _pump_server(self, out: list[Command]) -> list[Command]:
-        responses = self.responses
-        ex = self.ex
-        try:
-            while responses is not None and ex is not None and self.ex is ex:
-                event = responses.next_event()
-                if event is None:
-                    break
-                if isinstance(event, ResponseHead):
-                    self._response_head(ex, event, out)
-                elif isinstance(event, BodyData):
-                    self._response_body(ex, event.data, out)
-                else:
-                    assert isinstance(event, EndOfMessage)
-                    self._response_end(ex, event, out)
-        except ProtocolError as e:
-            if ex is not None and self.ex is ex:
-                self._server_error(ex, e, out)
-        return out
-
-    def _server_error(self, ex: Exchange, e: ProtocolError, out: list[Command]) -> None:
-        if ex.reused and ex.retryable and ex.response is None and not ex.response_started:
-            # A pooled connection the server had already closed: try once more
-            # on a fresh connection (RFC 9112 §9.3.1 allows retrying idempotent
-            # or unsent requests).
-            ex.reused = False
-            self._release(out, reusable=False)
-            assert ex.target is not None
-            key = self._server_key(ex.target)
-            self.server_key = key
-            out.append(OpenServer(key[0], key[1], tls=key[2] is not None, sni=key[2], reuse=False))
-            return
-        ex.error = f"upstream: {e.message}"
-        self._fail(ex, 502, f"upstream {ex.url}: {e.message}", out)
-
-    def _response_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        if head.informational:
-            if ex.request.version == b"1.1":
-                out.append(SendClient(messages.informational_out(head)))
-            return
-        if head.status == 101 and not ex.upgrade:
-            raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
-        ex.response_head_at = self.config.clock()
-        if ex.plan is not None and head.status != 101:
-            ruled = self._rules_response(ex, head, out)
-            if ruled is None:
-                return
-            head = ruled
-        self._send_response_head(ex, head, out)
-        if head.framing.kind is FramingKind.TUNNEL:
-            assert self.responses is not None
-            out.append(
-                StartTunnel(
-                    to_server=self.requests.take_remaining(),
-                    to_client=self.responses.take_remaining(),
-                )
-            )
-            self.tunnel, self.ex = ex, None
-
-    def _send_response_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        ex.response = head
-        data, close, ex.server_closes = messages.response_out(
-            ex.request, head, ex.upgrade, ex.close_client
-        )
-        ex.close_client = ex.close_client or close or not ex.request_done
-        ex.response_started = True
-        self._emit(ex, data, out)
-
-    def _response_body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
-        preview = self.config.preview_bytes
-        if ex.response_size < preview:
-            ex.response_preview += data[: preview - ex.response_size]
-        ex.response_size += len(data)
-        if ex.capture is not None:
-            ex.capture.add(data, False)
-        if ex.resp_buffer is not None:
-            self._collect_response(ex, data, out)
-        else:
-            self._body_to_client(ex, data, out)
-
-    def _body_to_client(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
-        if ex.cut_after is not None:
-            left = ex.cut_after - ex.sent_body
-            if len(data) >= left:
-                self._cut(ex, data[:left], out)
-                return
-        ex.sent_body += len(data)
-        assert ex.response is not None
-        if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-            data = b"".join(chunk(data))
-        self._emit(ex, data, out)
-
-    def _emit(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
-        """Send to the client now, or when a rule's delay/bandwidth allows."""
-        if ex.next_at is None and ex.rate is None:
-            out.append(SendClient(data))
-            return
-        at = max(ex.next_at or 0.0, self.config.clock())
-        rate = ex.rate
-        if rate:
-            step = max(1024, rate // 20)
-            for i in range(0, len(data), step):
-                piece = data[i : i + step]
-                out.append(SendClient(piece, at))
-                at += len(piece) / rate
-        else:
-            out.append(SendClient(data, at))
-        ex.next_at = at
-
-    def _response_end(self, ex: Exchange, event: EndOfMessage, out: list[Command]) -> None:
-        assert ex.response is not None
-        if ex.resp_buffer is not None:
-            if not self._ruled_response_body(ex, out):
-                return
-        elif ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-            self._emit(ex, last_chunk(event.trailers), out)
-        if not ex.request_done:
-            # The server answered before the request body was complete: the
-            # rest of that body can't be relayed, so both connections end.
-            ex.close_client = True
-        self._finish(ex, out)
-
-    def _finish(self, ex: Exchange, out: list[Command]) -> None:
-        assert ex.response is not None
-        reusable = (
-            ex.request_done
-            and not self.server_closing
-            and not (self.responses is not None and self.responses.buffered)
-            and ex.response.framing.kind is not FramingKind.CLOSE
-            and not ex.server_closes
-        )
-        self.ex = None
-        out.append(FlowDone(self._record(ex)))
-        if ex.close_client or self._client_eof:
-            self._release(out, reusable=reusable)
-            self.closed = True
-            out.append(CloseClient())
-            return
-        if not reusable:
-            self._release(out, reusable=False)
-        self._pump_client(out)
 
     def _fail(
         self, ex: Exchange, status: int, message: str, out: list[Command], server_open: bool = True
