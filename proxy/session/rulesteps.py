@@ -11,14 +11,18 @@ into the flow record.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from proxy.http1 import BodyData, FramingKind, ResponseHead
-from proxy.rules import CloseConnection, LogDirective, Respond, RuleHit
+from proxy.http1 import NO_BODY, BodyData, Framing, FramingKind, ResponseHead
+from proxy.http1.writer import chunk
+from proxy.rules import CloseConnection, LogDirective, RequestPlan, Respond, ResponsePlan, RuleHit
 from proxy.session import ruling
 from proxy.session.capture import BodyCapture
-from proxy.session.commands import CloseClient, Command, FlowDone, Wait
+from proxy.session.commands import CloseClient, Command, FlowDone, SendClient, Wait
 from proxy.session.exchange import Exchange
+
+EMPTY = Framing(FramingKind.LENGTH, 0)  # Content-Length: 0
 
 if TYPE_CHECKING:
     from proxy.http1 import RequestParser, ResponseParser
@@ -67,6 +71,10 @@ class RuleSteps:
             framing = head.framing
             if framing.kind is FramingKind.CHUNKED or framing.length > 0:
                 ex.req_buffer = bytearray()  # _pump_client collects it
+                if ruling.expects_continue(head):
+                    # The client waits for this before sending the body we need
+                    # (RFC 9110 §10.1.1); the upstream gets the body whole, without Expect.
+                    out.append(SendClient(ruling.CONTINUE))
                 return True
             ex.plan = rules.complete_request(plan, b"")
         return self._ruled_request(ex, out)
@@ -79,8 +87,9 @@ class RuleSteps:
             ex.req_buffer += event.data
             if len(ex.req_buffer) <= self.config.max_body:
                 return
-            ex.overflow = True  # streamed untouched; complete_request(None) warns
+            ex.overflow = True  # streamed untouched, with a warning
             ex.plan = ex.ruleset.complete_request(ex.plan, None)
+            self._edits_skipped(ex, ex.plan, "request")
         else:
             ex.plan = ex.ruleset.complete_request(ex.plan, bytes(ex.req_buffer))
         if not self._ruled_request(ex, out):
@@ -142,7 +151,20 @@ class RuleSteps:
                 return None
             rplan = ex.rplan = ex.ruleset.complete_response(rplan, b"")
         ruled = self._ruled_response(ex, head, None, out)
-        return None if ruled is None else ruled[0]
+        if ruled is None:
+            return None
+        sent = ruled[0]
+        if ruling.head_only(ex.request, ex.forward) and sent.framing.kind is not FramingKind.NONE:
+            self._head_without_body(ex, sent, out)
+            return None
+        return sent
+
+    def _head_without_body(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
+        """The client asked HEAD but a rule's set_method sent another method upstream:
+        the client gets the head only (its Content-Length as metadata, RFC 9110 §9.3.2);
+        the upstream's body is read and dropped (``resp_buffer`` with the head sent)."""
+        self._send_response_head(ex, replace(head, framing=NO_BODY), out)
+        ex.resp_buffer = bytearray()
 
     def _ruled_response(
         self, ex: Exchange, head: ResponseHead, body: bytes | None, out: list[Command]
@@ -157,7 +179,7 @@ class RuleSteps:
             self._answer(ex, ruling.respond_bytes(term, self.config.max_body), out)
             return None
         if isinstance(term, CloseConnection):
-            self._close_by_rule(ex, term.kind, term.rule, out)
+            self._close_by_rule(ex, term.kind, term.rule, out, head)
             return None
         fields = head.fields
         status = head.status
@@ -181,28 +203,42 @@ class RuleSteps:
 
     def _collect_response(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         assert ex.resp_buffer is not None and ex.rplan is not None and ex.ruleset is not None
+        if ex.response_started or self._hung(ex):
+            return  # a HEAD client's response (head sent), or a hang: the body is dropped
         ex.resp_buffer += data
         if len(ex.resp_buffer) <= self.config.max_body:
             return
         # Too big for rules: send it on untouched, with a warning in the record.
         ex.rplan = ex.ruleset.complete_response(ex.rplan, None)
+        self._edits_skipped(ex, ex.rplan, "response")
         buffered, ex.resp_buffer = bytes(ex.resp_buffer), None
         assert ex.response is not None
         ruled = self._ruled_response(ex, ex.response, None, out)
-        if ruled is not None:
-            self._send_response_head(ex, ruled[0], out)
-            self._body_to_client(ex, buffered, out)
+        if ruled is None:
+            return
+        if ruling.head_only(ex.request, ex.forward):
+            self._head_without_body(ex, ruled[0], out)
+            return
+        self._send_response_head(ex, ruled[0], out)
+        self._body_to_client(ex, buffered, out)
 
     def _ruled_response_body(self, ex: Exchange, out: list[Command]) -> bool:
         """The buffered response is complete: plan, edit, send. False: exchange ended."""
         assert ex.resp_buffer is not None and ex.rplan is not None and ex.ruleset is not None
+        if self._hung(ex):
+            return False  # the client still hears nothing (a response-phase hang)
         body, ex.resp_buffer = bytes(ex.resp_buffer), None
+        if ex.response_started:
+            return True  # a HEAD client's response: sent already, the body dropped
         ex.rplan = ex.ruleset.complete_response(ex.rplan, body)
         assert ex.response is not None
         ruled = self._ruled_response(ex, ex.response, body, out)
         if ruled is None:
             return False
         head, edited = ruled
+        if ruling.head_only(ex.request, ex.forward):
+            self._send_response_head(ex, replace(head, framing=NO_BODY), out)
+            return self.ex is ex
         self._send_response_head(ex, head, out)
         if edited:
             self._body_to_client(ex, edited, out)
@@ -221,8 +257,17 @@ class RuleSteps:
         if log.capture is not None and (ex.capture is None or not ex.capture.every):
             ex.capture = BodyCapture(str(log.capture), self.config.capture.max_body, every=True)
         note = ex.rules_note or ruling.RulesNote()
-        fresh = tuple(h for h in hits if h not in note.hits)
-        ex.rules_note = note.plus(fresh, warnings, log.tags, log.detail)
+        ex.rules_note = note.plus(hits, warnings, log.tags, log.detail)
+
+    def _edits_skipped(self, ex: Exchange, plan: RequestPlan | ResponsePlan, side: str) -> None:
+        """A body over --max-body: say that its edits were skipped.
+
+        ``complete_*(plan, None)`` warns only when it resumed a pending plan (a
+        body matcher); a plan that needed the body just for its edits does not.
+        """
+        if plan.needs_body and not any("max-body" in w for w in plan.warnings):
+            warning = f"{side} body edits skipped (over --max-body)"
+            self._note_rules(ex, (), (warning,), LogDirective())
 
     def _answer(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """Answer the client ourselves (a rule's respond, map_local, block, abort).
@@ -239,8 +284,8 @@ class RuleSteps:
             complete = ex.request_done
         elif ex.req_buffer is not None:
             complete = not ex.overflow
-        elif ex.request.framing.kind is FramingKind.NONE:
-            self.requests.next_event()  # the head's EndOfMessage
+        elif ex.request.framing.kind is FramingKind.NONE or ex.request.framing == EMPTY:
+            self.requests.next_event()  # the head's EndOfMessage (no body, or length 0)
             complete = True
         else:
             complete = False
@@ -254,12 +299,24 @@ class RuleSteps:
             return
         self._pump_client(out)
 
-    def _close_by_rule(self, ex: Exchange, kind: str, rule: str, out: list[Command]) -> None:
+    def _close_by_rule(
+        self,
+        ex: Exchange,
+        kind: str,
+        rule: str,
+        out: list[Command],
+        response: ResponseHead | None = None,
+    ) -> None:
+        """block close, fault reset, fault hang; ``response``: decided on this response."""
         ex.error = f"rule {rule}: {kind}"
         if kind == "hang":
             # Say nothing; the response timeout ends it (recorded then).
             ex.waiting = True
             ex.request_done = True
+            if response is not None:
+                # The upstream's response keeps coming: read and drop it (see _hung).
+                ex.response = response
+                ex.resp_buffer = bytearray()
             return
         self.ex = None
         self.closed = True
@@ -268,10 +325,22 @@ class RuleSteps:
             self._release(out, reusable=False)
         out.append(CloseClient(abort=kind == "reset"))
 
+    @staticmethod
+    def _hung(ex: Exchange) -> bool:
+        """A response-phase ``hang``: the exchange waits for a timeout, the client for nothing."""
+        return ex.waiting and ex.response_head_at is not None
+
     def _cut(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
-        """A ``close_after`` fault: send the allowed bytes, then close the client."""
+        """A ``close_after`` fault: send the allowed bytes, then close the client.
+
+        The bytes keep the response's framing (chunks for a chunked response), so
+        the client sees a body cut short, not raw bytes where a chunk size belongs.
+        """
         ex.sent_body += len(data)
         if data:
+            assert ex.response is not None
+            if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
+                data = b"".join(chunk(data))
             self._emit(ex, data, out)
         ex.error = f"closed after {ex.cut_after} body bytes by a rule"
         self.ex = None

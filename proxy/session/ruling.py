@@ -20,12 +20,18 @@ from proxy.session.target import Target
 
 @dataclass(frozen=True, slots=True)
 class RulesNote:
-    """What rules did to one flow, for its record ("why didn't my rule fire?")."""
+    """What rules did to one flow, for its record ("why didn't my rule fire?").
+
+    ``hits`` has one entry per rule, its actions from both phases in order (a
+    rule decided on the request that also edits the response is noted by each
+    phase); ``seen`` keeps the phases' hits as they came, so none is noted twice.
+    """
 
     hits: tuple[RuleHit, ...] = ()
     warnings: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     detail: str | None = None
+    seen: tuple[RuleHit, ...] = ()
 
     def plus(
         self,
@@ -34,11 +40,21 @@ class RulesNote:
         tags: tuple[str, ...] = (),
         detail: str | None = None,
     ) -> RulesNote:
+        fresh = tuple(h for h in hits if h not in self.seen)
+        merged = list(self.hits)
+        for hit in fresh:
+            for i, old in enumerate(merged):
+                if (old.rule, old.source) == (hit.rule, hit.source):
+                    merged[i] = RuleHit(old.rule, old.source, old.actions + hit.actions)
+                    break
+            else:
+                merged.append(hit)
         return RulesNote(
-            self.hits + hits,
+            tuple(merged),
             self.warnings + warnings,
             self.tags + tuple(t for t in tags if t not in self.tags),
             detail or self.detail,
+            self.seen + fresh,
         )
 
 
@@ -61,16 +77,41 @@ def with_fields(edited: EditedRequest, fields: tuple[tuple[bytes, bytes], ...]) 
     return replace(edited, fields=fields)
 
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def expects_continue(head: RequestHead) -> bool:
+    """An HTTP/1.1 request whose client waits for 100 Continue before its body."""
+    return head.version == b"1.1" and any(
+        k.lower() == b"expect" and v.strip().lower() == b"100-continue" for k, v in head.fields
+    )
+
+
 def edited_head(
     head: RequestHead, edited: EditedRequest, body: bytes | None
 ) -> tuple[RequestHead, Target]:
-    """The request as rules left it; ``body`` (if buffered) fixes the framing."""
+    """The request as rules left it; ``body`` (if buffered) fixes the framing.
+
+    A buffered body goes out whole, so an ``Expect: 100-continue`` (answered
+    by the proxy while buffering) is not forwarded.
+    """
     target = Target(edited.scheme, edited.host, edited.port, edited.target.encode("latin-1"))
-    framing = head.framing if body is None else Framing(FramingKind.LENGTH, len(body))
-    new = RequestHead(
-        edited.method.encode("latin-1"), head.target, head.version, edited.fields, framing
-    )
+    fields = edited.fields
+    framing = head.framing
+    if body is not None:
+        framing = Framing(FramingKind.LENGTH, len(body))
+        fields = tuple(
+            (k, v)
+            for k, v in fields
+            if not (k.lower() == b"expect" and v.strip().lower() == b"100-continue")
+        )
+    new = RequestHead(edited.method.encode("latin-1"), head.target, head.version, fields, framing)
     return new, target
+
+
+def head_only(request: RequestHead, forward: RequestHead) -> bool:
+    """The client asked HEAD, a rule sent another method: its response has no body."""
+    return request.method == b"HEAD" and forward.method != b"HEAD"
 
 
 def respond_bytes(respond: Respond, max_body: int) -> bytes:
