@@ -20,7 +20,7 @@ from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor, ListenerSniffer
 from proxy.server.pacing import DelayedWriter
 from proxy.server.relay import Relay
-from proxy.server.transport import tune
+from proxy.server.transport import reset, tune
 from proxy.server.upstream import UpstreamConnection, connect
 from proxy.session.commands import (
     CloseClient,
@@ -322,7 +322,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             delayed.call_at(0.0, lambda: self._close_client(cmd))
             return
         if cmd.abort:
-            self.transport.abort()
+            reset(self.transport)
             return
         if self.tls is not None and not self.transport.is_closing():
             self.transport.write(self.tls.close())

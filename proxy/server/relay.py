@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from proxy.rules import TcpPlan
 from proxy.server.toxics import Toxics
+from proxy.server.transport import reset
 from proxy.server.upstream import UpstreamConnection
 from proxy.sinks.record import TunnelInfo
 
@@ -122,7 +123,7 @@ class Relay:
         if not self.server_close:
             self.server_close = "reset" if exc is not None else "fin"
         if exc is not None:
-            self.client.abort()
+            reset(self.client)  # the server reset: so does the client side
             self.client_close = self.client_close or "proxy"
         elif not self.client_close:
             # The server closed without a FIN we saw: end the client side too.
@@ -149,7 +150,7 @@ class Relay:
         self.client_close = self.client_close or "reset"
         self.server_close = self.server_close or "reset"
         self.upstream.abort()
-        self.client.abort()
+        reset(self.client)
         self._finish()
 
     def on_server_pause_writing(self) -> None:

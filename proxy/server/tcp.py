@@ -62,6 +62,7 @@ class TcpConnection(asyncio.Protocol):
         tap, key = self._tap, id(self)
         on_out = None if tap is None else (lambda data: tap.data(key, False, data))
         self.relay = Relay(self.transport, conn, self._done, None, on_out, self._tcp_rules())
+        self.relay.start(b"", b"")  # toxics that act from the start (reset_peer, timeout)
         self.transport.resume_reading()
 
     def _tcp_rules(self) -> TcpPlan | None:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from cryptography import x509
 
-from proxy.server.transport import tune
+from proxy.server.transport import reset, tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsSide
@@ -113,10 +113,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        """Reset the connection (RST): the exchange on it was cut short."""
         self.owner = None
         if self.transport is not None and not self.closed:
             self.closed = True
-            self.transport.abort()
+            reset(self.transport)
 
     def tls_facts(self) -> TlsSide | None:
         """TLS version, cipher, ALPN and certificate of this connection (cached)."""

@@ -129,7 +129,6 @@ RST_REASON = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=RST_REASON)
 def test_reset_is_an_rst(faults: ProxyProcess, origin: Origin) -> None:
     s = send(faults.port, get("ws.svc", "/rst"))
     data, how = read_all(s)
@@ -237,7 +236,6 @@ def test_response_reset(rfaults: ProxyProcess, origin: Origin) -> None:
     assert "resp-reset" in matched(record_for(rfaults, "api.svc/reset/bytes/100000"))
 
 
-@pytest.mark.xfail(strict=True, reason=RST_REASON)
 def test_response_reset_is_an_rst(rfaults: ProxyProcess, origin: Origin) -> None:
     s = send(rfaults.port, get("api.svc", "/reset/2"))
     data, how = read_all(s)

@@ -231,12 +231,6 @@ def test_reset_peer_after_timeout(tcp: TcpSetup) -> None:
     assert bytes(tcp.servers["QUEUE"].connections[-1].received) == b"job\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reset_peer ends the client side with a FIN, not an RST: proxy/server/relay.py "
-    "Relay.reset() calls transport.abort(), a plain close() on a socket with nothing "
-    "unread; an RST needs SO_LINGER {on, 0} before it (same in client.py for fault reset)",
-)
 def test_reset_peer_is_an_rst(tcp: TcpSetup) -> None:
     data, how, _ = reset_peer(tcp)
     assert (data, how) == (b"", "reset")
