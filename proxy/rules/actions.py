@@ -231,7 +231,9 @@ class ReplaceBody(Action):
     body = True
 
     def summary(self) -> str:
-        return f"replace_body {self.regex.pattern!r}"
+        # Text, not a bytes repr; a literal shows as its escaped regex.
+        pattern = self.regex.pattern.decode("utf-8", "backslashreplace")
+        return f"replace_body regex {pattern!r}"
 
     def apply_body(self, data: bytes) -> bytes:
         return self.regex.sub(self.template, data, count=self.count)

@@ -181,9 +181,13 @@ class TunnelSteps:
 
     def _relay_done(self, info: TunnelInfo, tls: TlsInfo | None) -> None:
         if self._outer is not None:
-            self.run(self._outer.tunnel_closed(info, tls=tls))
+            self.run(self._outer.tunnel_closed(info, tls=tls, tcp_rules=self._toxic_names()))
 
     def _tunnel_done(self, info: TunnelInfo) -> None:
         session = self.session
         if session is not None:
-            self.run(session.tunnel_closed(info))
+            self.run(session.tunnel_closed(info, tcp_rules=self._toxic_names()))
+
+    def _toxic_names(self) -> tuple[str, ...]:
+        toxics = self.relay.toxics if self.relay is not None else None
+        return toxics.plan.matched if toxics is not None else ()

@@ -12,7 +12,7 @@ from proxy.server.transport import tune
 from proxy.server.upstream import connect
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import FlowRecord, TunnelInfo
+from proxy.sinks.record import FlowRecord, TunnelInfo, tcp_rules_info
 
 
 class TcpConnection(asyncio.Protocol):
@@ -29,6 +29,7 @@ class TcpConnection(asyncio.Protocol):
         self._eof = False
         self._task: asyncio.Task[None] | None = None
         self._tap: PcapTap | None = None
+        self._plan: TcpPlan | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -61,7 +62,8 @@ class TcpConnection(asyncio.Protocol):
         self.server = (str(peer[0]), int(peer[1]))
         tap, key = self._tap, id(self)
         on_out = None if tap is None else (lambda data: tap.data(key, False, data))
-        self.relay = Relay(self.transport, conn, self._done, None, on_out, self._tcp_rules())
+        self._plan = self._tcp_rules()
+        self.relay = Relay(self.transport, conn, self._done, None, on_out, self._plan)
         self.relay.start(b"", b"")  # toxics that act from the start (reset_peer, timeout)
         self.transport.resume_reading()
 
@@ -116,6 +118,7 @@ class TcpConnection(asyncio.Protocol):
                 server=self.server,
                 tunnel=info,
                 error=error,
+                rules=tcp_rules_info(self._plan.matched if self._plan else ()),
             )
         )
 

@@ -18,6 +18,7 @@ from proxy.sinks.record import (
     TlsInfo,
     TlsSide,
     TunnelInfo,
+    tcp_rules_info,
 )
 
 
@@ -63,6 +64,7 @@ class Exchange:
         "server_tls",
         "start",
         "target",
+        "tcp_rules",
         "upgrade",
         "url",
         "waiting",
@@ -110,6 +112,7 @@ class Exchange:
         self.rules_note: RulesNote | None = None
         self.capture: BodyCapture | None = None  # bodies kept for body files
         self.captured: CapturedBodies | None = None
+        self.tcp_rules: tuple[str, ...] = ()  # TCP rules that acted on its tunnel
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
@@ -176,6 +179,6 @@ class Exchange:
     def _rules_info(self) -> RulesInfo | None:
         note = self.rules_note
         if note is None:
-            return None
+            return tcp_rules_info(self.tcp_rules)
         matched = tuple((h.rule, h.source, h.actions) for h in note.hits)
         return RulesInfo(matched, note.warnings, note.tags, note.detail)

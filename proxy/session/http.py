@@ -134,7 +134,11 @@ class HttpSession(ResponseSteps, RuleSteps):
         return out
 
     def tunnel_closed(
-        self, info: TunnelInfo | None, error: str | None = None, tls: TlsInfo | None = None
+        self,
+        info: TunnelInfo | None,
+        error: str | None = None,
+        tls: TlsInfo | None = None,
+        tcp_rules: tuple[str, ...] = (),
     ) -> list[Command]:
         """The tunnel (or intercepted connection) ended; ``info`` None: no relay ran."""
         ex, self.tunnel = self.tunnel, None
@@ -143,6 +147,8 @@ class HttpSession(ResponseSteps, RuleSteps):
             return []
         if error is not None:
             ex.error = error
+        if tcp_rules:
+            ex.tcp_rules = tcp_rules
         return [FlowDone(ex.finish(self.config.mode, self.client, self.config.clock(), info, tls))]
 
     def deadline(self) -> str:
@@ -161,6 +167,15 @@ class HttpSession(ResponseSteps, RuleSteps):
         if ex is None or kind in (CLIENT_IDLE, CLIENT_HEAD, TUNNEL_IDLE):
             self.closed = True
             return [CloseClient()]
+        if ex.error is not None and ex.error.endswith(": hang"):
+            # A rule's hang says nothing, ever: the timeout only ends it quietly.
+            ex.error += f", ended by the {kind} timeout"
+            self.ex = None
+            self.closed = True
+            out: list[Command] = [FlowDone(self._record(ex))]
+            self._release(out, reusable=False)
+            out.append(CloseClient())
+            return out
         return self._fail(ex, 504, f"timeout ({kind}) waiting for {ex.url}", [])
 
     # -- client side ------------------------------------------------------------

@@ -87,6 +87,13 @@ class RulesInfo:
     detail: str | None = None
 
 
+def tcp_rules_info(names: tuple[str, ...]) -> RulesInfo | None:
+    """The TCP rules (toxics) that acted on a relay, for its record."""
+    if not names:
+        return None
+    return RulesInfo(tuple((name, "", ("tcp",)) for name in names))
+
+
 @dataclass(frozen=True, slots=True)
 class Timings:
     """Absolute times (seconds since the epoch); None when a phase never happened."""

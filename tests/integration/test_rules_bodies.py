@@ -449,12 +449,6 @@ def test_head_to_get_with_body_rules(tmp_path: Path, origin: Origin) -> None:
     assert [x.method for x in origin.requests()] == ["GET", "GET"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/rules/actions.py: a replace_body action's summary (flow record, explain) "
-    'is a Python bytes repr, e.g. replace_body b\'"env":"prod"\', and does not say '
-    "whether it is a regex or a literal",
-)
 def test_replace_body_action_summary_is_readable(
     body_replace: ProxyProcess, origin: Origin
 ) -> None:

@@ -155,12 +155,6 @@ def test_hang(faults: ProxyProcess, origin: Origin) -> None:
     assert curl(faults, "http://legacy.svc/fast").status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a hung exchange ends with a 504 when --response-head-timeout fires "
-    "(proxy/session/http.py timeout() -> _fail); docs/rules.md says hang is 'say "
-    "nothing until the client gives up' (rulesteps._close_by_rule relies on the timeout)",
-)
 def test_hang_says_nothing_even_after_the_response_timeout(tmp_path: Path, origin: Origin) -> None:
     with rules_proxy(
         tmp_path, "examples/faults.yaml", origin=origin, args=("--response-head-timeout", "1")

@@ -294,13 +294,6 @@ def test_replace_downstream_regex(tcp: TcpSetup) -> None:
     assert how == "fin"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tcp and tunnel flow records carry no 'rules': proxy/server/tcp.py "
-    "TcpConnection._record (and the CONNECT tunnel record, HttpSession.tunnel_closed -> "
-    "Exchange.finish) never fill FlowRecord.rules from TcpPlan.matched, so the flow log "
-    "does not say which TCP rules (toxics) acted on a connection",
-)
 def test_tcp_record_names_the_rule(tcp: TcpSetup) -> None:
     s = tcp.connect("STATSD")
     read_all(s)

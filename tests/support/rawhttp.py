@@ -27,9 +27,16 @@ def recv_until_close(s: socket.socket, limit: int = 1 << 24) -> bytes:
     return bytes(out)
 
 
+_leftover: dict[int, bytes] = {}
+
+
 def recv_response(s: socket.socket) -> bytes:
-    """One response with a Content-Length body (test servers always send one)."""
-    buf = b""
+    """One response with a Content-Length body (test servers always send one).
+
+    Bytes past its end (the next pipelined response, read in the same
+    recv) are kept for the next call on the same socket.
+    """
+    buf = _leftover.pop(s.fileno(), b"")
     while b"\r\n\r\n" not in buf:
         data = s.recv(65536)
         if not data:
@@ -46,6 +53,9 @@ def recv_response(s: socket.socket) -> bytes:
         if not data:
             break
         body += data
+    if len(body) > length:
+        _leftover[s.fileno()] = body[length:]
+        body = body[:length]
     return head + b"\r\n\r\n" + body
 
 
