@@ -107,6 +107,7 @@ class EditedRequest:
     query: str
     fields: Fields
     warnings: tuple[str, ...] = ()
+    host_pinned: bool = False  # a rule set Host itself (or keep_host): forward it as is
 
     @property
     def url(self) -> str:
@@ -240,6 +241,7 @@ class RequestPlan(_PlanView):
             head.query,
             tuple(head.fields),
             warnings,
+            head.host_pinned,
         )
 
 

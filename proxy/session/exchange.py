@@ -35,6 +35,7 @@ class Exchange:
         "finished",
         "forward",
         "id",
+        "keep_host",
         "next_at",
         "out_head",
         "overflow",
@@ -112,6 +113,7 @@ class Exchange:
         self.rules_note: RulesNote | None = None
         self.capture: BodyCapture | None = None  # bodies kept for body files
         self.captured: CapturedBodies | None = None
+        self.keep_host = False  # a rule pinned Host: forward it unchanged
         self.tcp_rules: tuple[str, ...] = ()  # TCP rules that acted on its tunnel
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None

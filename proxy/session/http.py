@@ -287,7 +287,9 @@ class HttpSession(ResponseSteps, RuleSteps):
         """Send the request (as rules left it) to its upstream, connecting first if needed."""
         head, target = ex.forward, ex.target
         assert target is not None
-        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(head, target, self.config)
+        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
+            head, target, self.config, ex.keep_host
+        )
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
         )

@@ -45,7 +45,7 @@ def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tupl
 
 
 def request_out(
-    head: RequestHead, target: Target, config: SessionConfig
+    head: RequestHead, target: Target, config: SessionConfig, keep_host: bool = False
 ) -> tuple[bytes, bool, bool]:
     """The request head for the upstream, whether it asks for an upgrade, and
     whether the client wants the connection closed after the response."""
@@ -59,7 +59,7 @@ def request_out(
     hosts = indexed_values(index, b"host")
     if not hosts:
         fields.insert(0, (b"Host", authority))
-    elif hosts[0] != authority and not (config.upstream is not None and config.keep_host):
+    elif hosts[0] != authority and not keep_host and not (config.upstream and config.keep_host):
         fields = _with_host(fields, authority)
     if head.framing.kind is not FramingKind.NONE or b"content-length" in index:
         fields = framed_fields(fields, head.framing)

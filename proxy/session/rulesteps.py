@@ -118,6 +118,7 @@ class RuleSteps:
                 edited = ruling.with_fields(edited, result.fields)
                 self._note_rules(ex, (), result.warnings + edited.warnings, LogDirective())
             ex.forward, ex.target = ruling.edited_head(ex.request, edited, body)
+            ex.keep_host = ruling.pins_host(edited)
             ex.url = ex.target.url
             ex.prepared_body = body
         if plan.faults.delay > 0:

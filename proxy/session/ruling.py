@@ -87,6 +87,11 @@ def expects_continue(head: RequestHead) -> bool:
     )
 
 
+def pins_host(edited: EditedRequest) -> bool:
+    """A rule set Host itself (or map_remote keep_host): it goes out as the rule left it."""
+    return edited.host_pinned
+
+
 def edited_head(
     head: RequestHead, edited: EditedRequest, body: bytes | None
 ) -> tuple[RequestHead, Target]:

@@ -450,14 +450,6 @@ def test_map_remote(
     assert len(origin.requests()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Host is always made to agree with the target in regular mode: "
-    "proxy/session/messages.py request_out() rewrites Host unless config.upstream and "
-    "config.keep_host (reverse mode), so map_remote keep_host: true (and a rule's own "
-    "set_header host) is overridden; docs/rules.md says Host follows the target 'unless a "
-    "rule set Host itself or keep_host: true'",
-)
 def test_map_remote_keep_host(
     tmp_path: Path, origin: Origin, tls_origin: tuple[Origin, CertAuthority]
 ) -> None:
