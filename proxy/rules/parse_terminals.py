@@ -69,9 +69,15 @@ def local_path(
     text = nonempty(doc, node, path, "a path")
     if text is None:
         return None
-    p = (doc.base / text).resolve()
-    if must_exist and not (p.is_dir() if folder else p.is_file()):
-        doc.error(node, path, f"{'folder' if folder else 'file'} not found: {p}")
+    what = "folder" if folder else "file"
+    try:
+        p = (doc.base / text).resolve()
+        exists = p.is_dir() if folder else p.is_file()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte (found by fuzzing)
+        doc.error(node, path, f"unusable {what} path {text[:80]!r}: {e}")
+        return None
+    if must_exist and not exists:
+        doc.error(node, path, f"{what} not found: {p}")
         return None
     return p
 
