@@ -408,6 +408,12 @@ async def serve(
 ) -> int:
     server = ProxyServer(options, dispatcher)
     await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Handlers first: a signal sent once "listening" is printed must find them.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, server.print_stats)
     for mode, (host, port) in zip(options.modes, server.addresses, strict=True):
         if announce:
             print(
@@ -415,11 +421,6 @@ async def serve(
                 file=sys.stderr,
                 flush=True,
             )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, server.print_stats)
     await stop.wait()
     print("tapproxy: shutting down", file=sys.stderr, flush=True)
     cut = await server.shutdown(shutdown_timeout)

@@ -335,6 +335,11 @@ class RequestParser(_Parser):
         # The current head's request-line, parsed once it was complete.
         self._parsed_line: tuple[bytes, bytes, bytes] | None = None
 
+    @property
+    def pending_line(self) -> tuple[bytes, bytes, bytes] | None:
+        """(method, target, version) of a head whose request line is in but not the rest."""
+        return self._parsed_line
+
     def _next_head(self) -> Event | None:
         if self._direct is not None:
             self._buf += self._direct
@@ -412,6 +417,12 @@ class ResponseParser(_Parser):
             return None
         lines = self._split_head(self.limits.max_head, 502)
         if lines is None:
+            # Judge the status line as soon as it is complete: a server that
+            # answers with something else and waits must get its 502 now, not
+            # a 504 when the response head times out.
+            end = self._buf.find(b"\r\n", 0, self.limits.max_line + 2)
+            if end >= 0 and _STATUS_LINE.fullmatch(bytes(self._buf[:end])) is None:
+                raise ProtocolError(502, f"malformed status line {bytes(self._buf[:80])!r}")
             return None
         m = _STATUS_LINE.fullmatch(lines[0])
         if m is None:

@@ -345,6 +345,8 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
     # -- watchdog and shutdown ------------------------------------------------------
     def check_timeout(self, now: float) -> None:
         if self.interceptor is not None:
+            if self.interceptor.probing:
+                return  # waiting for the upstream: --connect-timeout bounds that
             if now - self.last_active > self.ctx.timeouts.tls_handshake and self.transport:
                 self.intercept_failed("timeout during the client's TLS handshake", TlsInfo(True))
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,13 @@ if TYPE_CHECKING:
     from proxy.server.client import ClientConnection
 
 _HTTP_START = re.compile(rb"[A-Z]{3,10} ")
+# Alerts by which a client says it does not accept our certificate (RFC 8446 §6.2).
+REJECTION_ALERTS = frozenset(
+    {
+        "unknown_ca", "bad_certificate", "certificate_unknown", "unsupported_certificate",
+        "certificate_expired", "certificate_revoked", "access_denied",
+    }
+)  # fmt: skip
 _MAX_HELLO = 128 * 1024
 SNIFF_TIMEOUT = 1.0
 
@@ -49,6 +57,9 @@ class Interceptor:
         self.buffer = bytearray()
         self.hello: ClientHello | None = None
         self.decided = False
+        # True while we wait for the upstream (certificate probe): the client is
+        # waiting for us then, so its handshake timeout does not run.
+        self.probing = False
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(SNIFF_TIMEOUT, self._silent_client)
 
@@ -122,8 +133,13 @@ class Interceptor:
         extra: list[str] = []
         org = None
         # On failure the first request tries again and answers 502/504 naming why.
-        with contextlib.suppress(UpstreamError):
-            upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
+        self.probing = True
+        try:
+            with contextlib.suppress(UpstreamError):
+                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
+        finally:
+            self.probing = False
+            conn.last_active = time.monotonic()  # the client's handshake clock starts now
         if upstream is not None and upstream.transport is not None:
             obj = upstream.transport.get_extra_info("ssl_object")
             der = obj.getpeercert(binary_form=True) if obj is not None else None
@@ -166,10 +182,20 @@ class Interceptor:
         self.conn.switch_session(self._nested_session(up, side), b"")
 
     def handshake_failed(self, error: TlsHandshakeError | None, offered: tuple[str, ...]) -> None:
-        """The client aborted the handshake: most likely it does not trust our CA."""
+        """The client aborted the handshake: most likely it does not trust our CA.
+
+        Only a certificate alert, or a close mid-handshake, counts as refusing
+        our certificate (and may pin the host with --auto-passthrough); any
+        other failure (garbage, a bad record) is logged as what it is.
+        """
         ctx = self.conn.ctx
         assert ctx.intercept is not None
         name = (self.hello.sni if self.hello else None) or self.host
+        side = TlsSide(sni=self.hello.sni if self.hello else None, offered_alpn=offered)
+        if error is not None and error.alert not in REJECTION_ALERTS:
+            message = f"TLS handshake with the client failed for {name}: {error}"
+            self.conn.intercept_failed(message, TlsInfo(True, client=side))
+            return
         how = (
             f"alert {error.alert}"
             if error is not None and error.alert
@@ -183,7 +209,6 @@ class Interceptor:
         if ctx.intercept.policy.auto_passthrough:
             ctx.intercept.pinned.add(name, self.port)
             message += "; later connections to this host will be passed through"
-        side = TlsSide(sni=self.hello.sni if self.hello else None, offered_alpn=offered)
         self.conn.intercept_failed(message, TlsInfo(True, client=side))
 
     def _nested_session(self, upstream: Upstream, client_tls: TlsSide | None) -> HttpSession:

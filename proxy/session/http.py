@@ -46,7 +46,15 @@ from proxy.session.response import ResponseSteps
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulesteps import RuleSteps
 from proxy.session.target import Target, connect_target, forward_target, origin_target
-from proxy.sinks.record import Address, TlsInfo, TlsSide, TunnelInfo
+from proxy.sinks.record import (
+    Address,
+    FlowRecord,
+    Message,
+    RequestInfo,
+    TlsInfo,
+    TlsSide,
+    TunnelInfo,
+)
 
 # Timeout kinds the shell's watchdog may report (see ``deadline``).
 CLIENT_IDLE = "client_idle"
@@ -166,13 +174,29 @@ class HttpSession(ResponseSteps, RuleSteps):
         ex = self.ex
         if ex is None or kind in (CLIENT_IDLE, CLIENT_HEAD, TUNNEL_IDLE):
             self.closed = True
-            return [CloseClient()]
+            out: list[Command] = []
+            if kind == CLIENT_HEAD:  # a head that never completed (slowloris): say so
+                now = self.config.clock()
+                line = self.requests.pending_line
+                request = None
+                if line is not None:  # the request line came; the fields never ended
+                    method, target, version = line
+                    message = Message((), 0, b"", version)
+                    request = RequestInfo(method, target.decode("latin-1"), message)
+                record = FlowRecord(
+                    self.config.new_id(), "http", self.config.mode, now, now, self.client,
+                    None, request=request,
+                    error=f"client: timeout ({kind}): the request head never completed",
+                )  # fmt: skip
+                out.append(FlowDone(record))
+            out.append(CloseClient())
+            return out
         if ex.error is not None and ex.error.endswith(": hang"):
             # A rule's hang says nothing, ever: the timeout only ends it quietly.
             ex.error += f", ended by the {kind} timeout"
             self.ex = None
             self.closed = True
-            out: list[Command] = [FlowDone(self._record(ex))]
+            out = [FlowDone(self._record(ex))]
             self._release(out, reusable=False)
             out.append(CloseClient())
             return out

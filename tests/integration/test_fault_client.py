@@ -210,13 +210,6 @@ def test_thousand_silent_clients(env: FaultEnv) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/session/http.py HttpSession.timeout(): a client_head timeout (a "
-    "request head started but never finished: slowloris) only closes the connection; "
-    "no flow record says which timeout fired, so the flow log cannot show the attack "
-    "(response_head/transfer_idle timeouts are recorded as 'timeout (kind) ...')",
-)
 def test_client_head_timeout_is_in_the_flow_log(env: FaultEnv, upstreams: Upstreams) -> None:
     marker = "/bytes/77"
     half = b"GET %s%s HTTP/1.1\r\nHost: x\r\n" % (upstreams.url.encode(), marker.encode())

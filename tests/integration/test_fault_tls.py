@@ -30,7 +30,6 @@ from tests.support.faults import (
     FaultEnv,
     GoodClient,
     Outcome,
-    asyncio_keeps_failed_handshakes,
     close_writer,
     fault_env,
     good_body,
@@ -224,16 +223,6 @@ def test_client_hello_then_silence(tls: Tls) -> None:
     assert all(r["tls"]["intercepted"] for r in timeouts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/server/client.py ClientConnection.check_timeout(): the "
-    "--tls-handshake-timeout clock runs from the client's ClientHello while "
-    "Interceptor._intercept_tls (proxy/server/intercept.py) is still probing the "
-    "upstream (up to --connect-timeout), so a slow upstream, or a busy proxy, cuts a "
-    "client that is waiting for our ServerHello and logs 'timeout during the client's "
-    "TLS handshake'; the design (intercept.py) is that a failed probe lets the first "
-    "request answer 502/504 naming the upstream",
-)
 def test_slow_upstream_probe_is_not_the_clients_handshake_timeout(
     tls: Tls, upstreams: Upstreams, tmp_path: Path
 ) -> None:
@@ -269,26 +258,16 @@ def test_intercepted_host_with_plain_upstream(tls: Tls, upstreams: Upstreams) ->
         assert b"WRONG_VERSION_NUMBER" in o.body
 
     # Two failed upstream handshakes per case (the certificate probe, then the
-    # request): where asyncio leaks those (see test_fault_upstream.py), RSS is
-    # not judged here.
+    # request); their buffers must not pile up (CPython gh-109534, see upstream.py).
     env.survive(
         "intercepted host, plain upstream",
         one,
         check,
         concurrency=CONCURRENCY,
-        rss_mb=None if asyncio_keeps_failed_handshakes() else RSS_MB,
+        rss_mb=RSS_MB,
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/server/intercept.py Interceptor.handshake_failed() takes every client "
-    "handshake failure for a rejection of our certificate: a ClientHello followed by a "
-    "corrupt record (DECRYPTION_FAILED_OR_BAD_RECORD_MAC, no alert from the client) is "
-    "logged as 'client rejected the proxy's certificate ... make it trust the CA' and, "
-    "with --auto-passthrough, pins the host, so one garbage client switches interception "
-    "off for every later client of that host",
-)
 def test_garbage_client_does_not_switch_interception_off(
     tls: Tls, upstreams: Upstreams, tmp_path: Path
 ) -> None:

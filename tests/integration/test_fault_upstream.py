@@ -35,7 +35,6 @@ from tests.support.faults import (
     Outcome,
     Probe,
     assert_no_leak,
-    asyncio_keeps_failed_handshakes,
     exchange,
     fault_env,
     free_port,
@@ -144,14 +143,6 @@ def test_upstream_sends_garbage(env: FaultEnv, upstreams: Upstreams) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/http1/parser.py ResponseParser._next_head only judges the status "
-    "line once the whole head (CRLFCRLF) has arrived: an upstream that sends a "
-    "non-HTTP first line and keeps the connection open (an SSH server's banner) "
-    "is answered 504 'timeout (response_head)' after --response-head-timeout "
-    "instead of 502 'malformed status line' as soon as the line is complete",
-)
 def test_garbage_status_line_on_open_connection_is_502_at_once(
     env: FaultEnv, upstreams: Upstreams
 ) -> None:
@@ -304,20 +295,10 @@ def test_plain_server_behind_https_url(env: FaultEnv, upstreams: Upstreams) -> N
         "plain server behind https://",
         lambda i: exchange(env.proxy.port, get(url)),
         check,
-        rss_mb=None if asyncio_keeps_failed_handshakes() else RSS_MB,
+        rss_mb=RSS_MB,
     )
 
 
-@pytest.mark.xfail(
-    condition=asyncio_keeps_failed_handshakes(),
-    strict=True,
-    reason="proxy/server/upstream.py connect(): every failed upstream TLS handshake "
-    "leaves its asyncio SSLProtocol (256 KiB buffer) in a reference cycle through the "
-    "SSLError's traceback (CPython gh-109534, unfixed in this Python); connect() "
-    "re-raises it as UpstreamError 'from e' and never drops the traceback, so RSS "
-    "grows ~40 MB per 1,000 failures until a full gc (plateau ~+110 MB). Clearing "
-    "e.__traceback__ (raise UpstreamError(...) from None) keeps RSS flat",
-)
 def test_failed_upstream_tls_handshakes_keep_rss_flat(upstreams: Upstreams) -> None:
     url = f"https://127.0.0.1:{upstreams.port}/echo/tls-to-plain"
     with running_proxy(*TIMEOUTS) as p:

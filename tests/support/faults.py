@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import contextlib
-import inspect
 import json
 import os
 import selectors
@@ -480,7 +479,8 @@ def records_for(
         recs = [
             r
             for r in complete_records(p.flow_log)
-            if (r["request"]["url"] == marker if exact else marker in str(r["request"]["url"]))
+            if "request" in r
+            and (r["request"]["url"] == marker if exact else marker in str(r["request"]["url"]))
         ]
         if len(recs) >= expect or time.monotonic() > deadline:
             return recs
@@ -492,15 +492,6 @@ def complete_records(path: Path) -> list[Any]:
     text = path.read_text() if path.exists() else ""
     lines = text.split("\n")[:-1]  # after the last newline: incomplete (or empty)
     return [json.loads(line) for line in lines if line.strip()]
-
-
-def asyncio_keeps_failed_handshakes() -> bool:
-    """Whether this Python has CPython gh-109534: a failed asyncio TLS handshake's
-    exception, re-raised in ``SSLProtocol._on_handshake_complete``, keeps that
-    frame, and so the protocol and its 256 KiB read buffer, in a reference cycle
-    only a full garbage collection frees (fixed by adding ``handshake_exc = None``)."""
-    source = inspect.getsource(asyncio.sslproto.SSLProtocol._on_handshake_complete)
-    return "handshake_exc = None" not in source
 
 
 def free_port() -> int:
