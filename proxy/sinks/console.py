@@ -53,6 +53,9 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
     if r.error:
         err = f" << {r.error}"
         line += (_COLOURS[5] + err + _RESET) if colour else err
+    # A log rule's detail raises this flow's console detail (docs/rules.md).
+    detail = r.rules.detail if r.rules is not None else None
+    verbose = verbose or detail in ("headers", "full")
     if verbose and r.rules is not None:
         for name, source, actions in r.rules.matched:
             line += f"\n    rule {name} ({source}): {', '.join(actions) or 'matched'}"
@@ -65,6 +68,11 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
         if r.response is not None:
             for k, v in r.response.message.headers:
                 parts.append(f"    < {k.decode('latin-1')}: {v.decode('latin-1')}")
+        if detail == "full":
+            for arrow, msg in ((">", r.request.message), ("<", r.response and r.response.message)):
+                if msg and msg.preview:
+                    text = msg.preview.decode("utf-8", "replace")
+                    parts.append(f"    {arrow} body ({msg.body_size} bytes): {text!r}")
         line = "\n".join(parts)
     if colour:
         line = line.replace(ts, _DIM + ts + _RESET, 1)
