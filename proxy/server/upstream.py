@@ -14,7 +14,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Protocol
 
 from cryptography import x509
@@ -150,17 +150,26 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Pool:
-    """Idle keep-alive connections to upstreams, bounded per key."""
+    """Idle keep-alive connections to upstreams, bounded per key and in total.
 
-    def __init__(self, per_host: int = 32, idle_timeout: float = 60.0) -> None:
+    The total bound matters when keys are many (intercepting a distinct SNI
+    each time leaves one pooled TLS connection per name, each holding
+    asyncio's 256 KiB TLS read buffer): beyond ``total``, the connection idle
+    longest is closed (principle 1: memory stays bounded whatever the traffic).
+    """
+
+    def __init__(self, per_host: int = 32, idle_timeout: float = 60.0, total: int = 256) -> None:
         self.per_host = per_host
         self.idle_timeout = idle_timeout
+        self.total = total
         self._idle: dict[Key, deque[UpstreamConnection]] = {}
+        self._all: OrderedDict[UpstreamConnection, None] = OrderedDict()  # oldest first
 
     def take(self, key: Key) -> UpstreamConnection | None:
         conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
+            self._all.pop(conn, None)
             if conn.usable:
                 return conn
         return None
@@ -176,29 +185,37 @@ class Pool:
             return
         conn.idle_since = time.monotonic()
         conns.append(conn)
+        self._all[conn] = None
+        while len(self._all) > self.total:
+            oldest, _ = self._all.popitem(last=False)
+            self._forget(oldest)
+            oldest.close()
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        conns = self._idle.get(conn.key)
+        if conns is not None:
+            with contextlib.suppress(ValueError):
+                conns.remove(conn)
+            if not conns:
+                del self._idle[conn.key]
 
     def sweep(self, now: float) -> None:
         """Close connections idle longer than the timeout (called by the watchdog)."""
-        for key in list(self._idle):
-            conns = self._idle[key]
-            keep = deque(c for c in conns if c.usable and now - c.idle_since < self.idle_timeout)
-            for c in conns:
-                if c not in keep:
-                    c.close()
-            if keep:
-                self._idle[key] = keep
-            else:
-                del self._idle[key]
+        for conn in list(self._all):
+            if not conn.usable or now - conn.idle_since >= self.idle_timeout:
+                del self._all[conn]
+                self._forget(conn)
+                conn.close()
 
     def close(self) -> None:
-        for conns in self._idle.values():
-            for c in conns:
-                c.close()
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
         self._idle.clear()
 
     @property
     def idle_count(self) -> int:
-        return sum(len(c) for c in self._idle.values())
+        return len(self._all)
 
 
 def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
