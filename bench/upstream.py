@@ -2,12 +2,15 @@
 
 Raw asyncio Protocol, no framework, so that it is not the bottleneck:
 ``python bench/upstream.py PORT`` (0 picks a port; the port is printed).
+``python bench/upstream.py PORT CERT KEY`` serves the same over TLS (the
+fallback HTTPS origin of bench/tls_bench.py when nginx is missing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import sys
 
 BLOCK = memoryview(bytes(range(256)) * 4096)  # 1 MiB
@@ -79,12 +82,17 @@ class Upstream(asyncio.Protocol):
             n -= len(chunk)
 
 
-async def main(port: int) -> None:
+async def main(port: int, cert: str | None = None, key: str | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=4096)
+    context = None
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=4096, ssl=context)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    args = sys.argv[1:]
+    asyncio.run(main(int(args[0]) if args else 0, *args[1:3]))
