@@ -37,7 +37,7 @@ from proxy.session.commands import (
     Wait,
 )
 from proxy.session.errors import UpstreamError
-from proxy.session.http import HttpSession
+from proxy.session.http import CLIENT_HEAD, HttpSession
 from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsInfo
@@ -61,6 +61,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         self.last_active = time.monotonic()
         self._tap: PcapTap | None = None
         self._delayed: DelayedWriter | None = None  # rule delays / bandwidth
+        self._head_since = time.monotonic()
         self._paused = 0  # bit set of reasons reading from the client is paused
         self._client_write_paused = False
         self._connecting: asyncio.Task[None] | None = None
@@ -106,6 +107,8 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         """Plaintext from the client into the HTTP session (tapped for --pcap)."""
         session = self.session
         assert session is not None
+        if session.ex is None and not session.requests.buffered:
+            self._head_since = time.monotonic()  # a new head starts: its clock runs
         tap = self._tap
         if tap is None:
             self.run(session.client_data(data))
@@ -330,6 +333,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
 
     def _flow_done(self, cmd: FlowDone) -> None:
         self.ctx.submit(cmd.flow)
+        self._head_since = time.monotonic()  # a pipelined head starts its clock now
 
     def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:
@@ -358,7 +362,10 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         if session is None or self._connecting is not None:
             return
         kind = session.deadline()
-        if now - self.last_active > self.ctx.timeouts.for_kind(kind):
+        # A head must complete within its timeout however it trickles (slowloris);
+        # the other timeouts measure inactivity.
+        since = self._head_since if kind == CLIENT_HEAD else self.last_active
+        if now - since > self.ctx.timeouts.for_kind(kind):
             self.run(session.timeout(kind))
 
     @property

@@ -21,6 +21,7 @@ from proxy.session import ruling
 from proxy.session.capture import BodyCapture
 from proxy.session.commands import CloseClient, Command, FlowDone, SendClient, Wait
 from proxy.session.exchange import Exchange
+from proxy.session.messages import wants_close
 
 EMPTY = Framing(FramingKind.LENGTH, 0)  # Content-Length: 0
 
@@ -294,7 +295,7 @@ class RuleSteps:
         out.append(FlowDone(self._record(ex)))
         if response_phase:
             self._release(out, reusable=False)
-        if not complete or self._client_eof:
+        if not complete or self._client_eof or wants_close(ex.request):
             self.closed = True
             out.append(CloseClient())
             return

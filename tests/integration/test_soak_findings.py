@@ -1,0 +1,42 @@
+"""Regressions for what the 30-minute soak found."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.support.proxyproc import running_proxy
+from tests.support.rawhttp import connect, recv_until_close
+
+
+def test_rule_answer_honours_connection_close(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: mock\n    match: {host: mock.test}\n"
+                     "    respond: {status: 200, body: hi}\n")  # fmt: skip
+    with running_proxy("--rules", str(rules)) as p:
+        s = connect(p.port, timeout=5)
+        s.sendall(b"GET http://mock.test/ HTTP/1.1\r\nHost: mock.test\r\nConnection: close\r\n\r\n")
+        data = recv_until_close(s)  # returns only when the proxy closes
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"hi")
+
+
+def test_trickled_head_is_cut_at_the_head_timeout() -> None:
+    with running_proxy("--client-head-timeout", "1") as p:
+        s = connect(p.port, timeout=10)
+        t0 = time.monotonic()
+        closed = False
+        for byte in b"GET http://a.test/ HTTP/1.1\r\nX-Slow: " + b"y" * 40:
+            try:
+                s.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            s.settimeout(0.3)
+            try:
+                if s.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        assert closed, "a head trickled byte by byte outlived --client-head-timeout"
+        assert time.monotonic() - t0 < 6
