@@ -191,6 +191,12 @@ def _started(name: str, launched: Launched, port: int, log: Path) -> None:
         raise PeerUnavailable(f"{name} {e}: {tail.strip()}") from e
 
 
+def _foreign_env() -> dict[str, str]:
+    """The environment for a peer from its own venv: no PYTHONPATH, which could put
+    this checkout's ``proxy`` package in front of proxy.py's (same name)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running:
     """Start peer ``name`` pinned to the proxy CPU (``direct``: nothing to start)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +252,7 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
         ]
         if tls:
             cmd += ["--set", f"ssl_verify_upstream_trusted_ca={tls.upstream_ca}"]
-        p = launch(cmd, cpu=PROXY_CPU, log=log)
+        p = launch(cmd, cpu=PROXY_CPU, log=log, cwd=workdir, env=_foreign_env())
         _started(name, p, port, log)
         run = Running(name, p, port)
         if tls:
@@ -279,7 +285,7 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
                 "and caches it on disk, so 'distinct SNI' reuses one leaf; the client "
                 "skips the host-name check for it (chain still verified)"
             )
-        p = launch(cmd, cpu=PROXY_CPU, log=log)
+        p = launch(cmd, cpu=PROXY_CPU, log=log, cwd=workdir, env=_foreign_env())
         _started(name, p, port, log)
         return Running(name, p, port, ca["cert"] if tls else None, note)
     raise ValueError(f"unknown peer {name!r}")
