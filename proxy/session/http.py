@@ -337,9 +337,9 @@ class HttpSession(ResponseSteps, RuleSteps):
         out.append(SendClient(data))
         self.ex = None
         out.append(FlowDone(self._record(ex)))
-        if ex.request.framing.kind is FramingKind.NONE:
+        if ex.request.framing.kind is FramingKind.NONE and not messages.wants_close(ex.request):
             self.requests.next_event()  # its EndOfMessage
-        else:  # an unread body: the connection cannot go on
+        else:  # an unread body, or the client asked to close
             self.closed = True
             out.append(CloseClient())
 
@@ -374,12 +374,12 @@ class HttpSession(ResponseSteps, RuleSteps):
         data = self.config.local_responder(target.host, target.path)
         self._note_response(ex, data)
         out.append(SendClient(data))
-        if ex.request.framing.kind is FramingKind.NONE:
+        if ex.request.framing.kind is FramingKind.NONE and not messages.wants_close(ex.request):
             self.requests.next_event()  # its EndOfMessage
             ex.request_done = True
             self.ex = None
             out.append(FlowDone(self._record(ex)))
-        else:  # a body we do not want: end the connection after the answer
+        else:  # a body we do not want, or the client asked to close
             self.ex = None
             self.closed = True
             out.append(FlowDone(self._record(ex)))

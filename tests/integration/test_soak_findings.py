@@ -16,7 +16,9 @@ def test_rule_answer_honours_connection_close(tmp_path: Path) -> None:
     with running_proxy("--rules", str(rules)) as p:
         s = connect(p.port, timeout=5)
         s.sendall(b"GET http://mock.test/ HTTP/1.1\r\nHost: mock.test\r\nConnection: close\r\n\r\n")
-        data = recv_until_close(s)  # returns only when the proxy closes
+        t0 = time.monotonic()
+        data = recv_until_close(s)  # returns when the proxy closes, or at the 5 s timeout
+        assert time.monotonic() - t0 < 3, "the connection stayed open after the answer"
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"hi")
 
 
@@ -40,3 +42,17 @@ def test_trickled_head_is_cut_at_the_head_timeout() -> None:
                 pass
         assert closed, "a head trickled byte by byte outlived --client-head-timeout"
         assert time.monotonic() - t0 < 6
+
+
+def test_proxy_answers_honour_connection_close() -> None:
+    with running_proxy("--proxy-auth", "u:p") as p:
+        for request in (
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",  # 407
+            b"GET http://tapproxy.ca/ HTTP/1.1\r\nHost: tapproxy.ca\r\n"
+            b"Proxy-Authorization: Basic dTpw\r\nConnection: close\r\n\r\n",
+        ):
+            s = connect(p.port, timeout=5)
+            s.sendall(request)
+            t0 = time.monotonic()
+            assert recv_until_close(s).startswith(b"HTTP/1.1 ")
+            assert time.monotonic() - t0 < 3, request  # closed, not the 5 s timeout
