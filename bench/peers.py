@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import PROXY_CPU, ROOT, Launched, free_port, launch, tool_version, wait_port
+from bench.origin import self_signed_ca
 
 CACHE = Path(os.environ.get("TAPPROXY_BENCH_CACHE", Path.home() / ".cache" / "tapproxy-bench"))
 PEERS = ("direct", "tapproxy", "mitmdump", "proxy.py", "bare relay")
@@ -293,12 +294,9 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
 
 def _proxypy_ca(directory: Path) -> dict[str, Path]:
     """An RSA CA (and leaf signing key) in the PEM files proxy.py's flags want."""
-    from datetime import UTC, datetime, timedelta
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
     files = {
         "key": directory / "ca.key",
@@ -308,24 +306,8 @@ def _proxypy_ca(directory: Path) -> dict[str, Path]:
     if all(f.exists() for f in files.values()):
         return files
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxy.py bench CA")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_ca(key, "proxy.py bench CA")
     pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL
     files["key"].write_bytes(key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
     files["cert"].write_bytes(cert.public_bytes(pem))
