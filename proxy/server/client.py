@@ -66,6 +66,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         self._client_write_paused = False
         self._connecting: asyncio.Task[None] | None = None
         self._closed = False
+        self._client_ended = False
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,14 +129,24 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             self.interceptor.feed(b"")
             self.interceptor = None
             return False
+        if self.relay is not None and self.tls is not None:
+            self.relay.client_lost(None)  # TLS has no half-close: the client is done
+            return False
+        self.client_ended()
+        return True  # keep writing: a response may still be on its way
+
+    def client_ended(self) -> None:
+        """The client's stream ended (TCP FIN, or close_notify inside TLS); once."""
+        if self._client_ended:
+            return
+        self._client_ended = True
         if self.relay is not None:
-            if self.tls is not None:  # TLS has no half-close: the client is done
+            if self.tls is not None:
                 self.relay.client_lost(None)
-                return False
-            self.relay.client_eof()
+            else:
+                self.relay.client_eof()
         elif self.session is not None:
             self.run(self.session.client_eof())
-        return True  # keep writing: a response may still be on its way
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

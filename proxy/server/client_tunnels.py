@@ -48,6 +48,7 @@ class TunnelSteps:
 
         def run(self, commands: list[Command]) -> None: ...
         def _to_session(self, data: bytes) -> None: ...
+        def client_ended(self) -> None: ...
 
     def _start_tunnel(self, cmd: StartTunnel) -> None:
         assert self.transport is not None and self.upstream is not None
@@ -132,12 +133,13 @@ class TunnelSteps:
             transport.write(out)
         if handshaking and tls.handshake_done and self.interceptor is not None:
             self.interceptor.handshake_done(tls, self._offered_alpn)
-        if not plain:
-            return
-        if self.relay is not None:
-            self._relay_in(plain)
-        elif self.session is not None:
-            self._to_session(plain)
+        if plain:
+            if self.relay is not None:
+                self._relay_in(plain)
+            elif self.session is not None:
+                self._to_session(plain)
+        if tls.peer_closed and not self._closed:
+            self.client_ended()  # close_notify: the client's end of stream
 
     def intercept_failed(self, message: str, tls: TlsInfo) -> None:
         self.interceptor = None

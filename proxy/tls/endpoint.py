@@ -57,6 +57,8 @@ class TlsEndpoint:
         )
         self.handshake_done = False
         self.sni = server_hostname
+        #: The peer sent close_notify: its end of the stream (RFC 8446 §6.1).
+        self.peer_closed = False
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext received, ciphertext to send back).
@@ -80,9 +82,15 @@ class TlsEndpoint:
         while True:
             try:
                 chunk = self._obj.read(_READ_SIZE)
-            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.peer_closed = True
                 break
             if not chunk:
+                # CPython's SSLObject.read returns b"" (rather than raising
+                # SSLZeroReturnError) once close_notify has been received.
+                self.peer_closed = True
                 break
             chunks.append(chunk)
         return b"".join(chunks)

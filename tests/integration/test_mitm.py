@@ -7,6 +7,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,27 @@ def test_python_ssl_client_trusting_only_our_ca(mitm: ProxyProcess, https: Https
     issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
     assert issuer["organizationName"] == "tapproxy"
     tls.close()
+
+
+def test_client_close_notify_ends_the_intercepted_connection(
+    mitm: ProxyProcess, https: HttpsUpstreams
+) -> None:
+    """close_notify is the client's end of stream (RFC 8446 §6.1): we answer in kind."""
+    s = connect(mitm.port, timeout=5)
+    s.sendall(
+        b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (https.good, https.good)
+    )
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    tls = ssl.create_default_context(cafile=our_ca(mitm)).wrap_socket(
+        s, server_hostname="127.0.0.1"
+    )
+    tls.sendall(b"GET /echo/a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert recv_response(tls).startswith(b"HTTP/1.1 200 ")
+    t0 = time.monotonic()
+    plain = tls.unwrap()  # sends close_notify, waits for ours (5 s socket timeout)
+    assert time.monotonic() - t0 < 3
+    assert plain.recv(1) == b""  # and then the TCP connection is closed
+    plain.close()
 
 
 @pytest.mark.parametrize(
