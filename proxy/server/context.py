@@ -12,7 +12,7 @@ from proxy.session.commands import FlowSource
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.leaf import LeafIssuer
-from proxy.tls.policy import InterceptPolicy, PassthroughMemory
+from proxy.tls.policy import InterceptPolicy, PassthroughMemory, UpstreamNames
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,7 @@ class InterceptContext:
     issuer: LeafIssuer
     pinned: PassthroughMemory
     ca_path: str  # where the CA certificate is, for messages
+    upstream_names: UpstreamNames = field(default_factory=UpstreamNames)  # skips re-probing
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ After ``200 Connection established`` the client's first bytes decide:
 
 * a TLS ClientHello: read SNI and ALPN; unless the host is ignored (by
   ``--ignore-hosts`` on ``sni:port`` or remembered as pinned), connect to the
-  upstream with TLS first (to copy its certificate's names and check it),
-  then complete the client's handshake with a leaf for the same names and
-  decode what flows as HTTP;
+  upstream with TLS first (to copy its certificate's names and check it;
+  the names are remembered for ten minutes, so later connections to the
+  same host skip this probe and their requests take a pooled upstream
+  connection), then complete the client's handshake with a leaf for the
+  same names and decode what flows as HTTP;
 * something that looks like an HTTP request: decode it as HTTP to host:port;
 * anything else, or nothing within a second (server-speaks-first
   protocols): relay the bytes untouched.
@@ -33,6 +35,7 @@ from proxy.sinks.record import TlsInfo, TlsSide
 from proxy.tls.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
 from proxy.tls.leaf import sans_from_certificate
+from proxy.tls.policy import CertNames
 
 if TYPE_CHECKING:
     from proxy.server.client import ClientConnection
@@ -116,7 +119,12 @@ class Interceptor:
             side = TlsSide(sni=sni, offered_alpn=offered)
             return self._decide_raw(TlsInfo(False, client=side))
         self._settle_keep()
-        asyncio.get_running_loop().create_task(self._intercept_tls(name, offered))
+        key = (self.host, self.port, name)
+        known = ctx.intercept.upstream_names.get(key, time.monotonic()) if ctx.intercept else None
+        if known is not None:
+            self._present(name, offered, known)
+        else:
+            asyncio.get_running_loop().create_task(self._probe_then_present(key, offered))
         return None
 
     def _settle_keep(self) -> None:
@@ -124,34 +132,23 @@ class Interceptor:
         self._timer.cancel()
 
     # -- TLS interception ---------------------------------------------------------
-    async def _intercept_tls(self, name: str, offered: tuple[str, ...]) -> None:
-        conn = self.conn
-        ctx = conn.ctx
-        assert ctx.intercept is not None
-        key = (self.host, self.port, name)
-        upstream: UpstreamConnection | None = None
-        extra: list[str] = []
-        org = None
-        # On failure the first request tries again and answers 502/504 naming why.
-        self.probing = True
-        try:
-            with contextlib.suppress(UpstreamError):
-                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
-        finally:
-            self.probing = False
-            conn.last_active = time.monotonic()  # the client's handshake clock starts now
-        if upstream is not None and upstream.transport is not None:
-            obj = upstream.transport.get_extra_info("ssl_object")
-            der = obj.getpeercert(binary_form=True) if obj is not None else None
-            if der:
-                try:
-                    extra, org = sans_from_certificate(der)
-                except ValueError:
-                    extra = []
-        if conn.closed:
+    async def _probe_then_present(
+        self, key: tuple[str, int, str], offered: tuple[str, ...]
+    ) -> None:
+        upstream, known = await self._probe(key)
+        if self.conn.closed:
             if upstream is not None:
                 upstream.close()
             return
+        if upstream is not None:
+            self.conn.ctx.pool.put(upstream)  # for the first request
+        self._present(key[2], offered, known)
+
+    def _present(self, name: str, offered: tuple[str, ...], known: CertNames | None) -> None:
+        """Complete the client's handshake with a leaf for ``name`` (and the upstream's names)."""
+        ctx = self.conn.ctx
+        assert ctx.intercept is not None
+        extra, org = known if known is not None else ((), None)
         alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
         try:
             server_ctx = ctx.intercept.issuer.server_context(
@@ -162,11 +159,41 @@ class Interceptor:
         tls = TlsEndpoint(
             server_ctx, server_side=True, server_hostname=self.hello.sni if self.hello else None
         )
-        if upstream is not None:
-            ctx.pool.put(upstream)
-        conn.start_client_tls(tls, self, offered)
-        conn.tls_data(bytes(self.buffer))
+        self.conn.start_client_tls(tls, self, offered)
+        self.conn.tls_data(bytes(self.buffer))
         self.buffer.clear()
+
+    async def _probe(
+        self, key: tuple[str, int, str]
+    ) -> tuple[UpstreamConnection | None, CertNames | None]:
+        """Connect upstream with TLS first: its certificate's names go into our leaf.
+
+        The connection is pooled for the first request. On failure that request
+        tries again and answers 502/504 naming why; nothing is remembered.
+        """
+        conn = self.conn
+        ctx = conn.ctx
+        assert ctx.intercept is not None
+        upstream: UpstreamConnection | None = None
+        self.probing = True  # the client waits for us: its handshake clock stops
+        try:
+            with contextlib.suppress(UpstreamError):
+                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
+        finally:
+            self.probing = False
+            conn.last_active = time.monotonic()  # the client's handshake clock starts now
+        if upstream is None or upstream.transport is None:
+            return upstream, None
+        obj = upstream.transport.get_extra_info("ssl_object")
+        der = obj.getpeercert(binary_form=True) if obj is not None else None
+        if not der:
+            return upstream, None
+        try:
+            extra, org = sans_from_certificate(der)
+        except ValueError:
+            return upstream, None
+        ctx.intercept.upstream_names.remember(key, extra, org, time.monotonic())
+        return upstream, (tuple(extra), org)
 
     def handshake_done(self, tls: TlsEndpoint, offered: tuple[str, ...]) -> None:
         facts = tls.facts()
@@ -250,15 +277,7 @@ class ListenerSniffer(Interceptor):
         assert hello is not None and ctx.intercept is not None
         self._settle_keep()
         offered = tuple(p.decode("latin-1") for p in hello.alpn_protocols)
-        alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
-        try:
-            server_ctx = ctx.intercept.issuer.server_context(hello.sni or self.host, alpn=alpn)
-        except ValueError:
-            server_ctx = ctx.intercept.issuer.server_context(self.host, alpn=alpn)
-        tls = TlsEndpoint(server_ctx, server_side=True, server_hostname=hello.sni)
-        self.conn.start_client_tls(tls, self, offered)
-        self.conn.tls_data(bytes(self.buffer))
-        self.buffer.clear()
+        self._present(hello.sni or self.host, offered, None)
 
     def handshake_done(self, tls: TlsEndpoint, offered: tuple[str, ...]) -> None:
         facts = tls.facts()

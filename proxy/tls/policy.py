@@ -63,3 +63,41 @@ class PassthroughMemory:
 
     def __contains__(self, key: tuple[str, int]) -> bool:
         return (key[0].lower(), key[1]) in self._hosts
+
+
+#: An upstream certificate's names for our leaf: (extra SANs, organization).
+CertNames = tuple[tuple[str, ...], str | None]
+
+
+class UpstreamNames:
+    """The names in each upstream's certificate, learnt by probing it: bounded LRU.
+
+    The first interception of ``(host, port, sni)`` connects upstream before
+    the client's handshake to copy its certificate's names into our leaf.
+    Later connections reuse what was learnt, so they need no probe and their
+    request can take a pooled upstream connection (which was verified when it
+    was opened; a failure there is the same 502/504 as a failed probe). An
+    entry is trusted for ``ttl`` seconds, so a changed certificate is seen.
+    """
+
+    def __init__(self, limit: int = 10_000, ttl: float = 600.0) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self._names: OrderedDict[tuple[str, int, str], tuple[float, CertNames]] = OrderedDict()
+
+    def remember(
+        self, key: tuple[str, int, str], extra: Sequence[str], org: str | None, now: float
+    ) -> None:
+        self._names[key] = (now + self.ttl, (tuple(extra), org))
+        self._names.move_to_end(key)
+        while len(self._names) > self.limit:
+            self._names.popitem(last=False)
+
+    def get(self, key: tuple[str, int, str], now: float) -> CertNames | None:
+        entry = self._names.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._names[key]
+            return None
+        return entry[1]

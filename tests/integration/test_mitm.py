@@ -128,6 +128,30 @@ def test_client_close_notify_ends_the_intercepted_connection(
     plain.close()
 
 
+def test_known_host_skips_the_probe_and_reuses_the_pooled_upstream(
+    mitm: ProxyProcess, https: HttpsUpstreams
+) -> None:
+    """The upstream's names are learnt once; later tunnels take the pooled connection."""
+    ctx = ssl.create_default_context(cafile=our_ca(mitm))
+    peers, names = [], []
+    for _ in range(3):
+        s = connect(mitm.port, timeout=5)
+        s.sendall(
+            b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % ((https.good,) * 2)
+        )
+        assert s.recv(1024).startswith(b"HTTP/1.1 200")
+        tls = ctx.wrap_socket(s, server_hostname="localhost")
+        tls.sendall(b"GET /peer HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        resp = recv_response(tls)
+        assert resp.startswith(b"HTTP/1.1 200 ")
+        peers.append(resp.split(b"\r\n\r\n", 1)[1])
+        names.append(tls.getpeercert()["subjectAltName"])
+        tls.close()
+    assert len(set(peers)) == 1, peers  # one upstream connection for all three
+    assert names[0] == names[1] == names[2]  # the same leaf, with the upstream's names
+    assert ("IP Address", "127.0.0.1") in names[0]
+
+
 @pytest.mark.parametrize(
     ("which", "reason"),
     [

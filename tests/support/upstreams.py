@@ -118,6 +118,12 @@ async def _ws(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def _peer(request: web.Request) -> web.Response:
+    """The client's address as the origin saw it: tells one upstream connection from another."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return web.Response(text=f"{peer[0]}:{peer[1]}" if peer else "?")
+
+
 def make_app() -> web.Application:
     app = web.Application(client_max_size=2**40)
     app.router.add_route("*", "/echo{tail:.*}", _echo)
@@ -125,6 +131,7 @@ def make_app() -> web.Application:
     app.router.add_get("/chunked/{n:[0-9]+}", _chunked)
     app.router.add_route("*", "/upload", _upload)
     app.router.add_get("/ws", _ws)
+    app.router.add_get("/peer", _peer)
     return app
 
 
