@@ -26,7 +26,6 @@ write error is reported once on stderr and counted while the proxy goes on.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,11 +33,8 @@ from typing import IO, Any
 
 from proxy import __version__
 from proxy.sinks.har_entry import har_entry
+from proxy.sinks.jsonenc import dumps as _dumps
 from proxy.sinks.record import FlowRecord, record_to_json
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class HarLog:

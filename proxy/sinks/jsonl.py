@@ -13,12 +13,12 @@ With ``max_size`` the log rotates by size through ``RotatingFile``
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from proxy.sinks.jsonenc import dumps
 from proxy.sinks.record import SCHEMA_VERSION, FlowRecord
 from proxy.sinks.rotate import RotatingFile
 
@@ -51,24 +51,23 @@ class JsonlSink:
                 self._report(e)
         return self._file
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, lines: list[bytes]) -> None:
         try:
             if self.path == "-":
-                sys.stdout.write("".join(lines))
+                sys.stdout.buffer.write(b"".join(lines))
                 sys.stdout.flush()
                 return
             f = self._ensure_file()
             if f is None:
                 self.lost += len(lines)
                 return
-            f.write_lines([line.encode("utf-8") for line in lines])
+            f.write_lines(lines)
         except OSError as e:
             self.lost += len(lines)  # an upper bound: some may have been written
             self._report(e)
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
-        dumps = json.dumps
-        self._write([dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records])
+        self._write([dumps(r.to_json()) + b"\n" for r in records])
 
     def write_dropped(self, count: int) -> None:
         rec: dict[str, Any] = {
@@ -78,7 +77,7 @@ class JsonlSink:
             "count": count,
             "error": "flow log queue overflowed; records were dropped",
         }
-        self._write([json.dumps(rec) + "\n"])
+        self._write([dumps(rec) + b"\n"])
 
     def close(self) -> None:
         if self.path == "-":

@@ -165,13 +165,13 @@ def test_jsonl_sink_rotates_records_whole(tmp_path: Path) -> None:
 
 
 def test_jsonl_stdout_ignores_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8"))
     sink = JsonlSink("-", max_size=10, keep=1)
     sink.write_batch([make_record() for _ in range(3)])
     sink.write_dropped(2)
     sink.close()
-    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    recs = [json.loads(line) for line in raw.getvalue().splitlines()]
     assert [r["kind"] for r in recs] == ["http", "http", "http", "dropped"]
     assert sink.rotations == 0
 
