@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from proxy.server.client_tunnels import TunnelSteps
 from proxy.server.context import ListenerContext
@@ -70,7 +71,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         tune(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
@@ -32,7 +33,7 @@ class TcpConnection(asyncio.Protocol):
         self._plan: TcpPlan | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client = (str(peer[0]), int(peer[1]))

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography import x509
 
@@ -49,7 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._tls: TlsSide | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         tune(transport)
         if self.tap is not None and self.tap.upstream_side:
