@@ -42,6 +42,7 @@ from proxy.http1 import (
     ResponseHead,
     ResponseParser,
 )
+from proxy.http1.parser import _has_bare_cr_or_lf
 
 Outcome = tuple[list[Event], int | None]
 
@@ -1394,3 +1395,37 @@ def test_property_request_outcome_does_not_depend_on_reads(data: st.DataObject, 
     else:  # the events before the error are the same, save a partial body
         n = min(len(events), len(whole_events)) - 1
         assert events[:n] == whole_events[:n]
+
+
+@pytest.mark.parametrize(
+    ("head", "bare"),
+    [
+        (b"", False),
+        (b"GET / HTTP/1.1\r\nHost: a", False),
+        (b"a\r\nb\r\nc", False),
+        (b"a\rb", True),
+        (b"a\nb", True),
+        (b"a\r\r\nb", True),  # the first CR is bare
+        (b"a\r\n\nb", True),  # the second LF is bare
+        (b"a\n\rb", True),
+        (b"a\r", True),
+        (b"\nb", True),
+    ],
+)
+def test_bare_cr_or_lf_by_counting(head: bytes, bare: bool) -> None:
+    """The counting check agrees with the definition (RFC 9112 §2.2)."""
+    assert _has_bare_cr_or_lf(head) is bare
+    assert _bare_by_definition(head) is bare
+
+
+def _bare_by_definition(head: bytes) -> bool:
+    return any(
+        (c == 0x0D and head[i + 1 : i + 2] != b"\n") or (c == 0x0A and head[i - 1 : i] != b"\r")
+        for i, c in enumerate(head)
+    )
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b":"]), max_size=30))
+def test_bare_cr_or_lf_counting_matches_the_definition(parts: list[bytes]) -> None:
+    head = b"".join(parts)
+    assert _has_bare_cr_or_lf(head) is _bare_by_definition(head)
