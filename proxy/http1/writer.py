@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from proxy.http1.events import Fields, Framing, FramingKind
 
-_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
+FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -19,12 +19,16 @@ def framed_fields(
     fields: Iterable[tuple[bytes, bytes]], framing: Framing
 ) -> list[tuple[bytes, bytes]]:
     """``fields`` without any framing field, plus the one ``framing`` calls for."""
-    out = [(k, v) for k, v in fields if k.lower() not in _FRAMING_FIELDS]
+    return add_framing([(k, v) for k, v in fields if k.lower() not in FRAMING_FIELDS], framing)
+
+
+def add_framing(fields: list[tuple[bytes, bytes]], framing: Framing) -> list[tuple[bytes, bytes]]:
+    """Append the framing field ``framing`` calls for to ``fields`` (which have none)."""
     if framing.kind is FramingKind.LENGTH:
-        out.append((b"Content-Length", b"%d" % framing.length))
+        fields.append((b"Content-Length", b"%d" % framing.length))
     elif framing.kind is FramingKind.CHUNKED:
-        out.append((b"Transfer-Encoding", b"chunked"))
-    return out
+        fields.append((b"Transfer-Encoding", b"chunked"))
+    return fields
 
 
 def _fields_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from proxy.http1 import RequestHead, ResponseHead
 from proxy.http1.fields import index_of, indexed_tokens
+from proxy.http1.writer import FRAMING_FIELDS
 
 ALWAYS_HOP = frozenset(
     {
@@ -23,6 +24,7 @@ ALWAYS_HOP = frozenset(
         b"upgrade",
     }
 )
+_HOP_AND_FRAMING = ALWAYS_HOP | FRAMING_FIELDS
 _NEVER_DROPPED = frozenset({b"host", b"content-length"})
 
 
@@ -32,17 +34,20 @@ def connection_tokens(head: RequestHead | ResponseHead) -> set[bytes]:
 
 
 def strip_hop_by_hop(
-    head: RequestHead | ResponseHead, tokens: set[bytes], upgrade: bool
+    head: RequestHead | ResponseHead, tokens: set[bytes], upgrade: bool, framing: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The head's fields without hop-by-hop ones; ``upgrade`` keeps Upgrade/Connection.
 
-    ``tokens`` are the lower-cased names listed in Connection. Hot path: when
-    the head has no hop-by-hop field at all (known from its index), the field
-    list is copied without looking at each name.
+    ``tokens`` are the lower-cased names listed in Connection. ``framing``:
+    drop Content-Length and Transfer-Encoding as well, in the same pass, for
+    a caller that adds the framing field it computed (``add_framing``). Hot
+    path: when the head has none of the fields to drop (known from its
+    index), the field list is copied without looking at each name.
     """
-    if not tokens and ALWAYS_HOP.isdisjoint(index_of(head)):
+    always = _HOP_AND_FRAMING if framing else ALWAYS_HOP
+    if not tokens and always.isdisjoint(index_of(head)):
         return list(head.fields)
-    drop = (ALWAYS_HOP | tokens) - _NEVER_DROPPED
+    drop = always | (tokens - _NEVER_DROPPED)
     if upgrade:
         drop = drop - {b"upgrade", b"connection"}
     return [(k, v) for k, v in head.fields if k.lower() not in drop]

@@ -8,9 +8,9 @@ version (RFC 9110 §2.5). Everything else is kept as it came, in order.
 
 from __future__ import annotations
 
-from proxy.http1 import UNTIL_CLOSE, FramingKind, RequestHead, ResponseHead
+from proxy.http1 import FramingKind, RequestHead, ResponseHead
 from proxy.http1.fields import index_of, indexed_values, split_list
-from proxy.http1.writer import framed_fields, request_head, response_head
+from proxy.http1.writer import add_framing, request_head, response_head
 from proxy.session.config import SessionConfig
 from proxy.session.hop import connection_tokens, strip_hop_by_hop
 from proxy.session.target import Target
@@ -52,7 +52,7 @@ def request_out(
     index = index_of(head)
     tokens = connection_tokens(head)
     upgrade = _is_upgrade(head, tokens)
-    fields = strip_hop_by_hop(head, tokens, upgrade)
+    fields = strip_hop_by_hop(head, tokens, upgrade, framing=True)
     if upgrade:
         fields = [(k, b"Upgrade") if k.lower() == b"connection" else (k, v) for k, v in fields]
     authority = target.authority.encode("ascii")
@@ -61,8 +61,7 @@ def request_out(
         fields.insert(0, (b"Host", authority))
     elif hosts[0] != authority and not keep_host and not (config.upstream and config.keep_host):
         fields = _with_host(fields, authority)
-    if head.framing.kind is not FramingKind.NONE or b"content-length" in index:
-        fields = framed_fields(fields, head.framing)
+    add_framing(fields, head.framing)
     return (
         request_head(head.method, target.path, b"1.1", fields),
         upgrade,
@@ -72,9 +71,8 @@ def request_out(
 
 def informational_out(head: ResponseHead) -> bytes:
     """A 1xx (100 Continue, 103 Early Hints) relayed to an HTTP/1.1 client."""
-    fields = strip_hop_by_hop(head, connection_tokens(head), False)
     # RFC 9110 §8.6: no Content-Length in a 1xx (a client could read a body).
-    fields = framed_fields(fields, head.framing)
+    fields = add_framing(strip_hop_by_hop(head, connection_tokens(head), False, True), head.framing)
     return response_head(b"1.1", head.status, head.reason, fields)
 
 
@@ -98,27 +96,22 @@ def response_out(
     """
     tokens = connection_tokens(head)
     switching = upgrade and head.status == 101
-    fields = strip_hop_by_hop(head, tokens, switching)
     kind = head.framing.kind
+    # A HEAD or 304 response keeps its Content-Length (1xx never get here).
+    keeps_length = kind is FramingKind.NONE and head.status != 204
+    fields = strip_hop_by_hop(head, tokens, switching, framing=not keeps_length)
     client_11 = request.version == b"1.1"
     close = wants_close(request) if client_close is None else client_close
-    if kind is FramingKind.LENGTH:
-        fields = framed_fields(fields, head.framing)
-    elif kind is FramingKind.CHUNKED:
-        if client_11:
-            fields = framed_fields(fields, head.framing)
-        else:
-            fields = framed_fields(fields, UNTIL_CLOSE)
-            close = True  # HTTP/1.0 has no chunked: the body ends at close
-    elif kind is FramingKind.CLOSE:
-        fields = framed_fields(fields, head.framing)
-        close = True
-    elif kind is FramingKind.NONE and head.status != 204:
-        fields = _length_metadata(fields)  # a HEAD or 304 response (1xx never get here)
+    if keeps_length:
+        fields = _length_metadata(fields)
+    elif kind is FramingKind.CHUNKED and not client_11:
+        close = True  # HTTP/1.0 has no chunked: the body ends at close (no framing field)
     else:
-        # 204, 101: RFC 9110 §8.6 forbids Content-Length there; a client that
-        # believed one would take the next response's bytes for a body.
-        fields = framed_fields(fields, head.framing)
+        # Our own framing field. For CLOSE there is none; for 204 and 101
+        # RFC 9110 §8.6 forbids Content-Length (a client that believed one
+        # would take the next response's bytes for a body), so none either.
+        add_framing(fields, head.framing)
+        close = close or kind is FramingKind.CLOSE
     if not switching and kind is not FramingKind.TUNNEL:
         if close:
             fields.append((b"Connection", b"close"))
