@@ -91,12 +91,13 @@ def run_wrk(
     duration: float,
     threads: int = 1,
     timeout_s: float = 5.0,
+    cpu: int | None = LOAD_CPU,
 ) -> WrkResult:
-    """Run wrk pinned to the load CPU against ``connect_url`` (proxy or origin)."""
+    """Run wrk pinned to ``cpu`` (the load CPU) against ``connect_url`` (proxy or origin)."""
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     cmd = [
-        *taskset(LOAD_CPU),
+        *taskset(cpu),
         WRK,
         f"-t{threads}",
         f"-c{connections}",

@@ -13,6 +13,7 @@ c. bulk download: 1 GiB on one stream, 8 parallel 256 MiB streams (curl): MB/s, 
 d. HTTPS interception, fresh connection per request, same / distinct SNI (bench/tls_bench.py)
 e. memory: RSS idle, with 1000 idle keep-alive connections, after 1k vs 100k requests
 f. added latency: one request at a time over one keep-alive connection, proxy minus direct
+g. tapproxy --workers 2 against 1 worker under a's load (bench/workers_bench.py)
 
 Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0, the
 load generators and the origin (nginx from Debian, with its own config in a
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import tls_bench
+from bench import tls_bench, workers_bench
 from bench.common import (
     LOAD_CPU,
     PROXY_CPU,
@@ -58,7 +59,7 @@ from bench.peers import PEERS, RELAY, Running, peer_version, start_or_reason
 from bench.report import Column, Table
 
 GiB, MiB = 1024**3, 1024**2
-SCENARIOS = "abcdef"
+SCENARIOS = "abcdefg"
 
 
 @dataclass
@@ -616,6 +617,15 @@ def main() -> int:
                     md = table.markdown() + "\n" + leaf
                 elif letter == "e":
                     md = bench.memory().markdown()
+                elif letter == "g":
+                    md = workers_bench.run_scenario(
+                        Path(d) / "workers",
+                        runs=runs,
+                        duration=settings.load_seconds,
+                        log=log,
+                        quiet_wait=settings.quiet_wait,
+                        commands=bench.commands,
+                    ).markdown()
                 else:
                     md = bench.latency().markdown()
                 md += f"\n_{letter}: {time.monotonic() - t0:.0f} s_\n"
