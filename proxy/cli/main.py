@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import ipaddress
 import os
@@ -403,11 +404,30 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
     return sinks
 
 
+#: Allocations between young-generation collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes on the data path; startup objects never rescanned.
+
+    An exchange allocates about a hundred container objects that reference
+    counting frees (few cycles), so the default threshold ran a young
+    collection every few requests: 6% of the CPU per request in scenario a
+    (bench/). Cyclic garbage still goes, after at most 10,000 allocations.
+    ``gc.freeze`` moves what startup made (modules, config, CA) out of the
+    collector's way for good.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def serve(
     options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout: float, announce: bool = True
 ) -> int:
     server = ProxyServer(options, dispatcher)
     await server.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first: a signal sent once "listening" is printed must find them.
