@@ -2,8 +2,7 @@
 
 ``ProxyServer`` binds every listener, shares one upstream pool and one
 dispatcher of flow records between them, runs a once-a-second watchdog that
-enforces the idle timeouts (cheaper than a timer per request) and gives
-free heap memory back every 30 s (``heap``), and shuts
+enforces the idle timeouts (cheaper than a timer per request), and shuts
 down gracefully: stop accepting, close idle connections, let in-flight
 exchanges finish within a deadline, then flush the sinks.
 """
@@ -154,13 +153,9 @@ class ProxyServer:
         return lambda: ClientConnection(holder[0])
 
     async def _watch(self) -> None:
-        next_trim = time.monotonic() + heap.INTERVAL
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            if now >= next_trim:
-                heap.release_free_memory()
-                next_trim = now + heap.INTERVAL
             for conn in list(self.registry.connections):
                 conn.check_timeout(now)
             self.pool.sweep(now)
