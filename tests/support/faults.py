@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.proxyproc import ProxyProcess, start_proxy
+from tests.support.proxyproc import ProxyProcess, complete_records, start_proxy
 from tests.support.upstreams import RawConnection, pattern_chunks
 
 T = TypeVar("T")
@@ -485,13 +485,6 @@ def records_for(
         if len(recs) >= expect or time.monotonic() > deadline:
             return recs
         time.sleep(0.1)
-
-
-def complete_records(path: Path) -> list[Any]:
-    """The flow log's records, leaving out a last line still being written."""
-    text = path.read_text() if path.exists() else ""
-    lines = text.split("\n")[:-1]  # after the last newline: incomplete (or empty)
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def free_port() -> int:

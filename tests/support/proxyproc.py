@@ -7,6 +7,7 @@ read those lines (bounded wait) instead of guessing free ports.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import selectors
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _LISTEN = re.compile(rb"listening at (\S+):(\d+)")
 
@@ -38,13 +40,10 @@ class ProxyProcess:
 
     def records(self, expect: int = 0, timeout: float = 10.0) -> list[dict[str, object]]:
         """Flow-log records, waiting (bounded) until at least ``expect`` are there."""
-        import json
-
         assert self.flow_log is not None
         deadline = time.monotonic() + timeout
         while True:
-            text = self.flow_log.read_text() if self.flow_log.exists() else ""
-            recs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            recs = complete_records(self.flow_log)
             if len(recs) >= expect or time.monotonic() > deadline:
                 return recs
             time.sleep(0.02)
@@ -113,3 +112,10 @@ def running_proxy(
         yield p
     finally:
         p.stop()
+
+
+def complete_records(path: Path) -> list[Any]:
+    """The flow log's records, leaving out a last line the writer thread is still writing."""
+    text = path.read_text("utf-8") if path.exists() else ""
+    lines = text.split("\n")[:-1]  # after the last newline: incomplete (or empty)
+    return [json.loads(line) for line in lines if line.strip()]
