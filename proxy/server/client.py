@@ -130,11 +130,11 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             self.interceptor.feed(b"")
             self.interceptor = None
             return False
-        if self.relay is not None and self.tls is not None:
-            self.relay.client_lost(None)  # TLS has no half-close: the client is done
-            return False
+        relayed_tls = self.relay is not None and self.tls is not None
         self.client_ended()
-        return True  # keep writing: a response may still be on its way
+        # Keep writing, a response may still be on its way; but a relayed TLS
+        # connection has no half-close, so there the client is done.
+        return not relayed_tls
 
     def client_ended(self) -> None:
         """The client's stream ended (TCP FIN, or close_notify inside TLS); once."""
@@ -142,7 +142,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             return
         self._client_ended = True
         if self.relay is not None:
-            if self.tls is not None:
+            if self.tls is not None:  # TLS has no half-close: the client is done
                 self.relay.client_lost(None)
             else:
                 self.relay.client_eof()

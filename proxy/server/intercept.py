@@ -118,9 +118,10 @@ class Interceptor:
         if passthrough or (ctx.intercept is not None and (name, self.port) in ctx.intercept.pinned):
             side = TlsSide(sni=sni, offered_alpn=offered)
             return self._decide_raw(TlsInfo(False, client=side))
+        assert ctx.intercept is not None  # else passthrough, above
         self._settle_keep()
         key = (self.host, self.port, name)
-        known = ctx.intercept.upstream_names.get(key, time.monotonic()) if ctx.intercept else None
+        known = ctx.intercept.upstream_names.get(key, time.monotonic())
         if known is not None:
             self._present(name, offered, known)
         else:
