@@ -1,4 +1,6 @@
-"""Shared pieces of the live rule tests (tests/integration/test_rules_*.py).
+"""Shared pieces of the live rule tests (tests/integration/test_rules_*.py and
+tests/integration/rules/test_rules_*.py, whose ``origin`` fixture is in
+rules/conftest.py).
 
 * ``Origin``: a recording upstream (aiohttp, on the ``Upstreams`` loop): every
   request it receives is kept (method, raw target, raw headers, body), and it

@@ -28,19 +28,7 @@ from tests.integration.rules_support import (
 )
 from tests.support.proxyproc import ProxyProcess
 from tests.support.rawhttp import recv_response
-from tests.support.upstreams import PATTERN, Upstreams, pattern_sha256
-
-
-@pytest.fixture(scope="module")
-def origin(upstreams: Upstreams) -> Iterator[Origin]:
-    o = Origin(upstreams)
-    yield o
-    o.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_origin(origin: Origin) -> None:
-    origin.reset()
+from tests.support.upstreams import PATTERN, pattern_sha256
 
 
 @pytest.fixture(scope="module")

@@ -62,18 +62,6 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-@pytest.fixture(scope="module")
-def origin(upstreams: Upstreams) -> Iterator[Origin]:
-    o = Origin(upstreams)
-    yield o
-    o.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_origin(origin: Origin) -> None:
-    origin.reset()
-
-
 def _proxy(
     tmp_path_factory: pytest.TempPathFactory, origin: Origin, *files: str
 ) -> Iterator[ProxyProcess]:

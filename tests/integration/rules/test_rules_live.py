@@ -5,8 +5,9 @@ mocks it uses) and checks what a real client gets, what the upstream
 receives (nothing at all for terminal actions), and that the flow record
 names the rules and actions. Hosts such as ``api.svc`` do not resolve: a
 route rule loaded after the example sends whatever the example leaves
-unanswered to a local recording origin (see rules_support.py). Other
-example groups: test_rules_bodies.py, test_rules_faults.py,
+unanswered to a local recording origin (see ../rules_support.py; the
+``origin`` fixture is in conftest.py). Other example groups:
+test_rules_bodies.py, test_rules_faults.py, and one level up
 test_rules_reload.py, test_rules_tcp.py.
 """
 
@@ -41,18 +42,6 @@ from tests.support.upstreams import Upstreams
 USERS_JSON = (EXAMPLES / "mocks" / "users.json").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def origin(upstreams: Upstreams) -> Iterator[Origin]:
-    o = Origin(upstreams)
-    yield o
-    o.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_origin(origin: Origin) -> None:
-    origin.reset()
-
-
 def _proxy(
     tmp_path_factory: pytest.TempPathFactory,
     origin: Origin,
@@ -68,9 +57,11 @@ def _proxy(
 def test_every_example_has_a_live_test() -> None:
     """Each rules/examples/*.yaml is loaded by a live test, verbatim or as a copy in
     rules_data/ that says which example it mirrors."""
+    # The live rule tests: this folder's and those one level up (reload, tcp).
     here = Path(__file__).parent
-    tests = "".join(f.read_text() for f in here.glob("test_rules_*.py"))
-    copies = "".join(f.read_text() for f in (here / "rules_data").glob("*.yaml"))
+    files = [*here.glob("test_rules_*.py"), *here.parent.glob("test_rules_*.py")]
+    tests = "".join(f.read_text() for f in files)
+    copies = "".join(f.read_text() for f in DATA.glob("*.yaml"))
     for example in sorted(EXAMPLES.glob("*.yaml")):
         name = example.name
         assert f'"examples/{name}"' in tests or f"Mirrors rules/examples/{name}" in copies, name
