@@ -231,7 +231,7 @@ def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         ca = CertificateAuthority.load_or_create(Path(d) / "ca")
-        issuer = LeafIssuer(ca, cache_size=4 * n, context_cache_size=4 * n, tmp_dir=Path(d))
+        issuer = LeafIssuer(ca, cache_size=4 * n, context_cache_size=4 * n)
 
         def timed(label: str, fn) -> None:  # type: ignore[no-untyped-def]
             lat = []

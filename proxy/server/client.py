@@ -42,7 +42,7 @@ from proxy.session.http import CLIENT_HEAD, HttpSession
 from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsInfo
-from proxy.tls.endpoint import TlsEndpoint
+from proxy.tls.endpoint import TlsEndpoint, TlsError
 
 _BACKLOG, _UPSTREAM = 1, 2
 
@@ -250,8 +250,14 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
 
     def _write_client(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
-            tls = self.tls
-            self.transport.write(data if tls is None else tls.send(data))
+            wire = data
+            if self.tls is not None:
+                try:
+                    wire = self.tls.send(data)
+                except TlsError:  # the client's TLS already failed: nothing can reach it
+                    self.transport.abort()
+                    return
+            self.transport.write(wire)
             if self._tap is not None:
                 self._tap.data(id(self), False, data)
 

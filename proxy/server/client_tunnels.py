@@ -10,7 +10,6 @@ a nested HTTP session over TLS, to plain HTTP, or to a raw relay.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -24,7 +23,7 @@ from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsInfo, TunnelInfo
-from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
+from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 
 if TYPE_CHECKING:
     from proxy.server.client import ClientConnection
@@ -126,7 +125,7 @@ class TunnelSteps:
             if self.interceptor is not None:
                 self.interceptor.handshake_failed(e, self._offered_alpn)
             return
-        except ssl.SSLError:
+        except TlsError:
             transport.abort()
             return
         if out:

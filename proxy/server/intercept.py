@@ -34,7 +34,7 @@ from proxy.session.http import HttpSession
 from proxy.sinks.record import TlsInfo, TlsSide
 from proxy.tls.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
-from proxy.tls.leaf import sans_from_certificate
+from proxy.tls.leaf import certificate_names
 from proxy.tls.policy import CertNames
 
 if TYPE_CHECKING:
@@ -157,9 +157,7 @@ class Interceptor:
             )
         except ValueError:
             server_ctx = ctx.intercept.issuer.server_context(self.host, alpn=alpn)
-        tls = TlsEndpoint(
-            server_ctx, server_side=True, server_hostname=self.hello.sni if self.hello else None
-        )
+        tls = TlsEndpoint(server_ctx, sni=self.hello.sni if self.hello else None)
         self.conn.start_client_tls(tls, self, offered)
         self.conn.tls_data(bytes(self.buffer))
         self.buffer.clear()
@@ -190,11 +188,11 @@ class Interceptor:
         if not der:
             return upstream, None
         try:
-            extra, org = sans_from_certificate(der)
+            extra, org = certificate_names(der)
         except ValueError:
             return upstream, None
         ctx.intercept.upstream_names.remember(key, extra, org, time.monotonic())
-        return upstream, (tuple(extra), org)
+        return upstream, (extra, org)
 
     def handshake_done(self, tls: TlsEndpoint, offered: tuple[str, ...]) -> None:
         facts = tls.facts()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 import time
@@ -23,7 +24,7 @@ from proxy.server.transport import reset, tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsSide
-from proxy.tls.leaf import sans_from_certificate
+from proxy.tls.leaf import certificate_names
 
 # (host, port, tls): tls is the SNI/hostname to verify for TLS, None for plain TCP.
 Key = tuple[str, int, str | None]
@@ -224,11 +225,9 @@ def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
     subject = issuer = not_after = None
     sans: tuple[str, ...] = ()
     if der:
-        cert = x509.load_der_x509_certificate(der)
-        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
-        not_after = cert.not_valid_after_utc.isoformat()
+        subject, issuer, not_after = _certificate_summary(der)
         with contextlib.suppress(ValueError):
-            sans = tuple(sans_from_certificate(der)[0])
+            sans = certificate_names(der)[0]
     return TlsSide(
         version=obj.version(),
         cipher=cipher[0] if cipher else None,
@@ -238,6 +237,17 @@ def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
         cert_issuer=issuer,
         cert_sans=sans,
         cert_not_after=not_after,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_summary(der: bytes) -> tuple[str, str, str]:
+    """Subject, issuer and expiry for the flow log, parsed once per certificate."""
+    cert = x509.load_der_x509_certificate(der)
+    return (
+        cert.subject.rfc4514_string(),
+        cert.issuer.rfc4514_string(),
+        cert.not_valid_after_utc.isoformat(),
     )
 
 

@@ -5,8 +5,11 @@
     certificate) and :func:`default_certs_dir`.
 ``proxy.tls.leaf``
     :class:`LeafIssuer` signs per-host leaves with one shared key and hands
-    out cached server ``ssl.SSLContext`` objects; :func:`sans_from_certificate`
+    out cached server contexts (pyOpenSSL); :func:`sans_from_certificate`
     copies names from a real upstream certificate.
+``proxy.tls.endpoint``
+    :class:`TlsEndpoint`: the server side of an intercepted TLS connection over
+    memory BIOs (ciphertext in, plaintext out).
 ``proxy.tls.clienthello``
     :func:`parse_client_hello` / :func:`looks_like_tls`: sans-IO peeking at the
     first bytes of a connection (SNI, ALPN, versions).

@@ -1,20 +1,36 @@
-"""A TLS endpoint over memory BIOs: ciphertext in, plaintext out (sans-IO).
+"""The server side of an intercepted TLS connection over memory BIOs (sans-IO).
 
 The proxy must read a client's ClientHello (for SNI and ALPN) before it
 knows which certificate to present, so the bytes that start the handshake
 have already been consumed from the socket. ``loop.start_tls`` cannot be
-handed those bytes; an ``ssl.SSLObject`` over ``MemoryBIO``s can. asyncio's
-own SSL transport is built the same way, so this costs nothing extra: the
-cryptography runs in OpenSSL, Python only moves buffers per read.
+handed those bytes; a TLS connection over memory BIOs can: ciphertext in,
+plaintext out, and the caller moves the bytes.
+
+This side runs on pyOpenSSL (the OpenSSL that ``cryptography`` ships), not
+the ``ssl`` module: a per-host server context then takes the leaf and the
+shared key as objects already in memory, where ``ssl.SSLContext`` can only
+load them from PEM files, which OpenSSL 3.0 decodes at ~0.8 ms per new host
+(see docs/performance.md, scenario d). Errors are mapped to this module's
+own exceptions so callers never see either library's types.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ssl
 from dataclasses import dataclass
 
-_READ_SIZE = 256 * 1024
+from OpenSSL import SSL
+
+__all__ = ["TlsEndpoint", "TlsError", "TlsFacts", "TlsHandshakeError"]
+
+#: Plaintext per ``recv``: one TLS record carries at most 2^14 bytes (RFC 8446 §5.1).
+_RECORD = 16 * 1024
+#: Ciphertext per ``bio_read``; a shorter read means the BIO is empty.
+_OUT_CHUNK = 64 * 1024
+
+
+class TlsError(Exception):
+    """The TLS connection failed after its handshake (a bad record, a fatal alert)."""
 
 
 class TlsHandshakeError(Exception):
@@ -35,85 +51,113 @@ class TlsFacts:
     sni: str | None
 
 
-def _alert_of(e: ssl.SSLError) -> str | None:
-    reason = (getattr(e, "reason", None) or "").lower()
-    # OpenSSL names received alerts "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", ...
-    for prefix in ("tlsv1_alert_", "sslv3_alert_", "tlsv13_alert_"):
-        if reason.startswith(prefix):
-            return reason[len(prefix) :]
+def _reasons(e: SSL.Error) -> list[str]:
+    """OpenSSL's reason strings from an error queue (``[(lib, func, reason), ...]``)."""
+    queue = e.args[0] if e.args and isinstance(e.args[0], list) else []
+    return [str(entry[2]) for entry in queue if isinstance(entry, tuple) and len(entry) == 3]
+
+
+def _describe(e: SSL.Error) -> str:
+    return "; ".join(_reasons(e)) or type(e).__name__
+
+
+def _alert_of(e: SSL.Error) -> str | None:
+    """The alert the peer sent, as RFC 8446 §6 names it (``unknown_ca``), if any."""
+    # OpenSSL reports a received alert as "tlsv1 alert unknown ca", "sslv3
+    # alert bad certificate", "tlsv13 alert certificate required".
+    for reason in _reasons(e):
+        words = reason.lower().replace(" ", "_")
+        for prefix in ("tlsv1_alert_", "sslv3_alert_", "tlsv13_alert_"):
+            if words.startswith(prefix):
+                return words[len(prefix) :]
     return None
 
 
 class TlsEndpoint:
-    """One side of a TLS connection that we terminate (server side) or open."""
+    """The server side of a TLS connection that we terminate.
 
-    def __init__(
-        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None = None
-    ) -> None:
-        self._in = ssl.MemoryBIO()
-        self._out = ssl.MemoryBIO()
-        self._obj = context.wrap_bio(
-            self._in, self._out, server_side=server_side, server_hostname=server_hostname
-        )
+    ``context`` comes from :meth:`proxy.tls.leaf.LeafIssuer.server_context`;
+    ``sni`` is the name the client asked for (from its ClientHello), kept for
+    :meth:`facts`.
+    """
+
+    def __init__(self, context: SSL.Context, sni: str | None = None) -> None:
+        self._conn = SSL.Connection(context, None)  # None: memory BIOs
+        self._conn.set_accept_state()
         self.handshake_done = False
-        self.sni = server_hostname
+        self.sni = sni
         #: The peer sent close_notify: its end of the stream (RFC 8446 §6.1).
         self.peer_closed = False
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext received, ciphertext to send back).
 
-        Raises ``TlsHandshakeError`` while handshaking, ``ssl.SSLError`` after.
+        Raises ``TlsHandshakeError`` while handshaking, ``TlsError`` after.
         """
         if data:
-            self._in.write(data)
+            self._conn.bio_write(data)
         if not self.handshake_done:
             try:
-                self._obj.do_handshake()
-            except ssl.SSLWantReadError:
-                return b"", self._out.read()
-            except ssl.SSLError as e:
-                raise TlsHandshakeError(str(e), _alert_of(e)) from e
+                self._conn.do_handshake()
+            except SSL.WantReadError:
+                return b"", self._pending_out()
+            except SSL.Error as e:
+                raise TlsHandshakeError(_describe(e), _alert_of(e)) from e
             self.handshake_done = True
-        return self._read_plain(), self._out.read()
+        try:
+            plain = self._read_plain()
+        except SSL.Error as e:
+            raise TlsError(_describe(e)) from e
+        return plain, self._pending_out()
 
     def _read_plain(self) -> bytes:
         chunks = []
+        while not self.peer_closed:
+            try:
+                chunks.append(self._conn.recv(_RECORD))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self.peer_closed = True
+        return b"".join(chunks)
+
+    def _pending_out(self) -> bytes:
+        # pyOpenSSL signals an empty BIO with an exception (~2 µs); a memory
+        # BIO returns all it holds up to the size asked, so a short read ends
+        # the loop without one on the common path (measured per request).
+        chunks = []
         while True:
             try:
-                chunk = self._obj.read(_READ_SIZE)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
-                self.peer_closed = True
-                break
-            if not chunk:
-                # CPython's SSLObject.read returns b"" (rather than raising
-                # SSLZeroReturnError) once close_notify has been received.
-                self.peer_closed = True
+                chunk = self._conn.bio_read(_OUT_CHUNK)
+            except SSL.WantReadError:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+            if len(chunk) < _OUT_CHUNK:
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def send(self, plaintext: bytes) -> bytes:
         """Encrypt ``plaintext``; return the ciphertext to write."""
         view = memoryview(plaintext)
-        while view:
-            n = self._obj.write(view)
-            view = view[n:]
-        return self._out.read()
+        try:
+            while view:
+                n = self._conn.send(view)
+                view = view[n:]
+        except SSL.Error as e:
+            raise TlsError(_describe(e)) from e
+        return self._pending_out()
 
     def close(self) -> bytes:
         """A close_notify alert to send (best effort)."""
-        with contextlib.suppress(ssl.SSLError):
-            self._obj.unwrap()
-        return self._out.read()
+        with contextlib.suppress(SSL.Error):
+            self._conn.shutdown()
+        return self._pending_out()
 
     def facts(self) -> TlsFacts:
-        cipher = self._obj.cipher()
+        alpn = self._conn.get_alpn_proto_negotiated()
         return TlsFacts(
-            version=self._obj.version(),
-            cipher=cipher[0] if cipher else None,
-            alpn=self._obj.selected_alpn_protocol(),
+            version=self._conn.get_protocol_version_name() if self.handshake_done else None,
+            cipher=self._conn.get_cipher_name(),
+            alpn=alpn.decode("latin-1") if alpn else None,
             sni=self.sni,
         )

@@ -166,10 +166,9 @@ def test_garbage_instead_of_client_hello(tls: Tls) -> None:
     # The real ClientHello followed by noise: the handshake failed, and the record
     # names the host and OpenSSL's reason (what it blames is the xfail below).
     assert len(rejected) == sum(1 for n in (WARMUP, REPEAT) for i in range(n) if i % 3 == 2)
-    assert all(
-        "localhost" in r["error"] and "DECRYPTION_FAILED_OR_BAD_RECORD_MAC" in r["error"]
-        for r in rejected
-    ), rejected[0]["error"]
+    assert all("localhost" in r["error"] and "bad record mac" in r["error"] for r in rejected), (
+        rejected[0]["error"]
+    )
     # Noise that is no ClientHello at all is relayed untouched, and the record
     # says how each side ended.
     assert len(relayed) == REPEAT + WARMUP - len(rejected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from OpenSSL import SSL
 
 from proxy.tls.ca import CertificateAuthority
+from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
 from proxy.tls.leaf import (
     LEAF_VALIDITY,
     KeyType,
@@ -240,15 +243,14 @@ def test_leaf_cache_reuse_and_lru_eviction(ca: CertificateAuthority) -> None:
     assert issuer.issued_count == 4
 
 
-def test_context_cache_reuse_and_eviction(ca: CertificateAuthority, tmp_path: Path) -> None:
-    issuer = LeafIssuer(ca, context_cache_size=2, tmp_dir=tmp_path)
+def test_context_cache_reuse_and_eviction(ca: CertificateAuthority) -> None:
+    issuer = LeafIssuer(ca, context_cache_size=2)
     a = issuer.server_context("a.example")
     assert issuer.server_context("a.example") is a
     assert issuer.server_context("a.example", alpn=("h2", "http/1.1")) is not a
     issuer.server_context("b.example")  # evicts the plain a.example context
     assert issuer.server_context("a.example") is not a
     assert issuer.issued_count == 2  # contexts came and went; leaves stayed cached
-    assert list(tmp_path.iterdir()) == []  # no key or chain file outlives a load
     issuer.close()
     with pytest.raises(RuntimeError, match="closed"):
         issuer.server_context("a.example")
@@ -272,11 +274,11 @@ def test_leaf_is_reissued_before_it_expires(ca: CertificateAuthority) -> None:
 def test_concurrent_tasks_share_one_issuance(ca: CertificateAuthority) -> None:
     issuer = LeafIssuer(ca)
 
-    async def handshake(host: str) -> ssl.SSLContext:
+    async def handshake(host: str) -> SSL.Context:
         await asyncio.sleep(0)
         return issuer.server_context(host)
 
-    async def run() -> list[ssl.SSLContext]:
+    async def run() -> list[SSL.Context]:
         return await asyncio.gather(*(handshake("same.example") for _ in range(20)))
 
     contexts = asyncio.run(run())
@@ -340,35 +342,32 @@ def _client_context(ca: CertificateAuthority, alpn: list[str] | None = None) -> 
 
 
 class _Pair:
-    """A client and a server SSLObject wired together through memory BIOs."""
+    """An ``ssl`` client and our server endpoint wired together through memory BIOs."""
 
-    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, host: str) -> None:
-        self.c_in, self.c_out, self.s_in, self.s_out = (ssl.MemoryBIO() for _ in range(4))
+    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: SSL.Context, host: str) -> None:
+        self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_ctx.wrap_bio(self.c_in, self.c_out, server_hostname=host)
-        self.server = server_ctx.wrap_bio(self.s_in, self.s_out, server_side=True)
+        self.server = TlsEndpoint(server_ctx, sni=host)
+        self.received = b""
 
     def pump(self) -> None:
-        self.s_in.write(self.c_out.read())
-        self.c_in.write(self.s_out.read())
+        plain, out = self.server.receive(self.c_out.read())
+        self.received += plain
+        self.c_in.write(out)
 
 
-def _handshake(
-    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, server_hostname: str
-) -> _Pair:
-    """Drive a TLS handshake between two SSLObjects with no sockets."""
+def _handshake(client_ctx: ssl.SSLContext, server_ctx: SSL.Context, server_hostname: str) -> _Pair:
+    """Drive a TLS handshake between an ``ssl`` client and our endpoint, no sockets."""
     pair = _Pair(client_ctx, server_ctx, server_hostname)
-    done = {"client": False, "server": False}
     for _ in range(10):
-        for name, obj in (("client", pair.client), ("server", pair.server)):
-            if not done[name]:
-                try:
-                    obj.do_handshake()
-                    done[name] = True
-                except ssl.SSLWantReadError:
-                    pass
+        try:
+            pair.client.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        else:
+            if pair.server.handshake_done:
+                return pair
         pair.pump()
-        if all(done.values()):
-            return pair
     raise AssertionError("handshake did not finish")
 
 
@@ -385,7 +384,7 @@ def test_handshake_succeeds_for_the_right_host(
     assert x509.load_der_x509_certificate(peer) == issuer.issue(host).cert
     pair.client.write(b"ping")
     pair.pump()
-    assert pair.server.read(4) == b"ping"
+    assert pair.received == b"ping"
 
 
 @pytest.mark.parametrize(
@@ -413,7 +412,13 @@ def test_server_context_is_tls12_minimum_and_speaks_tls12(
     issuer: LeafIssuer, ca: CertificateAuthority
 ) -> None:
     server_ctx = issuer.server_context("old.example")
-    assert server_ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     client_ctx = _client_context(ca)
     client_ctx.minimum_version = client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     assert _handshake(client_ctx, server_ctx, "old.example").client.version() == "TLSv1.2"
+    old = _client_context(ca)
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # lets this OpenSSL offer TLS 1.1 at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(TlsHandshakeError, match="unsupported protocol"):
+        _handshake(old, server_ctx, "old.example")
