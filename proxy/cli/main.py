@@ -12,7 +12,6 @@ import asyncio
 import gc
 import importlib
 import ipaddress
-import os
 import re
 import signal
 import ssl
@@ -20,10 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy import __version__
+from proxy.cli.args import build_parser
 from proxy.cli.workers import check_shareable, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
-from proxy.http1 import DEFAULT_LIMITS, Limits
+from proxy.http1 import Limits
 from proxy.rules import RulesError, RulesWatcher
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.context import InterceptContext, Timeouts
@@ -36,7 +35,6 @@ from proxy.sinks.dispatch import Dispatcher, Sink
 from proxy.sinks.har import HarSink
 from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.rotate import count_arg, size_arg
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
@@ -47,232 +45,6 @@ SUBCOMMANDS = {
     "analyze": "proxy.cli.analyze_cmd",
     "convert": "proxy.cli.convert_cmd",
 }
-
-EPILOG = """\
-modes (repeatable, each optionally suffixed @[host:]port):
-  regular                    forward proxy (the default)
-  reverse:http://host:port   reverse proxy to a fixed upstream
-  tcp:host:port              raw TCP relay to a fixed upstream
-  e.g. --mode regular@8080 --mode reverse:http://127.0.0.1:9000@8081
-
-subcommands:
-  tapproxy ca {path,export,regenerate}   the local certificate authority
-  tapproxy rules {check,explain}         validate and explain rule files
-  tapproxy analyze CAPTURE               decode a pcap/pcapng capture into flow records
-  tapproxy convert FLOWS.jsonl --to har  convert a flow log to HAR 1.2 (-o FILE)
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tapproxy",
-        description="An intercepting HTTP/TCP proxy.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"tapproxy {__version__}")
-    g = p.add_argument_group("listening")
-    g.add_argument(
-        "--listen-host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    g.add_argument(
-        "--listen-port", "-p", type=int, default=8080, help="port to listen on (default 8080)"
-    )
-    g.add_argument(
-        "--mode",
-        "-m",
-        action="append",
-        default=[],
-        metavar="MODE",
-        help="regular, reverse:URL or tcp:HOST:PORT, optionally @[host:]port; repeatable",
-    )
-    g.add_argument(
-        "--keep-host-header",
-        action="store_true",
-        help="reverse mode: forward the client's Host instead of the upstream's",
-    )
-    o = p.add_argument_group("output")
-    o.add_argument("-q", "--quiet", action="store_true", help="no console line per flow")
-    o.add_argument("-v", "--verbose", action="store_true", help="add headers to the console line")
-    o.add_argument(
-        "--flow-log", metavar="FILE", help="append JSON Lines flow records to FILE ('-' = stdout)"
-    )
-    o.add_argument(
-        "--flow-log-max-size",
-        type=size_arg,
-        metavar="SIZE",
-        help="rotate the flow log before it would exceed SIZE bytes (K/M/G suffixes, e.g. 10M)",
-    )
-    o.add_argument(
-        "--flow-log-keep",
-        type=count_arg,
-        default=5,
-        metavar="N",
-        help="rotated flow logs kept: FILE.1 ... FILE.N (default 5)",
-    )
-    o.add_argument(
-        "--har",
-        metavar="FILE",
-        help="write HTTP flows to FILE as HAR 1.2, valid after every batch (see docs/har.md)",
-    )
-    o.add_argument(
-        "--body-preview",
-        type=int,
-        default=256,
-        metavar="N",
-        help="bytes of each body kept as a preview in flow records (default 256)",
-    )
-    o.add_argument(
-        "--capture-bodies",
-        metavar="DIR",
-        help="write bodies longer than the preview to files in DIR, named in the record",
-    )
-    o.add_argument(
-        "--capture-max-body",
-        type=size_arg,
-        default=10 * 1024 * 1024,
-        metavar="SIZE",
-        help="per body file: only the first SIZE bytes (default 10M)",
-    )
-    o.add_argument("--capture-max-total", type=size_arg, default=1024**3, metavar="SIZE",
-                   help="all body files together (default 1G); beyond, no more files")  # fmt: skip
-    o.add_argument(
-        "--pcap",
-        metavar="FILE",
-        help="write what the proxy relayed (decrypted) as pcapng for Wireshark",
-    )
-    o.add_argument("--pcap-side", choices=["both", "client", "upstream"], default="both",
-                   help="which connections go into --pcap (default both)")  # fmt: skip
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="N processes sharing the listening ports (SO_REUSEPORT); default 1",
-    )
-    s = p.add_argument_group("access and limits (docs/limits.md)")
-    s.add_argument(
-        "--proxy-auth",
-        metavar="USER:PASS",
-        help="require Basic proxy authentication (answered with 407)",
-    )
-    s.add_argument(
-        "--allow-open-proxy",
-        action="store_true",
-        help="allow listening beyond loopback without --proxy-auth (not recommended)",
-    )
-    s.add_argument(
-        "--max-connections",
-        type=int,
-        default=10_000,
-        metavar="N",
-        help="client connections at once; beyond, the newest gets 503 (default 10000)",
-    )
-    s.add_argument(
-        "--max-head-size",
-        type=size_arg,
-        default=DEFAULT_LIMITS.max_head,
-        metavar="SIZE",
-        help="largest request/response head (431/502 beyond; default 64K)",
-    )
-    s.add_argument(
-        "--max-header-count",
-        type=int,
-        default=DEFAULT_LIMITS.max_fields,
-        metavar="N",
-        help="most header fields in a head (default 200)",
-    )
-    s.add_argument(
-        "--max-request-line",
-        type=size_arg,
-        default=DEFAULT_LIMITS.max_line,
-        metavar="SIZE",
-        help="longest request line (414 beyond; default 16K)",
-    )
-    s.add_argument(
-        "--max-chunk-line",
-        type=size_arg,
-        default=DEFAULT_LIMITS.max_chunk_line,
-        metavar="SIZE",
-        help="longest chunk-size line with extensions (default 4K)",
-    )
-    u = p.add_argument_group("upstream")
-    u.add_argument(
-        "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
-    )
-    u.add_argument("--insecure", action="store_true", help="do not verify upstream certificates")
-    r = p.add_argument_group("rules")
-    r.add_argument(
-        "--rules",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="YAML rules file, or a directory of *.yaml (repeatable; reloaded on change)",
-    )
-    r.add_argument(
-        "--max-body",
-        type=size_arg,
-        default=10 * 1024 * 1024,
-        metavar="SIZE",
-        help="largest body buffered for rules (default 10M); larger ones stream untouched",
-    )
-    m = p.add_argument_group("TLS interception")
-    m.add_argument(
-        "--mitm", action="store_true", help="intercept TLS in CONNECT tunnels for all hosts"
-    )
-    m.add_argument(
-        "--mitm-hosts",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="intercept only host:port matching REGEX (repeatable)",
-    )
-    m.add_argument(
-        "--ignore-hosts",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="never intercept host:port matching REGEX: relay it untouched (repeatable)",
-    )
-    m.add_argument(
-        "--auto-passthrough",
-        action="store_true",
-        help="after a client rejects our certificate for a host, relay that host untouched",
-    )
-    m.add_argument(
-        "--certs",
-        metavar="DIR",
-        help="CA directory (default: ./certs in a checkout, "
-        "else ~/.config/tapproxy; see docs/tls.md)",
-    )
-    m.add_argument(
-        "--leaf-key",
-        choices=["ec", "rsa"],
-        default="ec",
-        help="leaf key type: ec (P-256, fast, default) or rsa (2048, for old clients)",
-    )
-    m.add_argument(
-        "--keylog",
-        metavar="FILE",
-        default=os.environ.get("SSLKEYLOGFILE"),
-        help="append NSS key-log lines for both sides (default: $SSLKEYLOGFILE)",
-    )
-    t = p.add_argument_group("timeouts (seconds)")
-    for name, default in Timeouts().__class__.__dataclass_fields__.items():
-        t.add_argument(
-            f"--{name.replace('_', '-')}-timeout",
-            type=float,
-            dest=f"t_{name}",
-            default=default.default,
-            help=f"default {default.default:g}",
-        )
-    t.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=10.0,
-        help="on SIGINT/SIGTERM, how long in-flight exchanges may take (default 10)",
-    )
-    return p  # fmt: skip
 
 
 def upstream_ssl_context(cafile: str | None, insecure: bool, keylog: str | None) -> ssl.SSLContext:
