@@ -63,17 +63,15 @@ _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 @dataclass(frozen=True, slots=True)
 class LeafCert:
-    """An issued leaf: everything a TLS server needs to present it.
+    """An issued leaf. ``names`` are the normalized SANs, the requested host first.
 
-    ``names`` are the normalized SANs, the requested host first. ``key_pem``
-    is the issuer's shared leaf key (PKCS#8, unencrypted): keep it in memory.
+    The key is the issuer's, shared by every leaf; it stays inside the issuer
+    and the server contexts it builds.
     """
 
     names: tuple[str, ...]
     cert: x509.Certificate
     cert_pem: bytes
-    chain_pem: bytes
-    key_pem: bytes
 
     @property
     def not_after(self) -> datetime:
@@ -193,11 +191,6 @@ class LeafIssuer:
         self._ca = ca
         self._key_type: KeyType = key_type
         self._key = _generate_leaf_key(key_type)
-        self._key_pem = self._key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         self._aki = _authority_key_identifier(ca.cert)
         self._cache_size = cache_size
         self._context_cache_size = context_cache_size
@@ -354,15 +347,14 @@ class LeafIssuer:
             names=names,
             cert=cert,
             cert_pem=cert_pem,
-            chain_pem=cert_pem + self._ca.cert_pem,
-            key_pem=self._key_pem,
         )
 
     def _build_context(self, leaf: LeafCert, alpn: tuple[str, ...]) -> SSL.Context:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        # No compression (CRIME), no client-initiated renegotiation (a CPU
-        # DoS), our cipher order: what ssl.PROTOCOL_TLS_SERVER sets too.
+        # No compression (CRIME) and our cipher order, as ssl's server
+        # contexts have by default; also no client-initiated renegotiation
+        # (a CPU DoS, RFC 5746 notwithstanding).
         context.set_options(
             SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
         )
