@@ -85,13 +85,22 @@ class ConsoleSink:
         self.verbose = verbose
         self.colour = stream.isatty()
 
-    def write_batch(self, records: Sequence[FlowRecord]) -> None:
-        text = "".join(format_line(r, self.colour, self.verbose) + "\n" for r in records)
+    def encode(self, records: Sequence[FlowRecord]) -> list[bytes]:
+        """One console line per record (pure: runs on the event loop)."""
+        return [
+            (format_line(r, self.colour, self.verbose) + "\n").encode("utf-8", "surrogatepass")
+            for r in records
+        ]
+
+    def write_lines(self, lines: list[bytes]) -> None:
         try:
-            self.stream.write(text)
+            self.stream.write(b"".join(lines).decode("utf-8", "surrogatepass"))
             self.stream.flush()
         except OSError:
             pass
+
+    def write_batch(self, records: Sequence[FlowRecord]) -> None:
+        self.write_lines(self.encode(records))
 
     def write_dropped(self, count: int) -> None:
         print(f"tapproxy: {count} flow records dropped (sinks too slow)", file=sys.stderr)
