@@ -22,7 +22,8 @@ fresh for each measurement and stopped after it. Each figure is the median
 of the runs with (min-max); ratios are computed within each run. A peer that
 cannot be installed or crashes is reported with the reason. The Markdown is
 printed and saved to bench/results/<date>-<host>.md (``-quick`` and the
-scenario letters are appended for partial runs; ``--out`` overrides).
+scenario letters are appended for partial runs, the time of day when that
+file exists already; ``--out`` overrides).
 """
 
 from __future__ import annotations
@@ -643,8 +644,10 @@ def main() -> int:
         suffix = ("-quick" if args.quick else "") + (
             "" if "".join(only) == SCENARIOS else "-" + "".join(only)
         )
-        name = f"{datetime.date.today().isoformat()}-{socket.gethostname()}{suffix}.md"
-        out = ROOT / "bench" / "results" / name
+        name = f"{datetime.date.today().isoformat()}-{socket.gethostname()}{suffix}"
+        out = ROOT / "bench" / "results" / f"{name}.md"
+        if out.exists():  # a second run the same day: keep the first
+            out = out.with_name(f"{name}-{datetime.datetime.now().strftime('%H%M')}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(head + "\n" + "\n".join(sections) + "\n" + tail)
     log(f"saved {out}")

@@ -2,8 +2,8 @@
 
 orjson encodes a flow record about three times faster than the standard
 library (measured in bench/: ~4 against ~13 µs for a small exchange's record),
-and record encoding runs for every flow on the sinks' thread, which shares
-the GIL with the data path. Where orjson has no wheel, the standard library
+and every flow's record is encoded on the event loop, beside the data path
+(proxy/sinks/dispatch.py). Where orjson has no wheel, the standard library
 gives the same bytes (compact separators, UTF-8 rather than \\u escapes).
 """
 
