@@ -149,3 +149,14 @@ def test_a_corrupt_record_after_the_handshake_is_a_tls_error(
     record[-1] ^= 0xFF  # breaks the AEAD tag
     with pytest.raises(TlsError):
         server.receive(bytes(record))
+
+
+@pytest.mark.parametrize("size", [1, 16_383, 16_384, 16_385, 65_536, 3 * 65_536 + 7, 1_000_000])
+def test_every_byte_sent_comes_out_whatever_the_size(
+    server_ctx: SSL.Context, client_ctx: ssl.SSLContext, size: int
+) -> None:
+    """The ciphertext of one send is drained whole, around record and read sizes."""
+    server, client = _pair(server_ctx, client_ctx)
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    wire = server.send(data) + server.send(b"tail")
+    assert client.receive(wire)[0] == data + b"tail"
