@@ -107,6 +107,48 @@ def test_python_ssl_client_trusting_only_our_ca(mitm: ProxyProcess, https: Https
     tls.close()
 
 
+def test_httpx_requests_and_aiohttp_through_mitm(mitm: ProxyProcess, https: HttpsUpstreams) -> None:
+    """The Python clients people script with, each trusting only our CA, keep-alive."""
+    import asyncio
+
+    import aiohttp
+    import httpx
+    import requests
+
+    base = f"https://localhost:{https.good}/echo"
+    verify = ssl.create_default_context(cafile=our_ca(mitm))
+    with httpx.Client(proxy=mitm.url, verify=verify) as client:
+        for i in range(3):  # one tunnel, three requests
+            r = client.get(f"{base}/httpx/{i}")
+            assert r.status_code == 200 and f"/echo/httpx/{i}" in r.text
+    with requests.Session() as session:
+        session.proxies = {"https": mitm.url}
+        for i in range(3):
+            r = session.post(f"{base}/requests/{i}", data=b"x" * 100_000, verify=our_ca(mitm))
+            assert r.status_code == 200 and f"/echo/requests/{i}" in r.text
+
+    async def with_aiohttp() -> list[int]:
+        ctx = ssl.create_default_context(cafile=our_ca(mitm))
+        async with aiohttp.ClientSession() as session:
+            statuses = []
+            for i in range(3):
+                url = f"{base}/aiohttp/{i}"
+                async with session.get(url, proxy=mitm.url, ssl=ctx) as resp:
+                    assert f"/echo/aiohttp/{i}" in await resp.text()
+                    statuses.append(resp.status)
+            return statuses
+
+    assert asyncio.run(with_aiohttp()) == [200, 200, 200]
+    wanted = {f"{base}/{name}/{i}" for name in ("httpx", "requests", "aiohttp") for i in range(3)}
+    deadline = time.monotonic() + 10
+    while True:  # the flow log is written in batches: wait (bounded) for all nine
+        urls = {r["request"]["url"] for r in mitm.records() if isinstance(r.get("request"), dict)}
+        if wanted <= urls or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert wanted <= urls, wanted - urls
+
+
 def test_client_close_notify_ends_the_intercepted_connection(
     mitm: ProxyProcess, https: HttpsUpstreams
 ) -> None:
