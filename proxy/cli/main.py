@@ -165,7 +165,10 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
         print("tapproxy: --flow-log and --har cannot both write to stdout", file=sys.stderr)
         raise SystemExit(2)
     if args.flow_log:
-        sinks.append(JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep))
+        shared = args.workers > 1  # several processes rotate one log: under a lock
+        sinks.append(
+            JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep, shared=shared)
+        )
     if args.har:
         sinks.append(HarSink(args.har))
     if args.capture_bodies or args.rules:  # rules may capture bodies too

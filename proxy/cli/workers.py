@@ -5,9 +5,10 @@ runs its own event loop with no shared state on the data path. What the
 workers share comes from files: the CA (created once, before forking), the
 rules (each worker loads and watches the same files) and the flow log (each
 appends whole batches of lines with one O_APPEND write, which Linux keeps
-whole, so records from all workers land in one file, none lost or mixed).
-Single-writer outputs (--har, --pcap, flow-log rotation) are refused with
-more than one worker. The parent forwards signals and waits for its workers.
+whole, so records from all workers land in one file, none lost or mixed;
+with --flow-log-max-size each batch is written and the log rotated under a
+lock, see proxy/sinks/rotate.py). Single-writer outputs (--har, --pcap) are
+refused with more than one worker. The parent forwards signals and waits for its workers.
 
 On a larger machine, one worker per core scales until the load balancing of
 SO_REUSEPORT or a shared upstream becomes the limit; connections stay on the
@@ -35,8 +36,7 @@ def check_shareable(args: argparse.Namespace) -> None:
         raise ConfigError("--workers must be at least 1")
     if args.workers == 1:
         return
-    for flag, value in (("--har", args.har), ("--pcap", args.pcap),
-                        ("--flow-log-max-size", args.flow_log_max_size)):  # fmt: skip
+    for flag, value in (("--har", args.har), ("--pcap", args.pcap)):
         if value:
             raise ConfigError(f"{flag} writes one file from one process; use it with --workers 1")
 

@@ -25,10 +25,13 @@ from proxy.sinks.rotate import RotatingFile
 
 
 class JsonlSink:
-    def __init__(self, path: str, max_size: int | None = None, keep: int = 5) -> None:
+    def __init__(
+        self, path: str, max_size: int | None = None, keep: int = 5, *, shared: bool = False
+    ) -> None:
         self.path = path
         self.max_size = max_size
         self.keep = keep
+        self.shared = shared
         self.errors = 0  # failed writes (the first one is reported on stderr)
         self.lost = 0  # lines (records) that did not reach the log
         self._file: RotatingFile | None = None
@@ -47,7 +50,9 @@ class JsonlSink:
     def _ensure_file(self) -> RotatingFile | None:
         if self._file is None:
             try:
-                self._file = RotatingFile(self.path, self.max_size, self.keep)
+                self._file = RotatingFile(
+                    self.path, self.max_size, self.keep, shared=self.shared and bool(self.max_size)
+                )
             except OSError as e:
                 self._report(e)
         return self._file

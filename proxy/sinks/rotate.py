@@ -10,12 +10,19 @@ Writes go straight to the OS (no Python buffer; the caller hands whole
 batches), so after an error the exact size on disk is known: if a line was
 cut short (disk full), the next write starts with a newline, and the torn
 line stays one unreadable line instead of corrupting its neighbour.
+
+``shared=True`` is for several processes writing one log (``--workers``):
+each batch is written under an exclusive ``flock`` on ``path.lock``, and
+before writing, a writer whose open file is no longer ``path`` (another
+process rotated it) reopens ``path`` and takes its size from the file, so
+the size limit and the numbering hold for all writers together.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import re
 from collections.abc import Sequence
@@ -74,7 +81,9 @@ def shift(path: str, keep: int) -> None:
 class RotatingFile:
     """An append-only file of lines that rotates by size (no rotation if ``max_size`` None)."""
 
-    def __init__(self, path: str, max_size: int | None = None, keep: int = 5) -> None:
+    def __init__(
+        self, path: str, max_size: int | None = None, keep: int = 5, *, shared: bool = False
+    ) -> None:
         self.path = path
         self.max_size = max_size
         self.keep = keep
@@ -82,6 +91,9 @@ class RotatingFile:
         self.size = 0
         self._file: IO[bytes] | None = None
         self._torn = False  # the file ends inside a line (an earlier write failed)
+        self._lock: int | None = None
+        if shared:
+            self._lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._open()
 
     def _open(self) -> IO[bytes]:
@@ -105,6 +117,32 @@ class RotatingFile:
 
     def write_lines(self, lines: Sequence[bytes]) -> None:
         """Append each line (ending in ``\\n``), rotating between lines as needed."""
+        if self._lock is None:
+            return self._write_lines(lines)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self._follow()
+            self._write_lines(lines)
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        return None
+
+    def _follow(self) -> None:
+        """Shared mode, lock held: write to what ``path`` is now, at its real size."""
+        f = self._file
+        if f is not None:
+            try:
+                same = os.path.samestat(os.fstat(f.fileno()), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                f.close()
+                self._file = None
+        self._open()
+        assert self._file is not None
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def _write_lines(self, lines: Sequence[bytes]) -> None:
         chunk: list[bytes] = []
         pending = self.size
         for line in lines:
@@ -152,3 +190,6 @@ class RotatingFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None

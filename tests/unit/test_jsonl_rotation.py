@@ -68,6 +68,27 @@ def test_rotates_between_lines_and_keeps_n(tmp_path: Path) -> None:
     assert f.rotations == 4
 
 
+def test_shared_writers_rotate_as_one(tmp_path: Path) -> None:
+    """Two writers (two workers) on one path: one size limit, one numbering, no loss."""
+    path = str(tmp_path / "log")
+    a = RotatingFile(path, max_size=100, keep=50, shared=True)
+    b = RotatingFile(path, max_size=100, keep=50, shared=True)
+    written = []
+    for i in range(60):
+        line = b"%s %02d ..........\n" % (b"ab"[i % 2 : i % 2 + 1], i)  # 16 bytes
+        (a if i % 2 == 0 else b).write_lines([line])
+        written.append(line)
+    a.close()
+    b.close()
+    files = [path, *(f"{path}.{n}" for n in range(50, 0, -1))]
+    found = [
+        line for f in files if Path(f).exists() for line in Path(f).read_bytes().splitlines(True)
+    ]
+    assert sorted(found) == sorted(written)
+    assert all(Path(f).stat().st_size <= 100 for f in files if Path(f).exists())
+    assert (tmp_path / "log.lock").stat().st_mode & 0o777 == 0o600
+
+
 def test_batches_are_split_at_line_boundaries(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
     f = RotatingFile(str(path), max_size=100, keep=10)
