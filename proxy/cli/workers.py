@@ -8,7 +8,8 @@ appends whole batches of lines with one O_APPEND write, which Linux keeps
 whole, so records from all workers land in one file, none lost or mixed;
 with --flow-log-max-size each batch is written and the log rotated under a
 lock, see proxy/sinks/rotate.py). Single-writer outputs (--har, --pcap) are
-refused with more than one worker. The parent forwards signals and waits for its workers.
+refused with more than one worker. The parent forwards signals and waits
+for its workers.
 
 On a larger machine, one worker per core scales until the load balancing of
 SO_REUSEPORT or a shared upstream becomes the limit; connections stay on the

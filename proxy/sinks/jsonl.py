@@ -1,8 +1,8 @@
 """The JSON Lines flow log (schema in docs/flow-log.md).
 
 Records become lines on the event loop (``encode``) and are written on the
-dispatcher's writer thread (``write_lines``). A write error (disk full, path gone,
-unwritable path) is reported once on stderr and counted; the proxy keeps
+dispatcher's writer thread (``write_lines``). A write error (disk full, path
+gone, unwritable path) is reported once on stderr and counted; the proxy keeps
 proxying, and later batches try again (a file that could not be opened is
 retried, so logging resumes once the cause is fixed).
 
