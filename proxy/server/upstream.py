@@ -153,24 +153,32 @@ def describe_error(exc: BaseException) -> str:
 class Pool:
     """Idle keep-alive connections to upstreams, bounded per key and in total.
 
-    The total bound matters when keys are many (intercepting a distinct SNI
-    each time leaves one pooled TLS connection per name, each holding
-    asyncio's 256 KiB TLS read buffer): beyond ``total``, the connection idle
-    longest is closed (principle 1: memory stays bounded whatever the traffic).
+    The total bounds matter when keys are many (intercepting a distinct SNI
+    each time leaves one pooled TLS connection per name): beyond ``total``
+    idle connections, or beyond ``total_tls`` idle TLS ones, the one idle
+    longest is closed (principle 1: memory stays bounded whatever the
+    traffic). TLS gets its own, smaller bound because each idle TLS
+    connection holds asyncio's 256 KiB read buffer, ~30 times what a plain
+    one holds; 64 is still far more hosts than a browser keeps warm.
     """
 
-    def __init__(self, per_host: int = 32, idle_timeout: float = 60.0, total: int = 256) -> None:
+    def __init__(
+        self, per_host: int = 32, idle_timeout: float = 60.0, total: int = 256, total_tls: int = 64
+    ) -> None:
         self.per_host = per_host
         self.idle_timeout = idle_timeout
         self.total = total
+        self.total_tls = total_tls
         self._idle: dict[Key, deque[UpstreamConnection]] = {}
         self._all: OrderedDict[UpstreamConnection, None] = OrderedDict()  # oldest first
+        self._tls: OrderedDict[UpstreamConnection, None] = OrderedDict()  # the TLS ones
 
     def take(self, key: Key) -> UpstreamConnection | None:
         conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
             self._all.pop(conn, None)
+            self._tls.pop(conn, None)
             if conn.usable:
                 return conn
         return None
@@ -187,12 +195,20 @@ class Pool:
         conn.idle_since = time.monotonic()
         conns.append(conn)
         self._all[conn] = None
+        if conn.key[2] is not None:
+            self._tls[conn] = None
         while len(self._all) > self.total:
-            oldest, _ = self._all.popitem(last=False)
-            self._forget(oldest)
-            oldest.close()
+            self._evict(next(iter(self._all)))
+        while len(self._tls) > self.total_tls:
+            self._evict(next(iter(self._tls)))
+
+    def _evict(self, conn: UpstreamConnection) -> None:
+        del self._all[conn]
+        self._forget(conn)
+        conn.close()
 
     def _forget(self, conn: UpstreamConnection) -> None:
+        self._tls.pop(conn, None)
         conns = self._idle.get(conn.key)
         if conns is not None:
             with contextlib.suppress(ValueError):
@@ -204,14 +220,13 @@ class Pool:
         """Close connections idle longer than the timeout (called by the watchdog)."""
         for conn in list(self._all):
             if not conn.usable or now - conn.idle_since >= self.idle_timeout:
-                del self._all[conn]
-                self._forget(conn)
-                conn.close()
+                self._evict(conn)
 
     def close(self) -> None:
         for conn in list(self._all):
             conn.close()
         self._all.clear()
+        self._tls.clear()
         self._idle.clear()
 
     @property
