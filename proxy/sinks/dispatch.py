@@ -110,8 +110,8 @@ class Dispatcher:
                 continue
             try:
                 ready.extend(sink.encode(records))
-            except Exception as e:  # a sink must never stop the others
-                print(f"tapproxy: sink {type(sink).__name__} failed: {e}", file=sys.stderr)
+            except Exception as e:
+                _sink_failed(sink, e)
         self._ready_flows += len(flows)
         if self._ready_flows >= FLUSH_AT:
             self.flush()
@@ -162,8 +162,8 @@ class Dispatcher:
                         sink.write_lines(items)
                     else:
                         sink.write_batch(items)
-                except Exception as e:  # a sink must never stop the others
-                    print(f"tapproxy: sink {type(sink).__name__} failed: {e}", file=sys.stderr)
+                except Exception as e:
+                    _sink_failed(sink, e)
 
     @staticmethod
     def _records(batch: list[FlowSource]) -> list[FlowRecord]:
@@ -179,5 +179,10 @@ class Dispatcher:
         for sink in self.sinks:
             try:
                 getattr(sink, method.__name__)(*args)
-            except Exception as e:  # a sink must never stop the others
-                print(f"tapproxy: sink {type(sink).__name__} failed: {e}", file=sys.stderr)
+            except Exception as e:
+                _sink_failed(sink, e)
+
+
+def _sink_failed(sink: Sink, e: Exception) -> None:
+    """A sink must never stop the others: say which failed, and go on."""
+    print(f"tapproxy: sink {type(sink).__name__} failed: {e}", file=sys.stderr)

@@ -118,14 +118,14 @@ class RotatingFile:
     def write_lines(self, lines: Sequence[bytes]) -> None:
         """Append each line (ending in ``\\n``), rotating between lines as needed."""
         if self._lock is None:
-            return self._write_lines(lines)
+            self._write_lines(lines)
+            return
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         try:
             self._follow()
             self._write_lines(lines)
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
-        return None
 
     def _follow(self) -> None:
         """Shared mode, lock held: write to what ``path`` is now, at its real size."""
