@@ -24,7 +24,7 @@ The client: W worker processes x T threads of blocking ``ssl`` sockets
 (the handshakes run in OpenSSL outside the GIL), pinned with the origin to
 CPU 1; the proxy is alone on CPU 0. Connections completed during a warm-up
 are not counted. Also reports tapproxy's in-process leaf issuance time per
-new host (``LeafIssuer.issue`` and ``LeafIssuer.server_context``).
+new host (``LeafIssuer.issue``, and ``server_tls`` with the endpoint built on it).
 """
 
 from __future__ import annotations
@@ -226,12 +226,13 @@ def measure(
 def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
     """Microseconds per new host for tapproxy's LeafIssuer (EC leaves, the default)."""
     from proxy.tls.ca import CertificateAuthority
+    from proxy.tls.endpoint import TlsEndpoint
     from proxy.tls.leaf import LeafIssuer
 
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         ca = CertificateAuthority.load_or_create(Path(d) / "ca")
-        issuer = LeafIssuer(ca, cache_size=4 * n, context_cache_size=4 * n)
+        issuer = LeafIssuer(ca, cache_size=4 * n)
 
         def timed(label: str, fn) -> None:  # type: ignore[no-untyped-def]
             lat = []
@@ -248,12 +249,12 @@ def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
 
         timed("issue(new host)", lambda i: issuer.issue(f"h{i}.bench.test"))
         timed(
-            "server_context(host already issued)",
-            lambda i: issuer.server_context(f"h{i}.bench.test"),
+            "TlsEndpoint(server_tls(host already issued))",
+            lambda i: TlsEndpoint(issuer.server_tls(f"h{i}.bench.test")),
         )
         timed(
-            "server_context(new host): issue + context",
-            lambda i: issuer.server_context(f"g{i}.bench.test"),
+            "TlsEndpoint(server_tls(new host)): issue + endpoint",
+            lambda i: TlsEndpoint(issuer.server_tls(f"g{i}.bench.test")),
         )
         issuer.close()
     return out

@@ -152,12 +152,12 @@ class Interceptor:
         extra, org = known if known is not None else ((), None)
         alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
         try:
-            server_ctx = ctx.intercept.issuer.server_context(
+            server = ctx.intercept.issuer.server_tls(
                 name, alpn=alpn, extra_sans=extra, organization=org
             )
         except ValueError:
-            server_ctx = ctx.intercept.issuer.server_context(self.host, alpn=alpn)
-        tls = TlsEndpoint(server_ctx, sni=self.hello.sni if self.hello else None)
+            server = ctx.intercept.issuer.server_tls(self.host, alpn=alpn)
+        tls = TlsEndpoint(server, sni=self.hello.sni if self.hello else None)
         self.conn.start_client_tls(tls, self, offered)
         self.conn.tls_data(bytes(self.buffer))
         self.buffer.clear()

@@ -7,10 +7,10 @@ handed those bytes; a TLS connection over memory BIOs can: ciphertext in,
 plaintext out, and the caller moves the bytes.
 
 This side runs on pyOpenSSL (the OpenSSL that ``cryptography`` ships), not
-the ``ssl`` module: a per-host server context then takes the leaf and the
-shared key as objects already in memory, where ``ssl.SSLContext`` can only
-load them from PEM files, which OpenSSL 3.0 decodes at ~0.8 ms per new host
-(see docs/performance.md, scenario d). Errors are mapped to this module's
+the ``ssl`` module: a connection then takes the host's leaf, and a shared
+context the key, as objects already in memory, where ``ssl.SSLContext`` can
+only load them from PEM files, which OpenSSL 3.0 decodes at ~0.8 ms per new
+host (see docs/performance.md, scenario d). Errors are mapped to this module's
 own exceptions so callers never see either library's types.
 """
 
@@ -20,6 +20,8 @@ import contextlib
 from dataclasses import dataclass
 
 from OpenSSL import SSL
+
+from proxy.tls.leaf import ServerTls
 
 __all__ = ["TlsEndpoint", "TlsError", "TlsFacts", "TlsHandshakeError"]
 
@@ -76,13 +78,14 @@ def _alert_of(e: SSL.Error) -> str | None:
 class TlsEndpoint:
     """The server side of a TLS connection that we terminate.
 
-    ``context`` comes from :meth:`proxy.tls.leaf.LeafIssuer.server_context`;
+    ``server`` comes from :meth:`proxy.tls.leaf.LeafIssuer.server_tls`;
     ``sni`` is the name the client asked for (from its ClientHello), kept for
     :meth:`facts`.
     """
 
-    def __init__(self, context: SSL.Context, sni: str | None = None) -> None:
-        self._conn = SSL.Connection(context, None)  # None: memory BIOs
+    def __init__(self, server: ServerTls, sni: str | None = None) -> None:
+        self._conn = SSL.Connection(server.context, None)  # None: memory BIOs
+        self._conn.use_certificate(server.leaf.cert)
         self._conn.set_accept_state()
         self.handshake_done = False
         self.sni = sni

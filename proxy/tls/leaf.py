@@ -10,10 +10,14 @@ Design (see docs/tls.md):
 * Leaves live 180 days (browsers cap leaf lifetimes; mitmproxy found
   Chromium rejecting longer ones), never beyond the CA, and are backdated two
   days for clients with skewed clocks.
-* ``server_context`` hands out ready server contexts (pyOpenSSL
-  ``SSL.Context``, see :mod:`proxy.tls.endpoint`) from an LRU cache. The
-  leaf and the shared key go in as objects already in memory: no PEM is
-  written or parsed, and no key material ever touches the disk.
+* ``server_tls`` hands out what a server endpoint needs for a host: the
+  cached leaf and a pyOpenSSL ``SSL.Context`` shared by every host (one per
+  ALPN preference). The context holds the shared key and the CA certificate;
+  the endpoint sets the leaf on its own connection (:mod:`proxy.tls.endpoint`).
+  A context per host cost ~0.2 ms to build in OpenSSL, a leaf per connection
+  ~25 µs (docs/performance.md, scenario d). Everything goes in as objects
+  already in memory: no PEM is written or parsed, and no key material ever
+  touches the disk.
 
 Issuance is synchronous and never awaits. Called from the event loop, it
 cannot interleave with itself, so concurrent connections to one host share a
@@ -46,6 +50,7 @@ __all__ = [
     "KeyType",
     "LeafCert",
     "LeafIssuer",
+    "ServerTls",
     "certificate_names",
     "normalize_name",
     "sans_from_certificate",
@@ -76,6 +81,14 @@ class LeafCert:
     @property
     def not_after(self) -> datetime:
         return self.cert.not_valid_after_utc
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """The server side of one intercepted host: a shared context and the host's leaf."""
+
+    context: SSL.Context
+    leaf: LeafCert
 
 
 def normalize_name(name: str) -> str:
@@ -165,14 +178,13 @@ def _text_attrs(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
 
 
 _LeafKey = tuple[tuple[str, ...], str | None]
-_ContextKey = tuple[_LeafKey, tuple[str, ...]]
 
 
 class LeafIssuer:
-    """Issues and caches leaf certificates and server contexts (``SSL.Context``).
+    """Issues and caches leaf certificates; builds the shared server contexts.
 
-    ``cache_size`` bounds the leaf cache; ``context_cache_size`` bounds the
-    context cache (a context holds OpenSSL state, so it is kept smaller).
+    ``cache_size`` bounds the leaf cache. There is one ``SSL.Context`` per
+    ALPN preference list asked for (callers use a fixed few), not per host.
     ``clock`` exists for tests.
     """
 
@@ -182,22 +194,20 @@ class LeafIssuer:
         key_type: KeyType = "ec",
         cache_size: int = 1000,
         *,
-        context_cache_size: int = 256,
         clock: Callable[[], datetime] | None = None,
         keylog_filename: str | None = None,
     ) -> None:
-        if cache_size < 1 or context_cache_size < 1:
-            raise ValueError("cache sizes must be at least 1")
+        if cache_size < 1:
+            raise ValueError("the cache size must be at least 1")
         self._ca = ca
         self._key_type: KeyType = key_type
         self._key = _generate_leaf_key(key_type)
         self._aki = _authority_key_identifier(ca.cert)
         self._cache_size = cache_size
-        self._context_cache_size = context_cache_size
         self._keylog = _KeyLog(keylog_filename) if keylog_filename else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._leaves: OrderedDict[_LeafKey, LeafCert] = OrderedDict()
-        self._contexts: OrderedDict[_ContextKey, tuple[SSL.Context, datetime]] = OrderedDict()
+        self._contexts: dict[tuple[str, ...], SSL.Context] = {}
         self._issued = 0
         self._closed = False
 
@@ -224,33 +234,27 @@ class LeafIssuer:
         """
         return self._issue(self._leaf_key(host, extra_sans, organization))
 
-    def server_context(
+    def server_tls(
         self,
         host: str,
         alpn: Sequence[str] = ("http/1.1",),
         extra_sans: Sequence[str] = (),
         organization: str | None = None,
-    ) -> SSL.Context:
-        """A cached server-side context presenting the leaf for ``host``.
+    ) -> ServerTls:
+        """The leaf for ``host`` (see :meth:`issue`) and a server context to present it.
 
-        TLS 1.2 minimum, leaf + CA chain loaded, ``alpn`` offered in order of
-        preference (empty: no ALPN). The same object is returned for the same
-        arguments until it is evicted or the leaf nears expiry; contexts are
-        safe to share between connections.
+        The context is TLS 1.2 minimum, holds the shared key and the CA
+        certificate (sent as the chain), and offers ``alpn`` in order of
+        preference (empty: no ALPN). It is shared by every host with the same
+        ``alpn`` and safe to share between connections; the leaf goes on each
+        connection (:class:`proxy.tls.endpoint.TlsEndpoint`).
         """
-        leaf_key = self._leaf_key(host, extra_sans, organization)
-        key: _ContextKey = (leaf_key, tuple(alpn))
-        entry = self._contexts.get(key)
-        if entry is not None and self._fresh(entry[1]):
-            self._contexts.move_to_end(key)
-            return entry[0]
-        leaf = self._issue(leaf_key)
-        context = self._build_context(leaf, key[1])
-        self._contexts[key] = (context, leaf.not_after)
-        self._contexts.move_to_end(key)
-        while len(self._contexts) > self._context_cache_size:
-            self._contexts.popitem(last=False)
-        return context
+        leaf = self._issue(self._leaf_key(host, extra_sans, organization))
+        preference = tuple(alpn)
+        context = self._contexts.get(preference)
+        if context is None:
+            context = self._contexts[preference] = self._build_context(preference)
+        return ServerTls(context, leaf)
 
     def close(self) -> None:
         """Drop every cached leaf and context. The issuer cannot be used afterwards."""
@@ -349,7 +353,7 @@ class LeafIssuer:
             cert_pem=cert_pem,
         )
 
-    def _build_context(self, leaf: LeafCert, alpn: tuple[str, ...]) -> SSL.Context:
+    def _build_context(self, alpn: tuple[str, ...]) -> SSL.Context:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         # No compression (CRIME) and our cipher order, as ssl's server
@@ -358,7 +362,8 @@ class LeafIssuer:
         context.set_options(
             SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
         )
-        context.use_certificate(leaf.cert)
+        # Every leaf carries the public half of this key, so a leaf set on a
+        # connection (SSL_use_certificate) pairs with it.
         context.use_privatekey(self._key)
         context.add_extra_chain_cert(self._ca.cert)
         if alpn:

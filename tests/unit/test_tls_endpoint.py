@@ -7,11 +7,10 @@ import ssl
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL
 
 from proxy.tls.ca import CertificateAuthority
 from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
-from proxy.tls.leaf import LeafIssuer
+from proxy.tls.leaf import LeafIssuer, ServerTls
 
 
 class _Client:
@@ -58,8 +57,8 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 @pytest.fixture(scope="module")
-def server_ctx(ca: CertificateAuthority) -> SSL.Context:
-    return LeafIssuer(ca).server_context("example.test")
+def server_ctx(ca: CertificateAuthority) -> ServerTls:
+    return LeafIssuer(ca).server_tls("example.test")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def client_ctx(ca: CertificateAuthority) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca.cert_path))
 
 
-def _pair(server_ctx: SSL.Context, client_ctx: ssl.SSLContext) -> tuple[TlsEndpoint, _Client]:
+def _pair(server_ctx: ServerTls, client_ctx: ssl.SSLContext) -> tuple[TlsEndpoint, _Client]:
     server = TlsEndpoint(server_ctx, sni="example.test")
     client = _Client(client_ctx)
     _, to_server = client.receive(b"")
@@ -78,7 +77,7 @@ def _pair(server_ctx: SSL.Context, client_ctx: ssl.SSLContext) -> tuple[TlsEndpo
     return server, client
 
 
-def test_plaintext_both_ways(server_ctx: SSL.Context, client_ctx: ssl.SSLContext) -> None:
+def test_plaintext_both_ways(server_ctx: ServerTls, client_ctx: ssl.SSLContext) -> None:
     server, client = _pair(server_ctx, client_ctx)
     assert server.receive(client.send(b"ping"))[0] == b"ping"
     assert client.receive(server.send(b"pong" * 100_000))[0] == b"pong" * 100_000
@@ -100,13 +99,13 @@ def test_alpn_is_our_first_choice_among_the_clients(
     ]:
         ctx = ssl.create_default_context(cafile=str(ca.cert_path))
         ctx.set_alpn_protocols(theirs)
-        server, client = _pair(issuer.server_context("example.test", alpn=ours), ctx)
+        server, client = _pair(issuer.server_tls("example.test", alpn=ours), ctx)
         assert server.facts().alpn == chosen == client.obj.selected_alpn_protocol()
 
 
 @pytest.mark.parametrize("with_data", [False, True])
 def test_close_notify_marks_the_peer_closed(
-    server_ctx: SSL.Context, client_ctx: ssl.SSLContext, with_data: bool
+    server_ctx: ServerTls, client_ctx: ssl.SSLContext, with_data: bool
 ) -> None:
     """RFC 8446 §6.1: close_notify ends the sender's stream; data before it still arrives."""
     server, client = _pair(server_ctx, client_ctx)
@@ -118,7 +117,7 @@ def test_close_notify_marks_the_peer_closed(
     assert client.peer_closed
 
 
-def test_garbage_instead_of_a_client_hello(server_ctx: SSL.Context) -> None:
+def test_garbage_instead_of_a_client_hello(server_ctx: ServerTls) -> None:
     server = TlsEndpoint(server_ctx)
     with pytest.raises(TlsHandshakeError) as e:
         server.receive(b"GET / HTTP/1.1\r\n\r\n")
@@ -126,7 +125,7 @@ def test_garbage_instead_of_a_client_hello(server_ctx: SSL.Context) -> None:
 
 
 def test_a_client_that_rejects_the_certificate_names_the_alert(
-    server_ctx: SSL.Context, tmp_path: Path
+    server_ctx: ServerTls, tmp_path: Path
 ) -> None:
     """A client that does not trust our CA sends unknown_ca (RFC 8446 §6.2)."""
     other = ssl.create_default_context(cafile=str(CertificateAuthority.create(tmp_path).cert_path))
@@ -142,7 +141,7 @@ def test_a_client_that_rejects_the_certificate_names_the_alert(
 
 
 def test_a_corrupt_record_after_the_handshake_is_a_tls_error(
-    server_ctx: SSL.Context, client_ctx: ssl.SSLContext
+    server_ctx: ServerTls, client_ctx: ssl.SSLContext
 ) -> None:
     server, client = _pair(server_ctx, client_ctx)
     record = bytearray(client.send(b"x" * 100))
@@ -153,7 +152,7 @@ def test_a_corrupt_record_after_the_handshake_is_a_tls_error(
 
 @pytest.mark.parametrize("size", [1, 16_383, 16_384, 16_385, 65_536, 3 * 65_536 + 7, 1_000_000])
 def test_every_byte_sent_comes_out_whatever_the_size(
-    server_ctx: SSL.Context, client_ctx: ssl.SSLContext, size: int
+    server_ctx: ServerTls, client_ctx: ssl.SSLContext, size: int
 ) -> None:
     """The ciphertext of one send is drained whole, around record and read sizes."""
     server, client = _pair(server_ctx, client_ctx)

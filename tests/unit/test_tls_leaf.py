@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-from OpenSSL import SSL
 
 from proxy.tls.ca import CertificateAuthority
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
@@ -24,6 +23,7 @@ from proxy.tls.leaf import (
     LEAF_VALIDITY,
     KeyType,
     LeafIssuer,
+    ServerTls,
     normalize_name,
     sans_from_certificate,
 )
@@ -144,7 +144,7 @@ def test_new_host_costs_a_signature_not_a_key(
     monkeypatch.setattr(ec, "generate_private_key", no_keygen)
     monkeypatch.setattr(rsa, "generate_private_key", no_keygen)
     issuer.issue("fresh-host.example")
-    issuer.server_context("fresh-context.example")
+    issuer.server_tls("fresh-context.example")
 
 
 def test_long_name_goes_in_the_san_only(issuer: LeafIssuer, ca: CertificateAuthority) -> None:
@@ -240,46 +240,49 @@ def test_leaf_cache_reuse_and_lru_eviction(ca: CertificateAuthority) -> None:
     assert issuer.issued_count == 4
 
 
-def test_context_cache_reuse_and_eviction(ca: CertificateAuthority) -> None:
-    issuer = LeafIssuer(ca, context_cache_size=2)
-    a = issuer.server_context("a.example")
-    assert issuer.server_context("a.example") is a
-    assert issuer.server_context("a.example", alpn=("h2", "http/1.1")) is not a
-    issuer.server_context("b.example")  # evicts the plain a.example context
-    assert issuer.server_context("a.example") is not a
-    assert issuer.issued_count == 2  # contexts came and went; leaves stayed cached
+def test_one_context_per_alpn_preference_not_per_host(ca: CertificateAuthority) -> None:
+    issuer = LeafIssuer(ca, cache_size=2)
+    a = issuer.server_tls("a.example")
+    assert issuer.server_tls("a.example") == a
+    assert a.leaf is issuer.issue("a.example")
+    b = issuer.server_tls("b.example")
+    assert b.context is a.context and b.leaf is not a.leaf
+    h2 = issuer.server_tls("a.example", alpn=("h2", "http/1.1"))
+    assert h2.context is not a.context and h2.leaf is a.leaf
+    issuer.server_tls("c.example")  # evicts b.example's leaf (a's was used since)
+    assert issuer.server_tls("b.example").leaf is not b.leaf
+    assert issuer.issued_count == 4
     issuer.close()
     with pytest.raises(RuntimeError, match="closed"):
-        issuer.server_context("a.example")
+        issuer.server_tls("a.example")
 
 
 def test_leaf_is_reissued_before_it_expires(ca: CertificateAuthority) -> None:
     now = [datetime.now(UTC)]
     issuer = LeafIssuer(ca, clock=lambda: now[0])
     first = issuer.issue("renew.example")
-    context = issuer.server_context("renew.example")
     now[0] += LEAF_VALIDITY - timedelta(days=10)
     assert issuer.issue("renew.example") is first
-    assert issuer.server_context("renew.example") is context
+    assert issuer.server_tls("renew.example").leaf is first
     now[0] += timedelta(days=9, hours=12)  # 12 hours before expiry
     second = issuer.issue("renew.example")
     assert second is not first
     assert second.not_after > first.not_after
-    assert issuer.server_context("renew.example") is not context
+    assert issuer.server_tls("renew.example").leaf is second
 
 
 def test_concurrent_tasks_share_one_issuance(ca: CertificateAuthority) -> None:
     issuer = LeafIssuer(ca)
 
-    async def handshake(host: str) -> SSL.Context:
+    async def handshake(host: str) -> ServerTls:
         await asyncio.sleep(0)
-        return issuer.server_context(host)
+        return issuer.server_tls(host)
 
-    async def run() -> list[SSL.Context]:
+    async def run() -> list[ServerTls]:
         return await asyncio.gather(*(handshake("same.example") for _ in range(20)))
 
-    contexts = asyncio.run(run())
-    assert all(c is contexts[0] for c in contexts)
+    servers = asyncio.run(run())
+    assert all(s.leaf is servers[0].leaf and s.context is servers[0].context for s in servers)
     assert issuer.issued_count == 1
 
 
@@ -341,7 +344,7 @@ def _client_context(ca: CertificateAuthority, alpn: list[str] | None = None) -> 
 class _Pair:
     """An ``ssl`` client and our server endpoint wired together through memory BIOs."""
 
-    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: SSL.Context, host: str) -> None:
+    def __init__(self, client_ctx: ssl.SSLContext, server_ctx: ServerTls, host: str) -> None:
         self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_ctx.wrap_bio(self.c_in, self.c_out, server_hostname=host)
         self.server = TlsEndpoint(server_ctx, sni=host)
@@ -353,7 +356,7 @@ class _Pair:
         self.c_in.write(out)
 
 
-def _handshake(client_ctx: ssl.SSLContext, server_ctx: SSL.Context, server_hostname: str) -> _Pair:
+def _handshake(client_ctx: ssl.SSLContext, server_ctx: ServerTls, server_hostname: str) -> _Pair:
     """Drive a TLS handshake between an ``ssl`` client and our endpoint, no sockets."""
     pair = _Pair(client_ctx, server_ctx, server_hostname)
     for _ in range(10):
@@ -372,7 +375,7 @@ def _handshake(client_ctx: ssl.SSLContext, server_ctx: SSL.Context, server_hostn
 def test_handshake_succeeds_for_the_right_host(
     issuer: LeafIssuer, ca: CertificateAuthority, host: str
 ) -> None:
-    server_ctx = issuer.server_context(host, alpn=("http/1.1",))
+    server_ctx = issuer.server_tls(host, alpn=("http/1.1",))
     pair = _handshake(_client_context(ca, ["h2", "http/1.1"]), server_ctx, host)
     assert pair.client.selected_alpn_protocol() == "http/1.1"
     assert pair.client.version() in ("TLSv1.2", "TLSv1.3")
@@ -402,13 +405,13 @@ def test_handshake_fails_for_another_ca_or_host(
 ) -> None:
     client_ctx = _client_context(other_ca if use_other_ca else ca)
     with pytest.raises(ssl.SSLCertVerificationError):
-        _handshake(client_ctx, issuer.server_context(server_host), client_host)
+        _handshake(client_ctx, issuer.server_tls(server_host), client_host)
 
 
-def test_server_context_is_tls12_minimum_and_speaks_tls12(
+def test_server_tls_is_tls12_minimum_and_speaks_tls12(
     issuer: LeafIssuer, ca: CertificateAuthority
 ) -> None:
-    server_ctx = issuer.server_context("old.example")
+    server_ctx = issuer.server_tls("old.example")
     client_ctx = _client_context(ca)
     client_ctx.minimum_version = client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     assert _handshake(client_ctx, server_ctx, "old.example").client.version() == "TLSv1.2"
