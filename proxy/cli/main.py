@@ -14,10 +14,11 @@ import importlib
 import ipaddress
 import re
 import signal
-import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from OpenSSL import SSL
 
 from proxy.cli.args import build_parser
 from proxy.cli.workers import check_shareable, run_workers
@@ -36,6 +37,7 @@ from proxy.sinks.har import HarSink
 from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
+from proxy.tls.client import client_context
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 
@@ -47,21 +49,16 @@ SUBCOMMANDS = {
 }
 
 
-def upstream_ssl_context(cafile: str | None, insecure: bool, keylog: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if keylog:
-        ctx.keylog_filename = keylog  # NSS key log for Wireshark
-    if cafile:
-        ctx.load_verify_locations(cafile)
+def upstream_tls_context(cafile: str | None, insecure: bool, keylog: str | None) -> SSL.Context:
     if insecure:
         print(
             "tapproxy: warning: upstream certificates are NOT verified (--insecure)",
             file=sys.stderr,
         )
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+    try:
+        return client_context(cafile, insecure, keylog)
+    except SSL.Error as e:
+        raise ConfigError(f"--upstream-ca {cafile}: cannot load certificates ({e})") from e
 
 
 def intercept_context(args: argparse.Namespace) -> InterceptContext | None:
@@ -115,7 +112,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         modes=modes,
         session=session,
         timeouts=timeouts,
-        upstream_ssl=upstream_ssl_context(args.upstream_ca, args.insecure, args.keylog),
+        upstream_tls=upstream_tls_context(args.upstream_ca, args.insecure, args.keylog),
         intercept=intercept_context(args),
         tap=PcapTap(args.pcap, args.pcap_side) if args.pcap else None,
         rules=load_rules_watcher(args),
@@ -234,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_shareable(args)
         options = options_from_args(args)
-    except (ConfigError, OSError, ssl.SSLError) as e:
+    except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
         return 2
 

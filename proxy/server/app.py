@@ -13,11 +13,12 @@ import asyncio
 import gc
 import json
 import os
-import ssl
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+
+from OpenSSL import SSL
 
 from proxy.config import ModeSpec
 from proxy.rules import RuleSet, RulesWatcher
@@ -31,6 +32,7 @@ from proxy.sinks.dispatch import Dispatcher
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import FlowRecord
 from proxy.tls import onboarding
+from proxy.tls.client import client_context
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -40,7 +42,7 @@ class ServerOptions:
     modes: list[ModeSpec]
     session: SessionConfig = field(default_factory=SessionConfig)
     timeouts: Timeouts = field(default_factory=Timeouts)
-    upstream_ssl: ssl.SSLContext | None = None
+    upstream_tls: SSL.Context | None = None  # None: verify with the system's roots
     pool_per_host: int = 32
     extra_own_hosts: tuple[str, ...] = field(default=())
     intercept: InterceptContext | None = None
@@ -56,6 +58,7 @@ class ProxyServer:
         self.dispatcher = dispatcher
         self.registry = Registry()
         self.pool = Pool(options.pool_per_host, options.timeouts.upstream_idle)
+        self.upstream_tls = options.upstream_tls or client_context()
         self.servers: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int]] = []
         self._watchdog: asyncio.Task[None] | None = None
@@ -104,7 +107,7 @@ class ProxyServer:
             pool=self.pool,
             submit=self.dispatcher.submit,
             timeouts=self.options.timeouts,
-            upstream_ssl=self.options.upstream_ssl,
+            upstream_tls=self.upstream_tls,
             registry=self.registry,
             intercept=intercept,
             tap=self.options.tap,

@@ -297,7 +297,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
         try:
             conn = await connect(
-                key, self.ctx.timeouts.connect, self.ctx.upstream_ssl, self.ctx.tap
+                key, self.ctx.timeouts.connect, self.ctx.upstream_tls, self.ctx.tap
             )
         except UpstreamError as e:
             self._connecting = None

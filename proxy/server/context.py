@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from OpenSSL import SSL
 
 from proxy.server.upstream import Pool
 from proxy.session.commands import FlowSource
@@ -66,7 +67,7 @@ class ListenerContext:
     pool: Pool
     submit: Callable[[FlowSource], None]
     timeouts: Timeouts
-    upstream_ssl: ssl.SSLContext | None
+    upstream_tls: SSL.Context
     registry: Registry
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None  # --pcap

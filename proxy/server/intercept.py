@@ -177,14 +177,13 @@ class Interceptor:
         self.probing = True  # the client waits for us: its handshake clock stops
         try:
             with contextlib.suppress(UpstreamError):
-                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_ssl, ctx.tap)
+                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_tls, ctx.tap)
         finally:
             self.probing = False
             conn.last_active = time.monotonic()  # the client's handshake clock starts now
-        if upstream is None or upstream.transport is None:
+        if upstream is None or upstream.tls is None:
             return upstream, None
-        obj = upstream.transport.get_extra_info("ssl_object")
-        der = obj.getpeercert(binary_form=True) if obj is not None else None
+        der = upstream.tls.peer_certificate()
         if not der:
             return upstream, None
         try:

@@ -2,7 +2,9 @@
 
 An ``UpstreamConnection`` forwards what its socket delivers to whoever owns
 it now (a client connection), or, while it sits idle in the pool, treats any
-byte or close as the end of its usefulness. The pool keeps at most
+byte or close as the end of its usefulness. For TLS it runs a
+:class:`proxy.tls.endpoint.TlsClient` over the plain socket: ciphertext in
+and out there, plaintext to and from the owner. The pool keeps at most
 ``per_host`` idle connections for each (host, port, tls) and drops those
 idle longer than ``idle_timeout``.
 """
@@ -13,17 +15,18 @@ import asyncio
 import contextlib
 import functools
 import socket
-import ssl
 import time
 from collections import OrderedDict, deque
 from typing import Protocol, cast
 
 from cryptography import x509
+from OpenSSL import SSL
 
 from proxy.server.transport import reset, tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
 from proxy.sinks.record import TlsSide
+from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError, TlsVerifyError
 from proxy.tls.leaf import certificate_names
 
 # (host, port, tls): tls is the SNI/hostname to verify for TLS, None for plain TCP.
@@ -39,15 +42,20 @@ class Owner(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: Key, tap: PcapTap | None = None) -> None:
+    def __init__(self, key: Key, tap: PcapTap | None = None, tls: TlsClient | None = None) -> None:
         self.key = key
         self.tap = tap
+        self.tls = tls
+        #: Settles when the TLS handshake is done or failed (None: plain TCP).
+        self.handshake: asyncio.Future[None] | None = None
         self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
         self.closed = False
         self.idle_since = 0.0
         self.paused_reading = False
-        self._tls: TlsSide | None = None
+        self._tls_facts: TlsSide | None = None
+        self._error: Exception | None = None  # why we cut the connection, for the owner
+        self._eof_seen = False  # close_notify or FIN already passed on
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -58,24 +66,90 @@ class UpstreamConnection(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if local and peer:
                 self.tap.open(id(self), (local[0], local[1]), (peer[0], peer[1]))
+        if self.tls is not None:
+            self.handshake = asyncio.get_running_loop().create_future()
+            self._tls_step(b"")
 
     def write(self, data: bytes) -> None:
-        """Send to the server (plaintext: TLS, if any, is the transport's)."""
+        """Send plaintext to the server (encrypted here for TLS)."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            if self.tls is None:
+                transport.write(data)
+            else:
+                try:
+                    transport.write(self.tls.send(data))
+                except TlsError as e:
+                    self._cut(ConnectionError(f"TLS error: {e}"))
+                    return
             if self.tap is not None and self.tap.upstream_side:
                 self.tap.data(id(self), True, data)
 
     def data_received(self, data: bytes) -> None:
+        if self.tls is not None:
+            data = self._tls_step(data)
+            if not data:
+                if self.tls.peer_closed:
+                    self._tls_closed()
+                return
         if self.tap is not None and self.tap.upstream_side:
             self.tap.data(id(self), False, data)
         if self.owner is not None:
             self.owner.on_server_data(data)
         else:  # unsolicited bytes on an idle connection: it is not reusable
             self.close()
+            return
+        if self.tls is not None and self.tls.peer_closed:
+            self._tls_closed()
+
+    def _tls_step(self, data: bytes) -> bytes:
+        """Feed ciphertext to the TLS client; send its answer; return the plaintext."""
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None
+        handshaking = not tls.handshake_done
+        try:
+            plain, out = tls.receive(data)
+        except TlsHandshakeError as e:
+            self._handshake_settled(e)
+            self.closed = True
+            transport.write(tls.close())  # the alert saying why, if OpenSSL made one
+            transport.close()
+            return b""
+        except TlsError as e:
+            self._cut(ConnectionError(f"TLS error: {e}"))
+            return b""
+        if out and not transport.is_closing():
+            transport.write(out)
+        if handshaking and tls.handshake_done:
+            self._handshake_settled(None)
+        return plain
+
+    def _handshake_settled(self, error: Exception | None) -> None:
+        future = self.handshake
+        if future is not None and not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def _tls_closed(self) -> None:
+        """The server sent close_notify: the end of its stream, like a FIN."""
+        if not self._eof_seen and not self.closed and not self.eof_received():
+            self.close()
+
+    def _cut(self, error: Exception) -> None:
+        """Reset the connection after a TLS failure; the owner learns ``error``."""
+        self._error = error
+        if self.transport is not None:
+            reset(self.transport)
 
     def eof_received(self) -> bool:
+        if self.handshake is not None and not self.handshake.done():
+            self._handshake_settled(ConnectionResetError("closed during the TLS handshake"))
+            return False
+        if self._eof_seen:  # the FIN after a close_notify already passed on
+            return True
+        self._eof_seen = True
         if self.owner is not None:
             self.owner.on_server_eof()
             return True  # keep our write side; the owner decides when to close
@@ -83,6 +157,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        exc = exc or self._error
+        self._handshake_settled(exc or ConnectionResetError("closed during the TLS handshake"))
         if self.tap is not None and self.tap.upstream_side:
             self.tap.close(id(self), reset=exc is not None, from_client=False)
         owner, self.owner = self.owner, None
@@ -111,6 +187,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.owner = None
         if self.transport is not None and not self.closed:
             self.closed = True
+            if self.tls is not None and self.tls.handshake_done:
+                with contextlib.suppress(OSError):
+                    self.transport.write(self.tls.close())  # close_notify (RFC 8446 §6.1)
             self.transport.close()
 
     def abort(self) -> None:
@@ -122,11 +201,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def tls_facts(self) -> TlsSide | None:
         """TLS version, cipher, ALPN and certificate of this connection (cached)."""
-        if self._tls is None and self.key[2] is not None and self.transport is not None:
-            obj = self.transport.get_extra_info("ssl_object")
-            if obj is not None:
-                self._tls = tls_side_of(obj, self.key[2])
-        return self._tls
+        if self._tls_facts is None and self.tls is not None and self.tls.handshake_done:
+            self._tls_facts = tls_side_of(self.tls)
+        return self._tls_facts
 
     @property
     def usable(self) -> bool:
@@ -137,10 +214,12 @@ def describe_error(exc: BaseException) -> str:
     """A short, human cause for a failed connect (shown in 502 bodies)."""
     if isinstance(exc, socket.gaierror):
         return f"name not resolved ({exc.strerror})"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verification failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, TlsVerifyError):
+        return f"certificate verification failed: {exc}"
+    if isinstance(exc, TlsHandshakeError):
+        return f"TLS handshake failed: {exc}"
+    if isinstance(exc, UnicodeError):
+        return "the host name cannot be encoded (IDNA)"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
@@ -234,9 +313,9 @@ class Pool:
         return len(self._all)
 
 
-def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
-    cipher = obj.cipher()
-    der = obj.getpeercert(binary_form=True)
+def tls_side_of(tls: TlsClient) -> TlsSide:
+    facts = tls.facts()
+    der = tls.peer_certificate()
     subject = issuer = not_after = None
     sans: tuple[str, ...] = ()
     if der:
@@ -244,10 +323,10 @@ def tls_side_of(obj: ssl.SSLObject, sni: str) -> TlsSide:
         with contextlib.suppress(ValueError):
             sans = certificate_names(der)[0]
     return TlsSide(
-        version=obj.version(),
-        cipher=cipher[0] if cipher else None,
-        alpn=obj.selected_alpn_protocol(),
-        sni=sni or None,
+        version=facts.version,
+        cipher=facts.cipher,
+        alpn=facts.alpn,
+        sni=tls.hostname or None,
         cert_subject=subject,
         cert_issuer=issuer,
         cert_sans=sans,
@@ -267,30 +346,36 @@ def _certificate_summary(der: bytes) -> tuple[str, str, str]:
 
 
 async def connect(
-    key: Key, timeout: float, ssl_context: ssl.SSLContext | None, tap: PcapTap | None = None
+    key: Key, timeout: float, tls_context: SSL.Context | None, tap: PcapTap | None = None
 ) -> UpstreamConnection:
-    """Open a new upstream connection or raise ``UpstreamError``."""
+    """Open a new upstream connection (TLS handshake done, if any) or raise ``UpstreamError``.
+
+    ``tls_context`` (:func:`proxy.tls.client.client_context`) is required
+    when the key asks for TLS.
+    """
     loop = asyncio.get_running_loop()
     host, port, sni = key
-    tls = sni is not None
+    if sni is not None and tls_context is None:
+        raise ValueError(f"TLS to {host}:{port} needs a client context")
+    conn: UpstreamConnection | None = None
     try:
+        tls = TlsClient(tls_context, sni or host) if tls_context and sni is not None else None
         async with asyncio.timeout(timeout):
-            _, proto = await loop.create_connection(
-                lambda: UpstreamConnection(key, tap),
-                host,
-                port,
-                ssl=ssl_context if tls else None,
-                server_hostname=(sni or host) if tls else None,
-                ssl_handshake_timeout=timeout if tls else None,
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(key, tap, tls), host, port
             )
-    except TimeoutError as e:
-        e.__traceback__ = None
+            if conn.handshake is not None:
+                await conn.handshake
+    except TimeoutError:
+        _abandon(conn)
         raise UpstreamError(f"connect timed out after {timeout:g}s", timeout=True) from None
-    except (OSError, ssl.SSLError) as e:
-        # The traceback of a failed TLS handshake keeps its 256 KiB buffers
-        # alive until a full collection (CPython gh-109534): ~40 MB per 1,000
-        # failures was measured. Only the message is kept.
-        message = describe_error(e)
-        e.__traceback__ = None
-        raise UpstreamError(message) from None
-    return proto
+    except (OSError, TlsHandshakeError, UnicodeError) as e:
+        _abandon(conn)
+        raise UpstreamError(describe_error(e)) from None
+    return conn
+
+
+def _abandon(conn: UpstreamConnection | None) -> None:
+    if conn is not None and conn.transport is not None and not conn.closed:
+        conn.closed = True
+        conn.transport.abort()

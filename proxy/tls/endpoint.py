@@ -1,4 +1,8 @@
-"""The server side of an intercepted TLS connection over memory BIOs (sans-IO).
+"""Both sides of an intercepted TLS connection, over memory BIOs (sans-IO).
+
+:class:`TlsEndpoint` is the server side that a client talks to;
+:class:`TlsClient` is our own connection to the upstream server. Both are
+ciphertext in, plaintext out: the IO shell moves the bytes.
 
 The proxy must read a client's ClientHello (for SNI and ALPN) before it
 knows which certificate to present, so the bytes that start the handshake
@@ -10,7 +14,9 @@ This side runs on pyOpenSSL (the OpenSSL that ``cryptography`` ships), not
 the ``ssl`` module: a connection then takes the host's leaf, and a shared
 context the key, as objects already in memory, where ``ssl.SSLContext`` can
 only load them from PEM files, which OpenSSL 3.0 decodes at ~0.8 ms per new
-host (see docs/performance.md, scenario d). Errors are mapped to this module's
+host (see docs/performance.md, scenario d). The upstream side follows for the
+same OpenSSL: its handshake costs a third less CPU than through ``ssl``
+(verification: :mod:`proxy.tls.client`). Errors are mapped to this module's
 own exceptions so callers never see either library's types.
 """
 
@@ -19,11 +25,19 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
+from proxy.tls.client import is_ip_literal
 from proxy.tls.leaf import ServerTls
 
-__all__ = ["TlsEndpoint", "TlsError", "TlsFacts", "TlsHandshakeError"]
+__all__ = [
+    "TlsClient",
+    "TlsEndpoint",
+    "TlsError",
+    "TlsFacts",
+    "TlsHandshakeError",
+    "TlsVerifyError",
+]
 
 #: Plaintext per ``recv``: one TLS record carries at most 2^14 bytes (RFC 8446 §5.1).
 _RECORD = 16 * 1024
@@ -41,6 +55,10 @@ class TlsHandshakeError(Exception):
     def __init__(self, message: str, alert: str | None = None) -> None:
         super().__init__(message)
         self.alert = alert
+
+
+class TlsVerifyError(TlsHandshakeError):
+    """We refused the server's certificate; the message says why (``certificate has expired``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +93,18 @@ def _alert_of(e: SSL.Error) -> str | None:
     return None
 
 
-class TlsEndpoint:
-    """The server side of a TLS connection that we terminate.
+class _TlsConnection:
+    """What both sides share: a pyOpenSSL connection over memory BIOs."""
 
-    ``server`` comes from :meth:`proxy.tls.leaf.LeafIssuer.server_tls`;
-    ``sni`` is the name the client asked for (from its ClientHello), kept for
-    :meth:`facts`.
-    """
-
-    def __init__(self, server: ServerTls, sni: str | None = None) -> None:
-        self._conn = SSL.Connection(server.context, None)  # None: memory BIOs
-        self._conn.use_certificate(server.leaf.cert)
-        self._conn.set_accept_state()
+    def __init__(self, conn: SSL.Connection, sni: str | None) -> None:
+        self._conn = conn
         self.handshake_done = False
         self.sni = sni
         #: The peer sent close_notify: its end of the stream (RFC 8446 §6.1).
         self.peer_closed = False
+
+    def _handshake_error(self, e: SSL.Error) -> TlsHandshakeError:
+        return TlsHandshakeError(_describe(e), _alert_of(e))
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext received, ciphertext to send back).
@@ -105,7 +119,7 @@ class TlsEndpoint:
             except SSL.WantReadError:
                 return b"", self._pending_out()
             except SSL.Error as e:
-                raise TlsHandshakeError(_describe(e), _alert_of(e)) from e
+                raise self._handshake_error(e) from e
             self.handshake_done = True
         try:
             plain = self._read_plain()
@@ -172,3 +186,57 @@ class TlsEndpoint:
             alpn=alpn.decode("latin-1") if alpn else None,
             sni=self.sni,
         )
+
+
+class TlsEndpoint(_TlsConnection):
+    """The server side of a TLS connection that we terminate.
+
+    ``server`` comes from :meth:`proxy.tls.leaf.LeafIssuer.server_tls`;
+    ``sni`` is the name the client asked for (from its ClientHello), kept for
+    :meth:`facts`.
+    """
+
+    def __init__(self, server: ServerTls, sni: str | None = None) -> None:
+        conn = SSL.Connection(server.context, None)  # None: memory BIOs
+        conn.use_certificate(server.leaf.cert)
+        conn.set_accept_state()
+        super().__init__(conn, sni)
+
+
+class TlsClient(_TlsConnection):
+    """Our TLS connection to an upstream server, verified for ``hostname``.
+
+    ``context`` comes from :func:`proxy.tls.client.client_context`. SNI is
+    sent unless ``hostname`` is an IP literal (RFC 6066 §3). :meth:`start`
+    gives the ClientHello; a refused certificate raises ``TlsVerifyError``.
+    A host name IDNA cannot encode raises ``UnicodeError``, as in ``ssl``.
+    """
+
+    def __init__(self, context: SSL.Context, hostname: str) -> None:
+        conn = SSL.Connection(context, None)
+        conn.set_app_data(self)  # for the verify callback (proxy.tls.client.Verifying)
+        conn.set_connect_state()
+        ip = is_ip_literal(hostname)
+        if not ip:
+            conn.set_tlsext_host_name(hostname.rstrip(".").encode("idna"))
+        super().__init__(conn, None if ip else hostname)
+        self.hostname = hostname
+        self.verify_error: str | None = None
+        self.peer_der: bytes | None = None
+
+    def start(self) -> bytes:
+        """The ClientHello to send."""
+        return self.receive(b"")[1]
+
+    def peer_certificate(self) -> bytes | None:
+        """The server's certificate (DER), once the handshake is done."""
+        if self.peer_der is None and self.handshake_done:
+            cert = self._conn.get_peer_certificate()
+            if cert is not None:
+                self.peer_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        return self.peer_der
+
+    def _handshake_error(self, e: SSL.Error) -> TlsHandshakeError:
+        if self.verify_error is not None:
+            return TlsVerifyError(self.verify_error)
+        return super()._handshake_error(e)

@@ -44,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 from proxy.tls.ca import BACKDATE, CertificateAuthority
+from proxy.tls.keylog import KeyLog
 
 __all__ = [
     "LEAF_VALIDITY",
@@ -204,7 +205,7 @@ class LeafIssuer:
         self._key = _generate_leaf_key(key_type)
         self._aki = _authority_key_identifier(ca.cert)
         self._cache_size = cache_size
-        self._keylog = _KeyLog(keylog_filename) if keylog_filename else None
+        self._keylog = KeyLog(keylog_filename) if keylog_filename else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._leaves: OrderedDict[_LeafKey, LeafCert] = OrderedDict()
         self._contexts: dict[tuple[str, ...], SSL.Context] = {}
@@ -386,19 +387,6 @@ def _alpn_chooser(
         return SSL.NO_OVERLAPPING_PROTOCOLS  # carry on without ALPN, as ssl does
 
     return choose
-
-
-class _KeyLog:
-    """Appends NSS key log lines (for Wireshark) to a file, as ``SSLKEYLOGFILE`` does."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def write(self, _conn: SSL.Connection, line: bytes) -> None:
-        # Opened per line: several workers may share the file, and O_APPEND
-        # keeps each line whole. Key logging is for debugging, not speed.
-        with open(self._path, "ab") as f:
-            f.write(line + b"\n")
 
 
 def _generate_leaf_key(key_type: KeyType) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
