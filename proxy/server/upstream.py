@@ -129,8 +129,8 @@ class UpstreamConnection(asyncio.Protocol):
         if future is not None and not future.done():
             if error is None:
                 future.set_result(None)
-            else:
-                future.set_exception(error)
+            else:  # its traceback's frames would hold this connection in a cycle
+                future.set_exception(error.with_traceback(None))
 
     def _tls_closed(self) -> None:
         """The server sent close_notify: the end of its stream, like a FIN."""
@@ -237,8 +237,8 @@ class Pool:
     idle connections, or beyond ``total_tls`` idle TLS ones, the one idle
     longest is closed (principle 1: memory stays bounded whatever the
     traffic). TLS gets its own, smaller bound because each idle TLS
-    connection holds asyncio's 256 KiB read buffer, ~30 times what a plain
-    one holds; 64 is still far more hosts than a browser keeps warm.
+    connection also holds an OpenSSL connection and its buffers; 64 is
+    still far more hosts than a browser keeps warm.
     """
 
     def __init__(
@@ -366,16 +366,23 @@ async def connect(
             )
             if conn.handshake is not None:
                 await conn.handshake
-    except TimeoutError:
+                conn.handshake = None
+    except TimeoutError as e:
         _abandon(conn)
+        e.__traceback__ = None
         raise UpstreamError(f"connect timed out after {timeout:g}s", timeout=True) from None
     except (OSError, TlsHandshakeError, UnicodeError) as e:
         _abandon(conn)
-        raise UpstreamError(describe_error(e)) from None
+        message = describe_error(e)
+        e.__traceback__ = None  # its frames would keep the connection alive
+        raise UpstreamError(message) from None
     return conn
 
 
 def _abandon(conn: UpstreamConnection | None) -> None:
-    if conn is not None and conn.transport is not None and not conn.closed:
+    if conn is None:
+        return
+    conn.handshake = None
+    if conn.transport is not None and not conn.closed:
         conn.closed = True
         conn.transport.abort()

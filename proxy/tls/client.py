@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
-from typing import Protocol, TypeGuard
+from typing import TypeGuard
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -36,7 +36,7 @@ from OpenSSL import SSL, crypto
 
 from proxy.tls.keylog import KeyLog
 
-__all__ = ["client_context", "hostname_problem", "is_ip_literal"]
+__all__ = ["Verification", "client_context", "hostname_problem", "is_ip_literal"]
 
 #: OpenSSL's X509_V_ERR_* codes (x509_vfy.h, stable since 0.9.8) and their
 #: texts, for the 502 body; other codes are named by number.
@@ -89,27 +89,35 @@ def client_context(
     return context
 
 
-class Verifying(Protocol):
-    """What the verify callback reads and fills in on a connection's app data."""
+class Verification:
+    """One connection's verification: the name wanted, and what the callback found.
 
-    hostname: str
-    verify_error: str | None
-    peer_der: bytes | None
+    Kept as the connection's app data. It must not refer back to the
+    connection: that cycle would hold OpenSSL's buffers until the cyclic
+    collector ran (seen as +28 MB RSS over scenario d).
+    """
+
+    __slots__ = ("error", "hostname", "peer_der")
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        self.error: str | None = None
+        self.peer_der: bytes | None = None
 
 
 def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     """pyOpenSSL's verify callback: OpenSSL's verdict per certificate, then the name."""
-    state: Verifying = conn.get_app_data()
+    state: Verification = conn.get_app_data()
     if not ok:
-        if state.verify_error is None:
-            state.verify_error = verify_message(errno)
+        if state.error is None:
+            state.error = verify_message(errno)
         return False
     if depth == 0:
         der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
         state.peer_der = der
         problem = hostname_problem(der, state.hostname)
         if problem is not None:
-            state.verify_error = problem
+            state.error = problem
             return False
     return True
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from OpenSSL import SSL, crypto
 
-from proxy.tls.client import is_ip_literal
+from proxy.tls.client import Verification, is_ip_literal
 from proxy.tls.leaf import ServerTls
 
 __all__ = [
@@ -213,16 +213,15 @@ class TlsClient(_TlsConnection):
     """
 
     def __init__(self, context: SSL.Context, hostname: str) -> None:
+        self._verification = Verification(hostname)
         conn = SSL.Connection(context, None)
-        conn.set_app_data(self)  # for the verify callback (proxy.tls.client.Verifying)
+        conn.set_app_data(self._verification)  # for the verify callback
         conn.set_connect_state()
         ip = is_ip_literal(hostname)
         if not ip:
             conn.set_tlsext_host_name(hostname.rstrip(".").encode("idna"))
         super().__init__(conn, None if ip else hostname)
         self.hostname = hostname
-        self.verify_error: str | None = None
-        self.peer_der: bytes | None = None
 
     def start(self) -> bytes:
         """The ClientHello to send."""
@@ -230,13 +229,14 @@ class TlsClient(_TlsConnection):
 
     def peer_certificate(self) -> bytes | None:
         """The server's certificate (DER), once the handshake is done."""
-        if self.peer_der is None and self.handshake_done:
+        state = self._verification
+        if state.peer_der is None and self.handshake_done:  # not verified (--insecure)
             cert = self._conn.get_peer_certificate()
             if cert is not None:
-                self.peer_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
-        return self.peer_der
+                state.peer_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        return state.peer_der
 
     def _handshake_error(self, e: SSL.Error) -> TlsHandshakeError:
-        if self.verify_error is not None:
-            return TlsVerifyError(self.verify_error)
+        if self._verification.error is not None:
+            return TlsVerifyError(self._verification.error)
         return super()._handshake_error(e)

@@ -257,7 +257,7 @@ def test_intercepted_host_with_plain_upstream(tls: Tls, upstreams: Upstreams) ->
         assert b"wrong version number" in o.body  # OpenSSL names the plaintext reply
 
     # Two failed upstream handshakes per case (the certificate probe, then the
-    # request); their buffers must not pile up (CPython gh-109534, see upstream.py).
+    # request); their buffers must not pile up (docs/reliability.md).
     env.survive(
         "intercepted host, plain upstream",
         one,
