@@ -232,7 +232,7 @@ def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         ca = CertificateAuthority.load_or_create(Path(d) / "ca")
-        issuer = LeafIssuer(ca, cache_size=4 * n)
+        issuer = LeafIssuer(ca, cache_size=4 * n, context_cache_size=4 * n)
 
         def timed(label: str, fn) -> None:  # type: ignore[no-untyped-def]
             lat = []
@@ -249,8 +249,16 @@ def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
 
         timed("issue(new host)", lambda i: issuer.issue(f"h{i}.bench.test"))
         timed(
-            "TlsEndpoint(server_tls(host already issued))",
+            "TlsEndpoint(server_tls(host issued, first connection)): shared context",
             lambda i: TlsEndpoint(issuer.server_tls(f"h{i}.bench.test")),
+        )
+        timed(
+            "TlsEndpoint(server_tls(second connection)): its own context built",
+            lambda i: TlsEndpoint(issuer.server_tls(f"h{i}.bench.test")),
+        )
+        timed(
+            "TlsEndpoint(server_tls(later connections)): its own context cached",
+            lambda i: TlsEndpoint(issuer.server_tls(f"h{i % 256}.bench.test")),
         )
         timed(
             "TlsEndpoint(server_tls(new host)): issue + endpoint",

@@ -198,7 +198,8 @@ class TlsEndpoint(_TlsConnection):
 
     def __init__(self, server: ServerTls, sni: str | None = None) -> None:
         conn = SSL.Connection(server.context, None)  # None: memory BIOs
-        conn.use_certificate(server.leaf.cert)
+        if server.shared:
+            conn.use_certificate(server.leaf.cert)
         conn.set_accept_state()
         super().__init__(conn, sni)
 

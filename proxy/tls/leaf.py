@@ -11,13 +11,16 @@ Design (see docs/tls.md):
   Chromium rejecting longer ones), never beyond the CA, and are backdated two
   days for clients with skewed clocks.
 * ``server_tls`` hands out what a server endpoint needs for a host: the
-  cached leaf and a pyOpenSSL ``SSL.Context`` shared by every host (one per
-  ALPN preference). The context holds the shared key and the CA certificate;
-  the endpoint sets the leaf on its own connection (:mod:`proxy.tls.endpoint`).
-  A context per host cost ~0.2 ms to build in OpenSSL, a leaf per connection
-  ~25 µs (docs/performance.md, scenario d). Everything goes in as objects
-  already in memory: no PEM is written or parsed, and no key material ever
-  touches the disk.
+  cached leaf and a pyOpenSSL ``SSL.Context``. A host's first connection
+  gets a context shared by every host (one per ALPN preference), holding the
+  shared key and the CA certificate, and the endpoint sets the leaf on its own
+  connection (~0.09 ms more per handshake: OpenSSL parses and caches the
+  leaf afresh). A host seen again gets a context of its own with the leaf in
+  it (~0.2 ms once, then nothing per connection), kept in an LRU. So a
+  stream of distinct hosts never pays for contexts, and a host a browser
+  opens six connections to pays once (docs/performance.md, scenario d).
+  Everything goes in as objects already in memory: no PEM is written or
+  parsed, and no key material ever touches the disk.
 
 Issuance is synchronous and never awaits. Called from the event loop, it
 cannot interleave with itself, so concurrent connections to one host share a
@@ -86,10 +89,15 @@ class LeafCert:
 
 @dataclass(frozen=True, slots=True)
 class ServerTls:
-    """The server side of one intercepted host: a shared context and the host's leaf."""
+    """The server side of one intercepted host: a context and the host's leaf.
+
+    ``shared``: the context serves every host, so the endpoint must set
+    ``leaf`` on its connection; otherwise the leaf is already in the context.
+    """
 
     context: SSL.Context
     leaf: LeafCert
+    shared: bool
 
 
 def normalize_name(name: str) -> str:
@@ -179,14 +187,16 @@ def _text_attrs(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
 
 
 _LeafKey = tuple[tuple[str, ...], str | None]
+_ContextKey = tuple[_LeafKey, tuple[str, ...]]
 
 
 class LeafIssuer:
-    """Issues and caches leaf certificates; builds the shared server contexts.
+    """Issues and caches leaf certificates and the server contexts that present them.
 
-    ``cache_size`` bounds the leaf cache. There is one ``SSL.Context`` per
-    ALPN preference list asked for (callers use a fixed few), not per host.
-    ``clock`` exists for tests.
+    ``cache_size`` bounds the leaf cache (and the memory of hosts seen once);
+    ``context_cache_size`` bounds the per-host contexts, which hold OpenSSL
+    state. There is one shared context per ALPN preference list asked for
+    (callers use a fixed few). ``clock`` exists for tests.
     """
 
     def __init__(
@@ -195,11 +205,12 @@ class LeafIssuer:
         key_type: KeyType = "ec",
         cache_size: int = 1000,
         *,
+        context_cache_size: int = 256,
         clock: Callable[[], datetime] | None = None,
         keylog_filename: str | None = None,
     ) -> None:
-        if cache_size < 1:
-            raise ValueError("the cache size must be at least 1")
+        if cache_size < 1 or context_cache_size < 1:
+            raise ValueError("cache sizes must be at least 1")
         self._ca = ca
         self._key_type: KeyType = key_type
         self._key = _generate_leaf_key(key_type)
@@ -208,7 +219,10 @@ class LeafIssuer:
         self._keylog = KeyLog(keylog_filename) if keylog_filename else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._leaves: OrderedDict[_LeafKey, LeafCert] = OrderedDict()
-        self._contexts: dict[tuple[str, ...], SSL.Context] = {}
+        self._context_cache_size = context_cache_size
+        self._shared: dict[tuple[str, ...], SSL.Context] = {}
+        self._contexts: OrderedDict[_ContextKey, tuple[SSL.Context, LeafCert]] = OrderedDict()
+        self._seen: OrderedDict[_ContextKey, None] = OrderedDict()  # hosts served before
         self._issued = 0
         self._closed = False
 
@@ -244,24 +258,45 @@ class LeafIssuer:
     ) -> ServerTls:
         """The leaf for ``host`` (see :meth:`issue`) and a server context to present it.
 
-        The context is TLS 1.2 minimum, holds the shared key and the CA
-        certificate (sent as the chain), and offers ``alpn`` in order of
-        preference (empty: no ALPN). It is shared by every host with the same
-        ``alpn`` and safe to share between connections; the leaf goes on each
-        connection (:class:`proxy.tls.endpoint.TlsEndpoint`).
+        Contexts are TLS 1.2 minimum, hold the shared key and the CA
+        certificate (sent as the chain), and offer ``alpn`` in order of
+        preference (empty: no ALPN). They are safe to share between
+        connections. See the module docstring for shared and per-host ones.
         """
-        leaf = self._issue(self._leaf_key(host, extra_sans, organization))
-        preference = tuple(alpn)
-        context = self._contexts.get(preference)
+        leaf_key = self._leaf_key(host, extra_sans, organization)
+        leaf = self._issue(leaf_key)
+        key: _ContextKey = (leaf_key, tuple(alpn))
+        entry = self._contexts.get(key)
+        if entry is not None and entry[1] is leaf:
+            self._contexts.move_to_end(key)
+            return ServerTls(entry[0], leaf, shared=False)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return ServerTls(self._own_context(key, leaf), leaf, shared=False)
+        self._seen[key] = None
+        while len(self._seen) > self._cache_size:
+            self._seen.popitem(last=False)
+        context = self._shared.get(key[1])
         if context is None:
-            context = self._contexts[preference] = self._build_context(preference)
-        return ServerTls(context, leaf)
+            context = self._shared[key[1]] = self._build_context(key[1])
+        return ServerTls(context, leaf, shared=True)
+
+    def _own_context(self, key: _ContextKey, leaf: LeafCert) -> SSL.Context:
+        context = self._build_context(key[1])
+        context.use_certificate(leaf.cert)
+        self._contexts[key] = (context, leaf)
+        self._contexts.move_to_end(key)
+        while len(self._contexts) > self._context_cache_size:
+            self._contexts.popitem(last=False)
+        return context
 
     def close(self) -> None:
         """Drop every cached leaf and context. The issuer cannot be used afterwards."""
         self._closed = True
         self._leaves.clear()
         self._contexts.clear()
+        self._seen.clear()
+        self._shared.clear()
 
     def __enter__(self) -> LeafIssuer:
         return self
@@ -363,8 +398,8 @@ class LeafIssuer:
         context.set_options(
             SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
         )
-        # Every leaf carries the public half of this key, so a leaf set on a
-        # connection (SSL_use_certificate) pairs with it.
+        # Every leaf carries the public half of this key, so a leaf set on the
+        # context or on a connection (SSL_use_certificate) pairs with it.
         context.use_privatekey(self._key)
         context.add_extra_chain_cert(self._ca.cert)
         if alpn:

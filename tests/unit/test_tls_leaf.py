@@ -240,18 +240,24 @@ def test_leaf_cache_reuse_and_lru_eviction(ca: CertificateAuthority) -> None:
     assert issuer.issued_count == 4
 
 
-def test_one_context_per_alpn_preference_not_per_host(ca: CertificateAuthority) -> None:
-    issuer = LeafIssuer(ca, cache_size=2)
-    a = issuer.server_tls("a.example")
-    assert issuer.server_tls("a.example") == a
-    assert a.leaf is issuer.issue("a.example")
-    b = issuer.server_tls("b.example")
-    assert b.context is a.context and b.leaf is not a.leaf
-    h2 = issuer.server_tls("a.example", alpn=("h2", "http/1.1"))
-    assert h2.context is not a.context and h2.leaf is a.leaf
-    issuer.server_tls("c.example")  # evicts b.example's leaf (a's was used since)
-    assert issuer.server_tls("b.example").leaf is not b.leaf
-    assert issuer.issued_count == 4
+def test_a_host_seen_once_shares_a_context_and_gets_its_own_when_seen_again(
+    ca: CertificateAuthority,
+) -> None:
+    issuer = LeafIssuer(ca, cache_size=3, context_cache_size=1)
+    a1 = issuer.server_tls("a.example")
+    assert a1.shared and a1.leaf is issuer.issue("a.example")
+    b1 = issuer.server_tls("b.example")
+    assert b1.shared and b1.context is a1.context and b1.leaf is not a1.leaf
+    a2 = issuer.server_tls("a.example")  # seen again: a context of its own
+    assert not a2.shared and a2.context is not a1.context and a2.leaf is a1.leaf
+    assert issuer.server_tls("a.example") == a2
+    h2 = issuer.server_tls("a.example", alpn=("h2", "http/1.1"))  # another ALPN: new key
+    assert h2.shared and h2.context is not a1.context and h2.leaf is a1.leaf
+    b2 = issuer.server_tls("b.example")  # evicts a.example's own context (size 1)
+    assert not b2.shared
+    a3 = issuer.server_tls("a.example")  # known, so straight to a new own context
+    assert not a3.shared and a3.context is not a2.context
+    assert issuer.issued_count == 2  # contexts came and went; leaves stayed cached
     issuer.close()
     with pytest.raises(RuntimeError, match="closed"):
         issuer.server_tls("a.example")
@@ -282,7 +288,8 @@ def test_concurrent_tasks_share_one_issuance(ca: CertificateAuthority) -> None:
         return await asyncio.gather(*(handshake("same.example") for _ in range(20)))
 
     servers = asyncio.run(run())
-    assert all(s.leaf is servers[0].leaf and s.context is servers[0].context for s in servers)
+    assert all(s.leaf is servers[0].leaf for s in servers)
+    assert servers[0].shared and len({id(s.context) for s in servers[1:]}) == 1
     assert issuer.issued_count == 1
 
 
