@@ -1,7 +1,9 @@
 """The proxies under test: how to install, start and identify each one.
 
 * ``direct``: no proxy (the client talks to the origin).
-* ``tapproxy``: this repo, ``python -m proxy -q -p 0 --flow-log FILE`` (logging on).
+* ``tapproxy``: this repo, ``python -m proxy -q -p 0 --flow-log FILE --rules FILE``:
+  logging on, and ten rules loaded that match none of the benchmark's
+  requests (the issue's scenario a: "rules loaded but not matching").
 * ``mitmdump``: the latest mitmproxy that installs from PyPI here, in its own
   venv (``~/.cache/tapproxy-bench/mitmproxy-venv``), ``-q --set stream_large_bodies=1``.
 * ``proxy.py``: PyPI ``proxy.py`` in its own venv, default settings.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from bench.common import PROXY_CPU, ROOT, Launched, free_port, launch, tool_version, wait_port
 from bench.origin import self_signed_ca
+from bench.rules_bench import write_rules
 
 CACHE = Path(os.environ.get("TAPPROXY_BENCH_CACHE", Path.home() / ".cache" / "tapproxy-bench"))
 PEERS = ("direct", "tapproxy", "mitmdump", "proxy.py", "bare relay")
@@ -198,6 +201,15 @@ def _foreign_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
+#: How many non-matching rules tapproxy runs with (bench/rules_bench.py makes them).
+BENCH_RULES = 10
+
+
+def tapproxy_rules(workdir: Path) -> Path:
+    """A rules file of ``BENCH_RULES`` rules that no benchmark request matches."""
+    return write_rules(workdir, BENCH_RULES, matching=False)
+
+
 def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running:
     """Start peer ``name`` pinned to the proxy CPU (``direct``: nothing to start)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +226,8 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
             "0",
             "--flow-log",
             str(workdir / "flows.jsonl"),
+            "--rules",
+            str(tapproxy_rules(workdir)),
         ]
         if tls:
             certs = workdir / "tapproxy-certs"

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.common import PROXY_CPU, OtherLoad, launch, tree_cpu_seconds, wait_quiet
 from bench.loadgen import run_wrk, wrk_script
 from bench.origin import Origin, start_origin
-from bench.peers import Running, _wait_log
+from bench.peers import Running, _wait_log, tapproxy_rules
 from bench.report import Column, Table
 
 #: (row label, --workers, CPU to pin the proxy to; None: both CPUs).
@@ -33,7 +33,8 @@ def _start(workdir: Path, workers: int, cpu: int | None) -> Running:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "tapproxy.log"
     cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "--workers", str(workers),
-           "--flow-log", str(workdir / "flows.jsonl")]  # fmt: skip
+           "--flow-log", str(workdir / "flows.jsonl"),
+           "--rules", str(tapproxy_rules(workdir))]  # fmt: skip
     p = launch(cmd, cpu=cpu, log=log)
     m = _wait_log(p, log, r"listening at \S+:(\d+)")
     return Running("tapproxy", p, int(m.group(1)))
