@@ -1,15 +1,21 @@
-"""TLS interception support: the local CA, leaf issuance and a ClientHello reader.
+"""TLS interception support: the local CA, leaf issuance, both TLS ends, a ClientHello reader.
 
 ``proxy.tls.ca``
     :class:`CertificateAuthority` (create/load the CA files, export the
     certificate) and :func:`default_certs_dir`.
 ``proxy.tls.leaf``
     :class:`LeafIssuer` signs per-host leaves with one shared key and hands
-    out cached server contexts (pyOpenSSL); :func:`sans_from_certificate`
+    out server contexts (pyOpenSSL, shared or per host); :func:`sans_from_certificate`
     copies names from a real upstream certificate.
 ``proxy.tls.endpoint``
-    :class:`TlsEndpoint`: the server side of an intercepted TLS connection over
-    memory BIOs (ciphertext in, plaintext out).
+    :class:`TlsEndpoint` and :class:`TlsClient`: the server side of an
+    intercepted TLS connection and our own connection upstream, over memory
+    BIOs (ciphertext in, plaintext out).
+``proxy.tls.client``
+    :func:`client_context` for upstream connections and their verification
+    (chain by OpenSSL, host name by RFC 6125 §6.4).
+``proxy.tls.keylog``
+    :class:`KeyLog`: NSS key log lines for Wireshark, from both sides.
 ``proxy.tls.clienthello``
     :func:`parse_client_hello` / :func:`looks_like_tls`: sans-IO peeking at the
     first bytes of a connection (SNI, ALPN, versions).

@@ -115,7 +115,10 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok:
     if depth == 0:
         der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
         state.peer_der = der
-        problem = hostname_problem(der, state.hostname)
+        try:
+            problem = hostname_problem(der, state.hostname)
+        except ValueError as e:  # OpenSSL read it; cryptography's stricter parser did not
+            problem = f"cannot read the certificate's names ({e})"
         if problem is not None:
             state.error = problem
             return False
