@@ -102,6 +102,11 @@ class RuleSet:
         entries = tuple((r, False) for r in candidates)
         return self._request(facts, entries, 0, Run())
 
+    def inert(self, plan: RequestPlan) -> bool:
+        """Nothing matched and nothing waits for the response: the exchange can go
+        on as if no rules were loaded (its response phase would be a no-op too)."""
+        return plan.decision is self.nothing and plan.state is None
+
     def complete_request(self, plan: RequestPlan, body: bytes | None) -> RequestPlan:
         """Resume a pending plan with the buffered body (``None``: over --max-body)."""
         state = plan.state

@@ -62,12 +62,14 @@ class RuleSteps:
         """Plan the request; True when the exchange is handled or waits (body, delay)."""
         assert self.config.rules is not None and ex.target is not None
         rules = self.config.rules()
-        if rules is None:
+        if rules is None or not rules.rules:  # none for HTTP (maybe TCP ones only)
             return False
         head = ex.request
-        ex.ruleset = rules
         info = ruling.request_info(head, ex.target, self.client[0], self.config.mode)
-        plan = ex.plan = rules.on_request(info)
+        plan = rules.on_request(info)
+        if rules.inert(plan):  # the common case; its response phase is skipped too
+            return False
+        ex.ruleset, ex.plan = rules, plan
         if plan.pending or plan.needs_body:
             framing = head.framing
             if framing.kind is FramingKind.CHUNKED or framing.length > 0:

@@ -85,14 +85,14 @@ class ConsoleSink:
         self.verbose = verbose
         self.colour = stream.isatty()
 
-    def encode(self, records: Sequence[FlowRecord]) -> list[bytes]:
+    def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         """One console line per record (pure: runs on the event loop)."""
         return [
             (format_line(r, self.colour, self.verbose) + "\n").encode("utf-8", "surrogatepass")
             for r in records
         ]
 
-    def write_lines(self, lines: list[bytes]) -> None:
+    def write_prepared(self, lines: list[bytes]) -> None:
         try:
             self.stream.write(b"".join(lines).decode("utf-8", "surrogatepass"))
             self.stream.flush()
@@ -100,7 +100,7 @@ class ConsoleSink:
             pass
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
-        self.write_lines(self.encode(records))
+        self.write_prepared(self.prepare(records))
 
     def write_dropped(self, count: int) -> None:
         print(f"tapproxy: {count} flow records dropped (sinks too slow)", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Getting finished flows to their sinks without slowing the data path.
 
-``submit`` only appends to a list. The records are built, and the line
-sinks' lines encoded, on the event loop, a slice of ``SLICE`` flows per turn
-of the loop; only the writing is left to a writer thread. A timer hands what
+``submit`` only appends to a list. The records are built, and what the
+prepared sinks will write made (lines, body files), on the event loop, a
+slice of ``SLICE`` flows per turn of the loop; only the writing is left to a
+writer thread. A timer hands what
 is ready to that thread through a bounded queue. If the queue is full (the
 disk cannot keep up), the batch is dropped, counted, and a ``dropped`` record
 says how many were lost. At shutdown ``close`` drains everything.
@@ -13,7 +14,12 @@ stretches that the loop's thread had to win back, one OS context switch at a
 time: scenario a's p99 latency was 11 ms with the flow log and 3.5 ms
 without (docs/performance.md). In slices on the loop, the same work never
 stalls the loop for more than about a millisecond, and the thread only
-blocks in ``write``, which releases the GIL.
+blocks in ``write``, which releases the GIL. Records handed to the thread
+(for the sinks that still take them, HAR) live until the thread is done
+with them and are freed there; those that do not cross are freed at once on
+the loop, still in the cache: the body-file sink, which took every record
+to find the few with bodies, cost ~8 µs per request in scenario a until it
+prepared its files on the loop too.
 """
 
 from __future__ import annotations
@@ -45,15 +51,16 @@ class Sink(Protocol):
 
 
 @runtime_checkable
-class LineSink(Sink, Protocol):
-    """A sink whose records become lines on the event loop (``encode``, pure);
-    the writer thread only writes them (``write_lines``)."""
+class PreparedSink(Sink, Protocol):
+    """A sink whose records become what it writes on the event loop (``prepare``,
+    pure: lines, files to write); the writer thread only writes them
+    (``write_prepared``), and records never cross to it."""
 
-    def encode(self, records: Sequence[FlowRecord]) -> list[bytes]: ...
-    def write_lines(self, lines: list[bytes]) -> None: ...
+    def prepare(self, records: Sequence[FlowRecord]) -> list[Any]: ...
+    def write_prepared(self, items: list[Any]) -> None: ...
 
 
-# What one hand-over carries: per sink, its lines (line sinks) or its records.
+# What one hand-over carries: per sink, its prepared items or its records.
 _Batch = tuple[list[list[Any]], int]
 
 
@@ -64,7 +71,7 @@ class Dispatcher:
         self.sinks = list(sinks)
         # isinstance against a runtime-checkable Protocol inspects every
         # member (~10 µs); the answer cannot change, so ask once.
-        self._is_line = [isinstance(sink, LineSink) for sink in self.sinks]
+        self._prepared = [isinstance(sink, PreparedSink) for sink in self.sinks]
         self.interval = interval
         self.submitted = 0
         self.dropped = 0
@@ -107,12 +114,12 @@ class Dispatcher:
         if not flows:
             return
         records = self._records(flows)
-        for sink, is_line, ready in zip(self.sinks, self._is_line, self._ready, strict=True):
-            if not is_line:
+        for sink, prepared, ready in zip(self.sinks, self._prepared, self._ready, strict=True):
+            if not prepared:
                 ready.extend(records)
                 continue
             try:
-                ready.extend(cast(LineSink, sink).encode(records))
+                ready.extend(cast(PreparedSink, sink).prepare(records))
             except Exception as e:
                 _sink_failed(sink, e)
         self._ready_flows += len(flows)
@@ -159,10 +166,10 @@ class Dispatcher:
             if batch is None:
                 self._each(Sink.close)
                 return
-            for sink, is_line, items in zip(self.sinks, self._is_line, batch[0], strict=True):
+            for sink, prepared, items in zip(self.sinks, self._prepared, batch[0], strict=True):
                 try:
-                    if is_line:
-                        cast(LineSink, sink).write_lines(items)
+                    if prepared:
+                        cast(PreparedSink, sink).write_prepared(items)
                     else:
                         sink.write_batch(items)
                 except Exception as e:

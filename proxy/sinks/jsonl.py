@@ -1,7 +1,7 @@
 """The JSON Lines flow log (schema in docs/flow-log.md).
 
-Records become lines on the event loop (``encode``) and are written on the
-dispatcher's writer thread (``write_lines``). A write error (disk full, path
+Records become lines on the event loop (``prepare``) and are written on the
+dispatcher's writer thread (``write_prepared``). A write error (disk full, path
 gone, unwritable path) is reported once on stderr and counted; the proxy keeps
 proxying, and later batches try again (a file that could not be opened is
 retried, so logging resumes once the cause is fixed).
@@ -72,15 +72,15 @@ class JsonlSink:
             self.lost += len(lines)  # an upper bound: some may have been written
             self._report(e)
 
-    def encode(self, records: Sequence[FlowRecord]) -> list[bytes]:
+    def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         """One JSON line per record (pure: runs on the event loop)."""
         return [dumps(r.to_json()) + b"\n" for r in records]
 
-    def write_lines(self, lines: list[bytes]) -> None:
+    def write_prepared(self, lines: list[bytes]) -> None:
         self._write(lines)
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
-        self._write(self.encode(records))
+        self._write(self.prepare(records))
 
     def write_dropped(self, count: int) -> None:
         rec: dict[str, Any] = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxy.sinks.console import ConsoleSink
-from proxy.sinks.dispatch import SLICE, Dispatcher, LineSink
+from proxy.sinks.dispatch import SLICE, Dispatcher, PreparedSink
 from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.record import FlowRecord
 from tests.unit.test_har_entry import make_record
@@ -87,7 +87,7 @@ def test_every_flow_reaches_every_sink_in_order(tmp_path: Path) -> None:
     assert [u for b in plain.batches for u in b] == expected
     assert console.getvalue().count("\n") == len(flows)
     assert "http://127.0.0.1:9000/7 " in console.getvalue()
-    assert isinstance(jsonl, LineSink) and not isinstance(plain, LineSink)
+    assert isinstance(jsonl, PreparedSink) and not isinstance(plain, PreparedSink)
     assert plain.closed and failing.closed
     # Records are built on the loop's thread; only the writing is on the writer's.
     assert {t for f in flows for t in f.built_on} == {threading.main_thread().name}
