@@ -35,6 +35,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
 from proxy.tls.keylog import KeyLog
+from proxy.tls.leaf import parse_ip
 
 __all__ = ["Verification", "client_context", "hostname_problem", "is_ip_literal"]
 
@@ -126,21 +127,14 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok:
 
 
 def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return parse_ip(host) is not None
 
 
 def hostname_problem(der: bytes, host: str) -> str | None:
     """Why the certificate ``der`` is not valid for ``host``; None if it is."""
     dns, ips, common_names = _identities(der)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
+    ip = parse_ip(host)
+    if ip is not None:
         if ip in ips:
             return None
         return f"IP address mismatch, certificate is not valid for {host!r}."

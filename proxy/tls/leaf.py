@@ -57,6 +57,7 @@ __all__ = [
     "ServerTls",
     "certificate_names",
     "normalize_name",
+    "parse_ip",
     "sans_from_certificate",
 ]
 
@@ -109,7 +110,7 @@ def normalize_name(name: str) -> str:
     """
     text = name.strip()
     bracketed = text.startswith("[") and text.endswith("]")
-    ip = _parse_ip(text[1:-1] if bracketed else text)
+    ip = parse_ip(text[1:-1] if bracketed else text)
     if ip is not None and (ip.version == 6 or not bracketed):
         return str(ip)
     if bracketed:
@@ -128,15 +129,25 @@ def normalize_name(name: str) -> str:
     return text
 
 
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+#: What an IPv4 or IPv6 address (before a zone id) can be made of; a name
+#: with any other character is no IP, known without ``ip_address`` raising
+#: (~5 µs a name).
+_IP_CHARS = frozenset("0123456789abcdefABCDEF.:")
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``text`` is (an IPv6 zone id dropped), or None for a name."""
+    address = text.partition("%")[0]
+    if not _IP_CHARS.issuperset(address):
+        return None
     try:
-        return ipaddress.ip_address(text.partition("%")[0])
+        return ipaddress.ip_address(address)
     except ValueError:
         return None
 
 
 def _general_name(name: str) -> x509.GeneralName:
-    ip = _parse_ip(name)
+    ip = parse_ip(name)
     return x509.IPAddress(ip) if ip is not None else x509.DNSName(name)
 
 

@@ -1,4 +1,4 @@
-"""The dispatcher: records and lines made on the event loop in slices, written on a thread."""
+"""The dispatcher: records and sink output made on the loop in slices, written on a thread."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import io
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from proxy.session.capture import CapturedBodies
+from proxy.sinks.bodies import BodyFileSink
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import SLICE, Dispatcher, PreparedSink
 from proxy.sinks.jsonl import JsonlSink
@@ -36,7 +38,7 @@ class BadFlow:
 
 @dataclass
 class RecordSink:
-    """A sink without ``encode``: gets whole records on the writer thread."""
+    """A sink without ``prepare``: gets whole records on the writer thread."""
 
     batches: list[list[str]] = field(default_factory=list)
     threads: set[str] = field(default_factory=set)
@@ -152,3 +154,39 @@ def test_flows_still_pending_when_the_loop_stops_are_written_at_close(tmp_path: 
     loop.close()
     d.close()
     assert len([u for b in sink.batches for u in b]) == SLICE + 3 and sink.closed
+
+
+def test_body_files_are_prepared_on_the_loop_and_records_stay_there(tmp_path: Path) -> None:
+    """The body-file sink (on whenever rules are loaded) keeps only files to write:
+    no record crosses to the writer thread, and flows without bodies cost nothing there."""
+    out = tmp_path / "bodies"
+
+    @dataclass
+    class WithBody(Flow):
+        def to_record(self) -> FlowRecord:
+            record = super().to_record()
+            if self.n % 3:
+                return record
+            bodies = CapturedBodies(str(out), b"up %d" % self.n, None, False, False)
+            return replace(record, bodies=bodies)
+
+    sink = BodyFileSink()
+    assert isinstance(sink, PreparedSink)
+    flows = [WithBody(i) for i in range(10)]
+
+    async def run() -> list[list[object]]:
+        d = Dispatcher([sink], interval=0.01)
+        for flow in flows:
+            d.submit(flow)
+        await asyncio.sleep(0)
+        ready = [list(items) for items in d._ready]
+        d.close()
+        return ready
+
+    ready = asyncio.run(run())
+    assert all(not isinstance(item, FlowRecord) for items in ready for item in items)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"{n:016x}.request.body" for n in (0, 3, 6, 9)]
+    assert (out / f"{9:016x}.request.body").read_bytes() == b"up 9"
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+    assert sink.written == 4 and sink.errors == 0
