@@ -161,3 +161,16 @@ def test_keylog_gets_both_secrets_of_a_handshake(
     _connect(client, TlsEndpoint(issuer.server_tls("up.example")))
     labels = {line.split()[0] for line in log.read_text().splitlines()}
     assert {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} <= labels
+
+
+def test_without_upstream_ca_the_systems_roots_decide(
+    ca: CertificateAuthority, issuer: LeafIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --upstream-ca: the default verify paths, which SSL_CERT_FILE points elsewhere."""
+    server = issuer.server_tls("up.example")
+    with pytest.raises(TlsVerifyError):  # our test CA is in no system store
+        _connect(TlsClient(client_context(), "up.example"), TlsEndpoint(server))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_path))
+    client = TlsClient(client_context(), "up.example")
+    _connect(client, TlsEndpoint(server))
+    assert client.handshake_done
