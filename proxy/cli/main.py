@@ -38,6 +38,7 @@ from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
 from proxy.tls.client import client_context
+from proxy.tls.endpoint import describe_ssl_error
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 
@@ -58,7 +59,8 @@ def upstream_tls_context(cafile: str | None, insecure: bool, keylog: str | None)
     try:
         return client_context(cafile, insecure, keylog)
     except SSL.Error as e:
-        raise ConfigError(f"--upstream-ca {cafile}: cannot load certificates ({e})") from e
+        what = f"--upstream-ca {cafile}" if cafile else "the system's trusted certificates"
+        raise ConfigError(f"{what}: cannot load certificates ({describe_ssl_error(e)})") from e
 
 
 def intercept_context(args: argparse.Namespace) -> InterceptContext | None:

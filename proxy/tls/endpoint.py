@@ -37,6 +37,7 @@ __all__ = [
     "TlsFacts",
     "TlsHandshakeError",
     "TlsVerifyError",
+    "describe_ssl_error",
 ]
 
 #: Plaintext per ``recv``: one TLS record carries at most 2^14 bytes (RFC 8446 §5.1).
@@ -77,8 +78,9 @@ def _reasons(e: SSL.Error) -> list[str]:
     return [str(entry[2]) for entry in queue if isinstance(entry, tuple) and len(entry) == 3]
 
 
-def _describe(e: SSL.Error) -> str:
-    return "; ".join(_reasons(e)) or type(e).__name__
+def describe_ssl_error(e: SSL.Error) -> str:
+    """OpenSSL's reasons for ``e``, joined (``no certificate or crl found``)."""
+    return "; ".join(r for r in _reasons(e) if r) or type(e).__name__
 
 
 def _alert_of(e: SSL.Error) -> str | None:
@@ -104,7 +106,7 @@ class _TlsConnection:
         self.peer_closed = False
 
     def _handshake_error(self, e: SSL.Error) -> TlsHandshakeError:
-        return TlsHandshakeError(_describe(e), _alert_of(e))
+        return TlsHandshakeError(describe_ssl_error(e), _alert_of(e))
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext received, ciphertext to send back).
@@ -124,7 +126,7 @@ class _TlsConnection:
         try:
             plain = self._read_plain()
         except SSL.Error as e:
-            raise TlsError(_describe(e)) from e
+            raise TlsError(describe_ssl_error(e)) from e
         return plain, self._pending_out()
 
     def _read_plain(self) -> bytes:
@@ -168,7 +170,7 @@ class _TlsConnection:
                 n = self._conn.send(view)
                 view = view[n:]
         except SSL.Error as e:
-            raise TlsError(_describe(e)) from e
+            raise TlsError(describe_ssl_error(e)) from e
         # TLS 1.3 adds 22 bytes per record of at most 2^14 (RFC 8446 §5.2).
         return self._pending_out(len(plaintext) + (len(plaintext) // _RECORD + 1) * 64)
 

@@ -174,3 +174,16 @@ def test_without_upstream_ca_the_systems_roots_decide(
     client = TlsClient(client_context(), "up.example")
     _connect(client, TlsEndpoint(server))
     assert client.handshake_done
+
+
+def test_a_bad_upstream_ca_file_is_a_clear_startup_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.cli.main import main
+
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    for path, reason in ((bad, "no certificate or crl found"), (tmp_path / "none", "no such file")):
+        assert main(["-q", "-p", "0", "--upstream-ca", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"--upstream-ca {path}: cannot load certificates ({reason}" in err
