@@ -87,20 +87,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tls is not None:
-            data = self._tls_step(data)
-            if not data:
-                if self.tls.peer_closed:
-                    self._tls_closed()
-                return
-        if self.tap is not None and self.tap.upstream_side:
-            self.tap.data(id(self), False, data)
-        if self.owner is not None:
-            self.owner.on_server_data(data)
-        else:  # unsolicited bytes on an idle connection: it is not reusable
-            self.close()
-            return
+            data = self._tls_step(data)  # plaintext; b"" for handshake or ticket records
+        if data:
+            if self.tap is not None and self.tap.upstream_side:
+                self.tap.data(id(self), False, data)
+            if self.owner is not None:
+                self.owner.on_server_data(data)
+            else:  # unsolicited bytes on an idle connection: it is not reusable
+                self.close()
         if self.tls is not None and self.tls.peer_closed:
-            self._tls_closed()
+            self._tls_closed()  # a no-op once closed
 
     def _tls_step(self, data: bytes) -> bytes:
         """Feed ciphertext to the TLS client; send its answer; return the plaintext."""

@@ -37,7 +37,7 @@ from OpenSSL import SSL, crypto
 from proxy.tls.keylog import KeyLog
 from proxy.tls.leaf import parse_ip
 
-__all__ = ["Verification", "client_context", "hostname_problem", "is_ip_literal"]
+__all__ = ["Verification", "client_context", "hostname_problem"]
 
 #: OpenSSL's X509_V_ERR_* codes (x509_vfy.h, stable since 0.9.8) and their
 #: texts, for the 502 body; other codes are named by number.
@@ -126,10 +126,6 @@ def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok:
     return True
 
 
-def is_ip_literal(host: str) -> bool:
-    return parse_ip(host) is not None
-
-
 def hostname_problem(der: bytes, host: str) -> str | None:
     """Why the certificate ``der`` is not valid for ``host``; None if it is."""
     dns, ips, common_names = _identities(der)
@@ -149,7 +145,10 @@ _Ip = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @functools.lru_cache(maxsize=256)
 def _identities(der: bytes) -> tuple[tuple[str, ...], frozenset[_Ip], tuple[str, ...]]:
-    """DNS SANs, IP SANs and CommonNames of a certificate, parsed once per certificate."""
+    """DNS SANs, IP SANs and CommonNames of a certificate, parsed once per certificate.
+
+    Names come lower-cased without a trailing dot, ready for ``_dns_match``.
+    """
     cert = x509.load_der_x509_certificate(der)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -160,7 +159,7 @@ def _identities(der: bytes) -> tuple[tuple[str, ...], frozenset[_Ip], tuple[str,
         dns = san.get_values_for_type(x509.DNSName)
         ips = [ip for ip in san.get_values_for_type(x509.IPAddress) if _is_address(ip)]
     cns = [
-        a.value
+        a.value.rstrip(".").lower()  # compared as given: no IDNA, as X509_check_host
         for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if isinstance(a.value, str)
     ]
@@ -184,8 +183,11 @@ def _canonical(name: str) -> str | None:
 
 
 def _dns_match(pattern: str, host: str) -> bool:
-    """RFC 6125 §6.4.3: exact, or ``*.rest`` matching one whole leftmost label."""
-    pattern = pattern.rstrip(".").lower()
+    """RFC 6125 §6.4.3: exact, or ``*.rest`` matching one whole leftmost label.
+
+    Both sides come canonical: ``pattern`` from ``_identities``, ``host``
+    from ``_canonical``.
+    """
     if pattern == host:
         return True
     if not pattern.startswith("*.") or "*" in pattern[1:]:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from OpenSSL import SSL, crypto
 
-from proxy.tls.client import Verification, is_ip_literal
-from proxy.tls.leaf import ServerTls
+from proxy.tls.client import Verification
+from proxy.tls.leaf import ServerTls, parse_ip
 
 __all__ = [
     "TlsClient",
@@ -220,7 +220,7 @@ class TlsClient(_TlsConnection):
         conn = SSL.Connection(context, None)
         conn.set_app_data(self._verification)  # for the verify callback
         conn.set_connect_state()
-        ip = is_ip_literal(hostname)
+        ip = parse_ip(hostname) is not None
         if not ip:
             conn.set_tlsext_host_name(hostname.rstrip(".").encode("idna"))
         super().__init__(conn, None if ip else hostname)
