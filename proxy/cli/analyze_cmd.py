@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from proxy.flow.jsonview import record_to_json
 from proxy.pcap.analyze import AnalyzeOptions, AnalyzeStats, analyze
 from proxy.pcap.filter import FilterError
 from proxy.pcap.flowrecord import to_flow_record
 from proxy.pcap.reader import CaptureError
 from proxy.pcap.records import CapturedExchange
 from proxy.rules import RulesError, RuleSet, load_rules
-from proxy.sinks.record import record_to_json
 
 _PROG = "tapproxy analyze"
 

@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from proxy.flow.record import SCHEMA_VERSION
 from proxy.sinks.har import HarLog
-from proxy.sinks.record import SCHEMA_VERSION
 
 _PROG = "tapproxy convert"
 _MAX_WARNINGS = 5

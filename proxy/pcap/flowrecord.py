@@ -1,7 +1,7 @@
 """Captured exchanges as the live proxy's flow records (one schema for both).
 
 ``tapproxy analyze`` emits exactly the JSON the proxy's ``--flow-log`` does
-(``proxy.sinks.record``), so every consumer (HAR conversion, a SIEM, a test)
+(``proxy.flow.record``), so every consumer (HAR conversion, a SIEM, a test)
 reads both the same way. ``mode`` is ``"capture"``. Optional ``--rules``
 tag flows with the match rules that hold, as the live proxy records them.
 """
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from proxy.pcap.records import CapturedExchange, Pairs
-from proxy.rules import RequestInfo, RuleSet
-from proxy.session.target import DEFAULT_PORTS
-from proxy.sinks.record import (
+from proxy.flow.record import (
     FlowRecord,
     Message,
     ResponseInfo,
@@ -23,9 +20,12 @@ from proxy.sinks.record import (
     TlsSide,
     TunnelInfo,
 )
-from proxy.sinks.record import (
+from proxy.flow.record import (
     RequestInfo as RecordRequest,
 )
+from proxy.pcap.records import CapturedExchange, Pairs
+from proxy.rules import RequestInfo, RuleSet
+from proxy.session.target import DEFAULT_PORTS
 
 MODE = "capture"
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from OpenSSL import SSL
 
 from proxy.config import ModeSpec
+from proxy.flow.record import FlowRecord
 from proxy.rules import RuleSet, RulesWatcher
 from proxy.server import heap
 from proxy.server.client import ClientConnection
@@ -30,7 +31,6 @@ from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import FlowRecord
 from proxy.tls import onboarding
 from proxy.tls.client import client_context
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from proxy.flow.record import TlsInfo
 from proxy.server.client_tunnels import TunnelSteps
 from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor, ListenerSniffer
@@ -41,7 +42,6 @@ from proxy.session.errors import UpstreamError
 from proxy.session.http import CLIENT_HEAD, HttpSession
 from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import TlsInfo
 from proxy.tls.endpoint import TlsEndpoint, TlsError
 
 _BACKLOG, _UPSTREAM = 1, 2

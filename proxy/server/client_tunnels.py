@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from proxy.flow.record import TlsInfo, TunnelInfo
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor
@@ -22,7 +23,6 @@ from proxy.session.commands import Command, Intercept, StartTunnel
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import TlsInfo, TunnelInfo
 from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 
 if TYPE_CHECKING:

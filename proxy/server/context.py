@@ -8,8 +8,8 @@ from typing import Protocol
 
 from OpenSSL import SSL
 
+from proxy.flow.record import FlowSource
 from proxy.server.upstream import Pool
-from proxy.session.commands import FlowSource
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.leaf import LeafIssuer

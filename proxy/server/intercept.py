@@ -27,11 +27,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from proxy.flow.record import TlsInfo, TlsSide
 from proxy.server.upstream import UpstreamConnection, connect
 from proxy.session.config import Upstream
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
-from proxy.sinks.record import TlsInfo, TlsSide
 from proxy.tls.clienthello import ClientHello, ClientHelloError, looks_like_tls, parse_client_hello
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
 from proxy.tls.leaf import certificate_names

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from proxy.flow.record import TunnelInfo
 from proxy.rules import TcpPlan
 from proxy.server.toxics import Toxics
 from proxy.server.transport import reset
 from proxy.server.upstream import UpstreamConnection
-from proxy.sinks.record import TunnelInfo
 
 
 class Relay:

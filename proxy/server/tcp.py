@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import cast
 
+from proxy.flow.record import FlowRecord, TunnelInfo, tcp_rules_info
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.relay import Relay
@@ -13,7 +14,6 @@ from proxy.server.transport import tune
 from proxy.server.upstream import connect
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import FlowRecord, TunnelInfo, tcp_rules_info
 
 
 class TcpConnection(asyncio.Protocol):

@@ -22,10 +22,10 @@ from typing import Protocol, cast
 from cryptography import x509
 from OpenSSL import SSL
 
+from proxy.flow.record import TlsSide
 from proxy.server.transport import reset, tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
-from proxy.sinks.record import TlsSide
 from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError, TlsVerifyError
 from proxy.tls.leaf import certificate_names
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.flow.record import CapturedBodies
+
 
 class CaptureBudget:
     """Bytes of body files that may still be written (shared by all sessions)."""
@@ -69,17 +71,3 @@ class BodyCapture:
             self.directory, kept[0], kept[1], sizes[0] > len(self.request),
             sizes[1] > len(self.response),
         )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class CapturedBodies:
-    """What goes to disk for one flow (built when the flow ends)."""
-
-    directory: str
-    request: bytes | None  # None: not written (fits in the preview, or no budget)
-    response: bytes | None
-    request_truncated: bool = False
-    response_truncated: bool = False
-
-    def path(self, flow_id: str, request: bool) -> str:
-        return f"{self.directory}/{flow_id}.{'request' if request else 'response'}.body"

@@ -8,9 +8,8 @@ outcome back as events (``server_connected``, ``server_failed``, ...).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
-from proxy.sinks.record import FlowRecord
+from proxy.flow.record import FlowRecord, FlowSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +87,6 @@ class Intercept:
 
     host: str
     port: int
-
-
-class FlowSource(Protocol):
-    """A finished flow; ``to_record`` builds its frozen record (any thread)."""
-
-    def to_record(self) -> FlowRecord: ...
 
 
 @dataclass(frozen=True, slots=True)

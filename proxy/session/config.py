@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from proxy.flow.record import TlsSide
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RuleSet
 from proxy.session.capture import CaptureConfig
-from proxy.sinks.record import TlsSide
 
 _ID_PREFIX = os.urandom(4).hex()  # per process, so workers never collide
 _id_counter = itertools.count(1)

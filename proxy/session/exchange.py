@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from proxy.http1 import RequestHead, ResponseHead
-from proxy.rules import RequestPlan, ResponsePlan, RuleSet
-from proxy.session.capture import BodyCapture, CapturedBodies
-from proxy.session.ruling import RulesNote
-from proxy.session.target import Target
-from proxy.sinks.record import (
+from proxy.flow.record import (
     Address,
+    CapturedBodies,
     FlowRecord,
     Message,
     RequestInfo,
@@ -20,6 +16,11 @@ from proxy.sinks.record import (
     TunnelInfo,
     tcp_rules_info,
 )
+from proxy.http1 import RequestHead, ResponseHead
+from proxy.rules import RequestPlan, ResponsePlan, RuleSet
+from proxy.session.capture import BodyCapture
+from proxy.session.ruling import RulesNote
+from proxy.session.target import Target
 
 
 class Exchange:

@@ -13,6 +13,15 @@ unchanged keeps field order, case and body bytes (principle 4).
 
 from __future__ import annotations
 
+from proxy.flow.record import (
+    Address,
+    FlowRecord,
+    Message,
+    RequestInfo,
+    TlsInfo,
+    TlsSide,
+    TunnelInfo,
+)
 from proxy.http1 import (
     FramingKind,
     ProtocolError,
@@ -43,15 +52,6 @@ from proxy.session.response import ResponseSteps
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulesteps import RuleSteps
 from proxy.session.target import Target, connect_target, forward_target, origin_target
-from proxy.sinks.record import (
-    Address,
-    FlowRecord,
-    Message,
-    RequestInfo,
-    TlsInfo,
-    TlsSide,
-    TunnelInfo,
-)
 
 # Timeout kinds the shell's watchdog may report (see ``deadline``).
 CLIENT_IDLE = "client_idle"

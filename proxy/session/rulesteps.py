@@ -26,9 +26,9 @@ from proxy.session.messages import wants_close
 EMPTY = Framing(FramingKind.LENGTH, 0)  # Content-Length: 0
 
 if TYPE_CHECKING:
+    from proxy.flow.record import Address
     from proxy.http1 import RequestParser, ResponseParser
     from proxy.session.config import SessionConfig
-    from proxy.sinks.record import Address
 
 
 class RuleSteps:

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from proxy.sinks.record import FlowRecord
+from proxy.flow.record import FlowRecord
 
 #: One file to write: (directory, path, contents).
 BodyFile = tuple[str, str, bytes]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
-from proxy.sinks.record import FlowRecord
+from proxy.flow.record import FlowRecord
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"

@@ -31,10 +31,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from proxy.sinks.record import FlowRecord
+from proxy.flow.record import FlowRecord
 
 if TYPE_CHECKING:
-    from proxy.session.commands import FlowSource
+    from proxy.flow.record import FlowSource
 
 #: Flows turned into records and lines per turn of the event loop (~15 µs each).
 SLICE = 64

@@ -32,9 +32,10 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from proxy import __version__
+from proxy.flow.jsonview import record_to_json
+from proxy.flow.record import FlowRecord
 from proxy.sinks.har_entry import har_entry
 from proxy.sinks.jsonenc import dumps as _dumps
-from proxy.sinks.record import FlowRecord, record_to_json
 
 
 class HarLog:

@@ -19,8 +19,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from proxy.flow.jsonview import record_to_json
+from proxy.flow.record import SCHEMA_VERSION, FlowRecord
 from proxy.sinks.jsonenc import dumps
-from proxy.sinks.record import SCHEMA_VERSION, FlowRecord
 from proxy.sinks.rotate import RotatingFile
 
 
@@ -74,7 +75,7 @@ class JsonlSink:
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         """One JSON line per record (pure: runs on the event loop)."""
-        return [dumps(r.to_json()) + b"\n" for r in records]
+        return [dumps(record_to_json(r)) + b"\n" for r in records]
 
     def write_prepared(self, lines: list[bytes]) -> None:
         self._write(lines)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from proxy.flow.record import FlowRecord, Message, RequestInfo, ResponseInfo, RulesInfo
 from proxy.sinks.console import format_line
-from proxy.sinks.record import FlowRecord, Message, RequestInfo, ResponseInfo, RulesInfo
 
 
 def record(detail: str | None) -> FlowRecord:

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from proxy.session.capture import CapturedBodies
+from proxy.flow.record import CapturedBodies, FlowRecord
 from proxy.sinks.bodies import BodyFileSink
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import SLICE, Dispatcher, PreparedSink
 from proxy.sinks.jsonl import JsonlSink
-from proxy.sinks.record import FlowRecord
 from tests.unit.test_har_entry import make_record
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from proxy.cli.main import main
+from proxy.flow.jsonview import record_to_json
+from proxy.flow.record import FlowRecord, TunnelInfo
 from proxy.sinks.dispatch import Sink
 from proxy.sinks.har import HarLog, HarSink
 from proxy.sinks.jsonl import JsonlSink
-from proxy.sinks.record import FlowRecord, TunnelInfo, record_to_json
 from tests.unit.test_har_entry import CASES, T0, make_record
 from tests.unit.test_har_sink import load
 

@@ -22,9 +22,8 @@ import zstandard
 from haralyzer import HarParser
 
 from proxy import __version__
-from proxy.sinks.har import HarLog
-from proxy.sinks.har_entry import har_entry, har_timings, timings_total
-from proxy.sinks.record import (
+from proxy.flow.jsonview import record_to_json
+from proxy.flow.record import (
     FlowRecord,
     Message,
     RequestInfo,
@@ -33,8 +32,9 @@ from proxy.sinks.record import (
     TlsInfo,
     TlsSide,
     TunnelInfo,
-    record_to_json,
 )
+from proxy.sinks.har import HarLog
+from proxy.sinks.har_entry import har_entry, har_timings, timings_total
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "har-1.2.schema.json").read_text())
 T0 = 1_800_000_000.0

@@ -15,8 +15,8 @@ import pytest
 from haralyzer import HarParser
 
 from proxy import __version__
+from proxy.flow.record import FlowRecord, TunnelInfo
 from proxy.sinks.har import HarSink
-from proxy.sinks.record import FlowRecord, TunnelInfo
 from tests.unit.test_har_entry import SCHEMA, T0, make_record, msg
 
 

@@ -1,10 +1,7 @@
-"""The flow record: one per completed exchange, tunnel or TCP relay.
+"""A flow record as JSON: the flow log's line, the base of HAR entries.
 
-A record is built once, when a flow ends, from plain values (bytes stay
-bytes); turning it into JSON happens later, off the data path, in
-``to_json``. The JSON shape is documented in docs/flow-log.md and carries
-``schema`` so readers can tell versions apart. Bump ``SCHEMA_VERSION`` on any
-incompatible change.
+Runs off the data path (the sinks' writer, ``tapproxy analyze``). The shape
+is documented in docs/flow-log.md; ``schema`` says its version.
 """
 
 from __future__ import annotations
@@ -12,124 +9,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from proxy.http1.events import Fields
-from proxy.session.capture import CapturedBodies
-
-SCHEMA_VERSION = 1
-
-Address = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One side of an HTTP exchange as it went over the wire to us."""
-
-    headers: Fields
-    body_size: int
-    preview: bytes  # the first bytes of the body (length configurable)
-    version: bytes = b"1.1"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    method: bytes
-    url: str
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseInfo:
-    status: int
-    reason: bytes
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class TunnelInfo:
-    bytes_up: int  # client -> server
-    bytes_down: int  # server -> client
-    client_close: str  # "fin", "reset", "proxy" (we closed it), "timeout"
-    server_close: str
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSide:
-    """TLS as negotiated on one side; certificate fields for the upstream side."""
-
-    version: str | None = None
-    cipher: str | None = None
-    alpn: str | None = None
-    sni: str | None = None
-    offered_alpn: tuple[str, ...] = ()
-    cert_subject: str | None = None
-    cert_issuer: str | None = None
-    cert_sans: tuple[str, ...] = ()
-    cert_not_after: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TlsInfo:
-    intercepted: bool  # we terminated the client's TLS and read the plaintext
-    client: TlsSide | None = None
-    server: TlsSide | None = None
-    keylog: bool = False  # its secrets went to the key log (--keylog / SSLKEYLOGFILE)
-
-
-@dataclass(frozen=True, slots=True)
-class RulesInfo:
-    """Which rules matched this flow and what they did (for "why didn't it fire?")."""
-
-    matched: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (rule, file:line, actions)
-    warnings: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    detail: str | None = None
-
-
-def tcp_rules_info(names: tuple[str, ...]) -> RulesInfo | None:
-    """The TCP rules (toxics) that acted on a relay, for its record."""
-    if not names:
-        return None
-    return RulesInfo(tuple((name, "", ("tcp",)) for name in names))
-
-
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """Absolute times (seconds since the epoch); None when a phase never happened."""
-
-    request_head: float | None = None
-    connected: float | None = None
-    request_done: float | None = None
-    response_head: float | None = None
-    response_done: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FlowRecord:
-    id: str
-    kind: str  # "http", "tunnel", "websocket", "tcp"
-    mode: str
-    start: float
-    end: float
-    client: Address
-    server: Address | None
-    request: RequestInfo | None = None
-    response: ResponseInfo | None = None
-    tunnel: TunnelInfo | None = None
-    timings: Timings = Timings()
-    error: str | None = None
-    tls: TlsInfo | None = None
-    rules: RulesInfo | None = None
-    bodies: CapturedBodies | None = None  # body files to write (--capture-bodies)
-
-    def to_json(self) -> dict[str, Any]:
-        return record_to_json(self)
-
-    def to_record(self) -> FlowRecord:
-        """A record is its own flow source (see ``proxy.session.commands.FlowSource``)."""
-        return self
+from proxy.flow.record import SCHEMA_VERSION, FlowRecord, Message, TlsInfo, TlsSide
 
 
 class _IsoClock:
