@@ -65,6 +65,25 @@ def analyze(
     predicate = compile_filter(opts.filter) if opts.filter else None
     stats = AnalyzeStats()
 
+    decoder, reassembler = build_stages(opts, emit, stats)
+    try:
+        _run(f, opts.block_size, decoder, predicate, reassembler, stats, progress)
+    except CaptureError:
+        reassembler.finish()
+        raise
+    reassembler.finish()
+    return stats
+
+
+def build_stages(
+    opts: AnalyzeOptions, emit: Callable[[CapturedExchange], None], stats: AnalyzeStats
+) -> tuple[Decoder, Reassembler]:
+    """The decoder and the reassembler with its per-connection analyzers.
+
+    ``analyze`` and live capture (``proxy.pcap.live``) both build their stages
+    here, so whatever a connection's analysis gains (TLS decryption...) both get.
+    """
+
     def counted(record: CapturedExchange) -> None:
         stats.records += 1
         emit(record)
@@ -75,13 +94,7 @@ def analyze(
     decoder = Decoder()
     reassembler = Reassembler(consumer, opts.limits)
     stats.decode, stats.tcp = decoder.stats, reassembler.stats
-    try:
-        _run(f, opts.block_size, decoder, predicate, reassembler, stats, progress)
-    except CaptureError:
-        reassembler.finish()
-        raise
-    reassembler.finish()
-    return stats
+    return decoder, reassembler
 
 
 def _run(
