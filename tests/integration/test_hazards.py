@@ -356,6 +356,8 @@ REFUSED = [
             ("hex", b" 0x10"),
             ("underscore", b" 1_0"),
             ("spaces-around", b"  3 "),
+            ("two-leading-tabs", b"\t\t3"),
+            ("two-trailing-tabs", b" 3\t\t"),
             ("two-numbers", b" 3 3"),
             ("decimal", b" 1.0"),
             ("empty", b""),
@@ -379,7 +381,8 @@ REFUSED = [
         Refused(f"row-07-{name}", post(b"Transfer-Encoding:" + value, body=END))
         for name, value in [
             ("extra-space", b"  chunked"),
-            ("trailing-tab", b" chunked\t"),
+            ("tab-then-space", b"\t chunked"),
+            ("two-trailing-tabs", b" chunked\t\t"),
             ("vertical-tab", b" \x0bchunked"),
             ("quoted", b' "chunked"'),
             ("non-ascii", b" ch\xc3\xbcnked"),
@@ -536,6 +539,22 @@ FORWARDED = [
         origin_post(b"Content-Length: 0003", b"Connection: close", body=b"abc"),
         (b"POST / HTTP/1.1\r\nHost: AUTH\r\nContent-Length: 3\r\n\r\nabc",),
         "reverse",
+    ),
+    # 3 and 7: one OWS octet, SP or HTAB, on each side of a framing value is
+    # the field value's own whitespace (RFC 9110 §5.5); the upstream gets the
+    # canonical field.
+    Forwarded(
+        "row-03-ows-tabs-accepted",
+        post(b"Content-Length:\t81\t", b"Connection: close", body=b"x" * 81),
+        (b"POST / HTTP/1.1\r\nHost: AUTH\r\nContent-Length: 81\r\n\r\n" + b"x" * 81,),
+    ),
+    Forwarded(
+        "row-07-ows-tabs-accepted",
+        post(b"Transfer-Encoding:\tchunked\t", b"Connection: close", body=b"2\r\nhi\r\n0\r\n\r\n"),
+        (
+            b"POST / HTTP/1.1\r\nHost: AUTH\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nhi\r\n0\r\n\r\n",
+        ),
     ),
     # 10: ",chunked" is chunked; the upstream gets the canonical field.
     Forwarded(
@@ -813,7 +832,32 @@ BAD_RESPONSES = [
     pytest.param(b"Content-Length: 0x5\r\n", b"hello", id="row-29-cl-hex"),
     pytest.param(b"Content-Length : 5\r\n", b"hello", id="row-29-space-before-colon"),
     pytest.param(b"X: 1\r\n Content-Length: 5\r\n", b"hello", id="row-29-obs-fold"),
+    pytest.param(b"Content-Length:\t\t5\r\n", b"hello", id="row-29-cl-two-tabs"),
+    pytest.param(b"Transfer-Encoding:  chunked\r\n", b"0\r\n\r\n", id="row-29-te-two-spaces"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "body"),
+    [
+        pytest.param(b"Content-Length:\t81\t\r\n", b"y" * 81, id="cl-tabs"),
+        pytest.param(
+            b"Transfer-Encoding:\tchunked\t\r\n",
+            b"51\r\n" + b"y" * 81 + b"\r\n0\r\n\r\n",
+            id="te-tabs",
+        ),
+    ],
+)
+def test_response_ows_tabs_around_framing_value_is_relayed(
+    regular: Setup, fields: bytes, body: bytes
+) -> None:
+    """One SP or HTAB on each side of a framing value is OWS (RFC 9110 §5.5):
+    the response is relayed whole, not answered 502."""
+    regular.backend.run(responding(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n" + body))
+    got = talk(regular.port, regular.fill(get(b"/r", b"Connection: close")))
+    [answer] = responses(got, [b"GET"])
+    assert answer.status == 200, got
+    assert answer.complete and answer.body == b"y" * 81
 
 
 @pytest.mark.parametrize(("fields", "body"), BAD_RESPONSES)

@@ -361,6 +361,20 @@ def test_eof_inside_a_request_is_an_error(raw: bytes) -> None:
 # -- valid responses -------------------------------------------------------------------
 
 VALID_RESPONSES = [
+    # A field value's leading and trailing whitespace is SP or HTAB (RFC 9110
+    # §5.5): one such octet on each side of a framing value is accepted.
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length:\t2\t\r\n\r\nok",
+        [b"GET"],
+        ok(rs(fields=((b"Content-Length", b"2"),), framing=length(2)), BodyData(b"ok"), EOM),
+        id="content-length-ows-tabs",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\tchunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        [b"GET"],
+        ok(rs(fields=((b"Transfer-Encoding", b"chunked"),), framing=CHUNKED), BodyData(b"ok"), EOM),
+        id="transfer-encoding-ows-tabs",
+    ),
     pytest.param(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         [b"GET"],
@@ -526,8 +540,26 @@ HAZARD_REQUESTS = [
     pytest.param(with_cl(b" 0x10"), rejected(), id="row-03-hex"),
     pytest.param(with_cl(b" 1_0"), rejected(), id="row-03-underscore"),
     pytest.param(with_cl(b"  3 ", b"abc"), rejected(), id="row-03-surrounding-spaces"),
-    pytest.param(with_cl(b" 3 ", b"abc"), rejected(), id="row-03-trailing-space"),
-    pytest.param(with_cl(b"\t3", b"abc"), rejected(), id="row-03-tab"),
+    pytest.param(with_cl(b"\t\t3", b"abc"), rejected(), id="row-03-two-leading-tabs"),
+    pytest.param(with_cl(b" 3\t\t", b"abc"), rejected(), id="row-03-two-trailing-tabs"),
+    pytest.param(with_cl(b" 3 \t", b"abc"), rejected(), id="row-03-trailing-space-and-tab"),
+    # ... but one OWS octet, SP or HTAB, on each side is a field value's own
+    # whitespace (RFC 9110 §5.5), not part of the number.
+    pytest.param(
+        with_cl(b"\t81\t", b"x" * 81),
+        ok(cl_head(b"81", 81), BodyData(b"x" * 81), EOM),
+        id="row-03-ows-tab-both-sides-accepted",
+    ),
+    pytest.param(
+        with_cl(b" 3 ", b"abc"),
+        ok(cl_head(b"3", 3), BodyData(b"abc"), EOM),
+        id="row-03-ows-trailing-space-accepted",
+    ),
+    pytest.param(
+        with_cl(b"\t3", b"abc"),
+        ok(cl_head(b"3", 3), BodyData(b"abc"), EOM),
+        id="row-03-ows-leading-tab-accepted",
+    ),
     pytest.param(with_cl(b" 3 3", b"abc"), rejected(), id="row-03-two-numbers"),
     pytest.param(with_cl(b" 1.0", b"a"), rejected(), id="row-03-decimal"),
     pytest.param(with_cl(b""), rejected(), id="row-03-empty"),
@@ -571,9 +603,24 @@ HAZARD_REQUESTS = [
     pytest.param(with_te(b" x, chunked"), rejected(501), id="row-06-unknown-then-chunked-501"),
     # 7: obfuscated Transfer-Encoding values.
     pytest.param(with_te(b"  chunked"), rejected(), id="row-07-extra-leading-space"),
-    pytest.param(with_te(b"\tchunked"), rejected(), id="row-07-leading-tab"),
-    pytest.param(with_te(b" chunked\t"), rejected(), id="row-07-trailing-tab"),
-    pytest.param(with_te(b" chunked "), rejected(), id="row-07-trailing-space"),
+    pytest.param(with_te(b"\t chunked"), rejected(), id="row-07-tab-then-space"),
+    pytest.param(with_te(b" chunked\t\t"), rejected(), id="row-07-two-trailing-tabs"),
+    pytest.param(with_te(b" chunked  "), rejected(), id="row-07-two-trailing-spaces"),
+    # One OWS octet, SP or HTAB, on each side is the value's own whitespace
+    # (RFC 9110 §5.5); so is OWS around a list comma (§5.6.1).
+    *[
+        pytest.param(
+            with_te(value, b"3\r\nabc\r\n0\r\n\r\n"),
+            ok(chunked_head(), BodyData(b"abc"), EOM),
+            id=f"row-07-ows-{name}-accepted",
+        )
+        for name, value in [
+            ("leading-tab", b"\tchunked"),
+            ("trailing-tab", b" chunked\t"),
+            ("trailing-space", b" chunked "),
+            ("tabs-both-sides", b"\tchunked\t"),
+        ]
+    ],
     pytest.param(with_te(b" \x0bchunked"), rejected(), id="row-07-vertical-tab"),
     pytest.param(with_te(b" \x0cchunked"), rejected(), id="row-07-form-feed"),
     pytest.param(with_te(b' "chunked"'), rejected(), id="row-07-quoted"),
@@ -949,7 +996,8 @@ HAZARD_RESPONSES = [
             ("chunked-not-final", b"Transfer-Encoding: chunked, gzip\r\n", b""),
             ("chunked-after-unknown-coding", b"Transfer-Encoding: gzip, chunked\r\n", b""),
             ("te-extra-space", b"Transfer-Encoding:  chunked\r\n", b""),
-            ("te-tab", b"Transfer-Encoding:\tchunked\r\n", b""),
+            ("te-two-tabs", b"Transfer-Encoding:\t\tchunked\r\n", b""),
+            ("cl-two-trailing-tabs", b"Content-Length: 2\t\t\r\n", b"ok"),
             ("cl-plus", b"Content-Length: +5\r\n", b"hello"),
             ("cl-list", b"Content-Length: 1, 2\r\n", b"ab"),
             ("cl-two-lines", b"Content-Length: 1\r\nContent-Length: 2\r\n", b"ab"),
