@@ -18,9 +18,12 @@ no qualifier at all reuses the qualifiers of the previous primitive
 ports may be numbers or service names. Host names are not resolved (offline
 analysis should not depend on DNS); use addresses.
 
-``compile_filter`` parses once and returns a closure tree over
-``DecodedPacket``; evaluating it is a handful of attribute compares per
-packet. Errors raise ``FilterError`` with the character position.
+``parse_filter`` turns an expression into a small tree of frozen nodes
+(``Node``); ``compile_filter`` parses once and returns a closure tree over
+``DecodedPacket``, where evaluating it is a handful of attribute compares per
+packet. ``proxy.pcap.bpf`` compiles the same tree to classic BPF for the
+kernel, so both back ends agree on one parse. Errors raise ``FilterError``
+with the character position.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
+from operator import attrgetter
+from typing import TypeVar
 
 from proxy.pcap.decode import IPPROTO_TCP, IPPROTO_UDP, DecodedPacket
 
 Predicate = Callable[[DecodedPacket], bool]
+T = TypeVar("T")
 
 _TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||!)|([A-Za-z0-9_.:/\-]+))")
 _PROTOS = frozenset({"ip", "ip6", "tcp", "udp"})
@@ -70,13 +77,79 @@ class _Token:
 @dataclass(frozen=True, slots=True)
 class _Quals:
     proto: str | None
-    dir: str  # "src", "dst", "src or dst", "src and dst"
+    dir: Dir
     type: str
+
+
+class Dir(Enum):
+    """Which address or port of a packet a primitive looks at."""
+
+    SRC = "src"
+    DST = "dst"
+    EITHER = "src or dst"
+    BOTH = "src and dst"
+
+
+class Proto(Enum):
+    IP = "ip"
+    IP6 = "ip6"
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoTest:
+    """``ip``, ``ip6``: the IP version; ``tcp``, ``udp``: the transport protocol."""
+
+    proto: Proto
+
+
+@dataclass(frozen=True, slots=True)
+class AddrTest:
+    """``host`` (an all-ones mask) or ``net``: ``addr & mask == net``, 4 or 16 bytes."""
+
+    net: bytes
+    mask: bytes
+    dir: Dir
+
+
+@dataclass(frozen=True, slots=True)
+class PortTest:
+    """``port`` (low == high) or ``portrange``, of TCP or UDP."""
+
+    low: int
+    high: int
+    dir: Dir
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Node
+
+
+Node = ProtoTest | AddrTest | PortTest | And | Or | Not
+
+
+def parse_filter(expression: str) -> Node:
+    """Parse ``expression`` into a tree; raise ``FilterError`` if invalid."""
+    return _Parser(expression).parse()
 
 
 def compile_filter(expression: str) -> Predicate:
     """Compile ``expression`` into a predicate; raise ``FilterError`` if invalid."""
-    return _Parser(expression).parse()
+    return to_predicate(parse_filter(expression))
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -120,33 +193,33 @@ class _Parser:
         return tok is not None and tok not in _KEYWORDS and tok not in _OPERATORS
 
     # -- grammar -------------------------------------------------------------
-    def parse(self) -> Predicate:
+    def parse(self) -> Node:
         if not self.tokens:
             raise self.error("empty filter expression")
-        pred = self.expr()
+        node = self.expr()
         if self.i < len(self.tokens):
             raise self.error(f"unexpected {self.tokens[self.i].text!r}")
-        return pred
+        return node
 
-    def expr(self) -> Predicate:
+    def expr(self) -> Node:
         left = self.conj()
         while self.peek() in ("or", "||"):
             self.i += 1
-            left = _or(left, self.conj())
+            left = Or(left, self.conj())
         return left
 
-    def conj(self) -> Predicate:
+    def conj(self) -> Node:
         left = self.unary()
         while self.peek() in ("and", "&&"):
             self.i += 1
-            left = _and(left, self.unary())
+            left = And(left, self.unary())
         return left
 
-    def unary(self) -> Predicate:
+    def unary(self) -> Node:
         tok = self.peek()
         if tok in ("not", "!"):
             self.i += 1
-            return _not(self.unary())
+            return Not(self.unary())
         if tok == "(":
             self.i += 1
             inner = self.expr()
@@ -156,7 +229,7 @@ class _Parser:
             return inner
         return self.primitive()
 
-    def primitive(self) -> Predicate:
+    def primitive(self) -> Node:
         tok = self.peek()
         if tok is None:
             raise self.error("expected a primitive, found the end of the expression")
@@ -164,30 +237,30 @@ class _Parser:
             raise self.error(f"{tok!r} is not supported by this filter subset")
         if self.is_id():
             if self.last is None:  # a bare address: type "host" (pcap-filter(7))
-                self.last = _Quals(None, "src or dst", "host")
+                self.last = _Quals(None, Dir.EITHER, "host")
             return self.value(self.last)
         proto = None
         if tok in _PROTOS:
             proto = tok
             self.i += 1
             if self.peek() not in _DIRS | _TYPES and not self.is_id():
-                return _proto(proto)
+                return ProtoTest(Proto(proto))
         quals = _Quals(proto, self.direction(), self.qual_type())
         if not self.is_id():
             raise self.error(f"expected an address, network or port after {quals.type!r}")
         self.last = quals
         return self.value(quals)
 
-    def direction(self) -> str:
+    def direction(self) -> Dir:
         tok = self.peek()
         if tok not in _DIRS:
-            return "src or dst"
+            return Dir.EITHER
         self.i += 1
         if self.peek() in ("or", "and") and self.peek(1) in _DIRS and self.peek(1) != tok:
-            combined = f"src {self.peek()} dst"
+            combined = Dir(f"src {self.peek()} dst")
             self.i += 2
             return combined
-        return str(tok)
+        return Dir(tok)
 
     def qual_type(self) -> str:
         tok = self.peek()
@@ -196,22 +269,23 @@ class _Parser:
             return str(tok)
         return "host"
 
-    def value(self, q: _Quals) -> Predicate:
+    def value(self, q: _Quals) -> Node:
         tok = self.tokens[self.i]
         self.i += 1
+        node: Node
         if q.type == "host":
-            pred = self.host(tok, q.dir)
+            node = self.host(tok, q.dir)
         elif q.type == "net":
-            pred = self.net(tok, q.dir)
+            node = self.net(tok, q.dir)
         elif q.type == "port":
             port = self.port(tok.text, tok.pos)
-            pred = _ports(port, port, q.dir)
+            node = PortTest(port, port, q.dir)
         else:
-            pred = self.portrange(tok, q.dir)
-        return _and(_proto(q.proto), pred) if q.proto else pred
+            node = self.portrange(tok, q.dir)
+        return And(ProtoTest(Proto(q.proto)), node) if q.proto else node
 
     # -- values ----------------------------------------------------------------
-    def host(self, tok: _Token, direction: str) -> Predicate:
+    def host(self, tok: _Token, direction: Dir) -> Node:
         if "/" in tok.text:
             raise self.error("mask syntax is for networks only (use 'net')", tok.pos)
         try:
@@ -220,9 +294,9 @@ class _Parser:
             raise self.error(
                 f"{tok.text!r} is not an IP address (names are not resolved)", tok.pos
             ) from None
-        return _addresses(lambda a: a == addr, direction)
+        return AddrTest(addr, b"\xff" * len(addr), direction)
 
-    def net(self, tok: _Token, direction: str) -> Predicate:
+    def net(self, tok: _Token, direction: Dir) -> Node:
         text = tok.text
         if self.peek() == "mask":
             self.i += 1
@@ -237,13 +311,7 @@ class _Parser:
             network = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
             raise self.error(f"invalid network {tok.text!r}: {exc}", tok.pos) from None
-        size = 4 if network.version == 4 else 16
-        mask, prefix = int(network.netmask), int(network.network_address)
-
-        def in_net(a: bytes) -> bool:
-            return len(a) == size and int.from_bytes(a, "big") & mask == prefix
-
-        return _addresses(in_net, direction)
+        return AddrTest(network.network_address.packed, network.netmask.packed, direction)
 
     def port(self, text: str, pos: int) -> int:
         if text.isdigit():
@@ -256,56 +324,77 @@ class _Parser:
         except OSError:
             raise self.error(f"unknown port name {text!r}", pos) from None
 
-    def portrange(self, tok: _Token, direction: str) -> Predicate:
+    def portrange(self, tok: _Token, direction: Dir) -> Node:
         low, sep, high = tok.text.partition("-")
         if not sep:
             raise self.error("a port range is written LOW-HIGH", tok.pos)
         a, b = self.port(low, tok.pos), self.port(high, tok.pos + len(low) + 1)
-        return _ports(min(a, b), max(a, b), direction)
+        return PortTest(min(a, b), max(a, b), direction)
 
 
-# -- predicate builders ---------------------------------------------------------
-def _and(a: Predicate, b: Predicate) -> Predicate:
-    return lambda p: a(p) and b(p)
+# -- the Python back end -------------------------------------------------------
+def to_predicate(node: Node) -> Predicate:
+    """A closure tree evaluating ``node`` on a ``DecodedPacket``."""
+    if isinstance(node, And):
+        a, b = to_predicate(node.left), to_predicate(node.right)
+        return lambda p: a(p) and b(p)
+    if isinstance(node, Or):
+        a, b = to_predicate(node.left), to_predicate(node.right)
+        return lambda p: a(p) or b(p)
+    if isinstance(node, Not):
+        a = to_predicate(node.operand)
+        return lambda p: not a(p)
+    if isinstance(node, ProtoTest):
+        return _proto(node.proto)
+    if isinstance(node, AddrTest):
+        return _addresses(node)
+    return _ports(node)
 
 
-def _or(a: Predicate, b: Predicate) -> Predicate:
-    return lambda p: a(p) or b(p)
-
-
-def _not(a: Predicate) -> Predicate:
-    return lambda p: not a(p)
-
-
-def _proto(name: str | None) -> Predicate:
-    if name == "ip":
+def _proto(proto: Proto) -> Predicate:
+    if proto is Proto.IP:
         return lambda p: p.version == 4
-    if name == "ip6":
+    if proto is Proto.IP6:
         return lambda p: p.version == 6
-    number = IPPROTO_TCP if name == "tcp" else IPPROTO_UDP
+    number = IPPROTO_TCP if proto is Proto.TCP else IPPROTO_UDP
     return lambda p: p.proto == number
 
 
-def _addresses(test: Callable[[bytes], bool], direction: str) -> Predicate:
-    if direction == "src":
-        return lambda p: test(p.src)
-    if direction == "dst":
-        return lambda p: test(p.dst)
-    if direction == "src and dst":
-        return lambda p: test(p.src) and test(p.dst)
-    return lambda p: test(p.src) or test(p.dst)
+def _addresses(node: AddrTest) -> Predicate:
+    size, net = len(node.net), int.from_bytes(node.net, "big")
+    mask = int.from_bytes(node.mask, "big")
+    if mask == (1 << 8 * size) - 1:
+        addr = node.net
 
-
-def _ports(low: int, high: int, direction: str) -> Predicate:
-    ports = (IPPROTO_TCP, IPPROTO_UDP)
-    if low == high:
-        test: Callable[[int], bool] = lambda port: port == low  # noqa: E731
+        def test(a: bytes) -> bool:
+            return a == addr
     else:
-        test = lambda port: low <= port <= high  # noqa: E731
-    if direction == "src":
-        return lambda p: p.proto in ports and test(p.sport)
-    if direction == "dst":
-        return lambda p: p.proto in ports and test(p.dport)
-    if direction == "src and dst":
-        return lambda p: p.proto in ports and test(p.sport) and test(p.dport)
-    return lambda p: p.proto in ports and (test(p.sport) or test(p.dport))
+
+        def test(a: bytes) -> bool:
+            return len(a) == size and int.from_bytes(a, "big") & mask == net
+
+    return _either(test, node.dir, attrgetter("src"), attrgetter("dst"))
+
+
+def _ports(node: PortTest) -> Predicate:
+    low, high, ports = node.low, node.high, (IPPROTO_TCP, IPPROTO_UDP)
+
+    def test(port: int) -> bool:
+        return low <= port <= high
+
+    inner = _either(test, node.dir, attrgetter("sport"), attrgetter("dport"))
+    return lambda p: p.proto in ports and inner(p)
+
+
+def _either(
+    test: Callable[[T], bool], direction: Dir,
+    src: Callable[[DecodedPacket], T], dst: Callable[[DecodedPacket], T],
+) -> Predicate:  # fmt: skip
+    """``test`` applied to the source, the destination, either or both."""
+    if direction is Dir.SRC:
+        return lambda p: test(src(p))
+    if direction is Dir.DST:
+        return lambda p: test(dst(p))
+    if direction is Dir.BOTH:
+        return lambda p: test(src(p)) and test(dst(p))
+    return lambda p: test(src(p)) or test(dst(p))
