@@ -24,6 +24,7 @@ from proxy.tls.ca import (
     ExportFormat,
     default_certs_dir,
 )
+from proxy.tls.cafiles import dir_problem
 
 __all__ = ["main"]
 
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
         _err(f"error: {e}")
         return 1
     except OSError as e:
-        _err(f"error: {e}")
+        _err(f"error: {dir_problem(directory, 'write to it', e)}")
         return 1
 
 

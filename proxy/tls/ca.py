@@ -21,7 +21,6 @@ at once: the first to link the key wins and the other loads the winner's CA.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -38,6 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+
+from proxy.oserrors import reason
+from proxy.tls.cafiles import dir_problem, make_private_dir, not_a_directory, write_file
 
 __all__ = [
     "CA_CERT_DER",
@@ -150,12 +152,17 @@ class CertificateAuthority:
         not something we silently replace: clients may already trust it.
         """
         directory = Path(directory)
+        if (problem := not_a_directory(directory)) is not None:
+            raise CAError(problem)
         cert_path, key_path = directory / CA_CERT_PEM, directory / CA_KEY_PEM
         if not cert_path.exists() and not key_path.exists():
             try:
                 return cls.create(directory)
             except FileExistsError:
                 pass  # another process linked its key first; load its CA
+            except OSError as e:
+                doing = "create it" if not directory.is_dir() else "write a new CA in it"
+                raise CAError(dir_problem(directory, doing, e)) from e
         if key_path.exists() and not cert_path.exists():
             # The key is written first: a process creating the CA right now
             # writes the certificate within milliseconds, perhaps not atomically,
@@ -184,12 +191,12 @@ class CertificateAuthority:
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         except (OSError, ValueError) as e:
-            raise CAError(f"cannot read CA certificate {cert_path}: {e}") from e
+            raise CAError(f"cannot read CA certificate {cert_path}: {_why(e)}") from e
         try:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as e:
             # TypeError: the key is encrypted (we do not support passphrases).
-            raise CAError(f"cannot read CA key {key_path}: {e}") from e
+            raise CAError(f"cannot read CA key {key_path}: {_why(e)}") from e
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise CAError(
                 f"unsupported CA key type in {key_path}: {type(key).__name__} (use EC or RSA)"
@@ -201,7 +208,7 @@ class CertificateAuthority:
         except OSError as e:
             # A read-only CA directory is fine for running; only the derived
             # .cer/.p12 copies are missing.
-            log.warning("cannot write derived CA files in %s: %s", directory, e)
+            log.warning("cannot write derived CA files in %s: %s", directory, reason(e))
         return ca
 
     @classmethod
@@ -214,14 +221,14 @@ class CertificateAuthority:
         is false. ``validity`` exists so tests can make short-lived CAs.
         """
         directory = Path(directory)
-        _make_private_dir(directory)
+        make_private_dir(directory)
         key, cert = _generate(validity)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        _write_file(directory / CA_KEY_PEM, key_pem, mode=0o600, exclusive=not overwrite)
+        write_file(directory / CA_KEY_PEM, key_pem, mode=0o600, exclusive=not overwrite)
         ca = cls(directory, cert, key)
         ca._write_public_files(only_missing=False)
         return ca
@@ -296,7 +303,7 @@ class CertificateAuthority:
             path = self._directory / name
             if only_missing and path.exists():
                 continue
-            _write_file(path, self.export(fmt), mode=0o644)
+            write_file(path, self.export(fmt), mode=0o644)
 
 
 def _generate(validity: timedelta) -> tuple[CAKey, x509.Certificate]:
@@ -376,16 +383,6 @@ def _check_pair(cert: x509.Certificate, key: CAKey, directory: Path) -> None:
         )
 
 
-def _make_private_dir(directory: Path) -> None:
-    """Create ``directory`` (and parents) with mode 0700 if it does not exist."""
-    if directory.is_dir():
-        return
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name == "posix":
-        # mkdir's mode is filtered by the umask; make the intent exact.
-        directory.chmod(0o700)
-
-
 def _warn_if_exposed(key_path: Path) -> None:
     if os.name != "posix":
         return
@@ -394,34 +391,6 @@ def _warn_if_exposed(key_path: Path) -> None:
         log.warning("CA key %s is readable by others (mode %o); chmod 600 it", key_path, mode)
 
 
-def _write_file(path: Path, data: bytes, *, mode: int, exclusive: bool = False) -> None:
-    """Write ``data`` to a fresh temp file created with ``mode``, then move it to ``path``.
-
-    ``path`` is never seen half-written or with wider permissions than
-    ``mode``. With ``exclusive`` the final step is ``os.link``, which fails
-    with ``FileExistsError`` if ``path`` exists: our create-once lock.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if not exclusive:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError as e:
-            if path.exists():
-                raise FileExistsError(str(path)) from e
-            # No hard links here (some Windows or network filesystems): fall
-            # back to rename, which is atomic but not exclusive.
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def _why(e: Exception) -> str:
+    """An OS error in words; a parse error as the library says it."""
+    return reason(e) if isinstance(e, OSError) else str(e)
