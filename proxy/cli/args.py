@@ -28,6 +28,7 @@ subcommands:
   tapproxy ca {path,export,regenerate}   the local certificate authority
   tapproxy rules {check,explain}         validate and explain rule files
   tapproxy analyze CAPTURE               decode a pcap/pcapng capture into flow records
+  tapproxy sniff -i IFACE [--filter EXPR] capture live traffic into flow records (needs root)
   tapproxy convert FLOWS.jsonl --to har  convert a flow log to HAR 1.2 (-o FILE)
 """
 

@@ -1,7 +1,7 @@
 """The ``tapproxy`` command: run the proxy, or one of the subcommands.
 
 Options follow mitmproxy's names so users' habits carry over. Subcommands
-(``ca``, ``rules``, ``analyze``, ``convert``) are dispatched on the first
+(``ca``, ``rules``, ``analyze``, ``sniff``, ``convert``) are dispatched on the first
 argument to their own modules, each with its own ``--help``.
 """
 
@@ -46,6 +46,7 @@ SUBCOMMANDS = {
     "ca": "proxy.cli.ca_cmd",
     "rules": "proxy.cli.rules_cmd",
     "analyze": "proxy.cli.analyze_cmd",
+    "sniff": "proxy.cli.sniff_cmd",
     "convert": "proxy.cli.convert_cmd",
 }
 

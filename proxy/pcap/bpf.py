@@ -52,6 +52,9 @@ IMM, ABS, IND, MEM, LEN, MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
 JA, JEQ, JGT, JGE, JSET = 0x00, 0x10, 0x20, 0x30, 0x40
 K, X = 0x00, 0x08
 SKF_AD_PROTOCOL = 0xFFFFF000  # SKF_AD_OFF (-0x1000) + SKF_AD_PROTOCOL (0)
+SKF_AD_PKTTYPE = 0xFFFFF004  # SKF_AD_OFF + 4: sockaddr_ll's sll_pkttype
+SKF_AD_IFINDEX = 0xFFFFF008  # SKF_AD_OFF + 8
+PACKET_OUTGOING = 4
 BPF_MAXINSNS = 4096
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
@@ -131,12 +134,24 @@ class _Emitter:
         return out
 
 
-def compile_bpf(node: Node, link: Link, snaplen: int = 262144) -> list[Insn]:
-    """The classic BPF program that accepts what ``node`` matches (a superset, see above)."""
+def compile_bpf(
+    node: Node | None, link: Link, snaplen: int = 262144, loopback: int | None = None
+) -> list[Insn]:
+    """The classic BPF program that accepts what ``node`` matches (a superset, see above).
+
+    ``node`` None accepts everything (truncated to ``snaplen``). ``loopback``
+    is the loopback device's index: its outgoing copy of each packet is
+    rejected, as libpcap does, so each packet is seen once, as it arrives.
+    """
     g = _Gen(link)
     accept, reject = _Label(), _Label()
-    g.prologue(node, accept)
-    g.gen(node, accept, reject)
+    if loopback is not None:
+        g.skip_loopback_outgoing(loopback, reject)
+    if node is None:
+        g.e.goto(accept)
+    else:
+        g.prologue(node, accept)
+        g.gen(node, accept, reject)
     g.e.place(accept)
     g.e.op(RET | K, snaplen)
     g.e.place(reject)
@@ -193,6 +208,16 @@ class _Gen:
             self.e.op(LD | H | ABS, 12)
         else:
             self.e.op(LD | W | ABS, SKF_AD_PROTOCOL)
+
+    def skip_loopback_outgoing(self, ifindex: int, reject: _Label) -> None:
+        e = self.e
+        outgoing, go = _Label(), _Label()
+        e.op(LD | W | ABS, SKF_AD_PKTTYPE)
+        e.jump(JMP | JEQ | K, PACKET_OUTGOING, outgoing, go)
+        e.place(outgoing)
+        e.op(LD | W | ABS, SKF_AD_IFINDEX)
+        e.jump(JMP | JEQ | K, ifindex, reject, go)
+        e.place(go)
 
     def prologue(self, node: Node, accept: _Label) -> None:
         """Pass up what the program cannot judge: in-band VLAN tags, IPv6 extension headers."""

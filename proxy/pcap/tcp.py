@@ -179,6 +179,10 @@ class Reassembler:
             else:
                 self._data(conn, from_client, p.seq, p.payload, p.ts)
 
+    def expire(self, now: float) -> None:
+        """Close connections idle at ``now`` (live capture sweeps on the wall clock too)."""
+        self._sweep(now)
+
     def finish(self) -> None:
         """Close every connection still open (the capture ended)."""
         for conn in list(self._conns.values()):

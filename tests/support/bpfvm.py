@@ -2,12 +2,15 @@
 
 Follows the kernel's semantics (Documentation/networking/filter.rst): a load
 outside the packet makes the program return 0; division by zero returns 0;
-``SKF_AD_OFF + SKF_AD_PROTOCOL`` loads the EtherType given as ``protocol``.
+``SKF_AD_OFF + SKF_AD_PROTOCOL`` loads the EtherType given as ``protocol``
+(``SKF_AD_PKTTYPE`` and ``SKF_AD_IFINDEX`` likewise, from ``Meta``).
 """
 
 from __future__ import annotations
 
-from proxy.pcap.bpf import SKF_AD_PROTOCOL, Insn
+from dataclasses import dataclass
+
+from proxy.pcap.bpf import SKF_AD_IFINDEX, SKF_AD_PKTTYPE, SKF_AD_PROTOCOL, Insn
 
 _SIZES = {0x00: 4, 0x08: 2, 0x10: 1}
 _ALU = {
@@ -28,23 +31,36 @@ class _OutOfBounds(Exception):
     pass
 
 
-def _load(data: bytes, offset: int, size: int, protocol: int) -> int:
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the kernel knows of a packet besides its bytes."""
+
+    protocol: int = 0
+    pkttype: int = 0
+    ifindex: int = 0
+
+
+def _load(data: bytes, offset: int, size: int, meta: Meta) -> int:
     if offset == SKF_AD_PROTOCOL:
-        return protocol
+        return meta.protocol
+    if offset == SKF_AD_PKTTYPE:
+        return meta.pkttype
+    if offset == SKF_AD_IFINDEX:
+        return meta.ifindex
     if offset < 0 or offset + size > len(data):
         raise _OutOfBounds
     return int.from_bytes(data[offset : offset + size], "big")
 
 
-def run(program: list[Insn], data: bytes, protocol: int = 0) -> int:
+def run(program: list[Insn], data: bytes, protocol: int = 0, meta: Meta | None = None) -> int:
     """The program's return value for ``data`` (0: drop)."""
     try:
-        return _run(program, data, protocol)
+        return _run(program, data, meta or Meta(protocol))
     except (_OutOfBounds, ZeroDivisionError):
         return 0
 
 
-def _run(program: list[Insn], data: bytes, protocol: int) -> int:
+def _run(program: list[Insn], data: bytes, protocol: Meta) -> int:
     a = x = 0
     mem = [0] * 16
     pc = 0

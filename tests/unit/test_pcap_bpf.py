@@ -17,11 +17,19 @@ from functools import cache
 
 import pytest
 
-from proxy.pcap.bpf import BpfError, Link, compile_bpf, dump, reject_all, sock_fprog
+from proxy.pcap.bpf import (
+    PACKET_OUTGOING,
+    BpfError,
+    Link,
+    compile_bpf,
+    dump,
+    reject_all,
+    sock_fprog,
+)
 from proxy.pcap.decode import Decoder
 from proxy.pcap.filter import compile_filter, parse_filter
 from proxy.pcap.reader import Packet
-from tests.support.bpfvm import parse_ddd, run
+from tests.support.bpfvm import Meta, parse_ddd, run
 from tests.unit.test_pcap_builders import ether, ipv4, ipv6, tcp, udp
 from tests.unit.test_pcap_filter import CASES
 
@@ -187,3 +195,13 @@ def test_too_long_jumps_are_refused_not_miscompiled() -> None:
     expr = " or ".join(f"net fd{i:02x}::/16" for i in range(60))
     with pytest.raises(BpfError):
         compile_bpf(parse_filter(expr), Link.ETHERNET)
+
+
+def test_loopback_outgoing_copies_are_dropped_in_the_kernel() -> None:
+    """Each packet on lo is seen once, as it arrives (libpcap does the same)."""
+    frame = CORPUS["loop"]
+    for node in (None, parse_filter("tcp")):
+        program = compile_bpf(node, Link.ETHERNET, loopback=1)
+        assert run(program, frame, meta=Meta(0x0800, PACKET_OUTGOING, 1)) == 0
+        assert run(program, frame, meta=Meta(0x0800, 0, 1)) != 0
+        assert run(program, frame, meta=Meta(0x0800, PACKET_OUTGOING, 2)) != 0

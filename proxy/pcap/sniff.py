@@ -1,0 +1,132 @@
+"""The live pipeline: packets from a ``LiveSource`` through ``analyze``'s stages.
+
+    LiveSource.read -> Decoder.decode -> filter -> Reassembler -> ConnectionAnalyzer
+
+The stages are the ones ``proxy.pcap.analyze.build_stages`` builds for
+capture files, so a live capture is decoded exactly as the same packets in a
+file would be. The differences are those of time:
+
+* the capture filter runs twice: compiled to BPF in the kernel (``LiveSource``),
+  and as the Python predicate here, the exact test (the kernel program passes
+  up what it cannot judge, see ``proxy.pcap.bpf``);
+* connections idle for ``idle_timeout`` of *wall-clock* time are closed and
+  emitted even when no packet arrives to advance capture time, so memory
+  stays bounded on a quiet link;
+* the loop stops on ``count`` packets, after ``duration`` seconds, or when
+  ``stop()`` says so (a signal); every open connection is then closed and its
+  record emitted, and the kernel's counters are read.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from proxy.pcap.analyze import AnalyzeOptions, AnalyzeStats, build_stages
+from proxy.pcap.decode import IPPROTO_TCP, Decoder
+from proxy.pcap.filter import Predicate, compile_filter
+from proxy.pcap.live import KernelStats, LiveSource
+from proxy.pcap.reader import Packet
+from proxy.pcap.records import CapturedExchange
+from proxy.pcap.tcp import Reassembler
+
+POLL_MAX = 0.25  # seconds between looks at the stop flag, the clock and the deadline
+SWEEP_EVERY = 1.0  # seconds between idle-connection sweeps
+BATCH = 512  # packets read per wake-up before the pipeline runs
+
+Tap = Callable[[Packet], None]  # sees every packet read (the --pcap writer)
+
+
+@dataclass(slots=True)
+class SniffStats:
+    started: float = 0.0
+    ended: float = 0.0
+    read: int = 0  # packets user space received from the kernel
+    analyze: AnalyzeStats = field(default_factory=AnalyzeStats)
+    kernel: KernelStats = field(default_factory=lambda: KernelStats(0, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class SniffOptions:
+    count: int | None = None  # stop after this many packets read
+    duration: float | None = None  # stop after this many seconds
+    analyze: AnalyzeOptions = field(default_factory=AnalyzeOptions)
+
+
+def sniff(
+    source: LiveSource, emit: Callable[[CapturedExchange], None], options: SniffOptions,
+    stop: Callable[[], bool] = lambda: False, tap: Tap | None = None,
+    after_batch: Callable[[], None] | None = None,
+) -> SniffStats:  # fmt: skip
+    """Run until a stop condition; returns the counts, the kernel's included."""
+    opts = options.analyze
+    predicate = compile_filter(opts.filter) if opts.filter else None
+    stats = SniffStats(started=time.time())
+    decoder, reassembler = build_stages(opts, emit, stats.analyze)
+    loop = _Loop(source, decoder, predicate, reassembler, stats, tap)
+    deadline = stats.started + options.duration if options.duration is not None else None
+    poller = select.poll()
+    poller.register(source.fileno(), select.POLLIN)
+    last_sweep = stats.started
+    try:
+        while not stop() and not loop.done(options.count):
+            now = time.time()
+            if deadline is not None and now >= deadline:
+                break
+            wait = POLL_MAX if deadline is None else min(POLL_MAX, deadline - now)
+            if poller.poll(max(wait, 0.0) * 1000):
+                loop.batch(options.count)
+                if after_batch is not None:
+                    after_batch()
+            now = time.time()
+            if now - last_sweep >= SWEEP_EVERY:
+                reassembler.expire(now)
+                last_sweep = now
+    finally:
+        reassembler.finish()
+        stats.ended = time.time()
+        stats.kernel = source.kernel_stats()
+        stats.read = source.received
+    return stats
+
+
+class _Loop:
+    """The per-packet work, as ``analyze._run`` does it for files."""
+
+    def __init__(
+        self, source: LiveSource, decoder: Decoder, predicate: Predicate | None,
+        reassembler: Reassembler, stats: SniffStats, tap: Tap | None,
+    ) -> None:  # fmt: skip
+        self.source = source
+        self.decode = decoder.decode
+        self.predicate = predicate
+        self.add = reassembler.add
+        self.stats = stats.analyze
+        self.tap = tap
+        self.packets = 0
+
+    def done(self, count: int | None) -> bool:
+        return count is not None and self.packets >= count
+
+    def batch(self, count: int | None) -> None:
+        limit = BATCH if count is None else min(BATCH, count - self.packets)
+        packets = self.source.read(limit)
+        self.packets += len(packets)
+        stats, tap, decode, predicate, add = (
+            self.stats, self.tap, self.decode, self.predicate, self.add
+        )  # fmt: skip
+        for pkt in packets:
+            stats.packets += 1
+            if tap is not None:
+                tap(pkt)
+            d = decode(pkt)
+            if d is None:
+                continue
+            if predicate is not None and not predicate(d):
+                stats.filtered_out += 1
+                continue
+            if d.proto == IPPROTO_TCP:
+                stats.tcp_packets += 1
+                add(d)
