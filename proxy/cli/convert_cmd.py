@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from proxy.flow.record import SCHEMA_VERSION
 from proxy.sinks.har import HarLog
+from proxy.words import plural
 
 _PROG = "tapproxy convert"
 _MAX_WARNINGS = 5
@@ -155,14 +156,14 @@ def main(argv: list[str]) -> int:
         return 1
     if stats.dropped_records:
         print(
-            f"{_PROG}: skipped {stats.dropped_records} 'dropped' records "
-            f"({log.dropped} flows were lost by the proxy before reaching the log)",
+            f"{_PROG}: skipped {plural(stats.dropped_records, repr('dropped') + ' record')} "
+            f"({plural(log.dropped, 'flow')} lost by the proxy before reaching the log)",
             file=sys.stderr,
         )
     skipped = sum(log.skipped.values())
     if skipped:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(log.skipped.items()))
-        print(f"{_PROG}: skipped {skipped} non-HTTP flows ({kinds})", file=sys.stderr)
+        print(f"{_PROG}: skipped {plural(skipped, 'non-HTTP flow')} ({kinds})", file=sys.stderr)
     if stats.bad_lines:
         print(f"{_PROG}: skipped {stats.bad_lines} unreadable lines", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from OpenSSL import SSL
 
 from proxy.cli.args import build_parser
+from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
 from proxy.http1 import Limits
@@ -41,6 +42,7 @@ from proxy.tls.client import client_context
 from proxy.tls.endpoint import describe_ssl_error
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
+from proxy.words import plural
 
 SUBCOMMANDS = {
     "ca": "proxy.cli.ca_cmd",
@@ -198,7 +200,11 @@ def tune_gc() -> None:
 
 
 async def serve(
-    options: ServerOptions, dispatcher: Dispatcher, shutdown_timeout: float, announce: bool = True
+    options: ServerOptions,
+    dispatcher: Dispatcher,
+    shutdown_timeout: float,
+    announce: bool = True,
+    active: str | None = None,
 ) -> int:
     server = ProxyServer(options, dispatcher)
     await server.start()
@@ -216,11 +222,15 @@ async def serve(
                 file=sys.stderr,
                 flush=True,
             )
+    if announce and active:
+        print(active, file=sys.stderr, flush=True)
     await stop.wait()
     print("tapproxy: shutting down", file=sys.stderr, flush=True)
     cut = await server.shutdown(shutdown_timeout)
     if cut:
-        print(f"tapproxy: {cut} connections cut at the shutdown deadline", file=sys.stderr)
+        print(
+            f"tapproxy: {plural(cut, 'connection')} cut at the shutdown deadline", file=sys.stderr
+        )
     return 0
 
 
@@ -234,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_shareable(args)
         options = options_from_args(args)
+        active = active_line(args, options)
     except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
         return 2
@@ -241,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_one(options: ServerOptions, announce: bool) -> int:
         dispatcher = Dispatcher(make_sinks(args))  # its thread starts in this process
         try:
-            return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce))
+            return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce, active))
         except OSError as e:
             print(f"tapproxy: {e}", file=sys.stderr)
             return 1

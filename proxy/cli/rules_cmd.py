@@ -19,6 +19,7 @@ from proxy.rules import RequestInfo, RulesError, RuleSet, load_rules
 from proxy.rules.explain import Explanation, explain
 from proxy.rules.facts import DEFAULT_PORTS
 from proxy.rules.plans import CloseConnection, MapRemote, Respond, Terminal
+from proxy.words import plural
 
 
 def main(argv: list[str]) -> int:
@@ -66,8 +67,8 @@ def _check(files: Sequence[Path], out: TextIO, err: TextIO) -> int:
     rules = _load(files, err)
     if rules is None:
         return 1
-    counts = f"{len(rules.rules)} HTTP rules, {len(rules.tcp_rules)} TCP rules"
-    print(f"ok: {counts} in {len(rules.files)} files", file=out)
+    counts = f"{plural(len(rules.rules), 'HTTP rule')}, {plural(len(rules.tcp_rules), 'TCP rule')}"
+    print(f"ok: {counts} in {plural(len(rules.files), 'file')}", file=out)
     return 0
 
 

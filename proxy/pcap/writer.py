@@ -16,7 +16,12 @@ caller's text (the flow id), so a packet can be traced back to its record.
 
 Writing is incremental: each call writes its packets straight to the file
 object and keeps only a few integers per conversation, so the live proxy can
-call it while traffic flows with bounded memory. The file layout follows
+call it while traffic flows with bounded memory. With ``ordered=True`` the
+packets are held instead and ``release`` writes them in time order (stable
+for equal times): the live tap learns some bytes' flow id only later, so it
+writes those after packets of other connections that happened after them, and
+pcap readers expect non-decreasing timestamps (tshark shows negative
+``frame.time_delta`` otherwise). The file layout follows
 draft-ietf-opsawg-pcapng: one Section Header Block, one Interface
 Description Block (Ethernet or raw IP link type, microsecond timestamps),
 then one Enhanced Packet Block per packet, all little-endian.
@@ -24,6 +29,7 @@ then one Enhanced Packet Block per packet, all little-endian.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import struct
 import zlib
@@ -77,7 +83,12 @@ class PcapngWriter:
     """A pcapng file of synthetic TCP conversations, written as they happen."""
 
     def __init__(
-        self, f: BinaryWriter, linktype: int = LINKTYPE_ETHERNET, application: str = "tapproxy"
+        self,
+        f: BinaryWriter,
+        linktype: int = LINKTYPE_ETHERNET,
+        application: str = "tapproxy",
+        *,
+        ordered: bool = False,
     ) -> None:
         if linktype not in (LINKTYPE_ETHERNET, LINKTYPE_RAW):
             raise ValueError(f"link type {linktype} not supported (use Ethernet or raw IP)")
@@ -85,6 +96,8 @@ class PcapngWriter:
         self.linktype = linktype
         self.packets = 0
         self._conversations = 0
+        self._ordered = ordered
+        self._held: list[tuple[int, int, bytes]] = []  # heap of (time units, number, block)
         shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)  # BOM, v1.0, length unknown
         shb_body += _option(4, application.encode()) + _option(0, b"")  # shb_userappl
         self._block(0x0A0D0D0A, shb_body)
@@ -98,7 +111,25 @@ class PcapngWriter:
         self._conversations += 1
         return Conversation(self, client, server, ts, comment, self._conversations)
 
+    @property
+    def held(self) -> int:
+        """Packets waiting for ``release`` (``ordered`` writers only)."""
+        return len(self._held)
+
+    def release(self, until: float | None = None) -> int:
+        """Write the held packets stamped at or before ``until`` (all with None),
+        in time order; returns how many. If the write fails they are gone."""
+        limit = None if until is None else round(until * 1_000_000)
+        out: list[bytes] = []
+        held = self._held
+        while held and (limit is None or held[0][0] <= limit):
+            out.append(heapq.heappop(held)[2])
+        if out:
+            self._f.write(b"".join(out))
+        return len(out)
+
     def flush(self) -> None:
+        self.release()
         self._f.flush()
 
     def _block(self, btype: int, body: bytes) -> None:
@@ -115,7 +146,11 @@ class PcapngWriter:
         blen = 32 + caplen + (-caplen % 4) + len(options)
         head = _EPB_HEAD.pack(6, blen, 0, units >> 32, units & 0xFFFFFFFF, caplen, caplen)
         pad = b"\0" * (-caplen % 4)
-        self._f.write(b"".join((head, frame, pad, options, _U32.pack(blen))))
+        block = b"".join((head, frame, pad, options, _U32.pack(blen)))
+        if self._ordered:
+            heapq.heappush(self._held, (units, self.packets, block))
+        else:
+            self._f.write(block)
         self.packets += 1
 
 

@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 
 from proxy.rules.facts import DEFAULT_PORTS, make_url
 from proxy.rules.jsonpatch import PatchError, PatchOp, apply_patch, merge_patch
+from proxy.words import plural
 
 
 class EditError(Exception):
@@ -261,7 +262,7 @@ class JsonPatch(Action):
     body = True
 
     def summary(self) -> str:
-        return f"json_patch ({len(self.ops)} ops)"
+        return f"json_patch ({plural(len(self.ops), 'op')})"
 
     def apply_body(self, data: bytes) -> bytes:
         try:

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from typing import IO
 
 from proxy.flow.record import FlowRecord
+from proxy.sinks.marks import marks
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
+#: The record kind of a rules reload error (proxy/server/app.py), not a flow.
+NOT_A_FLOW = "rules_error"
 _COLOURS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[31m"}
 
 
@@ -46,9 +49,14 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
             size = human_size(r.response.message.body_size)
             if colour:
                 status = _COLOURS.get(r.response.status // 100, "") + status + _RESET
+        elif r.tunnel is not None:
+            # A CONNECT or upgrade that became a tunnel: its bytes each way.
+            status = "up " + human_size(r.tunnel.bytes_up)
+            size = "down " + human_size(r.tunnel.bytes_down)
         else:
             status, size = "---", "-"
         extra = f" [{r.kind}]" if r.kind != "http" else ""
+        extra += marks(r.rules)
         line = f"{ts} {client} {method} {r.request.url} {status} {size} {ms:.0f}ms{extra}"
     if r.error:
         err = f" << {r.error}"
@@ -86,10 +94,15 @@ class ConsoleSink:
         self.colour = stream.isatty()
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
-        """One console line per record (pure: runs on the event loop)."""
+        """One console line per flow (pure: runs on the event loop).
+
+        A ``rules_error`` record is not a flow: the reload already printed its
+        notice once, so it has no console line (it stays in the flow log).
+        """
         return [
             (format_line(r, self.colour, self.verbose) + "\n").encode("utf-8", "surrogatepass")
             for r in records
+            if r.kind != NOT_A_FLOW
         ]
 
     def write_prepared(self, lines: list[bytes]) -> None:

@@ -20,10 +20,14 @@ import threading
 import time
 from typing import IO, Any
 
+from proxy.oserrors import reason
 from proxy.pcap.writer import Conversation, PcapngWriter
+from proxy.words import plural
 
 Address = tuple[str, int]
 _OPEN, _DATA, _NOTE, _CLOSE, _STOP = range(5)
+#: Seconds a held data event waits for its flow id before it is written without.
+NOTE_WAIT = 1.0
 
 
 class PcapTap:
@@ -35,6 +39,8 @@ class PcapTap:
         self.upstream_side = sides in ("both", "upstream")
         self.max_pending = max_pending
         self.dropped_bytes = 0
+        self.lost = 0  # packets a failed write lost
+        self.errors = 0
         self._pending = 0
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -67,49 +73,102 @@ class PcapTap:
         self._queue.put((_STOP,))
         self._thread.join(timeout)
 
+    # -- accounting ------------------------------------------------------------------
+    def losses(self) -> dict[str, int]:
+        """Stats keys: packets a failed write lost, bytes dropped when the writer lagged."""
+        return {"lost_pcap": self.lost, "pcap_dropped_bytes": self.dropped_bytes}
+
+    def loss_summary(self) -> list[str]:
+        """What was lost, in words, for the exit summary."""
+        out = [plural(self.lost, "PCAP packet")] if self.lost else []
+        if self.dropped_bytes:
+            out.append(plural(self.dropped_bytes, "PCAP byte") + " dropped (writer too slow)")
+        return out
+
+    def _failed(self, e: Exception, packets: int) -> None:
+        """Say once that the file cannot be written; count what that cost."""
+        self.lost += packets
+        self.errors += 1
+        if self.errors == 1:
+            why = reason(e) if isinstance(e, OSError) else str(e)
+            print(
+                f"tapproxy: cannot write PCAP file {self.path}: {why}; packets that do not "
+                "reach it are counted as lost (SIGUSR1 stats, exit summary)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     # -- writer thread -------------------------------------------------------------
     def _run(self) -> None:
-        writer = PcapngWriter(self._file)
+        writer = PcapngWriter(self._file, ordered=True)
         convs: dict[int, Conversation] = {}
         # One data event per conversation is held back so that a note (the
         # flow id, known only after the session parsed those bytes) can go on
-        # its first packet.
+        # its first packet. Packets are written in time order up to the
+        # oldest held event, so the file's timestamps never go back.
         held: dict[int, list[Any]] = {}
         while True:
             event = self._queue.get()
-            kind = event[0]
+            if event[0] == _STOP:
+                for key in list(held):
+                    self._write_held(convs, held, key)
+                break
             try:
-                if kind == _STOP:
-                    for key in list(held):
-                        self._write_held(convs, held, key)
-                    break
-                key = event[1]
-                if kind == _NOTE:
-                    if key in held:
-                        held[key][3] = event[2]
-                        held[key][4] = False
-                    continue
-                self._write_held(convs, held, key)
-                if kind == _OPEN:
-                    convs[key] = writer.open_conversation(event[3], event[4], event[2])
-                elif kind == _DATA:
-                    held[key] = [event[2], event[3], event[4], None, event[5]]
-                    with self._lock:
-                        self._pending -= len(event[4])
-                elif kind == _CLOSE and key in convs:
-                    convs.pop(key).close(event[2], rst=event[3], from_client=event[4])
-                if self._queue.empty():
-                    for k in [k for k, item in held.items() if not item[4]]:
-                        self._write_held(convs, held, k)
-                    self._file.flush()
-            except (OSError, ValueError) as e:
-                print(f"tapproxy: pcap {self.path}: {e}", file=sys.stderr)
+                self._handle(event, writer, convs, held)
+            except ValueError as e:
+                self._failed(e, 0)
+            if self._queue.empty():
+                self._release(writer, convs, held)
+        self._release(writer, convs, held)
+        self._file_close()
+
+    def _handle(
+        self,
+        event: tuple[Any, ...],
+        writer: PcapngWriter,
+        convs: dict[int, Conversation],
+        held: dict[int, list[Any]],
+    ) -> None:
+        kind, key = event[0], event[1]
+        if kind == _NOTE:
+            if key in held:
+                held[key][3] = event[2]
+                held[key][4] = False
+            return
+        PcapTap._write_held(convs, held, key)
+        if kind == _OPEN:
+            convs[key] = writer.open_conversation(event[3], event[4], event[2])
+        elif kind == _DATA:
+            held[key] = [event[2], event[3], event[4], None, event[5]]
+            with self._lock:
+                self._pending -= len(event[4])
+        elif kind == _CLOSE and key in convs:
+            convs.pop(key).close(event[2], rst=event[3], from_client=event[4])
+
+    def _release(
+        self, writer: PcapngWriter, convs: dict[int, Conversation], held: dict[int, list[Any]]
+    ) -> None:
+        """Write what can no longer be preceded by a held event, then flush."""
+        now = time.time()
+        for key in [k for k, item in held.items() if not item[4] or now - item[0] > NOTE_WAIT]:
+            self._write_held(convs, held, key)
+        until = min((item[0] for item in held.values()), default=None)
+        try:
+            writer.release(until)
+            self._file.flush()
+        except OSError as e:
+            self._failed(e, writer.held if until is None else 0)
+
+    def _file_close(self) -> None:
         if self.dropped_bytes:
             print(
-                f"tapproxy: pcap dropped {self.dropped_bytes} bytes (writer too slow)",
+                f"tapproxy: pcap dropped {plural(self.dropped_bytes, 'byte')} (writer too slow)",
                 file=sys.stderr,
             )
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:
+            self._failed(e, 0)
 
     @staticmethod
     def _write_held(convs: dict[int, Conversation], held: dict[int, list[Any]], key: int) -> None:

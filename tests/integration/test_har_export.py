@@ -127,7 +127,7 @@ def test_har_matches_flow_log_and_convert(tmp_path: Path, upstreams: Upstreams) 
     )
     assert converted.returncode == 0, converted.stderr
     assert converted.stdout == har.read_bytes()
-    assert b"skipped 1 non-HTTP flows (1 tunnel)" in converted.stderr
+    assert b"skipped 1 non-HTTP flow (1 tunnel)" in converted.stderr
 
 
 def test_unwritable_har_path_keeps_proxying(tmp_path: Path, upstreams: Upstreams) -> None:

@@ -82,3 +82,35 @@ def test_pcap_matches_flow_log_plain_and_intercepted(upstreams: Upstreams, tmp_p
         "/bytes/5000",
         "/echo/post",
     ]
+
+
+def test_pcap_of_concurrent_connections_is_in_time_order(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """Issue 14 item 8: packets are written in time order, so tshark shows no
+    negative ``frame.time_delta`` over many interleaved connections."""
+    import concurrent.futures
+    import urllib.request
+
+    cap = tmp_path / "concurrent.pcapng"
+    p = start_proxy("--pcap", str(cap), flow_log=tmp_path / "flows.jsonl")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": p.url}))
+
+    def fetch(i: int) -> int:
+        path = f"/bytes/{20000 + i}" if i % 2 else f"/echo/c{i}"
+        with opener.open(upstreams.url + path, timeout=30) as r:
+            return len(r.read())
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            sizes = list(pool.map(fetch, range(64)))
+        assert all(sizes)
+        assert len(p.records(64)) == 64
+    finally:
+        assert p.stop() == 0
+    deltas = tshark("-r", str(cap), "-T", "fields", "-e", "frame.time_delta").split()
+    assert len(deltas) > 64 * 10
+    negative = [d for d in deltas if float(d) < 0]
+    assert negative == [], f"{len(negative)} negative deltas of {len(deltas)}"
+    expert = tshark("-r", str(cap), "-q", "-z", "expert,warn")
+    assert "Malformed" not in expert, expert

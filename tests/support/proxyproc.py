@@ -61,15 +61,27 @@ class ProxyProcess:
             self.stderr_lines.extend(rest.splitlines())
         return self.proc.returncode
 
+    def stdout_text(self) -> str:
+        """The console lines, once the proxy stopped (stdout is read to its end)."""
+        assert self.proc.returncode is not None, "stop() the proxy first"
+        out = self.proc.stdout.read() if self.proc.stdout else b""
+        return out.decode("utf-8", "replace")
+
     @property
     def stderr_text(self) -> str:
         return b"\n".join(self.stderr_lines).decode("utf-8", "replace")
 
 
 def start_proxy(
-    *args: str, flow_log: Path | None = None, modes: int = 1, timeout: float = 15.0
+    *args: str,
+    flow_log: Path | None = None,
+    modes: int = 1,
+    timeout: float = 15.0,
+    quiet: bool = True,
 ) -> ProxyProcess:
-    cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", *args]
+    """Start the proxy; ``quiet=False`` keeps its console lines (on stdout,
+    read with ``ProxyProcess.stdout_text`` once it stopped)."""
+    cmd = [sys.executable, "-m", "proxy", *(["-q"] if quiet else []), "-p", "0", *args]
     if flow_log is not None:
         cmd += ["--flow-log", str(flow_log)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")

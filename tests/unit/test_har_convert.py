@@ -52,7 +52,7 @@ def test_convert_equals_live_sink(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert len(doc["log"]["entries"]) == len(CASES)
     assert doc["log"]["_tapproxy"] == {"dropped": 7, "skipped": {"tcp": 1, "tunnel": 1}}
     err = capsys.readouterr().err
-    assert "skipped 1 'dropped' records (7 flows were lost" in err
+    assert "skipped 1 'dropped' record (7 flows lost" in err
     assert "skipped 2 non-HTTP flows (1 tcp, 1 tunnel)" in err
 
 

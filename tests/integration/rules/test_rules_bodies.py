@@ -397,7 +397,7 @@ def test_feature_off(response_match: ProxyProcess, origin: Origin) -> None:
     assert raw.header("content-length") == [str(len(raw.body))]
     rec = record_for(response_match, "flags.svc/features")
     rules = matched(rec)
-    assert rules["feature-off"] == ["json_patch (1 ops)", "set_status 200"]
+    assert rules["feature-off"] == ["json_patch (1 op)", "set_status 200"]
     assert rec["response"]["status"] == 200
     assert rec["rules"]["tags"] == ["error"]  # tag-errors saw the upstream's 503
 
