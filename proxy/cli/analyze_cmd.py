@@ -2,12 +2,15 @@
 
     tapproxy analyze CAPTURE [--filter EXPR] [-o OUT.jsonl] [--format jsonl]
                              [--progress | --no-progress] [--body-preview N]
+                             [--keylog KEYS.txt]
 
 The capture is streamed through ``proxy.pcap.analyze`` and each record is
 written as one JSON object per line as soon as its exchange ends, so memory
 stays flat and output starts at once. Records have the live proxy's flow-log
 schema (``proxy.pcap.flowrecord``; docs/flow-log.md), with mode "capture";
-``--rules`` tags each flow with the rules that match it.
+``--rules`` tags each flow with the rules that match it. ``--keylog`` reads
+an NSS key log (``SSLKEYLOGFILE``) and decrypts the TLS connections whose
+secrets it holds (``proxy.pcap.tlsstream``).
 
 A progress line (percent of file, packets/s, MB/s) goes to stderr when stderr
 is a terminal or with ``--progress``. Exit status: 0 on success, 1 when the
@@ -30,6 +33,7 @@ from proxy.flow.jsonview import record_to_json
 from proxy.pcap.analyze import AnalyzeOptions, AnalyzeStats, analyze
 from proxy.pcap.filter import FilterError
 from proxy.pcap.flowrecord import to_flow_record
+from proxy.pcap.keylog import KeyLog
 from proxy.pcap.reader import CaptureError
 from proxy.pcap.records import CapturedExchange
 from proxy.rules import RulesError, RuleSet, load_rules
@@ -64,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="include the first N bytes of each body in the records (default 0)",
+    )
+    p.add_argument(
+        "--keylog",
+        metavar="KEYS.txt",
+        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS 1.2/1.3 connections with",
     )
     p.add_argument(
         "--rules",
@@ -138,7 +147,12 @@ def main(argv: list[str]) -> int:
 def _run(args: argparse.Namespace, capture: Any, out: TextIO) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = _Progress(os.fstat(capture.fileno()).st_size, sys.stderr) if show else None
-    options = AnalyzeOptions(filter=args.filter, preview=max(args.body_preview, 0))
+    try:
+        keylog = KeyLog.from_file(args.keylog) if args.keylog else None
+    except OSError as e:
+        print(f"{_PROG}: cannot read key log {args.keylog}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    options = AnalyzeOptions(filter=args.filter, preview=max(args.body_preview, 0), keylog=keylog)
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from proxy.pcap.decode import IPPROTO_TCP, Decoder, DecodeStats
 from proxy.pcap.filter import Predicate, compile_filter
+from proxy.pcap.keylog import KeyLog
 from proxy.pcap.reader import DEFAULT_BLOCK_SIZE, BinaryReader, CaptureError, read_packets
 from proxy.pcap.records import CapturedExchange
 from proxy.pcap.streams import ConnectionAnalyzer
@@ -47,6 +48,7 @@ class AnalyzeOptions:
     preview: int = 256  # body bytes kept per message
     limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
     block_size: int = DEFAULT_BLOCK_SIZE
+    keylog: KeyLog | None = field(default=None, compare=False)  # decrypts TLS (tlsstream)
 
 
 def analyze(
@@ -89,7 +91,7 @@ def build_stages(
         emit(record)
 
     def consumer(info: ConnectionInfo) -> ConnectionAnalyzer:
-        return ConnectionAnalyzer(info, counted, opts.preview)
+        return ConnectionAnalyzer(info, counted, opts.preview, opts.keylog)
 
     decoder = Decoder()
     reassembler = Reassembler(consumer, opts.limits)

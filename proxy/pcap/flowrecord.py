@@ -41,9 +41,7 @@ def to_flow_record(r: CapturedExchange, rules: RuleSet | None = None) -> FlowRec
         tunnel = TunnelInfo(
             r.bytes_client_to_server, r.bytes_server_to_client, r.close or "", r.close or ""
         )
-        tls = None
-        if r.kind == "tls":
-            tls = TlsInfo(False, client=TlsSide(sni=r.sni, offered_alpn=r.alpn))
+        tls = _tls(r) if r.kind == "tls" else None
         kind = "tunnel" if r.kind == "tls" else "tcp"
         return FlowRecord(
             r.id, kind, MODE, r.start, r.end, client, server, tunnel=tunnel, error=error, tls=tls
@@ -67,7 +65,24 @@ def to_flow_record(r: CapturedExchange, rules: RuleSet | None = None) -> FlowRec
     return FlowRecord(
         r.id, "http", MODE, r.start, r.end, client, server, request=request, response=response,
         timings=timings, error=error, rules=_tag(r, rules) if rules is not None else None,
+        tls=_tls(r) if r.tls is not None else None,
     )  # fmt: skip
+
+
+def _tls(r: CapturedExchange) -> TlsInfo:
+    """One TLS session seen passively: the same facts on both sides.
+
+    ``keylog`` is true when a key log decrypted it; ``intercepted`` stays
+    false (nothing was terminated, the plaintext came from the key log).
+    """
+    t = r.tls
+    if t is None:
+        return TlsInfo(False, client=TlsSide(sni=r.sni, offered_alpn=r.alpn))
+    client = TlsSide(t.version, t.cipher, t.alpn, r.sni, r.alpn)
+    server = TlsSide(
+        t.version, t.cipher, t.alpn, r.sni, cert_subject=t.cert_subject, cert_issuer=t.cert_issuer
+    )
+    return TlsInfo(False, client=client, server=server, keylog=t.decrypted)
 
 
 def _tag(r: CapturedExchange, rules: RuleSet) -> RulesInfo | None:

@@ -93,7 +93,7 @@ class _Exchange:
         self.resp_preview = bytearray()
         self.errors: list[str] = []
 
-    def record(self, host: Host, end: float) -> CapturedExchange:
+    def record(self, host: Host, end: float, scheme: str) -> CapturedExchange:
         head, resp = self.head, self.response
         fields = text_pairs(head.fields) if head else ()
         return CapturedExchange(
@@ -101,7 +101,7 @@ class _Exchange:
             client=host.client, server=host.server, start=self.start, end=end,
             method=head.method.decode("latin-1") if head else None,
             target=head.target.decode("latin-1") if head else None,
-            url=_url(head) if head else None,
+            url=_url(head, scheme) if head else None,
             version=head.version.decode("latin-1") if head else None,
             request_fields=fields, request_body_size=self.req_body,
             request_body_preview=bytes(self.req_preview),
@@ -115,14 +115,14 @@ class _Exchange:
         )  # fmt: skip
 
 
-def _url(head: RequestHead) -> str:
+def _url(head: RequestHead, scheme: str) -> str:
     """Absolute URL for origin-form targets with a Host field (RFC 9112 §3.3)."""
     target = head.target.decode("latin-1")
     if head.method == b"CONNECT" or not target.startswith("/"):
         return target  # authority-form, absolute-form or "*"
     for name, value in head.fields:
         if name.lower() == b"host" and value:
-            return f"http://{value.decode('latin-1')}{target}"
+            return f"{scheme}://{value.decode('latin-1')}{target}"
     return target
 
 
@@ -134,9 +134,10 @@ def _may_switch(head: RequestHead) -> bool:
 class HttpConversation:
     """HTTP/1.x on one connection; fed per direction by the connection analyzer."""
 
-    def __init__(self, host: Host, preview: int = 256) -> None:
+    def __init__(self, host: Host, preview: int = 256, scheme: str = "http") -> None:
         self.host = host
         self.preview = preview
+        self.scheme = scheme  # "https" for exchanges decrypted from TLS
         self.req = RequestParser()
         self.resp = ResponseParser()
         self.pending: deque[_Exchange] = deque()  # requests whose response is not done
@@ -169,7 +170,10 @@ class HttpConversation:
 
     def gap(self, from_client: bool, ts: float, size: int) -> None:
         side = "client" if from_client else "server"
-        why = f"{size} bytes missing from the {side} stream (capture gap)"
+        self.stop(from_client, ts, f"{size} bytes missing from the {side} stream (capture gap)")
+
+    def stop(self, from_client: bool, ts: float, why: str) -> None:
+        """No more of this direction can be read (a gap, a record that fails to decrypt)."""
         if from_client:
             self._stop_client(ts, why)
         else:
@@ -200,9 +204,11 @@ class HttpConversation:
                 ex.errors.append(f"no response: {ended}")
             else:
                 ex.errors.append(f"response incomplete: {ended}")
-            self.host.emit(ex.record(self.host, ts))
+            self.host.emit(ex.record(self.host, ts, self.scheme))
         if receiving is not None and receiving.resp_end is not None:
-            self.host.emit(receiving.record(self.host, ts))  # its response was complete
+            self.host.emit(
+                receiving.record(self.host, ts, self.scheme)
+            )  # its response was complete
         if self.req.buffered and not self.client_stopped and self.held is None:
             self._orphan(ts, f"incomplete request head ({self.req.buffered} bytes): {ended}")
         unclaimed = self.resp.buffered + self.early_size
@@ -254,7 +260,7 @@ class HttpConversation:
                 ex, self.receiving = self.receiving, None
                 self.req_start = ts if self.req.buffered else None
                 if ex.resp_end is not None:  # answered before the request ended
-                    self.host.emit(ex.record(self.host, ts))
+                    self.host.emit(ex.record(self.host, ts, self.scheme))
                 elif ex.head is not None and _may_switch(ex.head):
                     self.held = []
 
@@ -266,7 +272,7 @@ class HttpConversation:
             ex, self.receiving = self.receiving, None
             ex.errors.append(why)
             if ex.resp_end is not None:
-                self.host.emit(ex.record(self.host, ts))
+                self.host.emit(ex.record(self.host, ts, self.scheme))
         elif self.held is not None:
             if self.pending:
                 self.pending[-1].errors.append(why)
@@ -277,7 +283,7 @@ class HttpConversation:
         """A record for bytes that never became a request head."""
         ex = _Exchange(self.req_start if self.req_start is not None else ts, None)
         ex.errors.append(why)
-        self.host.emit(ex.record(self.host, ts))
+        self.host.emit(ex.record(self.host, ts, self.scheme))
 
     # -- server side -------------------------------------------------------------
     def _pump_server(self, ts: float) -> None:
@@ -320,7 +326,7 @@ class HttpConversation:
         self.pending.popleft()
         ex.resp_end = ts
         if ex is not self.receiving:
-            self.host.emit(ex.record(self.host, ts))
+            self.host.emit(ex.record(self.host, ts, self.scheme))
 
     def _stop_server(self, ts: float, why: str) -> None:
         if not self.server_stopped:
@@ -339,7 +345,7 @@ class HttpConversation:
         self.held = None
         for ex in self.pending:  # requests pipelined after an accepted upgrade
             ex.errors.append("request sent after the connection became a tunnel")
-            self.host.emit(ex.record(self.host, ts))
+            self.host.emit(ex.record(self.host, ts, self.scheme))
         self.pending.clear()
         self.host.tunnel(ts, client_rest, self.resp.take_remaining())
 

@@ -5,7 +5,10 @@ A record is one of three kinds:
 * ``"http"``: one HTTP/1.x request and its response (or as much of them as
   the capture held, with ``errors`` saying what is missing);
 * ``"tls"``: one TLS connection, with the SNI and ALPN offered in its
-  ClientHello and the bytes sent each way (the contents stay encrypted);
+  ClientHello, what the ServerHello chose (``TlsFacts``) and the bytes sent
+  each way. With a key log the connection is decrypted
+  (``proxy.pcap.tlsstream``) and its HTTP/1.x exchanges are ``"http"``
+  records of their own, carrying the same ``TlsFacts``;
 * ``"tcp"``: any other TCP connection (or the opaque tunnel after a WebSocket
   upgrade), with the bytes sent each way.
 
@@ -39,6 +42,18 @@ def text_pairs(fields: tuple[tuple[bytes, bytes], ...]) -> Pairs:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFacts:
+    """What a passive reader learned about one TLS connection."""
+
+    version: str | None = None  # "TLSv1.2", "TLSv1.3" (as OpenSSL names them)
+    cipher: str | None = None  # IANA name of the negotiated suite
+    alpn: str | None = None  # negotiated (TLS 1.3: known only after decryption)
+    decrypted: bool = False  # a key log held this connection's secrets
+    cert_subject: str | None = None  # end-entity certificate (TLS 1.3: if decrypted)
+    cert_issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CapturedExchange:
     id: str  # "<connection>-<n>": the n-th record of the n-th connection
     kind: str  # "http", "tls" or "tcp"
@@ -65,7 +80,8 @@ class CapturedExchange:
     response_body_preview: bytes = b""
     # tls
     sni: str | None = None
-    alpn: tuple[str, ...] = ()
+    alpn: tuple[str, ...] = ()  # offered by the client
+    tls: TlsFacts | None = None  # for "tls" records and "http" ones decrypted from TLS
     # tls and tcp
     bytes_client_to_server: int = 0
     bytes_server_to_client: int = 0

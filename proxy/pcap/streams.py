@@ -6,8 +6,9 @@ buffered (at most ``SNIFF_LIMIT`` bytes) until the client's first bytes say
 what the stream is:
 
 * a request line start (``token SP``) -> HTTP/1.x (``proxy.pcap.http``);
-* a TLS handshake record (``16 03 0x``) -> TLS, whose ClientHello is read for
-  SNI and ALPN (``proxy.tls.clienthello``, shared with the live proxy);
+* a TLS handshake record (``16 03 0x``) -> TLS (``proxy.pcap.tlsstream``):
+  the handshake is read for SNI, ALPN, version, cipher and certificate, and
+  with a key log the connection is decrypted and its HTTP/1.x decoded;
 * anything else -> an opaque TCP stream, counted in bytes each way.
 
 The buffered events are then replayed into the chosen decoder, so nothing
@@ -28,12 +29,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 from proxy.pcap.http import HttpConversation
+from proxy.pcap.keylog import KeyLog
 from proxy.pcap.records import CapturedExchange, endpoint
 from proxy.pcap.tcp import ConnectionInfo
-from proxy.tls.clienthello import ClientHelloError, looks_like_tls, parse_client_hello
+from proxy.pcap.tlsstream import TlsStream
+from proxy.tls.clienthello import looks_like_tls
 
 SNIFF_LIMIT = 1 << 16  # bytes buffered before a stream with no verdict is opaque
-HELLO_LIMIT = 1 << 17  # bytes of a ClientHello we are willing to collect
 _HEAD = 64  # client bytes looked at
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
@@ -69,8 +71,11 @@ def verdict(head: bytes, ended: bool) -> str | None:
 class ConnectionAnalyzer:
     """The reassembler's consumer for one connection; emits its records."""
 
-    def __init__(self, info: ConnectionInfo, emit: Emit, preview: int = 256) -> None:
+    def __init__(
+        self, info: ConnectionInfo, emit: Emit, preview: int = 256, keylog: KeyLog | None = None
+    ) -> None:
         self.info = info
+        self.keylog = keylog  # TLS secrets (``tapproxy analyze --keylog``)
         self.connection = info.id
         self.client = endpoint(*info.client)
         self.server = endpoint(*info.server)
@@ -158,8 +163,10 @@ class _Sniff:
         conn = self.conn
         if kind == "http":
             conn.mode = HttpConversation(conn, conn.preview)
+        elif kind == "tls":
+            conn.mode = TlsStream(conn, self.start, conn.keylog, conn.preview)
         else:
-            conn.mode = _Opaque(conn, kind, self.start)
+            conn.mode = _Opaque(conn, self.start)
         for what, from_client, ts, data, size in self.events:
             if what == _DATA:
                 conn.mode.data(from_client, ts, data)
@@ -172,64 +179,35 @@ class _Sniff:
 
 
 class _Opaque:
-    """A TLS or plain TCP stream: counts bytes; for TLS, reads the ClientHello."""
+    """A TCP stream that is neither HTTP nor TLS: bytes are counted each way."""
 
-    def __init__(self, conn: ConnectionAnalyzer, kind: str, start: float) -> None:
+    def __init__(self, conn: ConnectionAnalyzer, start: float) -> None:
         self.conn = conn
-        self.kind = kind
         self.start = start
         self.up = 0
         self.down = 0
-        self.hello: bytearray | None = bytearray() if kind == "tls" else None
-        self.sni: str | None = None
-        self.alpn: tuple[str, ...] = ()
         self.errors: list[str] = []
 
     def data(self, from_client: bool, ts: float, data: bytes) -> None:
-        if not from_client:
+        if from_client:
+            self.up += len(data)
+        else:
             self.down += len(data)
-            return
-        self.up += len(data)
-        if self.hello is not None:
-            self._read_hello(data)
-
-    def _read_hello(self, data: bytes) -> None:
-        assert self.hello is not None
-        self.hello += data
-        try:
-            hello = parse_client_hello(self.hello)
-        except ClientHelloError as e:
-            self.errors.append(f"unreadable ClientHello: {e}")
-            self.hello = None
-            return
-        if hello is None:
-            if len(self.hello) > HELLO_LIMIT:
-                self.errors.append("ClientHello too large")
-                self.hello = None
-            return
-        self.sni = hello.sni
-        self.alpn = tuple(p.decode("latin-1") for p in hello.alpn_protocols)
-        self.hello = None
 
     def gap(self, from_client: bool, ts: float, size: int) -> None:
         side = "client" if from_client else "server"
         self.errors.append(f"{size} bytes missing from the {side} stream (capture gap)")
-        if from_client and self.hello is not None:
-            self.errors.append("ClientHello incomplete")
-            self.hello = None
 
     def fin(self, from_client: bool, ts: float) -> None:
         return
 
     def close(self, ts: float, reason: str) -> None:
-        if self.hello is not None and (self.hello or self.up):
-            self.errors.append("ClientHello incomplete")
         conn = self.conn
         conn.emit(
             CapturedExchange(
-                id=conn.next_id(), kind=self.kind, connection=conn.connection,
+                id=conn.next_id(), kind="tcp", connection=conn.connection,
                 client=conn.client, server=conn.server, start=self.start, end=ts,
-                sni=self.sni, alpn=self.alpn, bytes_client_to_server=self.up,
-                bytes_server_to_client=self.down, close=reason, errors=tuple(self.errors),
+                bytes_client_to_server=self.up, bytes_server_to_client=self.down,
+                close=reason, errors=tuple(self.errors),
             )
         )  # fmt: skip
