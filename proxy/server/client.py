@@ -17,6 +17,30 @@ from collections.abc import Callable
 from typing import cast
 
 from proxy.flow.record import TlsInfo
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Command,
+    Conn,
+    Hook,
+    Intercept,
+    OpenServer,
+    PauseReading,
+    ReleaseServer,
+    ResumeReading,
+    SendData,
+    SetTimer,
+    StartTunnel,
+)
+from proxy.layers.events import (
+    DataReceived,
+    EofReceived,
+    ServerFailed,
+    ServerOpened,
+    TimedOut,
+    TimeoutKind,
+    TimerFired,
+)
 from proxy.server.client_tunnels import TunnelSteps
 from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor, ListenerSniffer
@@ -24,22 +48,8 @@ from proxy.server.pacing import DelayedWriter
 from proxy.server.relay import Relay
 from proxy.server.transport import reset, tune
 from proxy.server.upstream import UpstreamConnection, connect
-from proxy.session.commands import (
-    CloseClient,
-    Command,
-    FlowDone,
-    Intercept,
-    OpenServer,
-    PauseClient,
-    ReleaseServer,
-    ResumeClient,
-    SendClient,
-    SendServer,
-    StartTunnel,
-    Wait,
-)
 from proxy.session.errors import UpstreamError
-from proxy.session.http import CLIENT_HEAD, HttpSession
+from proxy.session.http import HttpSession
 from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.endpoint import TlsEndpoint, TlsError
@@ -66,6 +76,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         self._paused = 0  # bit set of reasons reading from the client is paused
         self._client_write_paused = False
         self._connecting: asyncio.Task[None] | None = None
+        self._server: Conn | None = None  # the session's name for self.upstream
         self._closed = False
         self._client_ended = False
 
@@ -109,15 +120,15 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         """Plaintext from the client into the HTTP session (tapped for --pcap)."""
         session = self.session
         assert session is not None
-        if session.ex is None and not session.requests.buffered:
+        if session.ex is None and not session.client_side.requests.buffered:
             self._head_since = time.monotonic()  # a new head starts: its clock runs
         tap = self._tap
         if tap is None:
-            self.run(session.client_data(data))
+            self.run(session.handle(DataReceived(CLIENT, data)))
             return
         tap.data(id(self), True, data, await_note=True)
         before = session.ex
-        self.run(session.client_data(data))
+        self.run(session.handle(DataReceived(CLIENT, data)))
         ex = session.ex
         started = ex is not None and ex is not before
         tap.note(id(self), f"tapproxy flow {ex.id}" if started and ex is not None else None)
@@ -147,7 +158,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             else:
                 self.relay.client_eof()
         elif self.session is not None:
-            self.run(self.session.client_eof())
+            self.run(self.session.handle(EofReceived(CLIENT)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -165,8 +176,8 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         if session is not None and session.ex is not None:
             self._submit_aborted(session)
         if self.upstream is not None:
-            idle = session is not None and session.ex is None and not session.server_closing
-            if idle and session is not None and session.server_ready:
+            idle = session is not None and session.ex is None
+            if idle and session is not None and session.server.idle_reusable:
                 self.ctx.pool.put(self.upstream)  # between exchanges: still good
             else:
                 self.upstream.abort()
@@ -190,17 +201,17 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
     def on_server_data(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.session is not None:
-            self.run(self.session.server_data(data))
+            self.run(self.session.handle(DataReceived(self._server_id(), data)))
 
     def on_server_eof(self) -> None:
         if self.session is not None:
-            self.run(self.session.server_eof())
+            self.run(self.session.handle(EofReceived(self._server_id())))
 
     def on_server_lost(self, exc: Exception | None) -> None:
         self.upstream = None
         self._unpause(_UPSTREAM)
         if self.session is not None:
-            self.run(self.session.server_eof())
+            self.run(self.session.handle(EofReceived(self._server_id())))
 
     def on_server_pause_writing(self) -> None:
         self._pause(_UPSTREAM)
@@ -221,15 +232,15 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         to_server: list[bytes] = []
         for cmd in commands:
             kind = type(cmd)
-            if kind is SendClient:
-                if cmd.at is None and self._delayed is None:  # type: ignore[union-attr]
+            if kind is SendData:
+                if not cmd.conn.is_client:  # type: ignore[union-attr]
+                    to_server.append(cmd.data)  # type: ignore[union-attr]
+                elif cmd.at is None and self._delayed is None:  # type: ignore[union-attr]
                     to_client.append(cmd.data)  # type: ignore[union-attr]
                 else:
                     if to_client or to_server:
                         self._flush(to_client, to_server)
                     self._send_later(cmd)  # type: ignore[arg-type]
-            elif kind is SendServer:
-                to_server.append(cmd.data)  # type: ignore[union-attr]
             else:
                 if to_client or to_server:
                     self._flush(to_client, to_server)
@@ -261,7 +272,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             if self._tap is not None:
                 self._tap.data(id(self), False, data)
 
-    def _send_later(self, cmd: SendClient) -> None:
+    def _send_later(self, cmd: SendData) -> None:
         """A send a rule delayed or paced (session clock -> loop clock)."""
         if self._delayed is None:
             self._delayed = DelayedWriter(self._write_client, self._delayed_backlog)
@@ -277,15 +288,20 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             elif not self._client_write_paused:
                 self.upstream.resume_reading()
 
-    def _wait(self, cmd: Wait) -> None:
+    def _wait(self, cmd: SetTimer) -> None:
         def resume() -> None:
             if self.session is not None and not self._closed:
-                self.run(self.session.resume())
+                self.run(self.session.handle(TimerFired()))
 
         asyncio.get_running_loop().call_later(cmd.seconds, resume)
 
+    def _server_id(self) -> Conn:
+        assert self._server is not None
+        return self._server
+
     def _open_server(self, cmd: OpenServer) -> None:
-        key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
+        self._server = cmd.conn
+        key = (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None)
         if cmd.reuse:
             conn = self.ctx.pool.take(key)
             if conn is not None:
@@ -294,7 +310,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         self._connecting = asyncio.get_running_loop().create_task(self._connect(cmd))
 
     async def _connect(self, cmd: OpenServer) -> None:
-        key = (cmd.host, cmd.port, (cmd.sni or cmd.host) if cmd.tls else None)
+        key = (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None)
         try:
             conn = await connect(
                 key, self.ctx.timeouts.connect, self.ctx.upstream_tls, self.ctx.tap
@@ -302,7 +318,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         except UpstreamError as e:
             self._connecting = None
             if self.session is not None and not self._closed:
-                self.run(self.session.server_failed(e))
+                self.run(self.session.handle(ServerFailed(cmd.conn, str(e), e.timeout)))
             return
         self._connecting = None
         if self._closed or self.session is None:
@@ -318,7 +334,8 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         assert conn.transport is not None and self.session is not None
         peer = conn.transport.get_extra_info("peername") or (conn.key[0], conn.key[1])
         address = (str(peer[0]), int(peer[1]))
-        self.run(self.session.server_connected(address, reused, conn.tls_facts()))
+        opened = ServerOpened(self._server_id(), address, reused, conn.tls_facts())
+        self.run(self.session.handle(opened))
 
     def _release_server(self, cmd: ReleaseServer) -> None:
         conn, self.upstream = self.upstream, None
@@ -333,7 +350,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         else:
             conn.close()
 
-    def _close_client(self, cmd: CloseClient) -> None:
+    def _close_client(self, cmd: CloseConnection) -> None:
         if self.transport is None:
             return
         delayed = self._delayed
@@ -349,7 +366,7 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
             self.transport.write(self.tls.close())
         self.transport.close()
 
-    def _flow_done(self, cmd: FlowDone) -> None:
+    def _hook(self, cmd: Hook) -> None:
         self.ctx.submit(cmd.flow)
         self._head_since = time.monotonic()  # a pipelined head starts its clock now
 
@@ -382,14 +399,19 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         kind = session.deadline()
         # A head must complete within its timeout however it trickles (slowloris);
         # the other timeouts measure inactivity.
-        since = self._head_since if kind == CLIENT_HEAD else self.last_active
+        since = self._head_since if kind is TimeoutKind.CLIENT_HEAD else self.last_active
         if now - since > self.ctx.timeouts.for_kind(kind):
-            self.run(session.timeout(kind))
+            self.run(session.handle(TimedOut(kind)))
 
     @property
     def idle(self) -> bool:
         s = self.session
-        return s is not None and s.ex is None and self.relay is None and not s.requests.buffered
+        return (
+            s is not None
+            and s.ex is None
+            and self.relay is None
+            and not s.client_side.requests.buffered
+        )
 
     def close_now(self) -> None:
         if self.relay is not None:
@@ -407,11 +429,11 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
 _HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {
     OpenServer: ClientConnection._open_server,  # type: ignore[dict-item]
     ReleaseServer: ClientConnection._release_server,  # type: ignore[dict-item]
-    CloseClient: ClientConnection._close_client,  # type: ignore[dict-item]
-    PauseClient: lambda self, _: self._pause(_BACKLOG),
-    ResumeClient: lambda self, _: self._unpause(_BACKLOG),
+    CloseConnection: ClientConnection._close_client,  # type: ignore[dict-item]
+    PauseReading: lambda self, _: self._pause(_BACKLOG),
+    ResumeReading: lambda self, _: self._unpause(_BACKLOG),
     StartTunnel: ClientConnection._start_tunnel,  # type: ignore[dict-item]
     Intercept: ClientConnection._intercept,  # type: ignore[dict-item]
-    Wait: ClientConnection._wait,  # type: ignore[dict-item]
-    FlowDone: ClientConnection._flow_done,  # type: ignore[dict-item]
+    SetTimer: ClientConnection._wait,  # type: ignore[dict-item]
+    Hook: ClientConnection._hook,  # type: ignore[dict-item]
 }

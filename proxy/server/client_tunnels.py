@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from proxy.flow.record import TlsInfo, TunnelInfo
+from proxy.layers.commands import Command, Intercept, StartTunnel
+from proxy.layers.events import TunnelEnded
 from proxy.rules import TcpPlan
 from proxy.server.context import ListenerContext
 from proxy.server.intercept import Interceptor
 from proxy.server.relay import Relay
 from proxy.server.upstream import UpstreamConnection, connect
-from proxy.session.commands import Command, Intercept, StartTunnel
 from proxy.session.errors import UpstreamError
 from proxy.session.http import HttpSession
 from proxy.sinks.pcap import PcapTap
@@ -92,7 +93,7 @@ class TunnelSteps:
         assert self.session is not None
         self._outer = self.session
         self.interceptor = Interceptor(cast("ClientConnection", self), cmd.host, cmd.port)
-        early = self.session.requests.take_remaining()
+        early = self.session.client_side.requests.take_remaining()
         if early:
             self.interceptor.feed(early)
 
@@ -143,7 +144,7 @@ class TunnelSteps:
     def intercept_failed(self, message: str, tls: TlsInfo) -> None:
         self.interceptor = None
         if self._outer is not None:
-            self.run(self._outer.tunnel_closed(None, error=message, tls=tls))
+            self.run(self._outer.handle(TunnelEnded(None, message, tls)))
         if self.transport is not None:
             self.transport.close()
 
@@ -163,7 +164,7 @@ class TunnelSteps:
         except UpstreamError as e:
             self._connecting = None
             if outer is not None:
-                self.run(outer.tunnel_closed(None, error=f"upstream {host}:{port}: {e}", tls=tls))
+                self.run(outer.handle(TunnelEnded(None, f"upstream {host}:{port}: {e}", tls)))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -182,12 +183,12 @@ class TunnelSteps:
 
     def _relay_done(self, info: TunnelInfo, tls: TlsInfo | None) -> None:
         if self._outer is not None:
-            self.run(self._outer.tunnel_closed(info, tls=tls, tcp_rules=self._toxic_names()))
+            self.run(self._outer.handle(TunnelEnded(info, None, tls, self._toxic_names())))
 
     def _tunnel_done(self, info: TunnelInfo) -> None:
         session = self.session
         if session is not None:
-            self.run(session.tunnel_closed(info, tcp_rules=self._toxic_names()))
+            self.run(session.handle(TunnelEnded(info, tcp_rules=self._toxic_names())))
 
     def _toxic_names(self) -> tuple[str, ...]:
         toxics = self.relay.toxics if self.relay is not None else None

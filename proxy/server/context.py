@@ -9,6 +9,7 @@ from typing import Protocol
 from OpenSSL import SSL
 
 from proxy.flow.record import FlowSource
+from proxy.layers.events import TimeoutKind
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
@@ -29,9 +30,17 @@ class Timeouts:
     tls_handshake: float = 15.0  # client TLS handshake inside an intercepted tunnel
     upstream_idle: float = 60.0  # pooled connection unused
 
-    def for_kind(self, kind: str) -> float:
-        value: float = getattr(self, kind)
-        return value
+    def for_kind(self, kind: TimeoutKind) -> float:
+        return _BY_KIND[kind](self)
+
+
+_BY_KIND: dict[TimeoutKind, Callable[[Timeouts], float]] = {
+    TimeoutKind.CLIENT_IDLE: lambda t: t.client_idle,
+    TimeoutKind.CLIENT_HEAD: lambda t: t.client_head,
+    TimeoutKind.RESPONSE_HEAD: lambda t: t.response_head,
+    TimeoutKind.TRANSFER_IDLE: lambda t: t.transfer_idle,
+    TimeoutKind.TUNNEL_IDLE: lambda t: t.tunnel_idle,
+}
 
 
 class Tracked(Protocol):

@@ -119,6 +119,22 @@ class Exchange:
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
+    def count_request(self, data: bytes, preview: int) -> None:
+        """Request body bytes as received: size, preview and capture."""
+        if self.request_size < preview:
+            self.request_preview += data[: preview - self.request_size]
+        self.request_size += len(data)
+        if self.capture is not None:
+            self.capture.add(data, True)
+
+    def count_response(self, data: bytes, preview: int) -> None:
+        """Response body bytes as received: size, preview and capture."""
+        if self.response_size < preview:
+            self.response_preview += data[: preview - self.response_size]
+        self.response_size += len(data)
+        if self.capture is not None:
+            self.capture.add(data, False)
+
     def finish(
         self,
         mode: str,

@@ -1,0 +1,154 @@
+"""Commands a layer asks the IO shell to carry out, each naming its connection.
+
+A layer never touches a socket: it answers each event with a list of these,
+in order. The shell executes them and reports the outcome as events
+(``proxy.layers.events``). Server connections are named by the layer that
+opens them (``OpenServer.conn``), so a layer may hold several at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from proxy.flow.hooks import HookKind
+from proxy.flow.record import FlowSource
+
+
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class Conn:
+    """A connection's identity within one client connection's layers."""
+
+    role: Role
+    id: int
+
+    @property
+    def is_client(self) -> bool:
+        return self.role is Role.CLIENT
+
+
+CLIENT = Conn(Role.CLIENT, 0)
+
+
+def server_conn(n: int) -> Conn:
+    return Conn(Role.SERVER, n)
+
+
+@dataclass(frozen=True, slots=True)
+class SendData:
+    conn: Conn
+    data: bytes
+    # Not before this time (the layer's clock): rule faults (delay, bandwidth).
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsRequest:
+    """TLS to the server: the name to send and verify, the ALPN protocols to offer."""
+
+    sni: str
+    alpn: tuple[str, ...] = ("http/1.1",)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenServer:
+    """Connect (or take a pooled connection) to ``host:port`` as ``conn``.
+
+    Answered with ``ServerOpened`` or ``ServerFailed`` naming ``conn``.
+    ``via``: a next proxy to connect through (upstream chaining); None: direct.
+    """
+
+    conn: Conn
+    host: str
+    port: int
+    tls: TlsRequest | None = None
+    reuse: bool = True  # a pooled idle connection may be used
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseServer:
+    """Done with server connection ``conn``: pool it or close it."""
+
+    conn: Conn
+    reusable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    """Close ``conn`` once everything queued for it is written."""
+
+    conn: Conn
+    abort: bool = False  # reset instead of a graceful close
+
+
+@dataclass(frozen=True, slots=True)
+class PauseReading:
+    """Stop reading from ``conn``: the layer has enough buffered."""
+
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReading:
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Send ``TimerFired`` after ``seconds`` (a rule's request delay)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartTunnel:
+    """From now on relay opaque bytes between the client and ``server`` (CONNECT, 101).
+
+    ``to_server``/``to_client`` are bytes already read past the last HTTP
+    message; they go out first. The shell reports the end with ``TunnelEnded``.
+    """
+
+    server: Conn
+    to_server: bytes = b""
+    to_client: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Intercept:
+    """The client was told the tunnel is up: hand its next bytes to the
+    next-layer decision for ``host:port`` (TLS, plain HTTP or raw)."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A lifecycle point of ``flow`` for subscribers (sinks, the UI, addons).
+
+    ``DONE`` carries a finished flow; ``to_record`` may then run on any thread.
+    """
+
+    kind: HookKind
+    flow: FlowSource
+    stream: int = 0
+
+
+Command = (
+    SendData
+    | OpenServer
+    | ReleaseServer
+    | CloseConnection
+    | PauseReading
+    | ResumeReading
+    | SetTimer
+    | StartTunnel
+    | Intercept
+    | Hook
+)

@@ -1,0 +1,208 @@
+"""How an exchange ends: completed, failed, answered by the proxy, or closed by a rule.
+
+Every ending does the same four things in its own way: say what the client
+gets (if anything), hand the flow's record on (``Hook(DONE)``), decide
+whether the server connection may be reused, and either close the client
+connection or go on with its next pipelined request.
+"""
+
+from __future__ import annotations
+
+from proxy.flow.hooks import HookKind
+from proxy.flow.record import TlsInfo
+from proxy.http1 import FramingKind, ResponseHead, ResponseParser
+from proxy.http1.writer import chunk
+from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
+from proxy.session import auth
+from proxy.session.exchange import Exchange
+from proxy.session.messages import wants_close
+from proxy.session.responses import error_response
+from proxy.session.rulephase import CloseBy
+from proxy.session.sequencer import Sequencer
+
+EMPTY_LENGTH = (FramingKind.LENGTH, 0)  # Content-Length: 0
+
+
+class Endings:
+    __slots__ = ("s",)
+
+    def __init__(self, session: Sequencer) -> None:
+        self.s = session
+
+    def record(self, ex: Exchange) -> Hook:
+        """The exchange's final record, as the ``DONE`` hook."""
+        config = self.s.config
+        if ex.capture is not None:
+            sizes = (ex.request_size, ex.response_size)
+            ex.captured = ex.capture.finish(sizes, config.preview_bytes, config.capture.budget)
+            ex.capture = None
+        tls = None
+        if config.client_tls is not None or ex.server_tls is not None:
+            intercepted = config.client_tls is not None
+            tls = TlsInfo(intercepted, config.client_tls, ex.server_tls, config.keylog)
+        return Hook(HookKind.DONE, ex.finish(config.mode, self.s.client, config.clock(), tls=tls))
+
+    def note_response(self, ex: Exchange, data: bytes) -> None:
+        """Record a response the proxy made up (errors, local pages, rule answers)."""
+        parser = ResponseParser(self.s.config.limits)
+        parser.expect(ex.request.method)
+        parser.feed(data)
+        head = parser.next_event()
+        if isinstance(head, ResponseHead):
+            ex.response = head
+            ex.response_size = len(data) - data.index(b"\r\n\r\n") - 4
+            preview = self.s.config.preview_bytes
+            ex.response_preview = data[len(data) - ex.response_size :][:preview]
+
+    # -- the normal end -----------------------------------------------------------
+    def finish(self, ex: Exchange, out: list[Command]) -> None:
+        """The response went out whole."""
+        s = self.s
+        assert ex.response is not None
+        responses = s.server.responses
+        reusable = (
+            ex.request_done
+            and not s.server.closing
+            and not (responses is not None and responses.buffered)
+            and ex.response.framing.kind is not FramingKind.CLOSE
+            and not ex.server_closes
+        )
+        s.ex = None
+        out.append(self.record(ex))
+        if ex.close_client or s.client_side.eof:
+            s.server.release(out, reusable=reusable)
+            self._close(out)
+            return
+        if not reusable:
+            s.server.release(out, reusable=False)
+        s.pump_client(out)
+
+    def fail(
+        self, ex: Exchange, status: int, message: str, out: list[Command], server_open: bool = True
+    ) -> list[Command]:
+        """End with an error: a response if none started, else a close."""
+        if ex.error is None:
+            ex.error = message
+        if not ex.response_started:
+            data = error_response(status, message)
+            self.note_response(ex, data)
+            out.append(SendData(CLIENT, data))
+        s = self.s
+        s.ex = None
+        out.append(self.record(ex))
+        if server_open:
+            s.server.release(out, reusable=False)
+        else:
+            s.server.key = None
+        self._close(out, abort=ex.response_started)
+        return out
+
+    def quietly(self, ex: Exchange, out: list[Command]) -> list[Command]:
+        """End without a word to the client (a rule's hang, when its timeout comes)."""
+        self.s.ex = None
+        out.append(self.record(ex))
+        self.s.server.release(out, reusable=False)
+        self._close(out)
+        return out
+
+    # -- answered by the proxy ------------------------------------------------------
+    def unauthorized(self, ex: Exchange, out: list[Command]) -> None:
+        """407: the client may retry with credentials on the same connection."""
+        message = "proxy authentication required"
+        data = error_response(407, message, close=False, extra=auth.CHALLENGE)
+        ex.error = f"client: {message}"
+        self.note_response(ex, data)
+        out.append(SendData(CLIENT, data))
+        self.s.ex = None
+        out.append(self.record(ex))
+        self._next_or_close(ex, out)
+
+    def answer_locally(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        """A request for a name the proxy answers itself (http://tapproxy.ca/)."""
+        self.note_response(ex, data)
+        out.append(SendData(CLIENT, data))
+        self.s.ex = None
+        out.append(self.record(ex))
+        self._next_or_close(ex, out)
+
+    def _next_or_close(self, ex: Exchange, out: list[Command]) -> None:
+        """After an answer to a request whose body nobody read: go on only if it had none."""
+        if ex.request.framing.kind is FramingKind.NONE and not wants_close(ex.request):
+            self.s.client_side.requests.next_event()  # its EndOfMessage
+            ex.request_done = True
+        else:  # an unread body, or the client asked to close
+            self._close(out)
+
+    def answer(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        """Answer the client ourselves (a rule's respond, map_local, block, abort).
+
+        In the response phase the upstream's response is abandoned, so its
+        connection is not reused. A request body no rule read is still on the
+        client connection, which therefore ends after the answer.
+        """
+        s = self.s
+        response_phase = ex.response_head_at is not None
+        self.note_response(ex, data)
+        ex.response_started = True
+        s.client_side.emit(ex, data, out)
+        framing = ex.request.framing
+        if response_phase:
+            complete = ex.request_done
+        elif ex.req_buffer is not None:
+            complete = not ex.overflow
+        elif framing.kind is FramingKind.NONE or (framing.kind, framing.length) == EMPTY_LENGTH:
+            s.client_side.requests.next_event()  # the head's EndOfMessage (no body, or length 0)
+            complete = True
+        else:
+            complete = False
+        s.ex = None
+        out.append(self.record(ex))
+        if response_phase:
+            s.server.release(out, reusable=False)
+        if not complete or s.client_side.eof or wants_close(ex.request):
+            self._close(out)
+            return
+        s.pump_client(out)
+
+    # -- closed by a rule -------------------------------------------------------------
+    def close_by_rule(self, ex: Exchange, outcome: CloseBy, out: list[Command]) -> None:
+        """block close, fault reset, fault hang."""
+        ex.error = f"rule {outcome.rule}: {outcome.kind}"
+        if outcome.kind == "hang":
+            # Say nothing; the response timeout ends it (recorded then).
+            ex.waiting = True
+            ex.request_done = True
+            if outcome.response is not None:
+                # The upstream's response keeps coming: read and drop it (see rulephase.hung).
+                ex.response = outcome.response
+                ex.resp_buffer = bytearray()
+            return
+        s = self.s
+        s.ex = None
+        out.append(self.record(ex))
+        if s.server.key is not None:
+            s.server.release(out, reusable=False)
+        self._close(out, abort=outcome.kind == "reset")
+
+    def cut(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        """A ``close_after`` fault: send the allowed bytes, then close the client.
+
+        The bytes keep the response's framing (chunks for a chunked response), so
+        the client sees a body cut short, not raw bytes where a chunk size belongs.
+        """
+        s = self.s
+        ex.sent_body += len(data)
+        if data:
+            assert ex.response is not None
+            if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
+                data = b"".join(chunk(data))
+            s.client_side.emit(ex, data, out)
+        ex.error = f"closed after {ex.cut_after} body bytes by a rule"
+        s.ex = None
+        out.append(self.record(ex))
+        s.server.release(out, reusable=False)
+        self._close(out)
+
+    def _close(self, out: list[Command], abort: bool = False) -> None:
+        self.s.closed = True
+        out.append(CloseConnection(CLIENT, abort))
