@@ -157,6 +157,10 @@ class LiveSource:
         self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         del buf  # the kernel has copied the program
 
+    def stop_receiving(self) -> None:
+        """Queue nothing more; what is queued can still be read (to drain it at the end)."""
+        self._attach(reject_all())
+
     def fileno(self) -> int:
         return self._sock.fileno()
 

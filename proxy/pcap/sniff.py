@@ -13,8 +13,10 @@ file would be. The differences are those of time:
   emitted even when no packet arrives to advance capture time, so memory
   stays bounded on a quiet link;
 * the loop stops on ``count`` packets, after ``duration`` seconds, or when
-  ``stop()`` says so (a signal); every open connection is then closed and its
-  record emitted, and the kernel's counters are read.
+  ``stop()`` says so (a signal). The kernel is then told to queue nothing
+  more, what it had queued is read and processed, every open connection is
+  closed and its record emitted, and the kernel's counters are read: so the
+  packets read equal the packets the kernel says passed the filter.
 """
 
 from __future__ import annotations
@@ -58,9 +60,13 @@ class SniffOptions:
 def sniff(
     source: LiveSource, emit: Callable[[CapturedExchange], None], options: SniffOptions,
     stop: Callable[[], bool] = lambda: False, tap: Tap | None = None,
-    after_batch: Callable[[], None] | None = None,
+    flush: Callable[[], None] | None = None,
 ) -> SniffStats:  # fmt: skip
-    """Run until a stop condition; returns the counts, the kernel's included."""
+    """Run until a stop condition; returns the counts, the kernel's included.
+
+    ``flush`` is called after each batch and each idle sweep, so that records
+    reach the output as their exchanges end rather than when a buffer fills.
+    """
     opts = options.analyze
     predicate = compile_filter(opts.filter) if opts.filter else None
     stats = SniffStats(started=time.time())
@@ -76,15 +82,18 @@ def sniff(
             if deadline is not None and now >= deadline:
                 break
             wait = POLL_MAX if deadline is None else min(POLL_MAX, deadline - now)
-            if poller.poll(max(wait, 0.0) * 1000):
-                loop.batch(options.count)
-                if after_batch is not None:
-                    after_batch()
+            if poller.poll(max(wait, 0.0) * 1000) and loop.batch(options.count) and flush:
+                flush()
             now = time.time()
             if now - last_sweep >= SWEEP_EVERY:
                 reassembler.expire(now)
                 last_sweep = now
+                if flush is not None:
+                    flush()
     finally:
+        source.stop_receiving()
+        while loop.batch(options.count):  # what the kernel queued before it stopped
+            pass
         reassembler.finish()
         stats.ended = time.time()
         stats.kernel = source.kernel_stats()
@@ -110,7 +119,8 @@ class _Loop:
     def done(self, count: int | None) -> bool:
         return count is not None and self.packets >= count
 
-    def batch(self, count: int | None) -> None:
+    def batch(self, count: int | None) -> int:
+        """Read and process up to a batch of packets; returns how many were read."""
         limit = BATCH if count is None else min(BATCH, count - self.packets)
         packets = self.source.read(limit)
         self.packets += len(packets)
@@ -130,3 +140,4 @@ class _Loop:
             if d.proto == IPPROTO_TCP:
                 stats.tcp_packets += 1
                 add(d)
+        return len(packets)
