@@ -17,7 +17,8 @@ Link types (https://www.tcpdump.org/linktypes.html):
   228 raw IPv4, 229 raw IPv6.
 
 IP: RFC 791 (IPv4; the header checksum is not checked, captures taken with
-checksum offload routinely carry wrong ones), RFC 8200 (IPv6 and its
+checksum offload routinely carry wrong ones; a total length of 0 on a frame
+over 64 KiB is Linux "BIG TCP" GSO/GRO, whose length is the frame's), RFC 8200 (IPv6 and its
 extension headers), fragments through ``proxy.pcap.fragments``. Transport:
 RFC 9293 §3.1 (TCP header), RFC 768 (UDP).
 """
@@ -197,6 +198,8 @@ class Decoder:
             return None
         vihl, total, ident, frag, proto = _IPV4_HEAD(data, off)
         ihl = (vihl & 15) * 4
+        if total == 0 and len(data) - off > 0xFFFF:  # Linux BIG TCP: the skb holds the length
+            total = len(data) - off
         if ihl < 20 or total < ihl:
             self.stats.malformed += 1
             return None
