@@ -21,6 +21,7 @@ from pathlib import Path
 from OpenSSL import SSL
 
 from proxy.cli.args import build_parser
+from proxy.cli.preflight import check_outputs
 from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
@@ -234,6 +235,13 @@ async def serve(
     return 0
 
 
+def report_losses(dispatcher: Dispatcher, tap: PcapTap | None) -> None:
+    """The exit summary of what failing outputs lost (nothing when none failed)."""
+    lost = dispatcher.loss_summary() + (tap.loss_summary() if tap is not None else [])
+    if lost:
+        print(f"tapproxy: lost because an output failed: {', '.join(lost)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
@@ -243,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_shareable(args)
+        check_outputs(args)
         options = options_from_args(args)
         active = active_line(args, options)
     except (ConfigError, OSError) as e:
@@ -258,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         finally:
             dispatcher.close()
+            report_losses(dispatcher, options.tap)
 
     if args.workers > 1:
         return run_workers(args.workers, options, run_one)

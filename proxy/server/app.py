@@ -33,6 +33,7 @@ from proxy.sinks.dispatch import Dispatcher
 from proxy.sinks.pcap import PcapTap
 from proxy.tls import onboarding
 from proxy.tls.client import client_context
+from proxy.words import plural
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -136,7 +137,7 @@ class ProxyServer:
             )  # fmt: skip
         elif reload.changed:
             print(
-                f"tapproxy: rules reloaded ({len(reload.ruleset)} rules)",
+                f"tapproxy: rules reloaded ({plural(len(reload.ruleset), 'rule')})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -174,6 +175,9 @@ class ProxyServer:
             "fds": fds,
             "flows_submitted": self.dispatcher.submitted,
             "flows_dropped": self.dispatcher.dropped,
+            # What each output could not write (disk full...): issue 14 item 5.
+            **self.dispatcher.losses(),
+            **(self.options.tap.losses() if self.options.tap is not None else {}),
         }
 
     def print_stats(self) -> None:

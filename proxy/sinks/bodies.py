@@ -17,15 +17,20 @@ import sys
 from collections.abc import Sequence
 
 from proxy.flow.record import FlowRecord
+from proxy.oserrors import reason
 
 #: One file to write: (directory, path, contents).
 BodyFile = tuple[str, str, bytes]
 
 
 class BodyFileSink:
+    label = "body_files"
+    unit = ("body file", "body files")
+
     def __init__(self) -> None:
         self.errors = 0
         self.written = 0
+        self.lost = 0  # body files that could not be written
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[BodyFile]:
         """The files the records' captured bodies go to (pure: runs on the event loop)."""
@@ -49,8 +54,13 @@ class BodyFileSink:
                 self.written += 1
             except OSError as e:
                 self.errors += 1
+                self.lost += 1
                 if self.errors == 1:
-                    print(f"tapproxy: cannot write body file: {e}", file=sys.stderr)
+                    print(
+                        f"tapproxy: cannot write body file {path}: {reason(e)}; body files that "
+                        "cannot be written are counted as lost (SIGUSR1 stats, exit summary)",
+                        file=sys.stderr,
+                    )
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
         self.write_prepared(self.prepare(records))

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from proxy.flow.record import FlowRecord
+from proxy.words import plural
 
 if TYPE_CHECKING:
     from proxy.flow.record import FlowSource
@@ -60,6 +61,19 @@ class PreparedSink(Sink, Protocol):
     def write_prepared(self, items: list[Any]) -> None: ...
 
 
+@runtime_checkable
+class LossCounting(Protocol):
+    """A sink that counts what it could not write (disk full, path gone).
+
+    ``label`` names the output in stats keys (``lost_<label>``); ``unit`` is
+    what ``lost`` counts, singular and plural, for the exit summary.
+    """
+
+    label: str
+    unit: tuple[str, str]
+    lost: int
+
+
 # What one hand-over carries: per sink, its prepared items or its records.
 _Batch = tuple[list[list[Any]], int]
 
@@ -86,6 +100,16 @@ class Dispatcher:
         self._dropped_unreported = 0
         if self.sinks:
             self._thread.start()
+
+    def losses(self) -> dict[str, int]:
+        """``lost_<label>``: what each output could not write so far (stats, exit)."""
+        return {f"lost_{s.label}": s.lost for s in self.sinks if isinstance(s, LossCounting)}
+
+    def loss_summary(self) -> list[str]:
+        """What was lost, in words ("3 flow-log records"), for the exit summary."""
+        return [
+            plural(s.lost, *s.unit) for s in self.sinks if isinstance(s, LossCounting) and s.lost
+        ]
 
     def submit(self, flow: FlowSource) -> None:
         """Queue a finished flow; its record is built on a later turn of the loop."""

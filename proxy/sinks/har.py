@@ -34,6 +34,7 @@ from typing import IO, Any
 from proxy import __version__
 from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import FlowRecord
+from proxy.oserrors import reason
 from proxy.sinks.har_entry import har_entry
 from proxy.sinks.jsonenc import dumps as _dumps
 
@@ -79,6 +80,9 @@ class HarLog:
 class HarSink:
     """Keeps ``path`` a valid HAR document after every batch (see module doc)."""
 
+    label = "har"
+    unit = ("HAR entry", "HAR entries")
+
     def __init__(self, path: str, version: str = __version__) -> None:
         self.path = path
         self.errors = 0
@@ -92,7 +96,11 @@ class HarSink:
     def _report(self, e: OSError) -> None:
         self.errors += 1
         if self.errors == 1:
-            print(f"tapproxy: cannot write HAR file {self.path}: {e}", file=sys.stderr)
+            print(
+                f"tapproxy: cannot write HAR file {self.path}: {reason(e)}; entries that do not "
+                "reach it are counted as lost (SIGUSR1 stats, exit summary)",
+                file=sys.stderr,
+            )
 
     def _open(self) -> bool:
         if self._file is not None:

@@ -21,11 +21,15 @@ from typing import Any
 
 from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import SCHEMA_VERSION, FlowRecord
+from proxy.oserrors import reason
 from proxy.sinks.jsonenc import dumps
 from proxy.sinks.rotate import RotatingFile
 
 
 class JsonlSink:
+    label = "flow_log"
+    unit = ("flow-log record", "flow-log records")
+
     def __init__(
         self, path: str, max_size: int | None = None, keep: int = 5, *, shared: bool = False
     ) -> None:
@@ -46,7 +50,11 @@ class JsonlSink:
     def _report(self, e: OSError) -> None:
         self.errors += 1
         if self.errors == 1:
-            print(f"tapproxy: cannot write flow log {self.path}: {e}", file=sys.stderr)
+            print(
+                f"tapproxy: cannot write flow log {self.path}: {reason(e)}; records that do not "
+                "reach it are counted as lost (SIGUSR1 stats, exit summary)",
+                file=sys.stderr,
+            )
 
     def _ensure_file(self) -> RotatingFile | None:
         if self._file is None:

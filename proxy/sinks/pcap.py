@@ -153,11 +153,14 @@ class PcapTap:
         for key in [k for k, item in held.items() if not item[4] or now - item[0] > NOTE_WAIT]:
             self._write_held(convs, held, key)
         until = min((item[0] for item in held.values()), default=None)
+        before = writer.held
         try:
             writer.release(until)
             self._file.flush()
         except OSError as e:
-            self._failed(e, writer.held if until is None else 0)
+            # What this release handed over is gone (an upper bound: part of
+            # it may have reached the disk before it filled up).
+            self._failed(e, before - writer.held)
 
     def _file_close(self) -> None:
         if self.dropped_bytes:

@@ -131,7 +131,7 @@ def test_broken_edit_keeps_rules_then_fix_applies(tmp_path: Path) -> None:
     stderr = p.stderr_text
     assert "rules not reloaded, keeping the previous ones" in stderr
     assert f"{rules}:7:39: rules[0].match.method" in stderr
-    assert "rules reloaded (1 rules)" in stderr
+    assert "rules reloaded (1 rule)" in stderr
 
 
 def test_new_file_in_rules_folder_is_loaded(tmp_path: Path) -> None:
