@@ -22,10 +22,9 @@ protected records are opened (``proxy.pcap.tlskeys``):
   client handshake keys while early data was offered are skipped, as a server
   that rejected it does (§4.2.10), with a note.
 
-Decrypted application data goes to the HTTP/1.x decoder (ALPN "http/1.1" or
-none) whose exchanges become ``"http"`` records with the TLS facts; other
-protocols (h2: there is no HTTP/2 decoder yet) are noted on the connection's
-``"tls"`` record, which is emitted at the end in every case.
+Decrypted application data goes to ``proxy.pcap.tlsapp`` (HTTP/1.x for ALPN
+"http/1.1" or none; other protocols, h2 among them, are noted, not decoded).
+The connection's ``"tls"`` record is emitted at the end in every case.
 
 Failure is contained per direction: a malformed record, a tag that does not
 verify or a capture gap stops reading that direction, with an error on the
@@ -37,13 +36,11 @@ client's protected records.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from typing import Protocol
 
-from proxy.pcap.http import HttpConversation
 from proxy.pcap.keylog import KeyLog, Label
-from proxy.pcap.records import CapturedExchange, Endpoint, TlsFacts
+from proxy.pcap.records import CapturedExchange, TlsFacts
+from proxy.pcap.tlsapp import Connection, TlsApplication
 from proxy.pcap.tlshandshake import (
     Certificate,
     ClientHelloFacts,
@@ -75,18 +72,6 @@ from proxy.pcap.tlsrecord import (
 PENDING_LIMIT = 2 * (MAX_CIPHERTEXT + 5)  # client records held until the ServerHello
 TLS12, TLS13 = 0x0303, 0x0304
 _VERSION_NAMES = {0x0301: "TLSv1", 0x0302: "TLSv1.1", TLS12: "TLSv1.2", TLS13: "TLSv1.3"}
-_HTTP1_ALPN = (None, "http/1.1")
-
-
-class Connection(Protocol):
-    """What the stream needs from its connection analyzer."""
-
-    client: Endpoint
-    server: Endpoint
-    connection: int
-
-    def next_id(self) -> str: ...
-    def emit(self, record: CapturedExchange) -> None: ...
 
 
 class Phase(enum.Enum):
@@ -94,12 +79,6 @@ class Phase(enum.Enum):
     HANDSHAKE = 2  # TLS 1.3: under the handshake traffic secret
     APPLICATION = 3  # under application traffic keys
     OPAQUE = 4  # cannot (or need not) be read further: bytes are only counted
-
-
-class AppMode(enum.Enum):
-    UNDECIDED = 1
-    HTTP1 = 2
-    UNDECODED = 3  # decrypted, but no decoder for the protocol (or a tunnel)
 
 
 class _Side:
@@ -129,7 +108,6 @@ class TlsStream:
         self.client, self.server, self.connection = conn.client, conn.server, conn.connection
         self.start = start
         self.keylog = keylog
-        self.preview = preview
         self.up = self.down = 0
         self.c, self.s = _Side(True), _Side(False)
         self.hello: ClientHelloFacts | None = None
@@ -143,8 +121,7 @@ class TlsStream:
         self.errors: list[str] = []
         self.pending: list[Record] = []
         self.pending_size = 0
-        self.app_mode = AppMode.UNDECIDED
-        self.http: HttpConversation | None = None
+        self.app = TlsApplication(conn, preview, self.facts, self.errors)
         self.early_skipped = False
 
     # -- the connection analyzer's mode interface ---------------------------------------
@@ -176,12 +153,10 @@ class TlsStream:
         self._stop(side, ts, f"{size} bytes missing from the {side.name} stream (capture gap)")
 
     def fin(self, from_client: bool, ts: float) -> None:
-        if self.http is not None:
-            self.http.fin(from_client, ts)
+        self.app.fin(from_client, ts)
 
     def close(self, ts: float, reason: str) -> None:
-        if self.http is not None:
-            self.http.close(ts, reason)
+        self.app.close(ts, reason)
         if self.hello is None and self.up and not self.errors:
             self.errors.append("ClientHello incomplete")
         conn = self.conn
@@ -205,24 +180,6 @@ class TlsStream:
             cert_subject=self.cert.subject if self.cert else None,
             cert_issuer=self.cert.issuer if self.cert else None,
         )  # fmt: skip
-
-    # -- the HTTP decoder's host interface (proxy.pcap.http.Host) -----------------------
-    def next_id(self) -> str:
-        return self.conn.next_id()
-
-    def emit(self, record: CapturedExchange) -> None:
-        hello = self.hello
-        self.conn.emit(
-            dataclasses.replace(
-                record, sni=hello.sni if hello else None, alpn=hello.alpn if hello else (),
-                tls=self.facts(),
-            )
-        )  # fmt: skip
-
-    def tunnel(self, ts: float, client_rest: bytes, server_rest: bytes) -> None:
-        """CONNECT or an upgrade inside TLS: what follows is not decoded."""
-        self.errors.append("decrypted; the connection became a tunnel, not decoded further")
-        self.app_mode, self.http = AppMode.UNDECODED, None
 
     # -- records ------------------------------------------------------------------------
     def _record(self, side: _Side, ts: float, record: Record) -> None:
@@ -278,7 +235,7 @@ class TlsStream:
         if ctype == ContentType.HANDSHAKE:
             self._handshake(side, ts, plain)
         elif ctype == ContentType.APPLICATION_DATA:
-            self._application(side, ts, plain)
+            self.app.data(side.client, ts, plain, self.alpn)
 
     def _handshake(self, side: _Side, ts: float, data: bytes) -> None:
         try:
@@ -308,6 +265,7 @@ class TlsStream:
             if mtype != HandshakeType.CLIENT_HELLO or body is None:
                 raise HandshakeError(f"first client handshake message is type {mtype}")
             self.hello = parse_client_hello_body(body)
+            self.app.sni, self.app.offered_alpn = self.hello.sni, self.hello.alpn
         elif body is None:
             return  # too large to hold (a long certificate chain): nothing needed from it
         elif mtype == HandshakeType.SERVER_HELLO and not side.client and self.version is None:
@@ -401,18 +359,5 @@ class TlsStream:
         side.phase = Phase.OPAQUE
         if why:
             self.errors.append(why)
-            if self.http is not None and ts is not None:
-                self.http.stop(side.client, ts, why)
-
-    # -- application data ---------------------------------------------------------------
-    def _application(self, side: _Side, ts: float, plain: bytes) -> None:
-        if self.app_mode is AppMode.UNDECIDED:
-            if self.alpn in _HTTP1_ALPN:
-                self.app_mode = AppMode.HTTP1
-                self.http = HttpConversation(self, self.preview, scheme="https")
-            else:
-                self.app_mode = AppMode.UNDECODED
-                what = "HTTP/2" if self.alpn == "h2" else f"ALPN {self.alpn!r}"
-                self.errors.append(f"decrypted; {what} is not decoded yet")
-        if self.http is not None and plain:
-            self.http.data(side.client, ts, plain)
+            if ts is not None:
+                self.app.stop(side.client, ts, why)
