@@ -9,6 +9,12 @@ Reading (``tapproxy analyze``), one stage per module, each streaming:
 ``tcp``        per-connection reassembly -> ordered bytes, gaps, FIN/RST events
 ``streams``    per connection: sniff HTTP / TLS / other, dispatch
 ``http``       HTTP/1.x exchanges with the live proxy's codec
+``tlsstream``  a TLS connection: handshake facts; decryption with a key log
+``tlsrecord``  TLS record and handshake-message framing, one record held at most
+``tlshandshake`` ClientHello / ServerHello (HRR) / EncryptedExtensions / Certificate
+``tlskeys``    TLS 1.2 PRF and key block, TLS 1.3 HKDF-Expand-Label, AEAD records
+``tlsapp``     where decrypted application data goes (HTTP/1.x, or a note)
+``keylog``     NSS key log files (``SSLKEYLOGFILE``) by client random
 ``records``    ``CapturedExchange``, the output record
 ``analyze``    the pipeline gluing the above together
 
