@@ -59,7 +59,12 @@ class TlsHandshakeError(Exception):
 
 
 class TlsVerifyError(TlsHandshakeError):
-    """We refused the server's certificate; the message says why (``certificate has expired``)."""
+    """We refused the server's certificate; the message says why (``certificate has expired``)
+    and what the user can do about it (``VERIFY_HINT``)."""
+
+
+#: What a refused upstream certificate can be fixed with; it ends up in 502 bodies.
+VERIFY_HINT = "--upstream-ca FILE trusts the server's CA; --insecure skips verification"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,5 +246,5 @@ class TlsClient(_TlsConnection):
 
     def _handshake_error(self, e: SSL.Error) -> TlsHandshakeError:
         if self._verification.error is not None:
-            return TlsVerifyError(self._verification.error)
+            return TlsVerifyError(f"{self._verification.error} ({VERIFY_HINT})")
         return super()._handshake_error(e)

@@ -211,6 +211,8 @@ def test_bad_upstream_certificate_is_502_naming_why(
         out = curl(p, f"https://localhost:{port}/echo", "--cacert", our_ca(p))
     assert out.stdout.startswith(b"502 Bad Gateway: upstream localhost:%d" % port), out
     assert reason in out.stdout
+    # What to do about it (issue 14 item 8).
+    assert b"--upstream-ca FILE trusts the server's CA; --insecure skips verification" in out.stdout
 
 
 def test_insecure_skips_upstream_verification(https: HttpsUpstreams, tmp_path: Path) -> None:

@@ -143,7 +143,10 @@ def test_unknown_ca_is_refused(issuer: LeafIssuer, tmp_path: Path) -> None:
     client = TlsClient(client_context(str(other.cert_path)), "up.example")
     server = TlsEndpoint(issuer.server_tls("up.example"))
     # Our endpoint sends its CA after the leaf: a root the client does not trust.
-    with pytest.raises(TlsVerifyError, match=r"^self-signed certificate in certificate chain$"):
+    with pytest.raises(
+        TlsVerifyError,
+        match=r"^self-signed certificate in certificate chain \(--upstream-ca FILE.*--insecure",
+    ):
         _connect(client, server)
 
 
