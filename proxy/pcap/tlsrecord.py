@@ -13,8 +13,10 @@ A message longer than ``MAX_HANDSHAKE`` (one record's worth; only a large
 certificate chain is that long) is skipped: its type is still reported, its
 body is ``None``, and nothing of it is held.
 
-Both raise ``RecordError`` for input no TLS peer could have sent; the caller
-stops reading that direction.
+On input no TLS peer could have sent (an unknown content type, a version
+that is not 3.x, an oversized length), ``RecordReader`` keeps the records
+completed before it, sets ``error`` and reads nothing more: the caller
+handles those records, then stops reading that direction.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ MAX_HANDSHAKE = MAX_CIPHERTEXT  # handshake bodies held (one record's worth); lo
 
 
 class RecordError(ValueError):
-    """Bytes that cannot be TLS records (or handshake messages) at this point."""
+    """Bytes that cannot be a TLS record header."""
 
 
 class ContentType(enum.IntEnum):
@@ -83,19 +85,30 @@ class Record:
 class RecordReader:
     """Records out of one direction's bytes; at most one partial record held."""
 
-    __slots__ = ("_buf", "_need")
+    __slots__ = ("_buf", "_need", "error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._need = HEADER  # bytes that complete what _buf holds (header, then record)
+        self.error: str | None = None  # set once: why nothing more is read
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Record]:
-        """The records completed by ``data`` (in order). Raises ``RecordError``."""
+        """The records completed by ``data``, in order, up to any bad header (``error``)."""
         out: list[Record] = []
+        if self.error is not None:
+            return out
+        try:
+            self._feed(data, out)
+        except RecordError as e:
+            self.error = str(e)
+            self._buf.clear()
+        return out
+
+    def _feed(self, data: bytes, out: list[Record]) -> None:
         view = memoryview(data)
         pos, end = 0, len(data)
         buf = self._buf
@@ -119,7 +132,6 @@ class RecordReader:
             out.append(_record(bytes(buf)))
             buf.clear()
             self._need = HEADER
-        return out
 
 
 def _check_header(header: bytes | bytearray | memoryview) -> int:

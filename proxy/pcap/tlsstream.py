@@ -65,7 +65,6 @@ from proxy.pcap.tlsrecord import (
     HandshakeReader,
     HandshakeType,
     Record,
-    RecordError,
     RecordReader,
 )
 
@@ -133,15 +132,13 @@ class TlsStream:
             self.down += len(data)
         if side.phase is Phase.OPAQUE:
             return
-        try:
-            records = side.records.feed(data)
-        except RecordError as e:
-            records = []
-            self._stop(side, ts, f"{side.name} stream is not TLS records: {e}")
-        for record in records:
+        reader = side.records
+        for record in reader.feed(data):
             if not side.readable:
-                break
+                return
             self._record(side, ts, record)
+        if reader.error is not None and side.readable:
+            self._stop(side, ts, f"{side.name} stream is not TLS records: {reader.error}")
 
     def gap(self, from_client: bool, ts: float, size: int) -> None:
         side = self.c if from_client else self.s
@@ -238,12 +235,7 @@ class TlsStream:
             self.app.data(side.client, ts, plain, self.alpn)
 
     def _handshake(self, side: _Side, ts: float, data: bytes) -> None:
-        try:
-            messages = side.handshake.feed(data)
-        except RecordError as e:
-            self._stop(side, ts, f"{side.name} handshake: {e}")
-            return
-        for mtype, body in messages:
+        for mtype, body in side.handshake.feed(data):
             if not side.readable:
                 return
             try:
