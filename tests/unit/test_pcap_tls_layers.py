@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from proxy.cli.analyze_cmd import main
 from proxy.pcap.keylog import KeyLog, Label
 from proxy.pcap.tlsrecord import MAX_CIPHERTEXT, MAX_HANDSHAKE, HandshakeReader, RecordReader
 from tests.fuzz import fuzz_tls
@@ -101,3 +104,12 @@ def test_tls12_in_memory_session_decodes_https() -> None:
             ("http", (), "https://localhost/seed", True),
             ("tls", (), None, True),
         ]
+
+
+def test_analyze_refuses_a_key_log_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capture = tmp_path / "empty.pcap"
+    capture.write_bytes(b"")
+    assert main([str(capture), "--keylog", str(tmp_path / "missing.txt")]) == 1
+    assert "cannot read key log" in capsys.readouterr().err
