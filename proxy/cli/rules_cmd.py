@@ -16,7 +16,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from proxy.rules import RequestInfo, RulesError, RuleSet, load_rules
-from proxy.rules.explain import Explanation, explain
+from proxy.rules.explain import EditStep, Explanation, Verdict, explain
 from proxy.rules.facts import DEFAULT_PORTS
 from proxy.rules.plans import CloseConnection, MapRemote, Respond, Terminal
 from proxy.words import plural
@@ -137,8 +137,8 @@ def _print(result: Explanation, out: TextIO) -> None:
     width = max((len(v.rule) for v in result.verdicts), default=0)
     for v in result.verdicts:
         mark = "MATCH" if v.matched else "-    "
-        print(f"  {mark} {v.rule:<{width}}  {v.detail}  [{v.source}]", file=out)
-    print(f"result: {_terminal(plan.terminal)}", file=out)
+        print(f"  {mark} {v.rule:<{width}}  {v.detail}{_percent(v)}  [{v.source}]", file=out)
+    _print_result(result, out)
     head = plan.apply_head()
     if plan.terminal is None or isinstance(plan.terminal, MapRemote):
         print(f"  upstream request: {head.method} {head.url}", file=out)
@@ -148,6 +148,7 @@ def _print(result: Explanation, out: TextIO) -> None:
         print(f"  faults: {plan.faults}", file=out)
     if plan.body_edits:
         print(f"  request body edits: {', '.join(a.summary() for a in plan.body_edits)}", file=out)
+        _print_steps(result.request_steps, out)
     if result.response is not None:
         r = result.response
         if r.terminal is not None:
@@ -155,8 +156,48 @@ def _print(result: Explanation, out: TextIO) -> None:
         edits = [a.summary() for a in r.head_edits + r.body_edits]
         if edits:
             print(f"  response edits: {', '.join(edits)}", file=out)
+            _print_steps(result.response_steps, out)
     for w in plan.warnings + (result.response.warnings if result.response else ()):
         print(f"  warning: {w}", file=out)
+
+
+def _percent(v: Verdict) -> str:
+    """`` (acts on 50% of matching requests)`` for a matched ``percent`` rule."""
+    if not v.matched or v.percent is None or v.percent >= 100:
+        return ""
+    return f" (acts on {v.percent:g}% of matching requests)"
+
+
+def _print_result(result: Explanation, out: TextIO) -> None:
+    """The outcome; with ``percent`` rules, the outcome when none of them acts too."""
+    plan, otherwise = result.request, result.otherwise
+    if otherwise is None:
+        print(f"result: {_terminal(plan.terminal)}", file=out)
+        return
+    acts = result.chance * 100
+    print(f"result ({acts:g}%: every matching percent rule acts): ", end="", file=out)
+    print(_terminal(plan.terminal), file=out)
+    print("result (when no percent rule acts): ", end="", file=out)
+    acting = ", ".join(dict.fromkeys(h.rule for h in otherwise.hits))
+    extra = f"; rules acting: {acting}" if acting else ""
+    extra += f"; faults: {otherwise.faults}" if otherwise.faults else ""
+    print(_terminal(otherwise.terminal) + extra, file=out)
+
+
+#: Characters of a sample body shown after each edit.
+SHOWN = 2000
+
+
+def _print_steps(steps: tuple[EditStep, ...], out: TextIO) -> None:
+    """The sample body after each edit (``--body`` / ``--response-body``)."""
+    for step in steps:
+        text = step.body.decode("utf-8", "backslashreplace")
+        if len(text) > SHOWN:
+            text = text[:SHOWN] + f"... ({len(step.body)} bytes)"
+        if step.error is not None:
+            print(f"    {step.edit}: not applied ({step.error}); body stays {text}", file=out)
+        else:
+            print(f"    after {step.edit}: {text}", file=out)
 
 
 def _terminal(t: Terminal | None) -> str:

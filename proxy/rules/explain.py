@@ -3,15 +3,20 @@
 ``explain`` evaluates a request (and optionally a response) on a fresh copy
 of the rule set whose random source always lets ``percent`` rules through
 and whose ``times`` counters are zero, then gives each rule a verdict: it
-matched (and what it did), which condition failed and on what value, or that
-an earlier terminal rule ended the chain before it.
+matched (and what it did, and how often: its ``percent``), which condition
+failed and on what value, or that an earlier terminal rule ended the chain
+before it. When a ``percent`` rule matched, the request is evaluated again
+with no ``percent`` rule acting, so both outcomes can be shown. Body edits
+are applied one by one to the sample bodies, so each edit's effect shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.http1.events import Fields
+from proxy.rules.actions import EDIT_FAILURES, Action
 from proxy.rules.engine import RuleSet
 from proxy.rules.facts import Facts, RequestInfo
 from proxy.rules.match import Phase
@@ -25,6 +30,16 @@ class Verdict:
     source: str
     matched: bool
     detail: str  # the actions it ran, or why it did not match
+    percent: float | None = None  # the rule acts on this share of matches (None: all)
+
+
+@dataclass(frozen=True, slots=True)
+class EditStep:
+    """One body edit applied to the sample body: the body after it, or why not."""
+
+    edit: str
+    body: bytes
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +47,19 @@ class Explanation:
     request: RequestPlan
     response: ResponsePlan | None
     verdicts: tuple[Verdict, ...]
+    #: The request's plan when no ``percent`` rule acts (None: no such rule matched).
+    otherwise: RequestPlan | None = None
+    request_steps: tuple[EditStep, ...] = ()
+    response_steps: tuple[EditStep, ...] = ()
+
+    @property
+    def chance(self) -> float:
+        """The probability (0-1) that every matched ``percent`` rule acts."""
+        p = 1.0
+        for v in self.verdicts:
+            if v.matched and v.percent is not None:
+                p *= v.percent / 100
+        return p
 
 
 def explain(
@@ -62,7 +90,35 @@ def explain(
     ended_by = plan.terminal.rule if plan.terminal is not None else None
     ended_at = next((r.order for r in rs.rules if r.name == ended_by), len(rs.rules))
     verdicts = tuple(_verdict(r, hits, facts, status, ended_by, ended_at) for r in rs.rules)
-    return Explanation(plan, rplan, verdicts)
+    otherwise = None
+    if any(v.matched and v.percent is not None and v.percent < 100 for v in verdicts):
+        otherwise = ruleset.fresh(rng=lambda: NEVER).on_request(info)
+        if otherwise.pending:
+            otherwise = ruleset.fresh(rng=lambda: NEVER).complete_request(otherwise, body)
+    return Explanation(
+        plan,
+        rplan,
+        verdicts,
+        otherwise,
+        edit_steps(plan.body_edits, body),
+        edit_steps(rplan.body_edits, response_body) if rplan is not None else (),
+    )
+
+
+#: A random draw no ``percent`` below 100 lets through (``rng() * 100 < percent``).
+NEVER = 0.999999
+
+
+def edit_steps(edits: Sequence[Action], body: bytes) -> tuple[EditStep, ...]:
+    """Each body edit applied in turn to ``body`` (already decoded: a sample)."""
+    steps = []
+    for action in edits:
+        try:
+            body = action.apply_body(body)
+            steps.append(EditStep(action.summary(), body))
+        except EDIT_FAILURES as e:
+            steps.append(EditStep(action.summary(), body, str(e)))
+    return tuple(steps)
 
 
 def _hits(plan: RequestPlan, rplan: ResponsePlan | None) -> dict[str, list[str]]:
@@ -83,7 +139,8 @@ def _verdict(
 ) -> Verdict:
     source = str(rule.source)
     if rule.name in hits:
-        return Verdict(rule.name, source, True, ", ".join(hits[rule.name]) or "matched")
+        actions = ", ".join(hits[rule.name]) or "matched"
+        return Verdict(rule.name, source, True, actions, rule.percent)
     for part in rule.match.parts:
         if status is None and part.phase >= Phase.RESPONSE:
             return Verdict(

@@ -106,3 +106,24 @@ def test_parse_request() -> None:
     assert parse_request("https://a/", [], "", "").method == "GET"
     with pytest.raises(ValueError):
         parse_request("GET https://a/", ["no colon"], "", "")
+
+
+def test_explain_percent_and_edit_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n"
+        "  - {name: maybe, match: {host: a.svc, percent: 25}, fault: {delay: {ms: 10}}}\n"
+        "  - name: edit\n"
+        "    match: {host: a.svc}\n"
+        "    request: [{replace_body: {regex: x, with: y}}, {json_merge: {k: 1}}]\n"
+        "    response: [{replace_body: {regex: '1', with: '2'}}]\n"
+    )
+    argv = ["explain", str(rules), "POST http://a.svc/", "--body", "xx", "--status", "200"]
+    assert main([*argv, "--response-body", "v1"]) == 0
+    out = capsys.readouterr().out
+    assert "(acts on 25% of matching requests)" in out
+    assert "result (25%: every matching percent rule acts): forward upstream" in out
+    assert "result (when no percent rule acts): forward upstream; rules acting: edit" in out
+    assert "    after replace_body regex 'x': yy" in out
+    assert "    json_merge: not applied (body is not JSON); body stays yy" in out
+    assert "    after replace_body regex '1': v2" in out
