@@ -179,5 +179,8 @@ def parse_certificate(body: bytes, tls13: bool) -> Certificate | None:
     try:
         cert = x509.load_der_x509_certificate(der)
         return Certificate(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
-    except ValueError as e:
+    except Exception as e:
+        # Hostile DER goes to a third-party parser whose exceptions are not all
+        # ValueError (x509.InvalidVersion is not, found by fuzz_tls): any of them
+        # only means that there are no certificate facts.
         raise HandshakeError(f"certificate does not parse: {e}") from None

@@ -1,0 +1,140 @@
+"""h2 over TLS in a real capture: decrypted, recorded as TLS, noted as not decoded.
+
+nginx (Debian's, built with http_v2) serves h2 on 127.0.0.1 with a test
+CA's certificate; ``tcpdump -i lo`` records while curl fetches with
+``--http2`` (TLS 1.2, then 1.3) and ``SSLKEYLOGFILE``. There is no HTTP/2 decoder yet, so
+``analyze --keylog`` must say the connection was decrypted and its HTTP/2
+not decoded, and not invent HTTP/1 exchanges; tshark with the same key log
+sees HTTP/2 frames, which shows the capture really is h2. Every wait is
+bounded (nginx's port, tcpdump's "listening" line, each subprocess, the
+poll for the connection's end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.cli.analyze_cmd import main
+from tests.integration.test_analyze_tls import _ended
+from tests.integration.test_analyze_tshark import _capture_command, _wait_listening, tshark
+from tests.support.certs import CertAuthority
+
+NGINX, CURL, TSHARK = (shutil.which(t) or shutil.which(t, path="/usr/sbin") for t in
+                       ("nginx", "curl", "tshark"))  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    None in (NGINX, CURL, TSHARK), reason="nginx, curl and tshark are needed"
+)
+
+CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {cert};
+        ssl_certificate_key {cert};
+        location / {{ return 200 "h2 body\\n"; }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "nginx exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("nginx never listened")
+
+
+@pytest.fixture(scope="module")
+def h2_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, int]]:
+    tmp = tmp_path_factory.mktemp("h2")
+    ca = CertAuthority.create(tmp / "ca")
+    cert = ca.server_cert(["localhost"], "server.pem")
+    port = _free_port()
+    (tmp / "nginx.conf").write_text(CONF.format(tmp=tmp, port=port, cert=cert))
+    nginx = subprocess.Popen(
+        [str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    cap, keys = tmp / "h2.pcap", tmp / "keys.txt"
+    try:
+        _wait_port(port, nginx, time.monotonic() + 15)
+        dump = subprocess.Popen(
+            _capture_command(cap, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            _wait_listening(dump, time.monotonic() + 15)
+            for version in (["--tls-max", "1.2", "--tlsv1.2"], ["--tlsv1.3"]):
+                subprocess.run(
+                    [str(CURL), "-sS", "--fail", "--http2", "--max-time", "10", *version,
+                     "--cacert", str(ca.cert_path), "--resolve", f"localhost:{port}:127.0.0.1",
+                     "-o", "/dev/null", f"https://localhost:{port}/h2"],
+                    check=True, timeout=15, env=dict(os.environ, SSLKEYLOGFILE=str(keys)),
+                )  # fmt: skip
+            deadline = time.monotonic() + 15
+            while _ended(cap, [port]) < 2:
+                assert time.monotonic() < deadline, "the connection never ended in the capture"
+                time.sleep(0.05)
+        finally:
+            dump.send_signal(signal.SIGTERM)
+            dump.wait(timeout=15)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)  # graceful: the master stops its worker
+        try:
+            nginx.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait(timeout=15)
+    yield cap, keys, port
+
+
+def test_h2_is_decrypted_and_noted(h2_capture: tuple[Path, Path, int], tmp_path: Path) -> None:
+    cap, keys, port = h2_capture
+    out = tmp_path / "h2.jsonl"
+    assert main([str(cap), "--keylog", str(keys), "-o", str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["tunnel", "tunnel"]
+    assert [r["tls"]["client"]["version"] for r in records] == ["TLSv1.2", "TLSv1.3"]
+    for record in records:
+        assert record["error"] == "decrypted; HTTP/2 is not decoded yet"
+        tls = record["tls"]
+        assert tls["keylog"] is True and tls["client"]["alpn"] == "h2"
+        assert tls["client"]["sni"] == "localhost"
+    frames = tshark(
+        "-r", str(cap), "-d", f"tcp.port=={port},tls", "-o", f"tls.keylog_file:{keys}",
+        "-Y", "http2.type == 1", "-T", "fields", "-e", "http2.type",
+    )  # fmt: skip
+    assert len(frames) >= 4  # HEADERS both ways, twice: tshark reads the same bytes as HTTP/2
