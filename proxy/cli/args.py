@@ -33,6 +33,21 @@ subcommands:
 """
 
 
+#: ``--body-preview`` by default: enough to recognise a body in a flow record.
+DEFAULT_PREVIEW = 256
+#: ``--body-preview`` by default with ``--har``: DevTools users expect to see
+#: bodies, and most API responses and pages fit (docs/har.md); larger ones
+#: need ``--capture-bodies``.
+HAR_PREVIEW = 64 * 1024
+
+
+def preview_bytes(args: argparse.Namespace) -> int:
+    """The preview size: ``--body-preview`` if given, else the default for the outputs."""
+    if args.body_preview is not None:
+        return max(0, int(args.body_preview))
+    return HAR_PREVIEW if args.har else DEFAULT_PREVIEW
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tapproxy",
@@ -88,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--body-preview",
         type=int,
-        default=256,
+        default=None,
         metavar="N",
-        help="bytes of each body kept as a preview in flow records (default 256)",
+        help=f"bytes of each body kept as a preview in flow records (default {DEFAULT_PREVIEW}, "
+        f"{HAR_PREVIEW // 1024}K with --har: see docs/har.md)",
     )
     o.add_argument(
         "--capture-bodies",

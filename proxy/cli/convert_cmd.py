@@ -26,10 +26,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from proxy.flow.record import SCHEMA_VERSION
 from proxy.sinks.har import HarLog
+from proxy.sinks.har_bodies import BodySource, FileBodies
 from proxy.words import plural
 
 _PROG = "tapproxy convert"
@@ -89,9 +91,15 @@ def read_records(lines: IO[str], stats: Stats) -> Iterator[tuple[int, dict[str, 
 
 
 def write_har(
-    records: Iterator[tuple[int, dict[str, Any]]], out: IO[bytes], stats: Stats
+    records: Iterator[tuple[int, dict[str, Any]]],
+    out: IO[bytes],
+    stats: Stats,
+    bodies: BodySource | None = None,
 ) -> HarLog:
-    """Stream a HAR document: head, entries in input order, tail with the counts."""
+    """Stream a HAR document: head, entries in input order, tail with the counts.
+
+    ``bodies`` reads the body files a record names (``--capture-bodies``).
+    """
     log = HarLog()
     out.write(log.head())
     for lineno, rec in records:
@@ -104,7 +112,7 @@ def write_har(
             log.dropped += count
             continue
         invalid = log.invalid
-        out.write(log.add([rec]))
+        out.write(log.add([rec], bodies))
         if log.invalid > invalid:
             stats.warn(lineno, f"malformed flow record ({log.last_error})")
     out.write(log.tail())
@@ -147,7 +155,8 @@ def main(argv: list[str]) -> int:
     stats = Stats("<stdin>" if args.flow_log == "-" else args.flow_log)
     try:
         with _input(args.flow_log) as lines, _output(args.output) as out:
-            log = write_har(read_records(lines, stats), out, stats)
+            log_dir = None if args.flow_log == "-" else Path(args.flow_log).parent
+            log = write_har(read_records(lines, stats), out, stats, FileBodies(log_dir))
     except ConvertError as e:
         print(f"{_PROG}: {e}", file=sys.stderr)
         return 2

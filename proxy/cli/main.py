@@ -20,7 +20,7 @@ from pathlib import Path
 
 from OpenSSL import SSL
 
-from proxy.cli.args import build_parser
+from proxy.cli.args import build_parser, preview_bytes
 from proxy.cli.preflight import check_outputs
 from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, run_workers
@@ -104,7 +104,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         max_chunk_line=args.max_chunk_line,
     )
     session = SessionConfig(
-        preview_bytes=max(0, args.body_preview),
+        preview_bytes=preview_bytes(args),
         keep_host=args.keep_host_header,
         max_body=args.max_body,
         keylog=bool(args.keylog),

@@ -35,6 +35,7 @@ from proxy import __version__
 from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import FlowRecord
 from proxy.oserrors import reason
+from proxy.sinks.har_bodies import BodySource, RecordBodies
 from proxy.sinks.har_entry import har_entry
 from proxy.sinks.jsonenc import dumps as _dumps
 
@@ -58,12 +59,13 @@ class HarLog:
         custom = {"dropped": self.dropped, "skipped": dict(sorted(self.skipped.items()))}
         return b"\n]," + b'"_tapproxy":' + _dumps(custom) + b"}}\n"
 
-    def add(self, records: Iterable[dict[str, Any]]) -> bytes:
-        """The bytes that append these records' entries (b"" when none is HTTP)."""
+    def add(self, records: Iterable[dict[str, Any]], bodies: BodySource | None = None) -> bytes:
+        """The bytes that append these records' entries (b"" when none is HTTP);
+        ``bodies`` holds the captured bodies (``--capture-bodies``)."""
         parts: list[bytes] = []
         for rec in records:
             try:
-                entry = har_entry(rec)
+                entry = har_entry(rec, bodies)
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 # one malformed record must not cost the batch (or the conversion)
                 self.invalid += 1
@@ -150,7 +152,7 @@ class HarSink:
 
     def write_batch(self, records: Sequence[FlowRecord]) -> None:
         before, invalid = self.log.entries, self.log.invalid
-        chunk = self.log.add(record_to_json(r) for r in records)
+        chunk = self.log.add((record_to_json(r) for r in records), RecordBodies(records))
         if self.log.invalid > invalid and invalid == 0:
             print(f"tapproxy: HAR: cannot map {self.log.last_error}", file=sys.stderr)
         self._write(chunk, self.log.entries - before)

@@ -5,12 +5,15 @@ calls it on ``record_to_json(record)`` and ``tapproxy convert`` on each line
 of a flow log, so both produce the same entries. It works on the JSON dict
 rather than on ``FlowRecord`` because that is what a flow log gives back.
 
-Bodies are included only when the record's preview holds the whole body
-(``truncated`` false); otherwise the HAR ``comment`` says why the text is
-missing. Content codings (gzip, deflate, br, zstd) are undone, as browsers
-do, with the same bounded decoder the rules use (proxy/rules/body.py), so
-``content.text`` is the representation and ``content.size`` its length. Timings are
-derived from ``timings_ms`` so that ``time`` is the sum of the phases (see
+Bodies are included when the record's preview holds the whole body
+(``truncated`` false) or, with ``--capture-bodies``, from the captured body
+(``proxy.sinks.har_bodies``: up to ``--capture-max-body``, marked
+``_truncated`` with a ``comment`` when cut); otherwise the HAR ``comment``
+says why the text is missing and how to get it. Content codings (gzip,
+deflate, br, zstd) are undone, as browsers do, with the same bounded decoder
+the rules use (proxy/rules/body.py), so ``content.text`` is the
+representation and ``content.size`` its length. Timings are derived from
+``timings_ms`` so that ``time`` is the sum of the phases (see
 ``har_timings``). Spec: http://www.softwareishard.com/blog/har-12-spec/
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from proxy.rules.body import CodecError, codings_of, decode
+from proxy.sinks.har_bodies import BodySource, Captured
 
 HTTP_KINDS = frozenset({"http", "websocket"})
 """Record kinds that are HTTP exchanges; ``tunnel`` (CONNECT) and ``tcp`` are not."""
@@ -114,9 +118,7 @@ def query_string(url: str) -> list[Json]:
 
 def _decode_content(data: bytes, headers: list[list[str]]) -> tuple[bytes | None, str | None]:
     """Undo the body's content codings with the rules' decoder (one implementation)."""
-    codings = codings_of(
-        tuple((k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in headers)
-    )
+    codings = codings_of(_field_bytes(headers))
     if not codings:
         return data, None
     try:
@@ -125,24 +127,31 @@ def _decode_content(data: bytes, headers: list[list[str]]) -> tuple[bytes | None
         return None, f"body not included: cannot decode content-encoding {', '.join(codings)}: {e}"
 
 
-def whole_body(message: Json) -> tuple[bytes | None, str | None]:
-    """The complete body as sent (before content decoding), or None and why not."""
+#: What a HAR says when a body is longer than the preview and was not captured.
+HOW_TO_GET = (
+    "run with --capture-bodies DIR for whole bodies (up to --capture-max-body), "
+    "or raise --body-preview"
+)
+
+
+def whole_body(message: Json, captured: Captured | None = None) -> tuple[bytes | None, str | None]:
+    """The complete body as sent (before content decoding), or None and why not.
+
+    A truncated capture is returned too; ``_body`` marks it.
+    """
     size = int(message.get("body_size") or 0)
     preview = message.get("body_preview")
     if size == 0:
         return b"", None
-    if preview is None or preview.get("truncated", True):
-        kept = 0
-        if preview is not None:
-            kept = len(_preview_bytes(preview) or b"")
-        return None, (
-            f"body not included: {kept} of {size} bytes kept "
-            "(raise --body-preview to include bodies up to that size)"
-        )
-    data = _preview_bytes(preview)
-    if data is None:
-        return None, "body not included: unreadable preview"
-    return data, None
+    if preview is not None and not preview.get("truncated", True):
+        data = _preview_bytes(preview)
+        return (data, None) if data is not None else (None, "body not included: unreadable preview")
+    if captured is not None:
+        if captured.data is None:
+            return None, f"body not included: {captured.problem}"
+        return captured.data, None
+    kept = len(_preview_bytes(preview) or b"") if preview is not None else 0
+    return None, f"body not included: {kept} of {size} bytes kept; {HOW_TO_GET}"
 
 
 def _preview_bytes(preview: Json) -> bytes | None:
@@ -163,27 +172,44 @@ def _text_or_base64(data: bytes) -> tuple[str, bool]:
         return base64.b64encode(data).decode("ascii"), True
 
 
-def _decoded(message: Json) -> tuple[bytes | None, str | None]:
-    """The body with content codings removed, or None and a comment saying why."""
-    raw, why = whole_body(message)
+def _decoded(message: Json, captured: Captured | None) -> tuple[bytes | None, str | None]:
+    """The body with content codings removed, or None and a comment saying why.
+
+    A body cut at ``--capture-max-body`` is kept as it is (it cannot be
+    decoded) and the comment says so: the caller marks it ``_truncated``.
+    """
+    raw, why = whole_body(message, captured)
     if raw is None:
         return None, why
     if not raw:
         return raw, None
+    if captured is not None and captured.truncated:
+        size = int(message.get("body_size") or 0)
+        if codings_of(_field_bytes(message.get("headers", []))):
+            return None, f"body not included: cut at {len(raw)} of {size} bytes and content-coded"
+        return raw, f"body truncated: the first {len(raw)} of {size} bytes (--capture-max-body)"
     return _decode_content(raw, message.get("headers", []))
 
 
-def post_data(request: Json) -> Json | None:
+def _field_bytes(headers: list[list[str]]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
+        (k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in headers
+    )
+
+
+def post_data(request: Json, captured: Captured | None = None) -> Json | None:
     """HAR ``postData`` for a request with a body; params for urlencoded forms."""
     if int(request.get("body_size") or 0) == 0:
         return None
     headers = request.get("headers", [])
     mime = _first(headers, "content-type")
     out: Json = {"mimeType": mime}
-    data, why = _decoded(request)
+    data, why = _decoded(request, captured)
     if data is None:
         out["comment"] = why or "body not included"
         return out
+    if why is not None:
+        out["comment"], out["_truncated"] = why, True
     text, is_b64 = _text_or_base64(data)
     if is_b64:
         # HAR 1.2 has no encoding field for postData; this is haralyzer's and
@@ -197,16 +223,19 @@ def post_data(request: Json) -> Json | None:
     return out
 
 
-def content(response: Json) -> Json:
+def content(response: Json, captured: Captured | None = None) -> Json:
     """HAR ``content``: size after content decoding, text when whole, base64 if binary."""
     headers = response.get("headers", [])
     body_size = int(response.get("body_size") or 0)
     out: Json = {"size": body_size, "mimeType": _first(headers, "content-type")}
-    data, why = _decoded(response)
+    data, why = _decoded(response, captured)
     if data is None:
         out["comment"] = why or "body not included"
         return out
-    out["size"] = len(data)
+    if why is not None:  # cut at --capture-max-body: size stays the whole body's
+        out["comment"], out["_truncated"] = why, True
+    else:
+        out["size"] = len(data)
     if len(data) > body_size:
         out["compression"] = len(data) - body_size
     text, is_b64 = _text_or_base64(data)
@@ -267,7 +296,7 @@ def timings_total(timings: Json) -> float:
     return _round(sum(float(timings[k]) for k in keys if timings[k] != -1))
 
 
-def har_request(request: Json) -> Json:
+def har_request(request: Json, captured: Captured | None = None) -> Json:
     headers = request.get("headers", [])
     out: Json = {
         "method": request["method"],
@@ -279,13 +308,15 @@ def har_request(request: Json) -> Json:
         "headersSize": -1,
         "bodySize": int(request.get("body_size") or 0),
     }
-    post = post_data(request)
+    post = post_data(request, captured)
     if post is not None:
         out["postData"] = post
     return out
 
 
-def har_response(response: Json | None, start: str, error: str | None) -> Json:
+def har_response(
+    response: Json | None, start: str, error: str | None, captured: Captured | None = None
+) -> Json:
     """The response, or the browsers' placeholder (status 0, ``_error``) when none came."""
     if response is None:
         return {
@@ -307,7 +338,7 @@ def har_response(response: Json | None, start: str, error: str | None) -> Json:
         "httpVersion": response.get("http_version", "HTTP/1.1"),
         "cookies": response_cookies(headers, start),
         "headers": _pairs(headers),
-        "content": content(response),
+        "content": content(response, captured),
         "redirectURL": _first(headers, "location"),
         "headersSize": -1,
         "bodySize": int(response.get("body_size") or 0),
@@ -317,8 +348,12 @@ def har_response(response: Json | None, start: str, error: str | None) -> Json:
     return out
 
 
-def har_entry(rec: Json) -> Json | None:
-    """The HAR entry for one flow record, or None for records that are not HTTP."""
+def har_entry(rec: Json, bodies: BodySource | None = None) -> Json | None:
+    """The HAR entry for one flow record, or None for records that are not HTTP.
+
+    ``bodies`` gives the captured bodies (``--capture-bodies``) that the
+    record's preview does not hold whole.
+    """
     request = rec.get("request")
     if rec.get("kind") not in HTTP_KINDS or request is None:
         return None
@@ -330,8 +365,13 @@ def har_entry(rec: Json) -> Json | None:
     entry: Json = {
         "startedDateTime": start,
         "time": timings_total(timings),
-        "request": har_request(request),
-        "response": har_response(rec.get("response"), start, rec.get("error")),
+        "request": har_request(request, bodies.body(rec, True) if bodies else None),
+        "response": har_response(
+            rec.get("response"),
+            start,
+            rec.get("error"),
+            bodies.body(rec, False) if bodies else None,
+        ),
         "cache": {},
         "timings": timings,
     }
