@@ -77,14 +77,24 @@ class ReleaseServer:
 
     conn: Conn
     reusable: bool
+    abort: bool = False  # not reusable and cut short: reset it
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Half-close toward ``conn`` (a FIN), at ``at`` or now, after what is queued for it."""
+
+    conn: Conn
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CloseConnection:
-    """Close ``conn`` once everything queued for it is written."""
+    """Close ``conn`` once everything queued for it is written; ``abort``: reset it now."""
 
     conn: Conn
-    abort: bool = False  # reset instead of a graceful close
+    abort: bool = False
+    discard: bool = False  # drop writes still held for later (by rules) instead of waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +111,26 @@ class ResumeReading:
 
 @dataclass(frozen=True, slots=True)
 class SetTimer:
-    """Send ``TimerFired`` after ``seconds`` (a rule's request delay)."""
+    """Send ``TimerFired(token)`` after ``seconds`` (rule delays, TCP rules, sniffing)."""
 
     seconds: float
+    token: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StartClientTls:
+    """Terminate the client's TLS: a leaf for ``name`` (plus the names the
+    upstream ``host:port`` presents for ``sni``, looked up once), ALPN chosen
+    from ``offered``; ``data`` is the ClientHello already read. Answered with
+    ``ClientTlsEstablished`` or ``ClientTlsFailed``."""
+
+    host: str
+    port: int
+    name: str
+    sni: str | None
+    offered: tuple[str, ...]
+    data: bytes
+    probe: bool = True  # connect upstream first to copy its certificate's names
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +172,8 @@ Command = (
     | OpenServer
     | ReleaseServer
     | CloseConnection
+    | Shutdown
+    | StartClientTls
     | PauseReading
     | ResumeReading
     | SetTimer

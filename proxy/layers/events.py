@@ -23,6 +23,38 @@ class EofReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """``conn`` is gone: closed (by either side) or, with ``reset``, reset."""
+
+    conn: Conn
+    reset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TooManyConnections:
+    """The shell is over ``--max-connections``: refuse this new client connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The proxy is shutting down and ends this connection now."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTlsEstablished:
+    tls: TlsSide
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTlsFailed:
+    """The client's TLS handshake failed: ``alert`` it sent, or ``message`` of
+    another failure; both None: it closed the connection during the handshake."""
+
+    alert: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerOpened:
     conn: Conn
     address: Address
@@ -43,6 +75,8 @@ class ServerFailed:
 class TimerFired:
     """A ``SetTimer`` ran out."""
 
+    token: int = 0
+
 
 class TimeoutKind(Enum):
     """Which inactivity limit applies now; values name ``Timeouts`` fields."""
@@ -52,6 +86,7 @@ class TimeoutKind(Enum):
     RESPONSE_HEAD = "response_head"
     TRANSFER_IDLE = "transfer_idle"
     TUNNEL_IDLE = "tunnel_idle"
+    TLS_HANDSHAKE = "tls_handshake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,5 +105,16 @@ class TunnelEnded:
 
 
 Event = (
-    DataReceived | EofReceived | ServerOpened | ServerFailed | TimerFired | TimedOut | TunnelEnded
+    DataReceived
+    | EofReceived
+    | ConnectionClosed
+    | TooManyConnections
+    | Stopping
+    | ClientTlsEstablished
+    | ClientTlsFailed
+    | ServerOpened
+    | ServerFailed
+    | TimerFired
+    | TimedOut
+    | TunnelEnded
 )

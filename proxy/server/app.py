@@ -26,7 +26,6 @@ from proxy.rules import RuleSet, RulesWatcher
 from proxy.server import heap
 from proxy.server.client import ClientConnection
 from proxy.server.context import InterceptContext, ListenerContext, Registry, Timeouts
-from proxy.server.tcp import TcpConnection
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
@@ -153,7 +152,7 @@ class ProxyServer:
         if mode.kind == "tcp":
             up = mode.upstream
             assert up is not None
-            return lambda: TcpConnection(holder[0], up.host, up.port)
+            return lambda: ClientConnection(holder[0], (up.host, up.port))
         return lambda: ClientConnection(holder[0])
 
     async def _watch(self) -> None:

@@ -1,82 +1,84 @@
-"""The IO shell for one client connection in an HTTP mode.
+"""The IO shell for one client connection: it carries out what the layers decide.
 
-Feeds socket events to an ``HttpSession`` and carries out the commands it
-returns. Reading from the client pauses for two independent reasons, kept
-as flags: the session has enough unprocessed bytes (``backlog``), or the
-upstream's write buffer is above its high-water mark (``upstream``). Reading
-from the upstream pauses while the client's write buffer is full. This is
-the whole of the backpressure: memory per connection stays bounded by the
-water marks plus one read.
+``ClientConnection`` owns the sockets of one client connection: the client's
+transport (with TLS over memory BIOs once the layers ask to terminate it),
+and the server connections the layers open, by the name they gave them. It
+feeds what happens to the layer stack (``proxy.layers.root``) as events and
+executes the commands that come back: send (now, or at a time a rule set,
+in order per connection), half-close, close, open, release to the pool,
+pause and resume reading, timers. It decides nothing about protocols.
+
+Backpressure is the whole of the flow control: reading from the client
+pauses while the layers have enough unprocessed bytes (``PauseReading``) or
+a server's write buffer (or its queue of timed writes) is full; reading from
+the servers pauses while the client's is. Memory per connection stays
+bounded by the water marks plus one read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import cast
 
-from proxy.flow.record import TlsInfo
+from proxy.flow.hooks import HookKind
+from proxy.flow.record import TlsSide
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
     Conn,
     Hook,
-    Intercept,
     OpenServer,
     PauseReading,
     ReleaseServer,
     ResumeReading,
     SendData,
     SetTimer,
-    StartTunnel,
+    Shutdown,
+    StartClientTls,
 )
 from proxy.layers.events import (
+    ClientTlsEstablished,
+    ClientTlsFailed,
+    ConnectionClosed,
     DataReceived,
     EofReceived,
-    ServerFailed,
-    ServerOpened,
+    Event,
+    Stopping,
     TimedOut,
     TimeoutKind,
     TimerFired,
 )
-from proxy.server.client_tunnels import TunnelSteps
+from proxy.layers.root import ClientLayers, TcpLayers
+from proxy.server.clienttls import ClientTlsStarter
 from proxy.server.context import ListenerContext
-from proxy.server.intercept import Interceptor, ListenerSniffer
+from proxy.server.ends import ServerEnds
 from proxy.server.pacing import DelayedWriter
-from proxy.server.relay import Relay
 from proxy.server.transport import reset, tune
-from proxy.server.upstream import UpstreamConnection, connect
-from proxy.session.errors import UpstreamError
-from proxy.session.http import HttpSession
-from proxy.session.responses import error_response
 from proxy.sinks.pcap import PcapTap
-from proxy.tls.endpoint import TlsEndpoint, TlsError
+from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 
-_BACKLOG, _UPSTREAM = 1, 2
+_BACKLOG, _PEER = 1, 2  # why reading from the client is paused
 
 
-class ClientConnection(TunnelSteps, asyncio.Protocol):
-    def __init__(self, ctx: ListenerContext) -> None:
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, ctx: ListenerContext, tcp_target: tuple[str, int] | None = None) -> None:
         self.ctx = ctx
+        self.tcp_target = tcp_target
         self.transport: asyncio.Transport | None = None
-        self.session: HttpSession | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.relay: Relay | None = None
-        # Interception: the sniffer/handshake driver, and the client-side TLS.
-        self.interceptor: Interceptor | None = None
-        self.tls: TlsEndpoint | None = None
-        self._offered_alpn: tuple[str, ...] = ()
-        self._outer: HttpSession | None = None  # the session that saw the CONNECT
+        self.layers: ClientLayers | TcpLayers | None = None
+        self.tls: TlsEndpoint | None = None  # the client's TLS, once we terminate it
+        self._offered: tuple[str, ...] = ()
+        self.starter = ClientTlsStarter(ctx, self)
+        self.servers = ServerEnds(ctx, self)
         self.last_active = time.monotonic()
+        self._head_since = self.last_active
         self._tap: PcapTap | None = None
-        self._delayed: DelayedWriter | None = None  # rule delays / bandwidth
-        self._head_since = time.monotonic()
+        self._writer: DelayedWriter | None = None  # timed writes to the client
+        self._timers: list[asyncio.TimerHandle] = []
         self._paused = 0  # bit set of reasons reading from the client is paused
-        self._client_write_paused = False
-        self._connecting: asyncio.Task[None] | None = None
-        self._server: Conn | None = None  # the session's name for self.upstream
+        self.client_write_paused = False
         self._closed = False
         self._client_ended = False
 
@@ -86,289 +88,245 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         self.transport = transport
         tune(transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
+        client = (str(peer[0]), int(peer[1]))
+        config = self.ctx.session
+        if self.tcp_target is not None:
+            self.layers = TcpLayers(config, client, *self.tcp_target)
+        else:
+            self.layers = ClientLayers(config, client, self.ctx.intercept_settings)
         if len(self.ctx.registry.connections) >= self.ctx.max_connections:
-            # Over --max-connections: the newest connection is told and closed,
-            # so the ones already served keep working (docs/limits.md).
-            transport.write(error_response(503, "too many client connections"))
-            transport.close()
+            self.run(self.layers.refuse())  # the newest connection is told and closed
             self._closed = True
             return
-        self.session = HttpSession(self.ctx.session, (str(peer[0]), int(peer[1])))
         self.ctx.registry.connections.add(self)
-        if self.ctx.intercept is not None and self.ctx.session.upstream is not None:
-            # A reverse listener with interception on: clients may speak TLS.
-            self._outer = self.session
-            self.interceptor = ListenerSniffer(self)
         tap = self.ctx.tap
         self._tap = tap if tap is not None and tap.client_side else None
         if self._tap is not None:
             local = transport.get_extra_info("sockname")
-            self._tap.open(id(self), (str(peer[0]), int(peer[1])), (local[0], local[1]))
+            self._tap.open(id(self), client, (local[0], local[1]))
+        self.run(self.layers.start())
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.tls is not None:
-            self.tls_data(data)
-        elif self.relay is not None:
-            self._relay_in(data)
-        elif self.interceptor is not None:
-            self.interceptor.feed(data)
-        elif self.session is not None:
-            self._to_session(data)
+            self._tls_in(data)
+        else:
+            self._feed(data)
 
-    def _to_session(self, data: bytes) -> None:
-        """Plaintext from the client into the HTTP session (tapped for --pcap)."""
-        session = self.session
-        assert session is not None
-        if session.ex is None and not session.client_side.requests.buffered:
+    def _feed(self, data: bytes) -> None:
+        """Plaintext from the client into the layers (tapped for --pcap)."""
+        layers = self.layers
+        if layers is None or self._closed:
+            return
+        if layers.idle:
             self._head_since = time.monotonic()  # a new head starts: its clock runs
         tap = self._tap
         if tap is None:
-            self.run(session.handle(DataReceived(CLIENT, data)))
+            self.run(layers.handle(DataReceived(CLIENT, data)))
             return
         tap.data(id(self), True, data, await_note=True)
-        before = session.ex
-        self.run(session.handle(DataReceived(CLIENT, data)))
-        ex = session.ex
-        started = ex is not None and ex is not before
-        tap.note(id(self), f"tapproxy flow {ex.id}" if started and ex is not None else None)
+        before = layers.flow_id
+        self.run(layers.handle(DataReceived(CLIENT, data)))
+        after = layers.flow_id
+        tap.note(id(self), f"tapproxy flow {after}" if after and after != before else None)
 
     def eof_received(self) -> bool:
-        if self.interceptor is not None and self.tls is not None:
-            self.interceptor.handshake_failed(None, self._offered_alpn)
+        if self.tls is not None and not self.tls.handshake_done:
+            self.handle(ClientTlsFailed())  # closed during the handshake
             return False
-        if self.interceptor is not None:
-            self.interceptor.feed(b"")
-            self.interceptor = None
-            return False
-        relayed_tls = self.relay is not None and self.tls is not None
         self.client_ended()
-        # Keep writing, a response may still be on its way; but a relayed TLS
-        # connection has no half-close, so there the client is done.
-        return not relayed_tls
+        return True  # keep writing: a response may still be on its way
 
     def client_ended(self) -> None:
         """The client's stream ended (TCP FIN, or close_notify inside TLS); once."""
-        if self._client_ended:
-            return
-        self._client_ended = True
-        if self.relay is not None:
-            if self.tls is not None:  # TLS has no half-close: the client is done
-                self.relay.client_lost(None)
-            else:
-                self.relay.client_eof()
-        elif self.session is not None:
-            self.run(self.session.handle(EofReceived(CLIENT)))
+        if not self._client_ended:
+            self._client_ended = True
+            self.handle(EofReceived(CLIENT))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._delayed is not None:
-            self._delayed.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        for timer in self._timers:
+            timer.cancel()
         if self._tap is not None:
             self._tap.close(id(self), reset=exc is not None, from_client=True)
         self.ctx.registry.connections.discard(self)
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self.relay is not None:
-            self.relay.client_lost(exc)
-            return
-        session, self.session = self.session, None
-        if session is not None and session.ex is not None:
-            self._submit_aborted(session)
-        if self.upstream is not None:
-            idle = session is not None and session.ex is None
-            if idle and session is not None and session.server.idle_reusable:
-                self.ctx.pool.put(self.upstream)  # between exchanges: still good
-            else:
-                self.upstream.abort()
-            self.upstream = None
+        if self.layers is not None:
+            self.run(self.layers.handle(ConnectionClosed(CLIENT, reset=exc is not None)))
+        self.servers.abort_all()
 
     def pause_writing(self) -> None:
-        self._client_write_paused = True
-        if self.relay is not None:
-            self.relay.client_pause_writing()
-        elif self.upstream is not None:
-            self.upstream.pause_reading()
+        self.client_write_paused = True
+        self.servers.pause_reading()
 
     def resume_writing(self) -> None:
-        self._client_write_paused = False
-        if self.relay is not None:
-            self.relay.client_resume_writing()
-        elif self.upstream is not None:
-            self.upstream.resume_reading()
+        self.client_write_paused = False
+        self.servers.resume_reading()
 
-    # -- upstream callbacks (Owner protocol) -------------------------------------
-    def on_server_data(self, data: bytes) -> None:
+    # -- events from the servers and timers ---------------------------------------
+    def handle(self, event: Event) -> None:
+        if self.layers is not None:
+            self.run(self.layers.handle(event))
+
+    def touch(self) -> None:
         self.last_active = time.monotonic()
-        if self.session is not None:
-            self.run(self.session.handle(DataReceived(self._server_id(), data)))
 
-    def on_server_eof(self) -> None:
-        if self.session is not None:
-            self.run(self.session.handle(EofReceived(self._server_id())))
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-    def on_server_lost(self, exc: Exception | None) -> None:
-        self.upstream = None
-        self._unpause(_UPSTREAM)
-        if self.session is not None:
-            self.run(self.session.handle(EofReceived(self._server_id())))
-
-    def on_server_pause_writing(self) -> None:
-        self._pause(_UPSTREAM)
-
-    def on_server_resume_writing(self) -> None:
-        self._unpause(_UPSTREAM)
+    def peer_backlog(self, full: bool) -> None:
+        """A server cannot take more (write buffer or timed writes full): stop reading us."""
+        if full:
+            self._pause(_PEER)
+        else:
+            self._unpause(_PEER)
 
     # -- commands -----------------------------------------------------------------
     def run(self, commands: list[Command]) -> None:
         """Carry out ``commands`` in order.
 
-        Hot path (runs for every read): consecutive sends to the same side are
-        joined into one write, so a small response (head and body) costs one
-        send() instead of two; profiling showed the syscalls dominating.
-        Any other command first flushes what is pending, keeping the order.
+        Hot path (runs for every read): consecutive sends to the same
+        connection are joined into one write, so a small response (head and
+        body) costs one send() instead of two. Any other command first
+        flushes what is pending, keeping the order.
         """
-        to_client: list[bytes] = []
-        to_server: list[bytes] = []
+        pending: list[bytes] = []
+        to: Conn | None = None
         for cmd in commands:
-            kind = type(cmd)
-            if kind is SendData:
-                if not cmd.conn.is_client:  # type: ignore[union-attr]
-                    to_server.append(cmd.data)  # type: ignore[union-attr]
-                elif cmd.at is None and self._delayed is None:  # type: ignore[union-attr]
-                    to_client.append(cmd.data)  # type: ignore[union-attr]
-                else:
-                    if to_client or to_server:
-                        self._flush(to_client, to_server)
-                    self._send_later(cmd)  # type: ignore[arg-type]
-            else:
-                if to_client or to_server:
-                    self._flush(to_client, to_server)
-                _HANDLERS[kind](self, cmd)
-        if to_client or to_server:
-            self._flush(to_client, to_server)
+            if type(cmd) is SendData and cmd.at is None and not self._timed(cmd.conn):
+                if to is not None and cmd.conn != to:
+                    self._flush(to, pending)
+                to = cmd.conn
+                pending.append(cmd.data)
+                continue
+            if to is not None:
+                self._flush(to, pending)
+                to = None
+            self._execute(cmd)
+        if to is not None:
+            self._flush(to, pending)
 
-    def _flush(self, to_client: list[bytes], to_server: list[bytes]) -> None:
-        if to_client:
-            data = to_client[0] if len(to_client) == 1 else b"".join(to_client)
-            to_client.clear()
-            self._write_client(data)
-        if to_server:
-            data = to_server[0] if len(to_server) == 1 else b"".join(to_server)
-            to_server.clear()
-            if self.upstream is not None:
-                self.upstream.write(data)
+    def _timed(self, conn: Conn) -> bool:
+        """Writes to ``conn`` go through its queue of timed writes (order is kept)."""
+        return self._writer is not None if conn.is_client else self.servers.timed(conn)
 
-    def _write_client(self, data: bytes) -> None:
-        if self.transport is not None and not self._closed:
-            wire = data
-            if self.tls is not None:
-                try:
-                    wire = self.tls.send(data)
-                except TlsError:  # the client's TLS already failed: nothing can reach it
-                    self.transport.abort()
-                    return
-            self.transport.write(wire)
-            if self._tap is not None:
-                self._tap.data(id(self), False, data)
+    def _flush(self, to: Conn, pending: list[bytes]) -> None:
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if to.is_client:
+            self.write_client(data)
+        else:
+            self.servers.write(to, data)
+
+    def _execute(self, cmd: Command) -> None:
+        kind = type(cmd)
+        if kind is SendData:
+            self._send_later(cmd)  # type: ignore[arg-type]
+        elif kind is Hook:
+            self._hook(cmd)  # type: ignore[arg-type]
+        elif kind is OpenServer:
+            self.servers.open(cmd)  # type: ignore[arg-type]
+        elif kind is ReleaseServer:
+            self.servers.release(cmd)  # type: ignore[arg-type]
+        elif kind is CloseConnection:
+            self._close(cmd)  # type: ignore[arg-type]
+        elif kind is Shutdown:
+            self._shutdown(cmd)  # type: ignore[arg-type]
+        elif kind is PauseReading:
+            self._pause(_BACKLOG)
+        elif kind is ResumeReading:
+            self._unpause(_BACKLOG)
+        elif kind is SetTimer:
+            self._set_timer(cmd)  # type: ignore[arg-type]
+        elif kind is StartClientTls:
+            self.starter.start(cmd)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"the layers asked for {cmd!r}, which the shell does not know")
+
+    def write_client(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        wire = data
+        if self.tls is not None:
+            try:
+                wire = self.tls.send(data)
+            except TlsError:  # the client's TLS already failed: nothing can reach it
+                transport.abort()
+                return
+        transport.write(wire)
+        if self._tap is not None:
+            self._tap.data(id(self), False, data)
+
+    def loop_time(self, at: float | None) -> float:
+        """A layer's time (its clock is time.time) as the event loop's."""
+        loop = asyncio.get_running_loop()
+        return loop.time() if at is None else loop.time() + (at - time.time())
+
+    def _client_writer(self) -> DelayedWriter:
+        if self._writer is None:
+            self._writer = DelayedWriter(self.write_client, self.servers.client_backlog)
+        return self._writer
 
     def _send_later(self, cmd: SendData) -> None:
-        """A send a rule delayed or paced (session clock -> loop clock)."""
-        if self._delayed is None:
-            self._delayed = DelayedWriter(self._write_client, self._delayed_backlog)
-        loop = self._delayed.loop
-        at = loop.time() if cmd.at is None else loop.time() + (cmd.at - time.time())
-        self._delayed.write_at(at, cmd.data)
-
-    def _delayed_backlog(self, full: bool) -> None:
-        """Paced output is piling up: stop (or restart) reading the upstream."""
-        if self.upstream is not None:
-            if full:
-                self.upstream.pause_reading()
-            elif not self._client_write_paused:
-                self.upstream.resume_reading()
-
-    def _wait(self, cmd: SetTimer) -> None:
-        def resume() -> None:
-            if self.session is not None and not self._closed:
-                self.run(self.session.handle(TimerFired()))
-
-        asyncio.get_running_loop().call_later(cmd.seconds, resume)
-
-    def _server_id(self) -> Conn:
-        assert self._server is not None
-        return self._server
-
-    def _open_server(self, cmd: OpenServer) -> None:
-        self._server = cmd.conn
-        key = (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None)
-        if cmd.reuse:
-            conn = self.ctx.pool.take(key)
-            if conn is not None:
-                self._attach(conn, reused=True)
-                return
-        self._connecting = asyncio.get_running_loop().create_task(self._connect(cmd))
-
-    async def _connect(self, cmd: OpenServer) -> None:
-        key = (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None)
-        try:
-            conn = await connect(
-                key, self.ctx.timeouts.connect, self.ctx.upstream_tls, self.ctx.tap
-            )
-        except UpstreamError as e:
-            self._connecting = None
-            if self.session is not None and not self._closed:
-                self.run(self.session.handle(ServerFailed(cmd.conn, str(e), e.timeout)))
-            return
-        self._connecting = None
-        if self._closed or self.session is None:
-            conn.close()
-            return
-        self._attach(conn, reused=False)
-
-    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
-        conn.owner = self
-        self.upstream = conn
-        if self._client_write_paused:
-            conn.pause_reading()
-        assert conn.transport is not None and self.session is not None
-        peer = conn.transport.get_extra_info("peername") or (conn.key[0], conn.key[1])
-        address = (str(peer[0]), int(peer[1]))
-        opened = ServerOpened(self._server_id(), address, reused, conn.tls_facts())
-        self.run(self.session.handle(opened))
-
-    def _release_server(self, cmd: ReleaseServer) -> None:
-        conn, self.upstream = self.upstream, None
-        self._unpause(_UPSTREAM)
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
-        if conn is None:
-            return
-        if cmd.reusable:
-            self.ctx.pool.put(conn)
+        """A send a rule delayed or paced, in order with what is queued for it."""
+        if cmd.conn.is_client:
+            self._client_writer().write_at(self.loop_time(cmd.at), cmd.data)
         else:
-            conn.close()
-
-    def _close_client(self, cmd: CloseConnection) -> None:
-        if self.transport is None:
-            return
-        delayed = self._delayed
-        if delayed is not None and delayed.busy and not cmd.abort:
-            # Close after what rules delayed has gone out; then for real.
-            self._delayed = None
-            delayed.call_at(0.0, lambda: self._close_client(cmd))
-            return
-        if cmd.abort:
-            reset(self.transport)
-            return
-        if self.tls is not None and not self.transport.is_closing():
-            self.transport.write(self.tls.close())
-        self.transport.close()
+            self.servers.write_at(cmd.conn, self.loop_time(cmd.at), cmd.data)
 
     def _hook(self, cmd: Hook) -> None:
-        self.ctx.submit(cmd.flow)
-        self._head_since = time.monotonic()  # a pipelined head starts its clock now
+        if cmd.kind is HookKind.DONE:
+            self.ctx.submit(cmd.flow)
+            self._head_since = time.monotonic()  # a pipelined head starts its clock now
+
+    def _set_timer(self, cmd: SetTimer) -> None:
+        token = cmd.token
+
+        def fire() -> None:
+            if not self._closed:
+                self.handle(TimerFired(token))
+
+        self._timers = [t for t in self._timers if not t.cancelled()]
+        self._timers.append(asyncio.get_running_loop().call_later(cmd.seconds, fire))
+
+    def _shutdown(self, cmd: Shutdown) -> None:
+        if not cmd.conn.is_client:
+            self.servers.shutdown(cmd)
+            return
+        if cmd.at is not None or self._writer is not None:
+            self._client_writer().call_at(self.loop_time(cmd.at), self._write_eof)
+        else:
+            self._write_eof()
+
+    def _write_eof(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing() and t.can_write_eof():
+            t.write_eof()
+
+    def _close(self, cmd: CloseConnection) -> None:
+        if not cmd.conn.is_client:
+            self.servers.close(cmd)
+            return
+        transport = self.transport
+        if transport is None:
+            return
+        writer = self._writer
+        if writer is not None and cmd.discard:
+            writer.cancel()
+        elif writer is not None and writer.busy and not cmd.abort:
+            # Close after what rules delayed has gone out; then for real.
+            self._writer = None
+            writer.call_at(0.0, lambda: self._close(cmd))
+            return
+        if cmd.abort:
+            reset(transport)
+            return
+        if self.tls is not None and self.tls.handshake_done and not transport.is_closing():
+            transport.write(self.tls.close())
+        transport.close()
 
     def _pause(self, reason: int) -> None:
         if not self._paused and self.transport is not None:
@@ -381,59 +339,60 @@ class ClientConnection(TunnelSteps, asyncio.Protocol):
         if was and not self._paused and self.transport is not None and not self._closed:
             self.transport.resume_reading()
 
+    # -- the client's TLS -----------------------------------------------------------
+    def install_tls(self, tls: TlsEndpoint, offered: tuple[str, ...], data: bytes) -> None:
+        """Terminate the client's TLS from now on; ``data`` is its ClientHello."""
+        self.tls = tls
+        self._offered = offered
+        self._tls_in(data)
+
+    def _tls_in(self, data: bytes) -> None:
+        """Ciphertext from an intercepted client: handshake, then plaintext on."""
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None
+        handshaking = not tls.handshake_done
+        try:
+            plain, out = tls.receive(data)
+        except TlsHandshakeError as e:
+            self.handle(ClientTlsFailed(e.alert, str(e)))
+            return
+        except TlsError:
+            transport.abort()
+            return
+        if out:
+            transport.write(out)
+        if handshaking and tls.handshake_done:
+            self.handle(ClientTlsEstablished(tls_side(tls, self._offered)))
+        if plain:
+            self._feed(plain)
+        if tls.peer_closed and not self._closed:
+            self.client_ended()  # close_notify: the client's end of stream
+
     # -- watchdog and shutdown ------------------------------------------------------
     def check_timeout(self, now: float) -> None:
-        if self.interceptor is not None:
-            if self.interceptor.probing:
-                return  # waiting for the upstream: --connect-timeout bounds that
-            if now - self.last_active > self.ctx.timeouts.tls_handshake and self.transport:
-                self.intercept_failed("timeout during the client's TLS handshake", TlsInfo(True))
+        layers = self.layers
+        if layers is None or self.starter.probing or self.servers.connecting:
+            return  # waiting for a server: --connect-timeout bounds that
+        kind = layers.deadline()
+        if kind is None:
             return
-        if self.relay is not None:
-            if now - self.last_active > self.ctx.timeouts.tunnel_idle:
-                self.relay.close("timeout")
-            return
-        session = self.session
-        if session is None or self._connecting is not None:
-            return
-        kind = session.deadline()
         # A head must complete within its timeout however it trickles (slowloris);
         # the other timeouts measure inactivity.
         since = self._head_since if kind is TimeoutKind.CLIENT_HEAD else self.last_active
         if now - since > self.ctx.timeouts.for_kind(kind):
-            self.run(session.handle(TimedOut(kind)))
+            self.handle(TimedOut(kind))
 
     @property
     def idle(self) -> bool:
-        s = self.session
-        return (
-            s is not None
-            and s.ex is None
-            and self.relay is None
-            and not s.client_side.requests.buffered
-        )
+        return self.layers is not None and self.layers.idle
 
     def close_now(self) -> None:
-        if self.relay is not None:
-            self.relay.close("proxy")
-        elif self.transport is not None:
+        self.handle(Stopping())
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
 
-    def _submit_aborted(self, session: HttpSession) -> None:
-        ex = session.ex
-        assert ex is not None
-        ex.error = ex.error or "client closed the connection"
-        self.ctx.submit(ex.finish(session.config.mode, session.client, session.config.clock()))
 
-
-_HANDLERS: dict[type, Callable[[ClientConnection, object], None]] = {
-    OpenServer: ClientConnection._open_server,  # type: ignore[dict-item]
-    ReleaseServer: ClientConnection._release_server,  # type: ignore[dict-item]
-    CloseConnection: ClientConnection._close_client,  # type: ignore[dict-item]
-    PauseReading: lambda self, _: self._pause(_BACKLOG),
-    ResumeReading: lambda self, _: self._unpause(_BACKLOG),
-    StartTunnel: ClientConnection._start_tunnel,  # type: ignore[dict-item]
-    Intercept: ClientConnection._intercept,  # type: ignore[dict-item]
-    SetTimer: ClientConnection._wait,  # type: ignore[dict-item]
-    Hook: ClientConnection._hook,  # type: ignore[dict-item]
-}
+def tls_side(tls: TlsEndpoint, offered: tuple[str, ...]) -> TlsSide:
+    """The client side's TLS as negotiated, for records."""
+    facts = tls.facts()
+    return TlsSide(facts.version, facts.cipher, facts.alpn, facts.sni, offered)

@@ -10,6 +10,7 @@ from OpenSSL import SSL
 
 from proxy.flow.record import FlowSource
 from proxy.layers.events import TimeoutKind
+from proxy.layers.nextlayer import InterceptSettings
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
@@ -40,6 +41,7 @@ _BY_KIND: dict[TimeoutKind, Callable[[Timeouts], float]] = {
     TimeoutKind.RESPONSE_HEAD: lambda t: t.response_head,
     TimeoutKind.TRANSFER_IDLE: lambda t: t.transfer_idle,
     TimeoutKind.TUNNEL_IDLE: lambda t: t.tunnel_idle,
+    TimeoutKind.TLS_HANDSHAKE: lambda t: t.tls_handshake,
 }
 
 
@@ -81,3 +83,9 @@ class ListenerContext:
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None  # --pcap
     max_connections: int = 10_000  # beyond: the newest connection gets 503 and is closed
+
+    @property
+    def intercept_settings(self) -> InterceptSettings | None:
+        """What the next-layer choice needs of interception (None: off)."""
+        i = self.intercept
+        return None if i is None else InterceptSettings(i.policy, i.pinned, i.ca_path)

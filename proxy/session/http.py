@@ -32,14 +32,17 @@ from proxy.layers.commands import (
     StartTunnel,
 )
 from proxy.layers.events import (
+    ConnectionClosed,
     DataReceived,
     EofReceived,
     Event,
     ServerFailed,
     ServerOpened,
+    Stopping,
     TimedOut,
     TimeoutKind,
     TimerFired,
+    TooManyConnections,
     TunnelEnded,
 )
 from proxy.session import auth, messages, ruling
@@ -101,6 +104,44 @@ class HttpSession:
         if self.ex is None or self.ex.request.method == b"CONNECT":
             server.release(out, reusable=False)
         return out
+
+    def _closed(self, event: ConnectionClosed) -> list[Command]:
+        """A connection is gone. The client: an exchange in progress is recorded
+        as cut short, and an idle server connection goes back to the pool."""
+        if not event.conn.is_client:
+            return self._server_eof(EofReceived(event.conn))
+        self.closed = True
+        out: list[Command] = []
+        ex, self.ex = self.ex, None
+        if ex is None:
+            self.server.release(out, reusable=self.server.idle_reusable)
+            return out
+        ex.error = ex.error or "client closed the connection"
+        end = self.config.clock()
+        out.append(Hook(HookKind.DONE, ex.finish(self.config.mode, self.client, end)))
+        self.server.release(out, reusable=False, abort=True)
+        return out
+
+    def _refuse(self, event: TooManyConnections) -> list[Command]:
+        """Over --max-connections: the newest connection is told and closed, so
+        the ones already served keep working (docs/limits.md)."""
+        self.closed = True
+        message = "too many client connections"
+        now = self.config.clock()
+        record = FlowRecord(
+            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
+            error=f"refused: {message}",
+        )  # fmt: skip
+        return [
+            SendData(CLIENT, error_response(503, message)),
+            Hook(HookKind.DONE, record),
+            CloseConnection(CLIENT),
+        ]
+
+    @property
+    def between_requests(self) -> bool:
+        """No exchange under way and no byte of the next one here yet."""
+        return self.ex is None and self.tunnel is None and not self.client_side.requests.buffered
 
     def _opened(self, event: ServerOpened) -> list[Command]:
         if event.conn != self.server.conn:
@@ -373,5 +414,8 @@ _HANDLERS: dict[type, Callable[[HttpSession, object], list[Command]]] = {
     ServerFailed: HttpSession._failed,  # type: ignore[dict-item]
     TunnelEnded: HttpSession._tunnel_ended,  # type: ignore[dict-item]
     TimerFired: HttpSession._timer,  # type: ignore[dict-item]
+    ConnectionClosed: HttpSession._closed,  # type: ignore[dict-item]
+    TooManyConnections: HttpSession._refuse,  # type: ignore[dict-item]
+    Stopping: lambda session, event: [],
     TimedOut: HttpSession._timed_out,  # type: ignore[dict-item]
 }

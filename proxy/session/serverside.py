@@ -70,10 +70,10 @@ class ServerSide:
         self.key = None
         self.conn = None
 
-    def release(self, out: list[Command], reusable: bool) -> None:
-        """Done with the current connection: pooled when ``reusable``."""
+    def release(self, out: list[Command], reusable: bool, abort: bool = False) -> None:
+        """Done with the current connection: pooled when ``reusable``, reset on ``abort``."""
         if self.key is not None and self.conn is not None:
-            out.append(ReleaseServer(self.conn, reusable))
+            out.append(ReleaseServer(self.conn, reusable, abort))
         self.key = None
         self.conn = None
         self.ready = False

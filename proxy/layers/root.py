@@ -1,0 +1,337 @@
+"""All the layers of one client connection, and the switches between them.
+
+``ClientLayers`` is what the shell drives: every event goes to the layer in
+charge now, and the commands that come back go to the shell, except the two
+by which an HTTP session hands the connection on (always its last command):
+
+* ``StartTunnel`` (a CONNECT relayed as is, a 101 Upgrade): a
+  ``TunnelLayer`` relays from now on; when it ends, the session that opened
+  it records the tunnel (``TunnelEnded``);
+* ``Intercept`` (a CONNECT to a host we intercept): a ``NextLayer`` sniffs
+  the client's first bytes and chooses: a nested HTTP session (over the TLS
+  the shell terminates, or plain), a raw relay, or a failure to record.
+
+A reverse listener with interception on starts with a ``NextLayer`` in
+listener mode; the ``tcp:`` mode starts by opening its server and relaying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from proxy.flow.hooks import HookKind
+from proxy.flow.record import Address, FlowRecord, TlsInfo, tcp_rules_info
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Command,
+    Conn,
+    Hook,
+    Intercept,
+    OpenServer,
+    PauseReading,
+    ResumeReading,
+    StartTunnel,
+    server_conn,
+)
+from proxy.layers.events import (
+    ConnectionClosed,
+    DataReceived,
+    EofReceived,
+    Event,
+    ServerFailed,
+    ServerOpened,
+    TimeoutKind,
+    TooManyConnections,
+    TunnelEnded,
+)
+from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
+from proxy.layers.tunnel import TunnelLayer
+from proxy.rules import TcpPlan
+from proxy.session.config import SessionConfig, Upstream
+from proxy.session.http import HttpSession
+
+_SWITCHES = (StartTunnel, Intercept)
+RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
+
+
+def tcp_plan(config: SessionConfig, host: str, port: int, client_ip: str) -> TcpPlan | None:
+    """The TCP rules (toxics) for a relay to ``host:port``, when rules are loaded."""
+    get = config.rules
+    rules = get() if get is not None else None
+    if rules is None:
+        return None
+    return rules.tcp_for(host, port, config.mode, client_ip)
+
+
+class ClientLayers:
+    """The layer stack of one client connection (HTTP listeners)."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        client: Address,
+        intercept: InterceptSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.intercept = intercept
+        self.session = HttpSession(config, client)  # the listener's own session
+        # Where events go now: an HTTP session, a tunnel, the next-layer choice.
+        self.current: HttpSession | TunnelLayer | NextLayer | None = self.session
+        self.tunnel_owner: HttpSession | None = None  # records the tunnel when it ends
+        self.tunnel_tls: TlsInfo | None = None
+        self._relay: tuple[Conn, bytes, bool] | None = None  # raw relay being connected
+        self._next_target: tuple[str, int] = ("", 0)
+
+    def start(self) -> list[Command]:
+        """A reverse listener with interception on: clients may speak TLS to it."""
+        up = self.config.upstream
+        if self.intercept is None or up is None:
+            return []
+        layer = NextLayer(up.host, up.port, self.intercept, listener=True)
+        self.current = layer
+        return layer.start()
+
+    def handle(self, event: Event) -> list[Command]:
+        current = self.current
+        if type(current) is HttpSession:
+            out = current.handle(event)
+            if out and type(out[-1]) in _SWITCHES:
+                return self._switch(current, out)
+            return out
+        if self._relay is not None:
+            return self._connecting_relay(event)
+        if current is None:
+            return []
+        out = current.handle(event)
+        if type(current) is TunnelLayer:
+            if current.done is not None:
+                out += self._tunnel_done(current)
+        elif type(current) is NextLayer and current.choice is not None:
+            out += self._chosen(current)
+        return out
+
+    # -- what the shell asks ------------------------------------------------------
+    def deadline(self) -> TimeoutKind | None:
+        """Which inactivity limit applies now (None: none of ours)."""
+        current = self.current
+        if type(current) is HttpSession:
+            return current.deadline()
+        if type(current) is TunnelLayer:
+            return TimeoutKind.TUNNEL_IDLE
+        if type(current) is NextLayer:
+            return TimeoutKind.TLS_HANDSHAKE
+        return None
+
+    @property
+    def flow_id(self) -> str | None:
+        """The id of the HTTP exchange under way, if any (for the --pcap notes)."""
+        http = self.http
+        ex = http.ex if http is not None else None
+        return ex.id if ex is not None else None
+
+    @property
+    def http(self) -> HttpSession | None:
+        """The HTTP session in charge, if one is."""
+        current = self.current
+        return current if type(current) is HttpSession else None
+
+    @property
+    def idle(self) -> bool:
+        """Between requests with nothing buffered: a graceful stop may close it now."""
+        http = self.http
+        return http is not None and http.between_requests
+
+    def refuse(self) -> list[Command]:
+        """Over --max-connections: the session answers (and records) the refusal."""
+        return self.session.handle(TooManyConnections())
+
+    # -- switches ---------------------------------------------------------------
+    def _switch(self, session: HttpSession, out: list[Command]) -> list[Command]:
+        cmd = out.pop()
+        if isinstance(cmd, StartTunnel):
+            self.tunnel_owner = session
+            key = session.server.key
+            assert key is not None
+            tunnel = TunnelLayer(
+                cmd.server,
+                self.config.clock,
+                self._tcp_plan(key[0], key[1]),
+                half_close=session.config.client_tls is None,
+            )
+            self.current = tunnel
+            out.append(ResumeReading(CLIENT))
+            out += tunnel.start(cmd.to_server, cmd.to_client)
+            return out
+        assert isinstance(cmd, Intercept) and self.intercept is not None
+        self.tunnel_owner = session
+        self._next_target = (cmd.host, cmd.port)
+        layer = NextLayer(cmd.host, cmd.port, self.intercept)
+        self.current = layer
+        out += layer.start()
+        early = session.client_side.requests.take_remaining()
+        if early:
+            out += self.handle(DataReceived(CLIENT, early))
+        return out
+
+    def _tcp_plan(self, host: str, port: int) -> TcpPlan | None:
+        return tcp_plan(self.config, host, port, self.client[0])
+
+    def _chosen(self, layer: NextLayer) -> list[Command]:
+        choice = layer.choice
+        if isinstance(choice, DecodeHttp):
+            return self._decode(layer, choice)
+        if isinstance(choice, GiveUp):
+            self.current = None
+            out = self._record_tunnel(TunnelEnded(None, choice.message, choice.tls))
+            out.append(CloseConnection(CLIENT))
+            return out
+        assert isinstance(choice, RelayRaw)
+        self.tunnel_tls = choice.tls
+        self._relay = (RAW_SERVER, choice.data, choice.eof)
+        return [PauseReading(CLIENT), OpenServer(RAW_SERVER, layer.host, layer.port, reuse=False)]
+
+    def _decode(self, layer: NextLayer, choice: DecodeHttp) -> list[Command]:
+        if layer.listener and choice.tls is None:
+            session = self.session  # not TLS: the listener's own HTTP
+        elif layer.listener:
+            session = HttpSession(replace(self.config, client_tls=choice.tls), self.client)
+        else:
+            scheme = "http" if choice.tls is None else "https"
+            up = Upstream(scheme, layer.host, layer.port, sni=choice.name)
+            config = replace(
+                self.config, upstream=up, keep_host=True, intercept=None, client_tls=choice.tls
+            )
+            session = HttpSession(config, self.client)
+        self.current = session
+        out: list[Command] = []
+        if choice.data:
+            out += self.handle(DataReceived(CLIENT, choice.data))
+        if choice.eof:
+            out += self.handle(EofReceived(CLIENT))
+        return out
+
+    def _connecting_relay(self, event: Event) -> list[Command]:
+        """Events while the raw relay's server connection is being opened."""
+        assert self._relay is not None
+        conn, data, eof = self._relay
+        if isinstance(event, DataReceived) and event.conn.is_client:
+            self._relay = (conn, data + event.data, eof)
+        elif isinstance(event, EofReceived) and event.conn.is_client:
+            self._relay = (conn, data, True)
+        elif isinstance(event, ServerOpened) and event.conn == conn:
+            self._relay = None
+            host, port = self._next_target
+            tunnel = TunnelLayer(conn, self.config.clock, self._tcp_plan(host, port))
+            self.current = tunnel
+            if self.tunnel_owner is not None and self.tunnel_owner.tunnel is not None:
+                self.tunnel_owner.tunnel.server = event.address
+            out = [ResumeReading(CLIENT), *tunnel.start(data)]
+            if eof:
+                out += self.handle(EofReceived(CLIENT))
+            return out
+        elif isinstance(event, ServerFailed) and event.conn == conn:
+            self._relay = None
+            self.current = None
+            host, port = self._next_target
+            error = f"upstream {host}:{port}: {event.message}"
+            out = self._record_tunnel(TunnelEnded(None, error, self.tunnel_tls))
+            out.append(CloseConnection(CLIENT))
+            return out
+        elif isinstance(event, ConnectionClosed) and event.conn.is_client:
+            self._relay = None
+            self.current = None
+            return [CloseConnection(conn, discard=True)]
+        return []
+
+    def _tunnel_done(self, tunnel: TunnelLayer) -> list[Command]:
+        self.current = None
+        assert tunnel.done is not None
+        return self._record_tunnel(
+            TunnelEnded(tunnel.done, None, self.tunnel_tls, tunnel.matched_rules)
+        )
+
+    def _record_tunnel(self, ended: TunnelEnded) -> list[Command]:
+        owner, self.tunnel_owner = self.tunnel_owner, None
+        if owner is None:
+            return []
+        return owner.handle(ended)
+
+
+class TcpLayers:
+    """The ``tcp:host:port`` mode: every client connection relayed raw to one server."""
+
+    SERVER = server_conn(1)
+
+    def __init__(self, config: SessionConfig, client: Address, host: str, port: int) -> None:
+        self.config = config
+        self.client = client
+        self.host = host
+        self.port = port
+        self.start_time = config.clock()
+        self.server: Address | None = None
+        self.tunnel: TunnelLayer | None = None
+        self.ended = False
+
+    def start(self) -> list[Command]:
+        return [PauseReading(CLIENT), OpenServer(self.SERVER, self.host, self.port, reuse=False)]
+
+    def handle(self, event: Event) -> list[Command]:
+        if self.ended:
+            return []
+        tunnel = self.tunnel
+        if tunnel is not None:
+            out = tunnel.handle(event)
+            if tunnel.done is not None:
+                out.append(self._record(tunnel, None))
+            return out
+        if isinstance(event, ServerOpened):
+            self.server = event.address
+            plan = tcp_plan(self.config, self.host, self.port, self.client[0])
+            tunnel = self.tunnel = TunnelLayer(self.SERVER, self.config.clock, plan)
+            return [*tunnel.start(), ResumeReading(CLIENT)]
+        if isinstance(event, ServerFailed):
+            return [
+                self._record(None, f"upstream {self.host}:{self.port}: {event.message}"),
+                CloseConnection(CLIENT, abort=True),
+            ]
+        if isinstance(event, ConnectionClosed) and event.conn.is_client:
+            self.ended = True
+            return [CloseConnection(self.SERVER, discard=True)]
+        if isinstance(event, TooManyConnections):
+            return [
+                self._record(None, "refused: too many client connections"),
+                CloseConnection(CLIENT),
+            ]
+        return []
+
+    def deadline(self) -> TimeoutKind | None:
+        return TimeoutKind.TUNNEL_IDLE if self.tunnel is not None else None
+
+    @property
+    def idle(self) -> bool:
+        return False
+
+    @property
+    def flow_id(self) -> str | None:
+        return None
+
+    def refuse(self) -> list[Command]:
+        return self.handle(TooManyConnections())
+
+    def _record(self, tunnel: TunnelLayer | None, error: str | None) -> Hook:
+        self.ended = True
+        record = FlowRecord(
+            id=self.config.new_id(),
+            kind="tcp",
+            mode=self.config.mode,
+            start=self.start_time,
+            end=self.config.clock(),
+            client=self.client,
+            server=self.server,
+            tunnel=tunnel.done if tunnel is not None else None,
+            error=error,
+            rules=tcp_rules_info(tunnel.matched_rules if tunnel is not None else ()),
+        )
+        return Hook(HookKind.DONE, record)

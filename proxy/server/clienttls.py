@@ -1,0 +1,112 @@
+"""Terminating an intercepted client's TLS: what ``StartClientTls`` asks of the shell.
+
+The next layer has decided to intercept (``proxy.layers.nextlayer``); this
+carries it out. The first interception of a (host, port, name) connects
+upstream with TLS first, to copy its certificate's names into our leaf (the
+names are remembered for ten minutes, and the connection is pooled for the
+first request); then a leaf for the name is issued and the client's
+handshake runs over memory BIOs (``proxy.tls.endpoint.TlsEndpoint``), fed
+the ClientHello the next layer already read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Protocol
+
+from proxy.layers.commands import StartClientTls
+from proxy.server.context import ListenerContext
+from proxy.server.upstream import UpstreamConnection, connect
+from proxy.session.errors import UpstreamError
+from proxy.tls.endpoint import TlsEndpoint
+from proxy.tls.leaf import certificate_names
+from proxy.tls.policy import CertNames
+
+
+class TlsHost(Protocol):
+    """The client connection whose TLS is being terminated."""
+
+    @property
+    def closed(self) -> bool: ...
+    def touch(self) -> None: ...
+    def install_tls(self, tls: TlsEndpoint, offered: tuple[str, ...], data: bytes) -> None: ...
+
+
+class ClientTlsStarter:
+    __slots__ = ("ctx", "host", "probing")
+
+    def __init__(self, ctx: ListenerContext, host: TlsHost) -> None:
+        self.ctx = ctx
+        self.host = host
+        # True while we wait for the upstream (certificate probe): the client is
+        # waiting for us then, so its handshake timeout does not run.
+        self.probing = False
+
+    def start(self, cmd: StartClientTls) -> None:
+        intercept = self.ctx.intercept
+        assert intercept is not None
+        known: CertNames | None = None
+        if cmd.probe:
+            key = (cmd.host, cmd.port, cmd.name)
+            known = intercept.upstream_names.get(key, time.monotonic())
+            if known is None:
+                asyncio.get_running_loop().create_task(self._probe_then_present(cmd, key))
+                return
+        self._present(cmd, known)
+
+    async def _probe_then_present(self, cmd: StartClientTls, key: tuple[str, int, str]) -> None:
+        upstream, known = await self._probe(key)
+        if self.host.closed:
+            if upstream is not None:
+                upstream.close()
+            return
+        if upstream is not None:
+            self.ctx.pool.put(upstream)  # for the first request
+        self._present(cmd, known)
+
+    def _present(self, cmd: StartClientTls, known: CertNames | None) -> None:
+        """Complete the client's handshake with a leaf for the name (and the upstream's names)."""
+        intercept = self.ctx.intercept
+        assert intercept is not None
+        extra, org = known if known is not None else ((), None)
+        offered = cmd.offered
+        alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
+        try:
+            server = intercept.issuer.server_tls(
+                cmd.name, alpn=alpn, extra_sans=extra, organization=org
+            )
+        except ValueError:
+            server = intercept.issuer.server_tls(cmd.host, alpn=alpn)
+        self.host.install_tls(TlsEndpoint(server, sni=cmd.sni), offered, cmd.data)
+
+    async def _probe(
+        self, key: tuple[str, int, str]
+    ) -> tuple[UpstreamConnection | None, CertNames | None]:
+        """Connect upstream with TLS first: its certificate's names go into our leaf.
+
+        On failure the first request tries again and answers 502/504 naming
+        why; nothing is remembered.
+        """
+        ctx = self.ctx
+        assert ctx.intercept is not None
+        upstream: UpstreamConnection | None = None
+        self.probing = True
+        try:
+            with contextlib.suppress(UpstreamError):
+                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_tls, ctx.tap)
+        finally:
+            self.probing = False
+            self.host.touch()  # the client's handshake clock starts now
+        if upstream is None or upstream.tls is None:
+            return upstream, None
+        der = upstream.tls.peer_certificate()
+        if not der:
+            return upstream, None
+        try:
+            extra, org = certificate_names(der)
+        except ValueError:
+            return upstream, None
+        ctx.intercept.upstream_names.remember(key, extra, org, time.monotonic())
+        return upstream, (extra, org)
