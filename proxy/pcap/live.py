@@ -20,15 +20,18 @@ the real filter. The kernel's counters (``PACKET_STATISTICS``: packets that
 passed the filter, and drops for a full receive queue) are read at the end;
 reading them resets them, so they are accumulated here.
 
-Why ``recvmsg`` and not a ``TPACKET_V3`` memory-mapped ring: measured with
-bench/sniff_bench.py on this 2-core machine, the per-packet cost of the
-pipeline in Python (decode, reassembly, HTTP parsing; several microseconds)
-dwarfs that of the system call (about 1 µs for ``recvmsg`` with its
-timestamp), so a ring would save a small fraction of the time while adding
-a block-walking loop, also in Python, and mmap'd memory management. What does
-prevent drops is a large receive queue (``SO_RCVBUFFORCE``, 64 MiB by
-default) and reading in batches until the socket is empty. docs/analyze.md
-has the figures.
+Why ``recvmsg_into`` and not a ``TPACKET_V3`` memory-mapped ring: measured
+with bench/sniff_bench.py on this 2-core machine (shared with nginx and wrk,
+and with other work), at 1.1 Gbit/s of mixed HTTP on loopback, ``sniff``
+kept up with no kernel drops, spending about 76 µs of CPU per packet, of
+which a process that only reads the socket spends about 30 (system call,
+copy out, timestamp). A ring would remove the system call and the ancillary
+data, not the copy into ``bytes`` that the decoder needs nor the Python loop
+around it, so it could win a part of those 30 µs at most; it was not built,
+for lack of a measured need. What prevents drops is a large receive queue
+(``SO_RCVBUFFORCE``, 64 MiB) read in batches until empty, into one reused
+buffer (``recvmsg`` with a 256 KiB size would allocate that much per packet).
+docs/analyze.md has the figures.
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ class LiveSource:
         self.kernel_filter = True  # False: the filter was too complex, user space filters alone
         self.received = 0
         self._packets = self._drops = 0
+        self._buf = bytearray(snaplen)  # one receive buffer, reused
+        self._view = memoryview(self._buf)
         ifindex = _ifindex(interface)
         self._sock = _open(self.link)
         try:
@@ -166,14 +171,16 @@ class LiveSource:
 
     def read(self, limit: int = 512) -> list[Packet]:
         """Up to ``limit`` queued packets, without blocking (an empty list: none)."""
-        recvmsg, out, snaplen = self._sock.recvmsg, [], self.snaplen
+        recv, buffers, view = self._sock.recvmsg_into, [self._buf], self._view
+        out: list[Packet] = []
         cooked = self.link is Link.COOKED
         for _ in range(limit):
             try:
-                data, ancdata, _flags, addr = recvmsg(snaplen, _CMSG_SPACE)
+                size, ancdata, _flags, addr = recv(buffers, _CMSG_SPACE)
             except BlockingIOError:
                 break
             ts = _timestamp(ancdata)
+            data = view[:size].tobytes()  # copies the packet, not the whole buffer
             if cooked:
                 data = _sll_header(addr) + data
             out.append(Packet(ts, self.linktype, data, self.received))
