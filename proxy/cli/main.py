@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from OpenSSL import SSL
@@ -23,7 +24,7 @@ from OpenSSL import SSL
 from proxy.cli.args import build_parser, preview_bytes
 from proxy.cli.preflight import check_outputs
 from proxy.cli.startup import active_line
-from proxy.cli.workers import check_shareable, run_workers
+from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
 from proxy.http1 import Limits
 from proxy.rules import RulesError, RulesWatcher
@@ -36,6 +37,7 @@ from proxy.sinks.bodies import BodyFileSink
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
 from proxy.sinks.har import HarSink
+from proxy.sinks.har_shared import SharedHarSink
 from proxy.sinks.jsonl import JsonlSink
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.ca import CA_CERT_PEM, CAError, CertificateAuthority, default_certs_dir
@@ -120,7 +122,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         timeouts=timeouts,
         upstream_tls=upstream_tls_context(args.upstream_ca, args.insecure, args.keylog),
         intercept=intercept_context(args),
-        tap=PcapTap(args.pcap, args.pcap_side) if args.pcap else None,
+        # With --workers each worker opens its own tap after the fork (run_one).
+        tap=PcapTap(args.pcap, args.pcap_side) if args.pcap and args.workers == 1 else None,
         rules=load_rules_watcher(args),
         max_connections=args.max_connections,
     )
@@ -173,7 +176,7 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
             JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep, shared=shared)
         )
     if args.har:
-        sinks.append(HarSink(args.har))
+        sinks.append(SharedHarSink(args.har) if args.workers > 1 else HarSink(args.har))
     if args.capture_bodies or args.rules:  # rules may capture bodies too
         sinks.append(BodyFileSink())
     if not args.quiet:
@@ -259,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def run_one(options: ServerOptions, announce: bool) -> int:
+        if args.workers > 1 and args.pcap:  # a writer thread of this worker's own
+            options = replace(options, tap=PcapTap(args.pcap, args.pcap_side, shared=True))
         dispatcher = Dispatcher(make_sinks(args))  # its thread starts in this process
         try:
             return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce, active))
@@ -270,5 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             report_losses(dispatcher, options.tap)
 
     if args.workers > 1:
+        prepare_shared_outputs(args)
         return run_workers(args.workers, options, run_one)
     return run_one(options, True)

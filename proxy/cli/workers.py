@@ -7,9 +7,12 @@ rules (each worker loads and watches the same files) and the flow log (each
 appends whole batches of lines with one O_APPEND write, which Linux keeps
 whole, so records from all workers land in one file, none lost or mixed;
 with --flow-log-max-size each batch is written and the log rotated under a
-lock, see proxy/sinks/rotate.py). Single-writer outputs (--har, --pcap) are
-refused with more than one worker. The parent forwards signals and waits
-for its workers.
+lock, see proxy/sinks/rotate.py). --har and --pcap are shared the same way:
+the parent creates the file (the HAR document's head and tail, the pcapng
+header) before forking, and each worker adds whole batches under the file's
+lock (proxy/sinks/har_shared.py, proxy/sinks/shared_file.py); only
+``--har -`` (stdout, which cannot be rewritten) is refused. The parent
+forwards signals and waits for its workers.
 
 On a larger machine, one worker per core scales until the load balancing of
 SO_REUSEPORT or a shared upstream becomes the limit; connections stay on the
@@ -30,6 +33,8 @@ from types import FrameType
 
 from proxy.config import ConfigError, ModeSpec
 from proxy.server.app import ServerOptions
+from proxy.sinks.har_shared import SharedHarSink
+from proxy.sinks.pcap import PcapTap
 
 
 def check_shareable(args: argparse.Namespace) -> None:
@@ -37,9 +42,19 @@ def check_shareable(args: argparse.Namespace) -> None:
         raise ConfigError("--workers must be at least 1")
     if args.workers == 1:
         return
-    for flag, value in (("--har", args.har), ("--pcap", args.pcap)):
-        if value:
-            raise ConfigError(f"{flag} writes one file from one process; use it with --workers 1")
+    if args.har == "-":
+        raise ConfigError(
+            "--har - streams one document to stdout, which several --workers cannot share; "
+            "give --har a file (the workers append to it under a lock)"
+        )
+
+
+def prepare_shared_outputs(args: argparse.Namespace) -> None:
+    """Before forking: the files every worker appends to (HAR document, pcapng header)."""
+    if args.har:
+        SharedHarSink.create(args.har)
+    if args.pcap:
+        PcapTap.create_shared(args.pcap)
 
 
 def _reserve(modes: list[ModeSpec]) -> tuple[list[ModeSpec], list[socket.socket]]:

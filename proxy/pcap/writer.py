@@ -89,6 +89,7 @@ class PcapngWriter:
         application: str = "tapproxy",
         *,
         ordered: bool = False,
+        header: bool = True,
     ) -> None:
         if linktype not in (LINKTYPE_ETHERNET, LINKTYPE_RAW):
             raise ValueError(f"link type {linktype} not supported (use Ethernet or raw IP)")
@@ -98,11 +99,13 @@ class PcapngWriter:
         self._conversations = 0
         self._ordered = ordered
         self._held: list[tuple[int, int, bytes]] = []  # heap of (time units, number, block)
-        shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)  # BOM, v1.0, length unknown
-        shb_body += _option(4, application.encode()) + _option(0, b"")  # shb_userappl
-        self._block(0x0A0D0D0A, shb_body)
-        idb_body = struct.pack("<HHI", linktype, 0, 262144) + _option(0, b"")
-        self._block(0x00000001, idb_body)
+        if header:  # without: appending to a file whose header another writer wrote
+            self._f.write(section_header(linktype, application))
+
+    @staticmethod
+    def header_bytes(linktype: int = LINKTYPE_ETHERNET, application: str = "tapproxy") -> bytes:
+        """The Section Header and Interface Description blocks a file starts with."""
+        return section_header(linktype, application)
 
     def open_conversation(
         self, client: Address, server: Address, ts: float, comment: str | None = None
@@ -131,10 +134,6 @@ class PcapngWriter:
     def flush(self) -> None:
         self.release()
         self._f.flush()
-
-    def _block(self, btype: int, body: bytes) -> None:
-        blen = 12 + len(body)
-        self._f.write(_U32.pack(btype) + _U32.pack(blen) + body + _U32.pack(blen))
 
     def write_frame(self, ts: float, frame: bytes, comment: str | None = None) -> None:
         """One Enhanced Packet Block (§4.3) on interface 0, microsecond time."""
@@ -244,3 +243,16 @@ class Conversation:
         head = _IPV4.pack(0x45, 0, 20 + len(segment), ident, 0x4000, 64, 6, 0, src, dst)
         csum = internet_checksum(head)
         return head[:10] + struct.pack(">H", csum) + head[12:] + segment
+
+
+def _block_bytes(btype: int, body: bytes) -> bytes:
+    blen = 12 + len(body)
+    return _U32.pack(btype) + _U32.pack(blen) + body + _U32.pack(blen)
+
+
+def section_header(linktype: int, application: str) -> bytes:
+    """A Section Header Block (§4.1) and one Interface Description Block (§4.2)."""
+    shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)  # BOM, v1.0, length unknown
+    shb_body += _option(4, application.encode()) + _option(0, b"")  # shb_userappl
+    idb_body = struct.pack("<HHI", linktype, 0, 262144) + _option(0, b"")
+    return _block_bytes(0x0A0D0D0A, shb_body) + _block_bytes(0x00000001, idb_body)

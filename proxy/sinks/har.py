@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from proxy import __version__
@@ -56,12 +56,19 @@ class HarLog:
         return b'{"log":{"version":"1.2","creator":' + creator + b',"pages":[],"entries":['
 
     def tail(self) -> bytes:
-        custom = {"dropped": self.dropped, "skipped": dict(sorted(self.skipped.items()))}
-        return b"\n]," + b'"_tapproxy":' + _dumps(custom) + b"}}\n"
+        return tail_bytes(self.dropped, self.skipped)
 
     def add(self, records: Iterable[dict[str, Any]], bodies: BodySource | None = None) -> bytes:
         """The bytes that append these records' entries (b"" when none is HTTP);
         ``bodies`` holds the captured bodies (``--capture-bodies``)."""
+        before = self.entries
+        parts = self.encode(records, bodies)
+        return b"".join((b",\n" if before + k else b"\n") + part for k, part in enumerate(parts))
+
+    def encode(
+        self, records: Iterable[dict[str, Any]], bodies: BodySource | None = None
+    ) -> list[bytes]:
+        """Each HTTP record's entry as JSON, without separators; the counts go up."""
         parts: list[bytes] = []
         for rec in records:
             try:
@@ -74,9 +81,19 @@ class HarLog:
             if entry is None:
                 self.skipped[str(rec.get("kind"))] += 1
                 continue
-            parts.append((b",\n" if self.entries else b"\n") + _dumps(entry))
+            parts.append(_dumps(entry))
             self.entries += 1
-        return b"".join(parts)
+        return parts
+
+
+#: Where the tail starts: the end of the entries array and the custom counts.
+TAIL_MARK = b'\n],"_tapproxy":'
+
+
+def tail_bytes(dropped: int, skipped: Mapping[str, int]) -> bytes:
+    """The document's end: the counts that change over time, then the closing brackets."""
+    custom = {"dropped": dropped, "skipped": dict(sorted(skipped.items()))}
+    return TAIL_MARK + _dumps(custom) + b"}}\n"
 
 
 class HarSink:

@@ -10,6 +10,14 @@ The data path only appends a tuple to a bounded queue; a writer thread
 builds the packets (checksums, segmentation) and writes them. When more
 than ``max_pending`` bytes wait, new data is dropped and counted rather than
 stalling the proxy, and a comment in the file says how much was lost.
+
+With ``--workers`` every worker has its own tap appending to one file
+(``shared``): the parent writes the file's header before forking
+(``create_shared``), and each worker appends whole batches of packet blocks
+under the file's lock (proxy/sinks/shared_file.py). Each worker writes its
+packets in time order; batches of different workers interleave, so the
+order (and tshark's ``frame.time_delta``) holds per connection, with correct
+timestamps, rather than across the whole file.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ import queue
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import Any, Protocol
 
 from proxy.oserrors import reason
 from proxy.pcap.writer import Conversation, PcapngWriter
+from proxy.sinks.shared_file import LockedAppender
 from proxy.words import plural
 
 Address = tuple[str, int]
@@ -30,11 +39,25 @@ _OPEN, _DATA, _NOTE, _CLOSE, _STOP = range(5)
 NOTE_WAIT = 1.0
 
 
+class _Output(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class PcapTap:
     """Called from the event loop; never blocks."""
 
-    def __init__(self, path: str, sides: str = "both", max_pending: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        path: str,
+        sides: str = "both",
+        max_pending: int = 64 * 1024 * 1024,
+        *,
+        shared: bool = False,
+    ) -> None:
         self.path = path
+        self.shared = shared
         self.client_side = sides in ("both", "client")
         self.upstream_side = sides in ("both", "upstream")
         self.max_pending = max_pending
@@ -44,9 +67,17 @@ class PcapTap:
         self._pending = 0
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by the thread)
+        self._file: _Output = (
+            LockedAppender(path) if shared else open(path, "wb")  # noqa: SIM115 (thread closes it)
+        )
         self._thread = threading.Thread(target=self._run, name="tapproxy-pcap", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def create_shared(path: str) -> None:
+        """Before ``--workers`` fork: the file and its header, for every worker to append to."""
+        with open(path, "wb") as f:
+            f.write(PcapngWriter.header_bytes())
 
     # -- loop side ---------------------------------------------------------------
     def open(self, key: int, client: Address, server: Address) -> None:
@@ -100,7 +131,7 @@ class PcapTap:
 
     # -- writer thread -------------------------------------------------------------
     def _run(self) -> None:
-        writer = PcapngWriter(self._file, ordered=True)
+        writer = PcapngWriter(self._file, ordered=True, header=not self.shared)
         convs: dict[int, Conversation] = {}
         # One data event per conversation is held back so that a note (the
         # flow id, known only after the session parsed those bytes) can go on

@@ -95,7 +95,7 @@ def test_tiny_disk_fills_up_under_har_pcap_and_bodies(tmp_path: Path, upstreams:
     with tiny_fs(tmp_path / "tiny", "64k") as tiny:
         p = start_proxy(
             "--har", str(tiny / "f.har"), "--pcap", str(tiny / "f.pcapng"),
-            "--capture-bodies", str(tiny / "bodies"),
+            "--capture-bodies", str(tiny / "bodies"), "--body-preview", "256",
         )  # fmt: skip
         for i in range(8):
             assert fetch(p, f"{upstreams.url}/bytes/{30000 + i}") == 200

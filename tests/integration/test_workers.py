@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from haralyzer import HarParser
 
 from tests.support.proxyproc import start_proxy
 from tests.support.upstreams import Upstreams
@@ -63,9 +64,46 @@ def test_two_workers_rotate_one_flow_log_together(upstreams: Upstreams, tmp_path
     assert len({i[:8] for i in ids}) == 2  # both workers wrote
 
 
-def test_single_writer_outputs_refused_with_workers(tmp_path: Path) -> None:
+def test_har_to_stdout_refused_with_workers() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "proxy", "--workers", "2", "-p", "0", "--har", str(tmp_path / "h")],
+        [sys.executable, "-m", "proxy", "--workers", "2", "-p", "0", "--har", "-"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
-    assert out.returncode == 2 and "--har writes one file" in out.stderr
+    assert out.returncode == 2
+    assert "several --workers cannot share; give --har a file" in out.stderr
+
+
+def test_two_workers_one_har_and_one_pcap(upstreams: Upstreams, tmp_path: Path) -> None:
+    """Issue 14 item 10: --har and --pcap with --workers: one valid HAR with every
+    exchange, one pcapng tshark reads whole, in time order per connection."""
+    har, cap = tmp_path / "s.har", tmp_path / "s.pcapng"
+    p = start_proxy(
+        "--workers", "2", "--har", str(har), "--pcap", str(cap), flow_log=tmp_path / "f.jsonl"
+    )
+    try:
+        completed = asyncio.run(_load(p.url, upstreams.url, clients=8, each=25))
+        records = p.records(completed)
+    finally:
+        assert p.stop() == 0
+    assert completed == 200 and len(records) == 200
+    assert len({r["id"][:8] for r in records}) == 2  # both workers served
+    doc = json.loads(har.read_bytes())
+    entries = doc["log"]["entries"]
+    assert sorted(e["_tapproxy"]["id"] for e in entries) == sorted(r["id"] for r in records)
+    assert HarParser(doc).pages[0].entries  # haralyzer reads it
+    assert doc["log"]["_tapproxy"] == {"dropped": 0, "skipped": {}}
+
+    def tshark(*args: str) -> str:
+        done = subprocess.run(["tshark", "-r", str(cap), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    uris = tshark("-Y", f"http.request && tcp.dstport == {p.port}", "-T", "fields",
+                  "-e", "http.request.uri").split()  # fmt: skip
+    assert len(uris) == 200
+    assert "Malformed" not in tshark("-q", "-z", "expert,warn")
+    # Per connection, time never goes back (batches of the two workers interleave).
+    rows = tshark("-o", "tcp.calculate_timestamps:TRUE", "-T", "fields",
+                  "-e", "tcp.stream", "-e", "tcp.time_delta").split("\n")  # fmt: skip
+    deltas = [float(r.split("\t")[1]) for r in rows if "\t" in r]
+    assert len(deltas) > 200 * 5 and min(deltas) >= 0
