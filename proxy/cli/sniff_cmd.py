@@ -2,14 +2,17 @@
 
     tapproxy sniff -i IFACE|any [--filter EXPR] [-o OUT.jsonl] [--pcap OUT.pcapng]
                    [--count N] [--duration S] [--snaplen N] [--promisc]
-                   [--idle-timeout S] [--body-preview N] [--rules PATH]
+                   [--idle-timeout S] [--body-preview N] [--keylog KEYS.txt]
+                   [--rules PATH]
 
 Packets come from an ``AF_PACKET`` socket (``proxy.pcap.live``) whose filter
 runs in the kernel as classic BPF, and go through the same decoding and
 reassembly as ``tapproxy analyze`` (``proxy.pcap.sniff``); records have the
 same schema (``analyze_cmd.record_to_dict``) and are flushed after every
-batch of packets. Ctrl-C or SIGTERM stops the capture: every open connection
-is closed and its record written. At the end, a summary line goes to stderr
+batch of packets. ``--keylog`` decrypts TLS as ``analyze --keylog`` does; the
+file may not exist yet and is re-read as the client appends to it. Ctrl-C
+or SIGTERM stops the capture: every open connection is closed and its
+record written. At the end, a summary line goes to stderr
 and a ``capture-stats`` record to the output, with the kernel's
 ``PACKET_STATISTICS`` (packets that passed the filter, packets dropped).
 
@@ -33,6 +36,7 @@ from proxy.cli.analyze_cmd import record_to_dict
 from proxy.pcap.analyze import AnalyzeOptions
 from proxy.pcap.decode import LINKTYPE_ETHERNET
 from proxy.pcap.filter import FilterError, parse_filter
+from proxy.pcap.keylog import KeyLog
 from proxy.pcap.live import DEFAULT_SNAPLEN, CaptureSetupError, LiveSource
 from proxy.pcap.reader import Packet
 from proxy.pcap.records import CapturedExchange
@@ -80,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="include the first N bytes of each body in the records (default 0)",
+    )
+    p.add_argument(
+        "--keylog",
+        metavar="KEYS.txt",
+        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS with, re-read as it grows",
     )
     p.add_argument(
         "--rules",
@@ -148,7 +157,8 @@ def _capture(
         out.write(dumps(record_to_dict(record, rules)) + "\n")
 
     limits = ReassemblyLimits(idle_timeout=args.idle_timeout)
-    analyze = AnalyzeOptions(args.filter, max(args.body_preview, 0), limits)
+    preview = max(args.body_preview, 0)
+    analyze = AnalyzeOptions(args.filter, preview, limits, keylog=_keylog(args.keylog))
     options = SniffOptions(args.count, args.duration, analyze)
     stopping = _StopOnSignal()
     tap = _pcap_tap(pcap, source.linktype) if pcap is not None else None
@@ -159,6 +169,17 @@ def _capture(
     out.flush()
     _report(stats)
     return 0
+
+
+def _keylog(path: str | None) -> KeyLog | None:
+    """The key log, read now if it exists; a client may create it after sniff starts."""
+    if path is None:
+        return None
+    try:
+        return KeyLog.from_file(path)
+    except OSError:
+        print(f"{_PROG}: key log {path} not readable yet; read when it appears", file=sys.stderr)
+        return KeyLog(path=path)
 
 
 def _pcap_tap(f: BinaryIO, linktype: int) -> Callable[[Packet], None]:

@@ -12,6 +12,9 @@ file would be. The differences are those of time:
 * connections idle for ``idle_timeout`` of *wall-clock* time are closed and
   emitted even when no packet arrives to advance capture time, so memory
   stays bounded on a quiet link;
+* with a key log, packets are decoded ``KEYLOG_HOLD`` seconds after capture:
+  a TLS client writes a handshake secret only after processing the packet
+  that needs it, so decoding at once would look the secret up too early;
 * the loop stops on ``count`` packets, after ``duration`` seconds, or when
   ``stop()`` says so (a signal). The kernel is then told to queue nothing
   more, what it had queued is read and processed, every open connection is
@@ -21,8 +24,10 @@ file would be. The differences are those of time:
 
 from __future__ import annotations
 
+import math
 import select
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,9 +39,11 @@ from proxy.pcap.reader import Packet
 from proxy.pcap.records import CapturedExchange
 from proxy.pcap.tcp import Reassembler
 
-POLL_MAX = 0.25  # seconds between looks at the stop flag, the clock and the deadline
+POLL_MAX = 0.1  # seconds between looks at the stop flag, the clock and the deadline
 SWEEP_EVERY = 1.0  # seconds between idle-connection sweeps
 BATCH = 512  # packets read per wake-up before the pipeline runs
+KEYLOG_HOLD = 0.3  # seconds packets wait for the client's key log line (with --keylog)
+HOLD_MAX_BYTES = 64 << 20  # bytes of packets held at most
 
 Tap = Callable[[Packet], None]  # sees every packet read (the --pcap writer)
 
@@ -71,7 +78,8 @@ def sniff(
     predicate = compile_filter(opts.filter) if opts.filter else None
     stats = SniffStats(started=time.time())
     decoder, reassembler = build_stages(opts, emit, stats.analyze)
-    loop = _Loop(source, decoder, predicate, reassembler, stats, tap)
+    hold = KEYLOG_HOLD if opts.keylog is not None else 0.0
+    loop = _Loop(source, decoder, predicate, reassembler, stats, tap, hold)
     deadline = stats.started + options.duration if options.duration is not None else None
     poller = select.poll()
     poller.register(source.fileno(), select.POLLIN)
@@ -85,6 +93,8 @@ def sniff(
             if poller.poll(max(wait, 0.0) * 1000) and loop.batch(options.count) and flush:
                 flush()
             now = time.time()
+            if loop.held:
+                loop.release(now - hold)
             if now - last_sweep >= SWEEP_EVERY:
                 reassembler.expire(now)
                 last_sweep = now
@@ -94,6 +104,7 @@ def sniff(
         source.stop_receiving()
         while loop.batch(options.count):  # what the kernel queued before it stopped
             pass
+        loop.release(math.inf)
         reassembler.finish()
         stats.ended = time.time()
         stats.kernel = source.kernel_stats()
@@ -102,11 +113,17 @@ def sniff(
 
 
 class _Loop:
-    """The per-packet work, as ``analyze._run`` does it for files."""
+    """The per-packet work, as ``analyze._run`` does it for files.
+
+    With a ``hold`` (seconds), packets wait that long after capture before
+    they are decoded: the live TLS decryption case, where the client writes a
+    handshake secret to its key log only after it has processed the packet
+    that needs it. At most ``HOLD_MAX_BYTES`` wait; past that the oldest go on.
+    """
 
     def __init__(
         self, source: LiveSource, decoder: Decoder, predicate: Predicate | None,
-        reassembler: Reassembler, stats: SniffStats, tap: Tap | None,
+        reassembler: Reassembler, stats: SniffStats, tap: Tap | None, hold: float = 0.0,
     ) -> None:  # fmt: skip
         self.source = source
         self.decode = decoder.decode
@@ -115,22 +132,42 @@ class _Loop:
         self.stats = stats.analyze
         self.tap = tap
         self.packets = 0
+        self.hold = hold
+        self.held: deque[Packet] = deque()
+        self.held_bytes = 0
 
     def done(self, count: int | None) -> bool:
         return count is not None and self.packets >= count
 
     def batch(self, count: int | None) -> int:
-        """Read and process up to a batch of packets; returns how many were read."""
+        """Read up to a batch of packets and process what is due; returns how many were read."""
         limit = BATCH if count is None else min(BATCH, count - self.packets)
         packets = self.source.read(limit)
         self.packets += len(packets)
-        stats, tap, decode, predicate, add = (
-            self.stats, self.tap, self.decode, self.predicate, self.add
-        )  # fmt: skip
+        if self.tap is not None:
+            for pkt in packets:
+                self.tap(pkt)
+        if not self.hold:
+            self.process(packets)
+            return len(packets)
+        self.held.extend(packets)
+        self.held_bytes += sum(len(p.data) for p in packets)
+        self.release(time.time() - self.hold)
+        return len(packets)
+
+    def release(self, before: float) -> None:
+        """Process held packets captured before ``before`` (all: ``math.inf``)."""
+        held, due = self.held, []
+        while held and (held[0].ts < before or self.held_bytes > HOLD_MAX_BYTES):
+            pkt = held.popleft()
+            self.held_bytes -= len(pkt.data)
+            due.append(pkt)
+        self.process(due)
+
+    def process(self, packets: list[Packet]) -> None:
+        stats, decode, predicate, add = self.stats, self.decode, self.predicate, self.add
         for pkt in packets:
             stats.packets += 1
-            if tap is not None:
-                tap(pkt)
             d = decode(pkt)
             if d is None:
                 continue
@@ -140,4 +177,3 @@ class _Loop:
             if d.proto == IPPROTO_TCP:
                 stats.tcp_packets += 1
                 add(d)
-        return len(packets)

@@ -31,6 +31,7 @@ import pytest
 
 from proxy.cli.analyze_cmd import main as analyze_main
 from proxy.pcap.reader import CaptureError, read_packets
+from tests.support.certs import CertAuthority
 from tests.support.netns import (
     REPO,
     NetPair,
@@ -273,3 +274,36 @@ def test_without_privilege_sniff_exits_2_and_says_how_to_grant_it(prefix: tuple[
     assert proc.returncode == 2, proc.stderr
     assert "CAP_NET_RAW" in proc.stderr and "setcap cap_net_raw" in proc.stderr
     assert "sudo" in proc.stderr
+
+
+def test_sniff_decrypts_tls_with_a_key_log_written_while_it_runs(net: Net, tmp_path: Path) -> None:
+    """``--keylog`` as for analyze; the file does not exist when sniff starts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    pair, port = net.pair, 8443
+    ca = CertAuthority.create(tmp_path / "ca")
+    pem = str(ca.server_cert([pair.server_ip], "server.pem"))
+    server = subprocess.Popen(
+        pair.exec(pair.server_ns, "openssl", "s_server", "-cert", pem, "-key", pem,
+                  "-accept", f"{pair.server_ip}:{port}", "-www"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    keys, flows = tmp_path / "keys.txt", tmp_path / "tls.jsonl"
+    try:
+        wait_listening(pair, pair.server_ns, port)
+        sniff = _sniff(net, flows, "-i", pair.server_if, "--filter", f"tcp port {port}",
+                       "--keylog", str(keys))  # fmt: skip
+        url = f"https://{pair.server_ip}:{port}/"
+        cmd = pair.exec(pair.client_ns, "env", f"SSLKEYLOGFILE={keys}", "curl", "-s",
+                        "--cacert", str(ca.cert_path), url)  # fmt: skip
+        subprocess.run(cmd, check=True, timeout=30, stdout=subprocess.DEVNULL)
+        err = _stop(sniff)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert sniff.returncode == 0, err
+    live, _ = _records(flows)
+    http = [r for r in live if r["kind"] == "http"]
+    assert [(r["request"]["method"], r["response"]["status"]) for r in http] == [("GET", 200)]
+    assert http[0]["request"]["url"] == url
+    assert all(r["tls"]["keylog"] for r in live), live
