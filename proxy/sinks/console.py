@@ -10,6 +10,7 @@ from typing import IO
 
 from proxy.flow.record import FlowRecord
 from proxy.sinks.marks import marks
+from proxy.words import plural
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
@@ -80,7 +81,7 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
             for arrow, msg in ((">", r.request.message), ("<", r.response and r.response.message)):
                 if msg and msg.preview:
                     text = msg.preview.decode("utf-8", "replace")
-                    parts.append(f"    {arrow} body ({msg.body_size} bytes): {text!r}")
+                    parts.append(f"    {arrow} body ({plural(msg.body_size, 'byte')}): {text!r}")
         line = "\n".join(parts)
     if colour:
         line = line.replace(ts, _DIM + ts + _RESET, 1)
@@ -116,7 +117,8 @@ class ConsoleSink:
         self.write_prepared(self.prepare(records))
 
     def write_dropped(self, count: int) -> None:
-        print(f"tapproxy: {count} flow records dropped (sinks too slow)", file=sys.stderr)
+        lost = plural(count, "flow record")
+        print(f"tapproxy: {lost} dropped (sinks too slow)", file=sys.stderr)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

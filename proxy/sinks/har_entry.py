@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from proxy.rules.body import CodecError, codings_of, decode
 from proxy.sinks.har_bodies import BodySource, Captured
+from proxy.words import plural
 
 HTTP_KINDS = frozenset({"http", "websocket"})
 """Record kinds that are HTTP exchanges; ``tunnel`` (CONNECT) and ``tcp`` are not."""
@@ -151,7 +152,7 @@ def whole_body(message: Json, captured: Captured | None = None) -> tuple[bytes |
             return None, f"body not included: {captured.problem}"
         return captured.data, None
     kept = len(_preview_bytes(preview) or b"") if preview is not None else 0
-    return None, f"body not included: {kept} of {size} bytes kept; {HOW_TO_GET}"
+    return None, f"body not included: {kept} of {plural(size, 'byte')} kept; {HOW_TO_GET}"
 
 
 def _preview_bytes(preview: Json) -> bytes | None:
