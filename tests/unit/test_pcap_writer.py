@@ -159,3 +159,26 @@ def test_timestamps_in_microseconds() -> None:
         and ts[3] == pytest.approx(100.5)
         and ts[-1] == pytest.approx(102.0)
     )
+
+
+def test_ordered_writer_releases_in_time_order() -> None:
+    """Packets made out of time order come out sorted (stable for equal times)."""
+    f = io.BytesIO()
+    w = PcapngWriter(f, ordered=True)
+    a = w.open_conversation(C4, S4, 10.0)
+    b = w.open_conversation(("10.0.0.3", 40001), S4, 12.0)
+    b.data(12.5, True, b"later")
+    a.data(11.0, True, b"earlier")  # made after b's packets, but older
+    assert w.held == 3 + 3 + 2 + 2 and len(f.getvalue()) == len(PcapngWriter.header_bytes())
+    assert w.release(11.0) == 3 + 2  # a's handshake and data, not b's
+    w.flush()
+    ts = [p.ts for p in read_packets(io.BytesIO(f.getvalue()))]
+    assert ts == sorted(ts) and len(ts) == 10 and w.held == 0
+
+
+def test_writer_without_header_appends_to_a_shared_file() -> None:
+    f = io.BytesIO(PcapngWriter.header_bytes())
+    f.seek(0, io.SEEK_END)
+    w = PcapngWriter(f, header=False)
+    w.open_conversation(C4, S4, 1.0).close(2.0)
+    assert len(list(read_packets(io.BytesIO(f.getvalue())))) == 6
