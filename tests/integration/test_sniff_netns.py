@@ -267,6 +267,11 @@ def test_without_privilege_sniff_exits_2_and_says_how_to_grant_it(prefix: tuple[
         pytest.skip("needs root, to drop privilege")
     if shutil.which(prefix[0]) is None:
         pytest.skip(f"needs {prefix[0]}")
+    probe = [*prefix, sys.executable, "-c", "import proxy.cli.sniff_cmd"]
+    if prefix[0] == "capsh":
+        probe = [*prefix, "-c", f"{sys.executable} -c 'import proxy.cli.sniff_cmd'"]
+    if subprocess.run(probe, cwd=REPO, capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("the interpreter or the checkout cannot be read with the privilege dropped")
     cmd = _sniff_cmd(*prefix)
     if prefix[0] == "capsh":  # capsh runs a shell command line after "--"
         cmd = [*prefix, "-c", " ".join(_sniff_cmd())]
