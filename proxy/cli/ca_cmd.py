@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from proxy.oserrors import reason
 from proxy.tls.ca import (
     CA_CERT_PEM,
     CA_KEY_PEM,
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
         _err(f"error: {e}")
         return 1
     except OSError as e:
-        _err(f"error: {dir_problem(directory, 'write to it', e)}")
+        _err(f"error: {e.filename or directory}: {reason(e)}")
         return 1
 
 
@@ -106,7 +107,11 @@ def _export(directory: Path, fmt: ExportFormat, output: str | None) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        Path(output).write_bytes(data)
+        try:
+            Path(output).write_bytes(data)
+        except OSError as e:
+            _err(f"error: -o {output}: cannot write it: {reason(e)}")
+            return 1
         _err(f"wrote {fmt} CA certificate to {output}")
     return 0
 
@@ -127,7 +132,10 @@ def _regenerate(directory: Path, *, assume_yes: bool) -> int:
             return 2
     # Not CertificateAuthority.regenerate(): the current files may be the
     # broken pair the user is trying to get rid of.
-    ca = CertificateAuthority.create(directory, overwrite=True)
+    try:
+        ca = CertificateAuthority.create(directory, overwrite=True)
+    except OSError as e:
+        raise CAError(dir_problem(directory, "write a new CA in it", e)) from e
     _err(f"new CA {ca.cert.subject.rfc4514_string()} (SHA-256 {ca.fingerprint()})")
     print(ca.cert_path)
     return 0

@@ -67,3 +67,23 @@ def test_ca_subcommand_says_the_same(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
     assert f"certificate directory {file}: it is a file" in done.stderr
+
+
+def test_ca_regenerate_in_a_read_only_dir(tmp_path: Path) -> None:
+    with read_only_dir(tmp_path / "ro") as ro:
+        cmd = [sys.executable, "-m", "proxy", "ca", "regenerate", "--yes", "--certs", str(ro)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert f"certificate directory {ro}: cannot write a new CA in it: " in done.stderr
+    assert "--certs DIR" in done.stderr and "Errno" not in done.stderr
+
+
+def test_ca_export_to_an_unwritable_file(tmp_path: Path) -> None:
+    out = tmp_path / "no-such-dir" / "ca.pem"
+    cmd = [sys.executable, "-m", "proxy", "ca", "export", "--certs", str(tmp_path / "c"),
+           "-o", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert f"error: -o {out}: cannot write it: it or a parent directory does not exist" in (
+        done.stderr
+    )
