@@ -86,8 +86,8 @@ def _sniff(net: Net, out: Path, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> str:
-    proc.send_signal(signal.SIGINT)
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> str:
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     return err.decode(errors="replace")
 
@@ -191,7 +191,7 @@ def test_sniff_any_reads_cooked_frames(net: Net, tmp_path: Path) -> None:
     expr = f"host {pair.server_ip} and tcp port {PORT}"
     sniff = _sniff(net, flows, "-i", "any", "--filter", expr)
     _curl(net, f"http://{pair.server_ip}:{PORT}/small.txt")
-    err = _stop(sniff)
+    err = _stop(sniff, signal.SIGTERM)  # SIGTERM flushes as Ctrl-C does
     assert sniff.returncode == 0, err
     live, (summary,) = _records(flows)
     assert [(r["request"]["url"], r["response"]["status"]) for r in live] == [
