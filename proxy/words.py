@@ -8,4 +8,4 @@ __all__ = ["plural"]
 def plural(n: int, singular: str, many: str | None = None) -> str:
     """``n`` and the noun in the right number (``many`` defaults to ``singular + "s"``)."""
     word = singular if n == 1 else (many if many is not None else singular + "s")
-    return f"{n:,} {word}" if n >= 10_000 else f"{n} {word}"
+    return f"{n} {word}"
