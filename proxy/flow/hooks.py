@@ -1,19 +1,94 @@
-"""The points in a flow's life that subscribers can watch (and later hold).
+"""The points in a flow's life that subscribers can watch, and hold.
 
-Sinks subscribe to ``DONE``; a live view subscribes to all of them. A hook
-that may be held (a breakpoint, an addon, server replay) pauses its flow
-until the subscriber resumes it, with edits or an answer.
+Sinks subscribe to ``DONE``; a live view subscribes to all of them. At the
+two holdable points, ``REQUEST`` (the request is about to go upstream) and
+``RESPONSE_HEAD`` (the response head is about to go to the client), a
+subscriber may hold the flow and resume it later with a ``Verdict``: go on
+(with edits), answer in the server's place, or kill the flow. That one
+mechanism is what breakpoints, addons and server replay use; while a flow is
+held its connection reads no more from the side that would feed it, so
+memory stays bounded.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
+
+from proxy.http1.events import Fields, RequestHead, ResponseHead
 
 
 class HookKind(Enum):
-    STARTED = "started"  # a request head arrived (HTTP) or a tunnel began
-    REQUEST = "request"  # the request is complete and about to go upstream
-    RESPONSE_HEAD = "response_head"
-    RESPONSE = "response"  # the response is complete and about to go to the client
-    ERROR = "error"
+    STARTED = "started"  # a request head arrived
+    REQUEST = "request"  # the request is about to go upstream (holdable)
+    RESPONSE_HEAD = "response_head"  # the response head is about to go out (holdable)
+    RESPONSE = "response"  # the response went out whole
+    ERROR = "error"  # the flow failed (its record says why)
+    TUNNEL = "tunnel"  # the connection became a tunnel (CONNECT, 101 Upgrade)
     DONE = "done"  # the flow ended: its record is final
+
+
+HOLDABLE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})
+
+
+class LiveFlow(Protocol):
+    """A flow in progress, as subscribers see it at the holdable points."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def url(self) -> str: ...  # where it goes (after rules)
+    @property
+    def request(self) -> RequestHead: ...  # as received
+    @property
+    def forward(self) -> RequestHead: ...  # as it will be sent (after rules)
+    @property
+    def response(self) -> ResponseHead | None: ...  # as received from the server
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEdit:
+    """Changes to the request before it goes upstream; None leaves a part as it is."""
+
+    method: bytes | None = None
+    url: str | None = None  # absolute (scheme://host[:port]/path?query)
+    headers: Fields | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEdit:
+    """Changes to the response head before it goes to the client."""
+
+    status: int | None = None
+    headers: Fields | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    edit: RequestEdit | ResponseEdit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the client with this response instead of the server's."""
+
+    status: int
+    headers: Fields = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """End the flow now: the client connection is reset."""
+
+
+Verdict = Proceed | Reply | Kill
+
+
+@dataclass(frozen=True, slots=True)
+class HookSettings:
+    """Which hooks a session emits: ``notify`` as notices, ``hold`` as holdable."""
+
+    notify: frozenset[HookKind] = frozenset()
+    hold: frozenset[HookKind] = frozenset()

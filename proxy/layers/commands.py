@@ -160,11 +160,14 @@ class Hook:
     """A lifecycle point of ``flow`` for subscribers (sinks, the UI, addons).
 
     ``DONE`` carries a finished flow; ``to_record`` may then run on any thread.
+    With ``hold`` the layer waits, its flow paused, until the shell feeds back
+    ``HookResumed`` with the subscribers' verdict.
     """
 
     kind: HookKind
     flow: FlowSource
     stream: int = 0
+    hold: bool = False  # the flow waits for ``HookResumed`` (a holdable point)
 
 
 Command = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from proxy.flow.hooks import HookKind, Verdict
 from proxy.flow.record import Address, TlsInfo, TlsSide, TunnelInfo
 from proxy.layers.commands import Conn
 
@@ -95,6 +96,15 @@ class TimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class HookResumed:
+    """A held hook of the current flow was resumed with ``verdict``."""
+
+    kind: HookKind
+    verdict: Verdict
+    stream: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TunnelEnded:
     """The tunnel (or intercepted connection) ended; ``info`` None: no relay ran."""
 
@@ -116,5 +126,6 @@ Event = (
     | ServerFailed
     | TimerFired
     | TimedOut
+    | HookResumed
     | TunnelEnded
 )

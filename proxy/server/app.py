@@ -26,6 +26,7 @@ from proxy.rules import RuleSet, RulesWatcher
 from proxy.server import heap
 from proxy.server.client import ClientConnection
 from proxy.server.context import InterceptContext, ListenerContext, Registry, Timeouts
+from proxy.server.hooks import HookBus
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.dispatch import Dispatcher
@@ -49,6 +50,7 @@ class ServerOptions:
     tap: PcapTap | None = None
     rules: RulesWatcher | None = None  # --rules, polled for changes every second
     max_connections: int = 10_000
+    hooks: HookBus = field(default_factory=HookBus)  # the UI, addons, replay, tests
     reuse_port: bool = False  # --workers: every worker binds the same ports
 
 
@@ -101,6 +103,7 @@ class ProxyServer:
             local_hosts=frozenset({onboarding.HOST}),
             local_responder=self._local_page,
             rules=self._current_rules if self.options.rules is not None else None,
+            hooks=self.options.hooks.settings,
         )
         return ListenerContext(
             session=session,
@@ -111,6 +114,7 @@ class ProxyServer:
             registry=self.registry,
             intercept=intercept,
             tap=self.options.tap,
+            hooks=self.options.hooks,
             max_connections=self.options.max_connections,
         )
 

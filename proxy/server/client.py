@@ -235,9 +235,9 @@ class ClientConnection(asyncio.Protocol):
         elif kind is Shutdown:
             self._shutdown(cmd)  # type: ignore[arg-type]
         elif kind is PauseReading:
-            self._pause(_BACKLOG)
+            self._pause_reading(cmd.conn, True)  # type: ignore[union-attr]
         elif kind is ResumeReading:
-            self._unpause(_BACKLOG)
+            self._pause_reading(cmd.conn, False)  # type: ignore[union-attr]
         elif kind is SetTimer:
             self._set_timer(cmd)  # type: ignore[arg-type]
         elif kind is StartClientTls:
@@ -277,10 +277,27 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.servers.write_at(cmd.conn, self.loop_time(cmd.at), cmd.data)
 
+    def _pause_reading(self, conn: Conn, pause: bool) -> None:
+        if not conn.is_client:
+            self.servers.hold(conn, pause)  # a held flow's server waits
+        elif pause:
+            self._pause(_BACKLOG)
+        else:
+            self._unpause(_BACKLOG)
+
     def _hook(self, cmd: Hook) -> None:
+        bus = self.ctx.hooks
         if cmd.kind is HookKind.DONE:
             self.ctx.submit(cmd.flow)
             self._head_since = time.monotonic()  # a pipelined head starts its clock now
+            if not bus.subscribers:
+                return
+        bus.deliver(cmd, self._resumed)
+
+    def _resumed(self, event: Event) -> None:
+        """A held flow's verdict (now, or later from a subscriber)."""
+        if not self._closed:
+            self.handle(event)
 
     def _set_timer(self, cmd: SetTimer) -> None:
         token = cmd.token

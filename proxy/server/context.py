@@ -11,6 +11,7 @@ from OpenSSL import SSL
 from proxy.flow.record import FlowSource
 from proxy.layers.events import TimeoutKind
 from proxy.layers.nextlayer import InterceptSettings
+from proxy.server.hooks import HookBus
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
@@ -82,6 +83,7 @@ class ListenerContext:
     registry: Registry
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None  # --pcap
+    hooks: HookBus = field(default_factory=HookBus)  # lifecycle subscribers beyond the sinks
     max_connections: int = 10_000  # beyond: the newest connection gets 503 and is closed
 
     @property

@@ -43,13 +43,14 @@ class EndsHost(Protocol):
 class _End:
     """One server connection's owner: its callbacks become events naming it."""
 
-    __slots__ = ("conn", "host", "upstream", "writer")
+    __slots__ = ("conn", "held", "host", "upstream", "writer")
 
     def __init__(self, conn: Conn, host: EndsHost, upstream: UpstreamConnection) -> None:
         self.conn = conn
         self.host = host
         self.upstream = upstream
         self.writer: DelayedWriter | None = None
+        self.held = False  # its flow is held by a hook: it stays paused
 
     def on_server_data(self, data: bytes) -> None:
         self.host.touch()
@@ -217,6 +218,18 @@ class ServerEnds:
 
     def resume_reading(self) -> None:
         for end in self._ends.values():
+            if not end.held:
+                end.upstream.resume_reading()
+
+    def hold(self, conn: Conn, held: bool) -> None:
+        """Stop (or restart) reading ``conn`` while its flow is held."""
+        end = self._ends.get(conn)
+        if end is None:
+            return
+        end.held = held
+        if held:
+            end.upstream.pause_reading()
+        elif not self.host.client_write_paused:
             end.upstream.resume_reading()
 
     def client_backlog(self, full: bool) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from proxy.flow.hooks import HookSettings
 from proxy.flow.record import TlsSide
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RuleSet
@@ -69,5 +70,7 @@ class SessionConfig:
     keylog: bool = False  # TLS secrets of both sides go to a key log
     # base64 of "user:pass" when --proxy-auth is on (forward modes only).
     proxy_auth: bytes | None = None
+    # Lifecycle hooks subscribers want beyond DONE (notices, and holdable points).
+    hooks: HookSettings = field(default_factory=HookSettings)
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -15,6 +15,7 @@ from proxy.http1.writer import chunk
 from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
 from proxy.session import auth
 from proxy.session.exchange import Exchange
+from proxy.session.hookpoints import HookPoints
 from proxy.session.messages import wants_close
 from proxy.session.responses import error_response
 from proxy.session.rulephase import CloseBy
@@ -24,10 +25,11 @@ EMPTY_LENGTH = (FramingKind.LENGTH, 0)  # Content-Length: 0
 
 
 class Endings:
-    __slots__ = ("s",)
+    __slots__ = ("hooks", "s")
 
-    def __init__(self, session: Sequencer) -> None:
+    def __init__(self, session: Sequencer, hooks: HookPoints) -> None:
         self.s = session
+        self.hooks = hooks
 
     def record(self, ex: Exchange) -> Hook:
         """The exchange's final record, as the ``DONE`` hook."""
@@ -68,6 +70,7 @@ class Endings:
             and not ex.server_closes
         )
         s.ex = None
+        self.hooks.notice(HookKind.RESPONSE, ex, out)
         out.append(self.record(ex))
         if ex.close_client or s.client_side.eof:
             s.server.release(out, reusable=reusable)
@@ -89,6 +92,7 @@ class Endings:
             out.append(SendData(CLIENT, data))
         s = self.s
         s.ex = None
+        self.hooks.notice(HookKind.ERROR, ex, out)
         out.append(self.record(ex))
         if server_open:
             s.server.release(out, reusable=False)
@@ -104,6 +108,15 @@ class Endings:
         self.s.server.release(out, reusable=False)
         self._close(out)
         return out
+
+    def kill(self, ex: Exchange, out: list[Command]) -> None:
+        """A hook killed the flow: the client connection is reset."""
+        ex.error = "killed by a hook"
+        self.s.ex = None
+        self.hooks.notice(HookKind.ERROR, ex, out)
+        out.append(self.record(ex))
+        self.s.server.release(out, reusable=False, abort=True)
+        self._close(out, abort=True)
 
     # -- answered by the proxy ------------------------------------------------------
     def unauthorized(self, ex: Exchange, out: list[Command]) -> None:

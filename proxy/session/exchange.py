@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.flow.hooks import HookKind
 from proxy.flow.record import (
     Address,
     CapturedBodies,
@@ -35,6 +36,9 @@ class Exchange:
         "error",
         "finished",
         "forward",
+        "held",
+        "held_response",
+        "hooked",
         "id",
         "keep_host",
         "next_at",
@@ -116,6 +120,13 @@ class Exchange:
         self.captured: CapturedBodies | None = None
         self.keep_host = False  # a rule pinned Host: forward it unchanged
         self.tcp_rules: tuple[str, ...] = ()  # TCP rules that acted on its tunnel
+        # Lifecycle hooks: the holdable point the flow waits at, the hooks
+        # already offered (so a resumed flow is not held again), and the
+        # response that waits while its head is held.
+        self.held: HookKind | None = None
+        self.hooked: set[HookKind] = set()
+        # (head, edited body, head only, the response had ended)
+        self.held_response: tuple[ResponseHead, bytes | None, bool, bool] | None = None
         self.server_tls: TlsSide | None = None
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.flow.hooks import HookKind
+from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
 from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
 from proxy.http1 import FramingKind, ProtocolError, RequestHead
 from proxy.layers.commands import (
@@ -36,6 +36,7 @@ from proxy.layers.events import (
     DataReceived,
     EofReceived,
     Event,
+    HookResumed,
     ServerFailed,
     ServerOpened,
     Stopping,
@@ -51,6 +52,7 @@ from proxy.session.clientside import ClientSide
 from proxy.session.config import SessionConfig
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
+from proxy.session.hookpoints import HookPoints, edit_request, reply_bytes
 from proxy.session.response import ResponsePath
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulephase import Answer, Collect, Delay, Forward, RequestOutcome, RulePhase
@@ -70,8 +72,9 @@ class HttpSession:
         self.ex: Exchange | None = None
         self.tunnel: Exchange | None = None
         self.closed = False
-        self.endings = Endings(self)
-        self.responses = ResponsePath(self, self.endings, self.rules)
+        self.hooks = HookPoints(config)
+        self.endings = Endings(self, self.hooks)
+        self.responses = ResponsePath(self, self.endings, self.rules, self.hooks)
 
     def handle(self, event: Event) -> list[Command]:
         return _HANDLERS[type(event)](self, event)
@@ -158,6 +161,7 @@ class HttpSession:
         if ex.request.method == b"CONNECT":
             out.append(SendData(CLIENT, CONNECTION_ESTABLISHED))
             assert self.server.conn is not None
+            self.hooks.notice(HookKind.TUNNEL, ex, out)
             out.append(StartTunnel(self.server.conn, self.client_side.requests.take_remaining()))
             self.tunnel, self.ex = ex, None
             return out
@@ -198,6 +202,30 @@ class HttpSession:
         out: list[Command] = []
         if ex is not None and ex.waiting and ex.response is None:
             ex.waiting = False
+            self.dispatch(ex, out)
+            self.pump_client(out)
+        return out
+
+    def _resumed(self, event: HookResumed) -> list[Command]:
+        """A held hook's verdict: carry on (edited), answer, or kill the flow."""
+        ex = self.ex
+        out: list[Command] = []
+        if ex is None or ex.held is not event.kind:
+            return out
+        ex.held = None
+        verdict = event.verdict
+        if event.kind is HookKind.RESPONSE_HEAD:
+            self.responses.resume(ex, verdict, out)
+        elif isinstance(verdict, Reply):
+            self.endings.answer(ex, reply_bytes(verdict), out)
+        elif isinstance(verdict, Kill):
+            self.endings.kill(ex, out)
+        else:
+            if isinstance(verdict.edit, RequestEdit):
+                try:
+                    edit_request(ex, verdict.edit)
+                except ValueError as e:
+                    return self.endings.fail(ex, 502, f"a hook's edit: {e}", out)
             self.dispatch(ex, out)
             self.pump_client(out)
         return out
@@ -268,7 +296,7 @@ class HttpSession:
                     if outcome is not None:
                         self._carry_out(ex, outcome, out)
                     continue
-                if ex.request_done or not self.server.ready or ex.waiting:
+                if ex.request_done or not self.server.ready or ex.waiting or ex.held:
                     break
                 event = requests.next_event()
                 if event is None:
@@ -303,6 +331,7 @@ class HttpSession:
         config = self.config
         ex = Exchange(config.new_id(), config.clock(), head)
         self.ex = ex
+        self.hooks.notice(HookKind.STARTED, ex, out)
         if config.capture.directory is not None:
             ex.capture = BodyCapture(config.capture.directory, config.capture.max_body)
         auth_token = config.proxy_auth
@@ -360,6 +389,8 @@ class HttpSession:
 
     def dispatch(self, ex: Exchange, out: list[Command]) -> None:
         """Send the request (as rules left it) to its upstream, connecting first if needed."""
+        if self.hooks.holds(HookKind.REQUEST, ex, out):
+            return  # a subscriber may edit, answer or kill it first
         head, target = ex.forward, ex.target
         assert target is not None
         ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
@@ -418,4 +449,5 @@ _HANDLERS: dict[type, Callable[[HttpSession, object], list[Command]]] = {
     TooManyConnections: HttpSession._refuse,  # type: ignore[dict-item]
     Stopping: lambda session, event: [],
     TimedOut: HttpSession._timed_out,  # type: ignore[dict-item]
+    HookResumed: HttpSession._resumed,  # type: ignore[dict-item]
 }

@@ -11,23 +11,35 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from proxy.flow.hooks import HookKind, Kill, Reply, ResponseEdit, Verdict
 from proxy.http1 import NO_BODY, BodyData, EndOfMessage, FramingKind, ProtocolError, ResponseHead
 from proxy.http1.writer import last_chunk
-from proxy.layers.commands import CLIENT, Command, SendData, StartTunnel
+from proxy.layers.commands import (
+    CLIENT,
+    Command,
+    PauseReading,
+    ResumeReading,
+    SendData,
+    StartTunnel,
+)
 from proxy.session import messages
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
+from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
 from proxy.session.rulephase import Answer, CloseBy, ResponseOutcome, RulePhase, SendResponse
 from proxy.session.sequencer import Sequencer
 
 
 class ResponsePath:
-    __slots__ = ("endings", "rules", "s")
+    __slots__ = ("endings", "hooks", "rules", "s")
 
-    def __init__(self, session: Sequencer, endings: Endings, rules: RulePhase | None) -> None:
+    def __init__(
+        self, session: Sequencer, endings: Endings, rules: RulePhase | None, hooks: HookPoints
+    ) -> None:
         self.s = session
         self.endings = endings
         self.rules = rules
+        self.hooks = hooks
 
     def pump(self, out: list[Command]) -> list[Command]:
         """Take the server's parsed events for the current exchange."""
@@ -35,7 +47,7 @@ class ResponsePath:
         responses = s.server.responses
         ex = s.ex
         try:
-            while responses is not None and ex is not None and s.ex is ex:
+            while responses is not None and ex is not None and s.ex is ex and not ex.held:
                 event = responses.next_event()
                 if event is None:
                     break
@@ -79,13 +91,55 @@ class ResponsePath:
             if outcome is not None:
                 self._carry_out(ex, outcome, out)
             return
+        self._deliver(ex, SendResponse(head), out)
+
+    def _deliver(self, ex: Exchange, send: SendResponse, out: list[Command]) -> None:
+        """Send the response head (and a body the rules edited), unless a hook holds it."""
+        if self.hooks.holds(HookKind.RESPONSE_HEAD, ex, out):
+            ex.held_response = (send.head, send.body, send.head_only, False)
+            conn = self.s.server.conn
+            if conn is not None:  # the rest of the response waits on the server
+                out.insert(len(out) - 1, PauseReading(conn))
+            return
+        head = send.head
+        if send.head_only:
+            self.send_head(ex, replace(head, framing=NO_BODY), out)
+            ex.resp_buffer = bytearray()  # the upstream's body is read and dropped
+            return
         self.send_head(ex, head, out)
-        if head.framing.kind is FramingKind.TUNNEL:
+        if send.body:
+            self._to_client(ex, send.body, out)
+        elif head.framing.kind is FramingKind.TUNNEL:
             self._tunnel(ex, out)
+
+    def resume(self, ex: Exchange, verdict: Verdict, out: list[Command]) -> None:
+        """The held response head's verdict."""
+        held, ex.held_response = ex.held_response, None
+        assert held is not None
+        if isinstance(verdict, Reply):
+            self.endings.answer(ex, reply_bytes(verdict), out)
+            return
+        if isinstance(verdict, Kill):
+            self.endings.kill(ex, out)
+            return
+        head, body, head_only, ended = held
+        if isinstance(verdict.edit, ResponseEdit):
+            head = edit_response(head, verdict.edit)
+        conn = self.s.server.conn
+        self._deliver(ex, SendResponse(head, body, head_only), out)
+        if self.s.ex is not ex or self.s.tunnel is ex:
+            return
+        if conn is not None:
+            out.append(ResumeReading(conn))
+        if ended:
+            self._complete(ex, out)
+        else:
+            self.pump(out)
 
     def _tunnel(self, ex: Exchange, out: list[Command]) -> None:
         s = self.s
         assert s.server.responses is not None and s.server.conn is not None
+        self.hooks.notice(HookKind.TUNNEL, ex, out)
         out.append(
             StartTunnel(
                 s.server.conn,
@@ -107,13 +161,7 @@ class ResponsePath:
     def _carry_out(self, ex: Exchange, outcome: ResponseOutcome, out: list[Command]) -> None:
         """Act on the rule phase's decision about a response."""
         if isinstance(outcome, SendResponse):
-            if outcome.head_only:
-                self.send_head(ex, replace(outcome.head, framing=NO_BODY), out)
-                ex.resp_buffer = bytearray()  # the upstream's body is read and dropped
-                return
-            self.send_head(ex, outcome.head, out)
-            if outcome.body:
-                self._to_client(ex, outcome.body, out)
+            self._deliver(ex, outcome, out)
         elif isinstance(outcome, Answer):
             self.endings.answer(ex, outcome.data, out)
         elif isinstance(outcome, CloseBy):
@@ -142,10 +190,17 @@ class ResponsePath:
         if ex.resp_buffer is not None:
             assert self.rules is not None
             self._carry_out(ex, self.rules.response_end(ex), out)
+            if ex.held_response is not None:  # a hook holds the edited response
+                ex.held_response = (*ex.held_response[:3], True)
+                return
             if self.s.ex is not ex or ex.waiting:
                 return  # ended by the rule's outcome, or a hang
         elif ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
             self.s.client_side.emit(ex, last_chunk(event.trailers), out)
+        self._complete(ex, out)
+
+    def _complete(self, ex: Exchange, out: list[Command]) -> None:
+        """The response went out whole."""
         if not ex.request_done:
             # The server answered before the request body was complete: the
             # rest of that body can't be relayed, so both connections end.

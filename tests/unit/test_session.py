@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.flow.hooks import HookKind
+from proxy.flow.hooks import HookKind, HookSettings, Kill, Proceed, Reply, RequestEdit, ResponseEdit
 from proxy.flow.record import FlowRecord, TunnelInfo
 from proxy.layers.commands import (
     CLIENT,
@@ -27,6 +27,7 @@ from proxy.layers.commands import (
 from proxy.layers.events import (
     DataReceived,
     EofReceived,
+    HookResumed,
     ServerFailed,
     ServerOpened,
     TimedOut,
@@ -500,3 +501,95 @@ def test_no_rules_loaded_means_no_rule_phase() -> None:
     empty: RuleSet = load_sources([SourceText(Path("/t/r.yaml"), "version: 1\nrules: []\n")])
     s = make(rules=lambda: empty)
     assert Playbook(s) >> DataReceived(CLIENT, GET) << OpenServer(S1, "a.test", 80)
+
+
+# -- lifecycle hooks -------------------------------------------------------------------
+def hooked(
+    notify: frozenset[HookKind] = frozenset(), hold: frozenset[HookKind] = frozenset()
+) -> HttpSession:
+    return make(hooks=HookSettings(notify, hold))
+
+
+def held(kind: HookKind) -> Match:
+    return Match(Hook, kind=kind, hold=True)
+
+
+def test_held_request_waits_then_goes_on_edited() -> None:
+    s = hooked(hold=frozenset({HookKind.REQUEST}))
+    edit = RequestEdit(method=b"POST", url="http://b.test:8080/y", headers=((b"X-Edited", b"1"),))
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, GET)
+        << held(HookKind.REQUEST)  # nothing goes upstream while it is held
+        >> DataReceived(CLIENT, GET)  # a pipelined request waits too
+        >> HookResumed(HookKind.REQUEST, Proceed(edit))
+        << OpenServer(S1, "b.test", 8080)
+        >> ServerOpened(S1, SERVER, reused=False)
+        << SendData(S1, b"POST /y HTTP/1.1\r\nHost: b.test:8080\r\nX-Edited: 1\r\n\r\n")
+    )
+
+
+def test_held_request_answered_or_killed() -> None:
+    s = hooked(hold=frozenset({HookKind.REQUEST}))
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, GET)
+        << held(HookKind.REQUEST)
+        >> HookResumed(HookKind.REQUEST, Reply(418, ((b"Content-Type", b"text/plain"),), b"tea"))
+        << SendData(
+            CLIENT,
+            b"HTTP/1.1 418 I'm a Teapot\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 3\r\n\r\ntea",
+        )
+        << done(status(418))
+    )
+    s = hooked(hold=frozenset({HookKind.REQUEST}))
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, GET)
+        << held(HookKind.REQUEST)
+        >> HookResumed(HookKind.REQUEST, Kill())
+        << done(lambda r: r.error == "killed by a hook")
+        << CloseConnection(CLIENT, abort=True)
+    )
+
+
+def test_held_response_head_pauses_the_server_and_goes_out_edited() -> None:
+    s = hooked(hold=frozenset({HookKind.RESPONSE_HEAD}))
+    edit = ResponseEdit(status=203, headers=((b"X-Seen", b"yes"),))
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, GET)
+        << OpenServer(S1, "a.test", 80)
+        >> ServerOpened(S1, SERVER, reused=False)
+        << SendData(S1, GET_OUT)
+        >> DataReceived(S1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh")
+        << PauseReading(S1)
+        << held(HookKind.RESPONSE_HEAD)
+        >> DataReceived(S1, b"i")  # in flight before the pause: kept for later
+        >> HookResumed(HookKind.RESPONSE_HEAD, Proceed(edit))
+        << SendData(
+            CLIENT,
+            b"HTTP/1.1 203 Non-Authoritative Information\r\nX-Seen: yes\r\n"
+            b"Content-Length: 2\r\n\r\n",
+        )
+        << ResumeReading(S1)
+        << SendData(CLIENT, b"hi")
+        << done(lambda r: r.response.status == 203)
+    )
+
+
+def test_notices_are_emitted_only_when_asked_for() -> None:
+    kinds = frozenset({HookKind.STARTED, HookKind.RESPONSE, HookKind.ERROR})
+    s = hooked(notify=kinds)
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, GET)
+        << Match(Hook, kind=HookKind.STARTED, hold=False)
+        << OpenServer(S1, "a.test", 80)
+        >> ServerFailed(S1, "connection refused")
+        << Match(SendData)
+        << Match(Hook, kind=HookKind.ERROR)
+        << done()
+        << CloseConnection(CLIENT)
+    )

@@ -1,0 +1,85 @@
+"""Where an HTTP exchange offers itself to lifecycle hooks, and what verdicts do to it.
+
+``HookPoints`` emits the notices subscribers asked for (``STARTED``,
+``RESPONSE``, ``ERROR``, ``TUNNEL``), and at the two holdable points
+(``REQUEST``, ``RESPONSE_HEAD``) a ``Hook`` with ``hold`` after which the
+exchange waits. A verdict's edits are applied here, from our own parse: a
+new URL becomes a new target (Host follows it, as for a rule's
+``rewrite_url``), new headers replace the old ones and the framing stays
+ours (RFC 9112 §6), a reply is framed by its length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from proxy.flow.hooks import HookKind, Reply, RequestEdit, ResponseEdit
+from proxy.http1 import Framing, FramingKind, ResponseHead
+from proxy.http1.writer import framed_fields, response_head
+from proxy.layers.commands import Command, Hook
+from proxy.session.config import SessionConfig
+from proxy.session.exchange import Exchange
+from proxy.session.responses import reason_phrase
+from proxy.session.target import DEFAULT_PORTS, Target
+
+
+class HookPoints:
+    __slots__ = ("hold", "notify")
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.notify = config.hooks.notify
+        self.hold = config.hooks.hold
+
+    def notice(self, kind: HookKind, ex: Exchange, out: list[Command]) -> None:
+        if kind in self.notify:
+            out.append(Hook(kind, ex))
+
+    def holds(self, kind: HookKind, ex: Exchange, out: list[Command]) -> bool:
+        """Offer ``ex`` at a holdable point, once; True: it now waits for the verdict."""
+        if kind not in self.hold or kind in ex.hooked:
+            return False
+        ex.hooked.add(kind)
+        ex.held = kind
+        out.append(Hook(kind, ex, hold=True))
+        return True
+
+
+def edit_request(ex: Exchange, edit: RequestEdit) -> None:
+    """Apply a verdict's request edits to what will be forwarded."""
+    head = ex.forward
+    if edit.method is not None:
+        head = replace(head, method=edit.method, index=None)
+    if edit.headers is not None:
+        head = replace(head, fields=tuple(edit.headers), index=None)
+    if edit.url is not None:
+        ex.target = target_of(edit.url)
+        ex.url = ex.target.url
+    ex.forward = head
+
+
+def target_of(url: str) -> Target:
+    """An absolute http(s) URL as a target; ValueError when it is not one."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    port = parts.port or DEFAULT_PORTS[scheme]
+    return Target(scheme, parts.hostname, port, path.encode("latin-1"))
+
+
+def edit_response(head: ResponseHead, edit: ResponseEdit) -> ResponseHead:
+    """The response head with a verdict's edits; its framing stays ours."""
+    status = head.status if edit.status is None else edit.status
+    fields = head.fields if edit.headers is None else tuple(edit.headers)
+    reason = head.reason if status == head.status else reason_phrase(status)
+    return replace(head, status=status, reason=reason, fields=fields, index=None)
+
+
+def reply_bytes(reply: Reply) -> bytes:
+    """A whole HTTP/1.1 response for a hook's ``Reply``, framed by its length."""
+    fields = framed_fields(reply.headers, Framing(FramingKind.LENGTH, len(reply.body)))
+    return response_head(b"1.1", reply.status, reason_phrase(reply.status), fields) + reply.body
