@@ -90,6 +90,14 @@ class HarLog:
 TAIL_MARK = b'\n],"_tapproxy":'
 
 
+def cannot_write(path: str, why: str) -> str:
+    """The one console notice of a HAR file that cannot be written (issue 14 item 5)."""
+    return (
+        f"tapproxy: cannot write HAR file {path}: {why}; entries that do not "
+        "reach it are counted as lost (SIGUSR1 stats, exit summary)"
+    )
+
+
 def tail_bytes(dropped: int, skipped: Mapping[str, int]) -> bytes:
     """The document's end: the counts that change over time, then the closing brackets."""
     custom = {"dropped": dropped, "skipped": dict(sorted(skipped.items()))}
@@ -115,11 +123,7 @@ class HarSink:
     def _report(self, e: OSError) -> None:
         self.errors += 1
         if self.errors == 1:
-            print(
-                f"tapproxy: cannot write HAR file {self.path}: {reason(e)}; entries that do not "
-                "reach it are counted as lost (SIGUSR1 stats, exit summary)",
-                file=sys.stderr,
-            )
+            print(cannot_write(self.path, reason(e)), file=sys.stderr)
 
     def _open(self) -> bool:
         if self._file is not None:

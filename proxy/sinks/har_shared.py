@@ -24,7 +24,7 @@ from proxy import __version__
 from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import FlowRecord
 from proxy.oserrors import reason
-from proxy.sinks.har import TAIL_MARK, HarLog, tail_bytes
+from proxy.sinks.har import TAIL_MARK, HarLog, cannot_write, tail_bytes
 from proxy.sinks.har_bodies import RecordBodies
 from proxy.sinks.shared_file import locked
 
@@ -107,8 +107,4 @@ class SharedHarSink:
         self.errors += 1
         if self.errors == 1:
             why = reason(e) if isinstance(e, OSError) else str(e)
-            print(
-                f"tapproxy: cannot write HAR file {self.path}: {why}; entries that do not "
-                "reach it are counted as lost (SIGUSR1 stats, exit summary)",
-                file=sys.stderr,
-            )
+            print(cannot_write(self.path, why), file=sys.stderr)
