@@ -12,9 +12,10 @@
    requests/s, the packets the kernel queued to sniff and the packets it
    dropped (``PACKET_STATISTICS``), the records written, and sniff's CPU
    time per packet.
-3. Phase "read only": the same load, with a process that only reads the
-   packet socket (``LiveSource.read``, no decoding): its CPU time per packet
-   is the cost of ``recvmsg``, the part a ``TPACKET_V3`` ring could save.
+3. Phases "read only": the same load, with a process that only reads the
+   packet socket (bench/sniff_readers.py), once with ``recvmsg_into``
+   (``LiveSource.read``) and once with a ``TPACKET_V3`` memory-mapped ring:
+   their CPU time per packet says what a ring would save.
 
 nginx and wrk are Debian packages (``apt-get install nginx-light wrk``); the
 benchmark says so and stops if they are missing. Every process it starts is
@@ -63,25 +64,6 @@ http {{
         root {tmp}/www;
     }}
 }}
-"""
-
-READ_ONLY = """
-import signal, sys, time
-sys.path.insert(0, {root!r})
-from proxy.pcap.filter import parse_filter
-from proxy.pcap.live import LiveSource
-src = LiveSource("lo", parse_filter({expr!r}))
-stop = []
-signal.signal(signal.SIGINT, lambda *a: stop.append(1))
-print("capturing on lo", file=sys.stderr, flush=True)
-import select
-p = select.poll(); p.register(src.fileno(), select.POLLIN)
-while not stop:
-    if p.poll(250):
-        while src.read(512):
-            pass
-k = src.kernel_stats()
-print(src.received, k.packets, k.drops)
 """
 
 
@@ -133,11 +115,13 @@ def _phases(tmp: Path, args: argparse.Namespace) -> int:
     cpu0 = _cpu(sniff.pid)  # start-up (imports) is not per-packet work
     load = _wrk(tmp, args)
     cap = _finish_sniff(sniff, out, cpu0)
-    reader = _start([sys.executable, "-c", READ_ONLY.format(root=str(ROOT), expr=expr)])
-    cpu0 = _cpu(reader.pid)
-    load2 = _wrk(tmp, args)
-    raw = _finish_reader(reader, cpu0)
-    _report(load, cap, load2, raw)
+    _report_sniff(load, cap)
+    for kind in ("recvmsg", "ring"):
+        reader = _start([sys.executable, str(ROOT / "bench" / "sniff_readers.py"), kind, "lo",
+                         expr])  # fmt: skip
+        cpu0 = _cpu(reader.pid)
+        load2 = _wrk(tmp, args)
+        _report_reader(kind, load2, _finish_reader(reader, cpu0))
     return 0
 
 
@@ -216,25 +200,32 @@ def _finish_reader(proc: subprocess.Popen[bytes], cpu0: float) -> Capture:
     return Capture(read, packets, drops, 0, cpu)
 
 
-def _report(load: Load, cap: Capture, load2: Load, raw: Capture) -> None:
-    def gbps(x: Load) -> float:
-        return x.bytes * 8 / x.seconds / 1e9
+def _gbps(x: Load) -> float:
+    return x.bytes * 8 / x.seconds / 1e9
 
-    def per_packet(c: Capture) -> float:
-        return c.cpu_seconds / max(c.read, 1) * 1e6
 
+def _per_packet(c: Capture) -> float:
+    return c.cpu_seconds / max(c.read, 1) * 1e6
+
+
+def _report_sniff(load: Load, cap: Capture) -> None:
     drop_pct = 100.0 * cap.kernel_drops / max(cap.kernel_packets, 1)
     print(f"cores: {os.cpu_count()}  (nginx, wrk and the capture share them)")
     print("phase sniff (full pipeline: decode, reassembly, HTTP records):")
-    print(f"  load      {gbps(load):.2f} Gbit/s of HTTP, {load.requests / load.seconds:,.0f} req/s")
+    print(
+        f"  load      {_gbps(load):.2f} Gbit/s of HTTP, {load.requests / load.seconds:,.0f} req/s"
+    )
     print(f"  kernel    {cap.kernel_packets:,} packets queued, {cap.kernel_drops:,} dropped "
           f"({drop_pct:.2f}%)")  # fmt: skip
     print(f"  sniff     {cap.read:,} packets read, {cap.records:,} records "
-          f"(wrk: {load.requests:,} responses), {per_packet(cap):.1f} µs CPU/packet")  # fmt: skip
-    print("phase read only (recvmsg, no decoding):")
-    print(f"  load      {gbps(load2):.2f} Gbit/s of HTTP")
+          f"(wrk: {load.requests:,} responses), {_per_packet(cap):.1f} µs CPU/packet")  # fmt: skip
+
+
+def _report_reader(kind: str, load: Load, raw: Capture) -> None:
+    print(f"phase read only, {kind} (each packet copied out with its time, no decoding):")
+    print(f"  load      {_gbps(load):.2f} Gbit/s of HTTP")
     print(f"  reader    {raw.read:,} packets, {raw.kernel_drops:,} dropped, "
-          f"{per_packet(raw):.1f} µs CPU/packet")  # fmt: skip
+          f"{_per_packet(raw):.1f} µs CPU/packet")  # fmt: skip
 
 
 if __name__ == "__main__":

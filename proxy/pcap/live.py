@@ -20,15 +20,15 @@ the real filter. The kernel's counters (``PACKET_STATISTICS``: packets that
 passed the filter, and drops for a full receive queue) are read at the end;
 reading them resets them, so they are accumulated here.
 
-Why ``recvmsg_into`` and not a ``TPACKET_V3`` memory-mapped ring: measured
-with bench/sniff_bench.py on this 2-core machine (shared with nginx and wrk,
-and with other work), at 1.1 Gbit/s of mixed HTTP on loopback, ``sniff``
-kept up with no kernel drops, spending about 76 µs of CPU per packet, of
-which a process that only reads the socket spends about 30 (system call,
-copy out, timestamp). A ring would remove the system call and the ancillary
-data, not the copy into ``bytes`` that the decoder needs nor the Python loop
-around it, so it could win a part of those 30 µs at most; it was not built,
-for lack of a measured need. What prevents drops is a large receive queue
+Why ``recvmsg_into`` and not a ``TPACKET_V3`` memory-mapped ring, measured
+with bench/sniff_bench.py on this busy 2-core machine (shared with nginx and
+wrk): at 1.1 Gbit/s of mixed HTTP on loopback, ``sniff`` keeps up with no
+kernel drop and spends 57 to 76 µs of CPU per packet (decode, reassembly,
+HTTP). A process that only reads and copies out each packet spends 24 µs
+with ``recvmsg_into`` and 19 to 21 µs with a ring (bench/sniff_readers.py,
+a prototype). The ring's 3 to 5 µs are 5 to 8% of ``sniff``'s per-packet
+cost, less than the spread between runs, and neither path drops at 1 Gbit/s,
+so the simpler path is kept. What does prevent drops is a large receive queue
 (``SO_RCVBUFFORCE``, 64 MiB) read in batches until empty, into one reused
 buffer (``recvmsg`` with a 256 KiB size would allocate that much per packet).
 docs/analyze.md has the figures.
