@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
 from proxy.cli.analyze_cmd import record_to_dict
+from proxy.flow.record import SCHEMA_VERSION
 from proxy.pcap.analyze import AnalyzeOptions
 from proxy.pcap.decode import LINKTYPE_ETHERNET
 from proxy.pcap.filter import FilterError, parse_filter
@@ -197,7 +198,7 @@ def _pcap_tap(f: BinaryIO, linktype: int) -> Callable[[Packet], None]:
 def _summary(interface: str, stats: SniffStats) -> dict[str, Any]:
     """The ``capture-stats`` record: what the kernel and user space counted."""
     return {
-        "schema": 1, "kind": "capture-stats", "interface": interface,
+        "schema": SCHEMA_VERSION, "kind": "capture-stats", "interface": interface,
         "start": stats.started, "end": stats.ended,
         "packets_read": stats.read,
         "kernel_packets": stats.kernel.packets, "kernel_drops": stats.kernel.drops,

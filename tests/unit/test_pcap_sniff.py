@@ -136,3 +136,16 @@ def test_an_unknown_interface_is_refused(capsys: pytest.CaptureFixture[str]) -> 
 def test_live_source_is_what_sniff_expects() -> None:
     for name in ("fileno", "read", "stop_receiving", "kernel_stats", "close"):
         assert callable(getattr(LiveSource, name))
+
+
+def test_the_capture_stats_record_has_the_flow_log_schema() -> None:
+    """So ``tapproxy convert`` reads a sniff output whole (it refuses other schemas)."""
+    from proxy.cli.sniff_cmd import _summary
+    from proxy.flow.record import SCHEMA_VERSION
+    from proxy.pcap.sniff import SniffStats
+
+    record = _summary("lo", SniffStats(kernel=KernelStats(5, 1)))
+    assert record["schema"] == SCHEMA_VERSION
+    assert (record["kind"], record["kernel_packets"], record["kernel_drops"]) == (
+        "capture-stats", 5, 1,
+    )  # fmt: skip
