@@ -383,6 +383,9 @@ REFUSED = [
             ("extra-space", b"  chunked"),
             ("tab-then-space", b"\t chunked"),
             ("two-trailing-tabs", b" chunked\t\t"),
+            ("leading-tab", b"\tchunked"),
+            ("trailing-tab", b" chunked\t"),
+            ("trailing-space", b" chunked "),
             ("vertical-tab", b" \x0bchunked"),
             ("quoted", b' "chunked"'),
             ("non-ascii", b" ch\xc3\xbcnked"),
@@ -540,21 +543,13 @@ FORWARDED = [
         (b"POST / HTTP/1.1\r\nHost: AUTH\r\nContent-Length: 3\r\n\r\nabc",),
         "reverse",
     ),
-    # 3 and 7: one OWS octet, SP or HTAB, on each side of a framing value is
+    # 3: one OWS octet, SP or HTAB, on each side of Content-Length's value is
     # the field value's own whitespace (RFC 9110 §5.5); the upstream gets the
-    # canonical field.
+    # canonical field. (Transfer-Encoding stays stricter: row 7 refuses tabs.)
     Forwarded(
         "row-03-ows-tabs-accepted",
         post(b"Content-Length:\t81\t", b"Connection: close", body=b"x" * 81),
         (b"POST / HTTP/1.1\r\nHost: AUTH\r\nContent-Length: 81\r\n\r\n" + b"x" * 81,),
-    ),
-    Forwarded(
-        "row-07-ows-tabs-accepted",
-        post(b"Transfer-Encoding:\tchunked\t", b"Connection: close", body=b"2\r\nhi\r\n0\r\n\r\n"),
-        (
-            b"POST / HTTP/1.1\r\nHost: AUTH\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"2\r\nhi\r\n0\r\n\r\n",
-        ),
     ),
     # 10: ",chunked" is chunked; the upstream gets the canonical field.
     Forwarded(
@@ -825,6 +820,7 @@ BAD_RESPONSES = [
     pytest.param(
         b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"", id="row-29-two-te"
     ),
+    pytest.param(b"Transfer-Encoding:\tchunked\t\r\n", b"0\r\n\r\n", id="row-29-te-tabs"),
     pytest.param(b"Transfer-Encoding: chunked, gzip\r\n", b"", id="row-29-chunked-not-final"),
     pytest.param(b"Content-Length: +5\r\n", b"hello", id="row-29-cl-plus"),
     pytest.param(b"Content-Length: 1, 2\r\n", b"ab", id="row-29-cl-list"),
@@ -841,11 +837,6 @@ BAD_RESPONSES = [
     ("fields", "body"),
     [
         pytest.param(b"Content-Length:\t81\t\r\n", b"y" * 81, id="cl-tabs"),
-        pytest.param(
-            b"Transfer-Encoding:\tchunked\t\r\n",
-            b"51\r\n" + b"y" * 81 + b"\r\n0\r\n\r\n",
-            id="te-tabs",
-        ),
     ],
 )
 def test_response_ows_tabs_around_framing_value_is_relayed(
