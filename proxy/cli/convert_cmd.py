@@ -9,7 +9,7 @@ tunnels, TCP relays) are skipped and counted in ``log._tapproxy.skipped``;
 ``dropped`` records are skipped, their counts summed into
 ``log._tapproxy.dropped`` and reported on stderr.
 
-Only schema 1 flow logs are read; any other schema stops the conversion with
+Flow logs of schema 1 and 2 are read; any other schema stops the conversion with
 exit status 2 before the output file is replaced (``-o`` is written to a
 temporary file and renamed at the end). Lines that are not JSON (a log cut
 short by a crash) or not a well-formed record are skipped with a warning and
@@ -34,6 +34,10 @@ from proxy.sinks.har import HarLog
 from proxy.sinks.har_bodies import BodySource, FileBodies
 from proxy.words import plural
 
+# Schema 2 only added fields (request.forwarded, response.upstream and
+# .source), so a schema 1 log converts as it is.
+READABLE_SCHEMAS = frozenset(range(1, SCHEMA_VERSION + 1))
+
 _PROG = "tapproxy convert"
 _MAX_WARNINGS = 5
 
@@ -45,7 +49,7 @@ class ConvertError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=_PROG,
-        description="Convert a tapproxy JSON Lines flow log (schema 1) to another format.",
+        description="Convert a tapproxy JSON Lines flow log (schema 1 or 2) to another format.",
     )
     p.add_argument("flow_log", metavar="FLOWS.jsonl", help="the flow log to read ('-' = stdin)")
     p.add_argument("--to", choices=["har"], default="har", help="output format (default har)")
@@ -82,10 +86,10 @@ def read_records(lines: IO[str], stats: Stats) -> Iterator[tuple[int, dict[str, 
         where = f"{stats.name}:{lineno}"
         if not isinstance(rec, dict) or "schema" not in rec:
             raise ConvertError(f"{where}: not a tapproxy flow record (no 'schema')")
-        if rec["schema"] != SCHEMA_VERSION:
+        if rec["schema"] not in READABLE_SCHEMAS:
             raise ConvertError(
                 f"{where}: flow log schema {rec['schema']!r} is not supported "
-                f"(this tapproxy reads schema {SCHEMA_VERSION})"
+                f"(this tapproxy reads schemas 1 to {SCHEMA_VERSION})"
             )
         yield lineno, rec
 

@@ -11,7 +11,15 @@ import datetime as dt
 import math
 from typing import Any
 
-from proxy.flow.record import SCHEMA_VERSION, FlowRecord, Message, TlsInfo, TlsSide
+from proxy.flow.record import (
+    SCHEMA_VERSION,
+    FlowRecord,
+    Message,
+    RequestInfo,
+    ResponseInfo,
+    TlsInfo,
+    TlsSide,
+)
 
 
 class _IsoClock:
@@ -78,6 +86,20 @@ def _body_file(out: dict[str, Any], r: FlowRecord, request: bool) -> None:
         out["body_file_truncated"] = True
 
 
+def _request_json(info: RequestInfo) -> dict[str, Any]:
+    out = _message_json({"method": _text(info.method), "url": info.url}, info.message)
+    if info.forwarded is not None:
+        out["forwarded"] = _request_json(info.forwarded)
+    return out
+
+
+def _response_json(info: ResponseInfo) -> dict[str, Any]:
+    out = _message_json({"status": info.status, "reason": _text(info.reason)}, info.message)
+    if info.upstream is not None:
+        out["upstream"] = _response_json(info.upstream)
+    return out
+
+
 def _ms(t: float | None, start: float) -> float | None:
     return None if t is None else round((t - start) * 1000, 3)
 
@@ -103,13 +125,12 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
         "response_done": _ms(t.response_done, r.start),
     }
     if r.request is not None:
-        req = {"method": _text(r.request.method), "url": r.request.url}
-        out["request"] = _message_json(req, r.request.message)
-        _body_file(req, r, True)
+        out["request"] = _request_json(r.request)
+        _body_file(out["request"], r, True)
     if r.response is not None:
-        resp = {"status": r.response.status, "reason": _text(r.response.reason)}
-        out["response"] = _message_json(resp, r.response.message)
-        _body_file(resp, r, False)
+        out["response"] = _response_json(r.response)
+        out["response"]["source"] = r.response.source.value
+        _body_file(out["response"], r, False)
     if r.tunnel is not None:
         tu = r.tunnel
         out["tunnel"] = {
@@ -130,8 +151,23 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
             "tags": list(r.rules.tags),
             "detail": r.rules.detail,
         }
+    if r.refused is not None:
+        out["refused"] = {
+            "data": escaped(r.refused.data),
+            "size": r.refused.size,
+            "truncated": len(r.refused.data) < r.refused.size,
+        }
     out["error"] = r.error
     return out
+
+
+_ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
+
+
+def escaped(data: bytes) -> str:
+    """Bytes as readable text: printable ASCII as is, ``\\r \\n \\t \\\\``,
+    anything else as ``\\xNN`` (so a TLS hello or a NUL is seen, never mangled)."""
+    return "".join(_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data)
 
 
 def _side_json(side: TlsSide) -> dict[str, Any]:

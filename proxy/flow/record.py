@@ -10,11 +10,12 @@ carries ``schema`` so readers can tell versions apart. Bump
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 from proxy.http1.events import Fields
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: request.forwarded, response.upstream and response.source
 
 Address = tuple[str, int]
 
@@ -31,16 +32,32 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
+    """The request as the client sent it; ``forwarded``: as it went upstream,
+    when a rule or hook changed it (None: forwarded as received)."""
+
     method: bytes
     url: str
     message: Message
+    forwarded: RequestInfo | None = None
+
+
+class Source(Enum):
+    """Who made the response the client got."""
+
+    UPSTREAM = "upstream"
+    PROXY = "proxy"  # an error, a rule's answer, a hook's reply, a local page
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseInfo:
+    """The response as the client got it; ``upstream``: as the server sent it,
+    when that differs (a rule or hook changed it, or the proxy answered instead)."""
+
     status: int
     reason: bytes
     message: Message
+    upstream: ResponseInfo | None = None
+    source: Source = Source.UPSTREAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +134,15 @@ class CapturedBodies:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The start of what the client sent that the proxy refused (a bad or
+    unfinished request head), and how many bytes it was."""
+
+    data: bytes
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class FlowRecord:
     id: str
     kind: str  # "http", "tunnel", "websocket", "tcp"
@@ -133,6 +159,7 @@ class FlowRecord:
     tls: TlsInfo | None = None
     rules: RulesInfo | None = None
     bodies: CapturedBodies | None = None  # body files to write (--capture-bodies)
+    refused: Refused | None = None  # the bytes of a request the proxy refused
 
     def to_record(self) -> FlowRecord:
         """A record is its own flow source (see ``proxy.flow.FlowSource``)."""

@@ -109,6 +109,9 @@ class _Parser:
         self._eof = False
         # Bytes received while no response was expected (ResponseParser only).
         self._unsolicited = False
+        # The head last cut off the buffer, kept (not copied) until the next:
+        # when it turns out invalid, ``refused`` shows what was refused.
+        self._last_head: bytes | None = None
 
     # -- input ---------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -136,6 +139,16 @@ class _Parser:
     def at_message_start(self) -> bool:
         """True between messages (nothing of a next head parsed yet)."""
         return self._state in (_HEAD, _IDLE)
+
+    def refused(self, limit: int) -> tuple[bytes, int]:
+        """After a ``ProtocolError`` in a head: its first ``limit`` bytes and its size.
+
+        The head being parsed when the error came: the one already cut off
+        the buffer, or what is buffered when the error came while looking
+        for its end (too large, bare CR/LF, the connection closed).
+        """
+        data = self._last_head if self._last_head is not None else bytes(self._buf)
+        return data[:limit], len(data)
 
     def take_remaining(self) -> bytes:
         """Bytes after the message that turned the connection into a tunnel."""
@@ -182,6 +195,7 @@ class _Parser:
         if self._direct is not None:
             self._buf += self._direct
             self._direct = None
+        self._last_head = None
         buf = self._buf
         end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
         if end < 0:
@@ -195,7 +209,7 @@ class _Parser:
             return None
         if end > max_size:
             raise ProtocolError(too_large, f"{what} too large")
-        head = bytes(buf[:end])
+        head = self._last_head = bytes(buf[:end])
         del buf[: end + 4]
         self._scanned = 0
         if _has_bare_cr_or_lf(head):
@@ -355,6 +369,7 @@ class RequestParser(_Parser):
         if self._direct is not None:
             self._buf += self._direct
             self._direct = None
+        self._last_head = None
         buf = self._buf
         # RFC 9112 §2.2: ignore at least one empty line before a request-line.
         while buf[:2] == b"\r\n":

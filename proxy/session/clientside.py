@@ -54,6 +54,7 @@ class ClientSide:
     def body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """Response body bytes for the client, in the framing it was promised."""
         ex.sent_body += len(data)
+        ex.count_delivered(data, self.config.preview_bytes)
         assert ex.response is not None
         if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
             data = b"".join(chunk(data))

@@ -44,17 +44,28 @@ class Endings:
             tls = TlsInfo(intercepted, config.client_tls, ex.server_tls, config.keylog)
         return Hook(HookKind.DONE, ex.finish(config.mode, self.s.client, config.clock(), tls=tls))
 
-    def note_response(self, ex: Exchange, data: bytes) -> None:
-        """Record a response the proxy made up (errors, local pages, rule answers)."""
+    def own_response(self, ex: Exchange, data: bytes) -> bytes:
+        """Record a response the proxy made (an error, a local page, a rule's or
+        hook's answer) and return the bytes to send: its head alone when the
+        client asked HEAD (RFC 9110 §9.3.2: no body; Content-Length stays, as
+        the size the body would have, §8.6)."""
+        end = data.index(b"\r\n\r\n") + 4
+        if ex.request.method == b"HEAD":
+            data = data[:end]
         parser = ResponseParser(self.s.config.limits)
         parser.expect(ex.request.method)
         parser.feed(data)
         head = parser.next_event()
         if isinstance(head, ResponseHead):
             ex.response = head
-            ex.response_size = len(data) - data.index(b"\r\n\r\n") - 4
-            preview = self.s.config.preview_bytes
-            ex.response_preview = data[len(data) - ex.response_size :][:preview]
+            ex.by_proxy = True
+            body = data[end:]
+            ex.response_size = len(body)
+            ex.response_preview = body[: self.s.config.preview_bytes]
+            if ex.capture is not None:
+                ex.capture.response = bytearray()  # the client got this body, not the server's
+                ex.capture.add(body, False)
+        return data
 
     # -- the normal end -----------------------------------------------------------
     def finish(self, ex: Exchange, out: list[Command]) -> None:
@@ -87,8 +98,7 @@ class Endings:
         if ex.error is None:
             ex.error = message
         if not ex.response_started:
-            data = error_response(status, message)
-            self.note_response(ex, data)
+            data = self.own_response(ex, error_response(status, message))
             out.append(SendData(CLIENT, data))
         s = self.s
         s.ex = None
@@ -122,18 +132,16 @@ class Endings:
     def unauthorized(self, ex: Exchange, out: list[Command]) -> None:
         """407: the client may retry with credentials on the same connection."""
         message = "proxy authentication required"
-        data = error_response(407, message, close=False, extra=auth.CHALLENGE)
+        answer = error_response(407, message, close=False, extra=auth.CHALLENGE)
         ex.error = f"client: {message}"
-        self.note_response(ex, data)
-        out.append(SendData(CLIENT, data))
+        out.append(SendData(CLIENT, self.own_response(ex, answer)))
         self.s.ex = None
         out.append(self.record(ex))
         self._next_or_close(ex, out)
 
     def answer_locally(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """A request for a name the proxy answers itself (http://tapproxy.ca/)."""
-        self.note_response(ex, data)
-        out.append(SendData(CLIENT, data))
+        out.append(SendData(CLIENT, self.own_response(ex, data)))
         self.s.ex = None
         out.append(self.record(ex))
         self._next_or_close(ex, out)
@@ -155,7 +163,7 @@ class Endings:
         """
         s = self.s
         response_phase = ex.response_head_at is not None
-        self.note_response(ex, data)
+        data = self.own_response(ex, data)
         ex.response_started = True
         s.client_side.emit(ex, data, out)
         framing = ex.request.framing
@@ -205,6 +213,7 @@ class Endings:
         """
         s = self.s
         ex.sent_body += len(data)
+        ex.count_delivered(data, s.config.preview_bytes)
         if data:
             assert ex.response is not None
             if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":

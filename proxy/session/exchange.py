@@ -11,6 +11,7 @@ from proxy.flow.record import (
     RequestInfo,
     ResponseInfo,
     RulesInfo,
+    Source,
     Timings,
     TlsInfo,
     TlsSide,
@@ -28,6 +29,7 @@ class Exchange:
     """Mutable while the exchange runs; ``record()`` freezes it."""
 
     __slots__ = (
+        "by_proxy",
         "capture",
         "captured",
         "close_client",
@@ -46,9 +48,12 @@ class Exchange:
         "overflow",
         "plan",
         "prepared_body",
+        "preview_cap",
         "rate",
+        "received_url",
         "req_buffer",
         "request",
+        "request_body_edited",
         "request_done",
         "request_done_at",
         "request_preview",
@@ -72,12 +77,16 @@ class Exchange:
         "target",
         "tcp_rules",
         "upgrade",
+        "upstream_head",
+        "upstream_preview",
+        "upstream_size",
         "url",
         "waiting",
     )  # fmt: skip
 
-    def __init__(self, id: str, start: float, request: RequestHead) -> None:
+    def __init__(self, id: str, start: float, request: RequestHead, preview_cap: int = 256) -> None:
         self.id = id
+        self.preview_cap = preview_cap  # bytes of a body kept for the record
         self.start = start
         self.request = request
         self.target: Target | None = None
@@ -86,9 +95,18 @@ class Exchange:
         self.request_done = False
         self.request_size = 0
         self.request_preview = b""
+        self.received_url = self.url  # the full URL as the client asked (set with the target)
+        # The response as the client gets it (what went out), and as the server
+        # sent it (``upstream_*``); they differ when a rule, a hook or the proxy
+        # itself answered.
         self.response: ResponseHead | None = None
         self.response_size = 0
         self.response_preview = b""
+        self.upstream_head: ResponseHead | None = None
+        self.upstream_size = 0
+        self.upstream_preview = b""
+        self.by_proxy = False  # the proxy made the response (error, rule, hook, local page)
+        self.request_body_edited = False
         self.response_started = False  # a response byte went to the client
         self.connected_at: float | None = None
         self.request_done_at: float | None = None
@@ -138,8 +156,14 @@ class Exchange:
         if self.capture is not None:
             self.capture.add(data, True)
 
-    def count_response(self, data: bytes, preview: int) -> None:
-        """Response body bytes as received: size, preview and capture."""
+    def count_upstream(self, data: bytes, preview: int) -> None:
+        """Response body bytes as the server sent them: size and preview."""
+        if self.upstream_size < preview:
+            self.upstream_preview += data[: preview - self.upstream_size]
+        self.upstream_size += len(data)
+
+    def count_delivered(self, data: bytes, preview: int) -> None:
+        """Response body bytes as the client gets them: size, preview and capture."""
         if self.response_size < preview:
             self.response_preview += data[: preview - self.response_size]
         self.response_size += len(data)
@@ -165,20 +189,8 @@ class Exchange:
     def to_record(self) -> FlowRecord:
         assert self.finished is not None, "to_record before finish"
         mode, client, end, tunnel, tls = self.finished
-        req = self.request
-        request = RequestInfo(
-            req.method,
-            self.url,
-            Message(req.fields, self.request_size, self.request_preview, req.version),
-        )
-        response = None
-        if self.response is not None:
-            r = self.response
-            response = ResponseInfo(
-                r.status,
-                r.reason,
-                Message(r.fields, self.response_size, self.response_preview, r.version),
-            )
+        request = self._request_info()
+        response = self._response_info()
         kind = "http"
         if tunnel is not None or self.request.method == b"CONNECT":
             kind = "websocket" if self.upgrade else "tunnel"
@@ -205,6 +217,42 @@ class Exchange:
             rules=self._rules_info(),
             bodies=self.captured,
         )
+
+    def _request_info(self) -> RequestInfo:
+        req = self.request
+        received = Message(req.fields, self.request_size, self.request_preview, req.version)
+        fwd = self.forward
+        if (
+            fwd.method == req.method
+            and fwd.fields == req.fields
+            and self.url == self.received_url
+            and not self.request_body_edited
+        ):
+            return RequestInfo(req.method, self.received_url, received)
+        body = self.prepared_body
+        if body is None:  # the body streamed as it came
+            sent = Message(fwd.fields, self.request_size, self.request_preview, req.version)
+        else:
+            sent = Message(fwd.fields, len(body), body[: self.preview_cap], req.version)
+        forwarded = RequestInfo(fwd.method, self.url, sent)
+        return RequestInfo(req.method, self.received_url, received, forwarded)
+
+    def _response_info(self) -> ResponseInfo | None:
+        head, up = self.response, self.upstream_head
+        delivered = head is not None and (self.response_started or self.by_proxy)
+        if head is None or not delivered:
+            return None
+        source = Source.PROXY if self.by_proxy else Source.UPSTREAM
+        message = Message(head.fields, self.response_size, self.response_preview, head.version)
+        upstream = None
+        if up is not None and (
+            self.by_proxy
+            or (up.status, up.reason, up.fields) != (head.status, head.reason, head.fields)
+            or self.upstream_size != self.response_size
+        ):
+            sent = Message(up.fields, self.upstream_size, self.upstream_preview, up.version)
+            upstream = ResponseInfo(up.status, up.reason, sent)
+        return ResponseInfo(head.status, head.reason, message, upstream, source)
 
     def _rules_info(self) -> RulesInfo | None:
         note = self.rules_note

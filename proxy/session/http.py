@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
-from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
+from proxy.flow.record import Address
 from proxy.http1 import FramingKind, ProtocolError, RequestHead
 from proxy.layers.commands import (
     CLIENT,
@@ -53,11 +53,12 @@ from proxy.session.config import SessionConfig
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_request, reply_bytes
+from proxy.session.refusals import explain, refusal, refuse_connection
 from proxy.session.response import ResponsePath
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulephase import Answer, Collect, Delay, Forward, RequestOutcome, RulePhase
 from proxy.session.serverside import ServerSide
-from proxy.session.target import Target, connect_target, forward_target, origin_target
+from proxy.session.target import Target, route
 
 
 class HttpSession:
@@ -113,11 +114,17 @@ class HttpSession:
         as cut short, and an idle server connection goes back to the pool."""
         if not event.conn.is_client:
             return self._server_eof(EofReceived(event.conn))
-        self.closed = True
+        ended, self.closed = self.closed, True
         out: list[Command] = []
         ex, self.ex = self.ex, None
         if ex is None:
             self.server.release(out, reusable=self.server.idle_reusable)
+            requests = self.client_side.requests
+            if requests.buffered and not (ended or self.client_side.eof):  # gone inside a head
+                error = "client: closed the connection inside a request head"
+                out.append(
+                    Hook(HookKind.DONE, refusal(self.config, self.client, requests, error, None))
+                )
             return out
         ex.error = ex.error or "client closed the connection"
         end = self.config.clock()
@@ -126,20 +133,8 @@ class HttpSession:
         return out
 
     def _refuse(self, event: TooManyConnections) -> list[Command]:
-        """Over --max-connections: the newest connection is told and closed, so
-        the ones already served keep working (docs/limits.md)."""
         self.closed = True
-        message = "too many client connections"
-        now = self.config.clock()
-        record = FlowRecord(
-            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
-            error=f"refused: {message}",
-        )  # fmt: skip
-        return [
-            SendData(CLIENT, error_response(503, message)),
-            Hook(HookKind.DONE, record),
-            CloseConnection(CLIENT),
-        ]
+        return refuse_connection(self.config, self.client)
 
     @property
     def between_requests(self) -> bool:
@@ -250,7 +245,14 @@ class HttpSession:
             self.closed = True
             out: list[Command] = []
             if kind is TimeoutKind.CLIENT_HEAD:  # a head that never completed (slowloris)
-                out.append(Hook(HookKind.DONE, self._unfinished_head(kind)))
+                # RFC 9110 §15.5.9: the request did not complete in time.
+                answer = error_response(408, "the request head did not complete in time")
+                error = f"client: timeout ({kind.value}): the request head never completed"
+                requests = self.client_side.requests
+                out.append(SendData(CLIENT, answer))
+                out.append(
+                    Hook(HookKind.DONE, refusal(self.config, self.client, requests, error, answer))
+                )
             out.append(CloseConnection(CLIENT))
             return out
         if ex.error is not None and ex.error.endswith(": hang"):
@@ -258,19 +260,6 @@ class HttpSession:
             ex.error += f", ended by the {kind.value} timeout"
             return self.endings.quietly(ex, [])
         return self.endings.fail(ex, 504, f"timeout ({kind.value}) waiting for {ex.url}", [])
-
-    def _unfinished_head(self, kind: TimeoutKind) -> FlowRecord:
-        now = self.config.clock()
-        line = self.client_side.requests.pending_line
-        request = None
-        if line is not None:  # the request line came; the fields never ended
-            method, target, version = line
-            request = RequestInfo(method, target.decode("latin-1"), Message((), 0, b"", version))
-        error = f"client: timeout ({kind.value}): the request head never completed"
-        return FlowRecord(
-            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
-            request=request, error=error,
-        )  # fmt: skip
 
     # -- client side ------------------------------------------------------------
     def pump_client(self, out: list[Command]) -> list[Command]:
@@ -318,8 +307,13 @@ class HttpSession:
         ex = self.ex
         if ex is None:
             self.closed = True
-            if not (self.client_side.eof and self.client_side.requests.at_message_start):
-                out.append(SendData(CLIENT, error_response(e.status, e.message)))
+            requests = self.client_side.requests
+            if not (self.client_side.eof and requests.at_message_start):
+                data, _ = requests.refused(64)
+                message = explain(data, e.message)
+                answer = error_response(e.status, message)
+                out.append(SendData(CLIENT, answer))
+                out.append(self._refused(f"client: {message}", answer))
             out.append(CloseConnection(CLIENT))
             return
         if ex.request_done:
@@ -327,9 +321,13 @@ class HttpSession:
         ex.error = f"client: {e.message}"
         self.endings.fail(ex, e.status, e.message, out)
 
+    def _refused(self, error: str, answer: bytes | None) -> Hook:
+        requests = self.client_side.requests
+        return Hook(HookKind.DONE, refusal(self.config, self.client, requests, error, answer))
+
     def _start(self, head: RequestHead, out: list[Command]) -> None:
         config = self.config
-        ex = Exchange(config.new_id(), config.clock(), head)
+        ex = Exchange(config.new_id(), config.clock(), head, config.preview_bytes)
         self.ex = ex
         self.hooks.notice(HookKind.STARTED, ex, out)
         if config.capture.directory is not None:
@@ -340,20 +338,21 @@ class HttpSession:
             self.endings.unauthorized(ex, out)
             return
         try:
-            target = self._route(head)
+            target = route(head, config)
         except ProtocolError as e:
             ex.error = f"client: {e.message}"
             self.endings.fail(ex, e.status, e.message, out, server_open=self.server.key is not None)
             return
         if target.host in config.local_hosts and config.local_responder:
-            ex.target, ex.url = target, target.url
+            ex.target = target
+            ex.url = ex.received_url = target.url
             self.endings.answer_locally(ex, config.local_responder(target.host, target.path), out)
             return
         if head.method == b"CONNECT":
             self._connect(ex, target, out)
             return
         ex.target = target
-        ex.url = target.url
+        ex.url = ex.received_url = target.url
         if self.rules is not None:
             self._carry_out(ex, self.rules.on_request(ex), out)
             return
@@ -415,23 +414,6 @@ class HttpSession:
         except ProtocolError as e:
             ex.error = f"client: {e.message}"
             self.endings.fail(ex, e.status, e.message, out)
-
-    def _route(self, head: RequestHead) -> Target:
-        up = self.config.upstream
-        if head.method == b"CONNECT":
-            if up is not None:
-                raise ProtocolError(405, "CONNECT is not accepted by a reverse proxy")
-            host, port = connect_target(head)
-            target = Target("tunnel", host, port, b"")
-        elif up is None:
-            target = forward_target(head)
-        else:
-            target = origin_target(head, up.scheme, up.host, up.port)
-        if (target.host, target.port) in self.config.own_addresses:
-            raise ProtocolError(
-                508, f"request addressed to the proxy itself ({target.host}:{target.port})"
-            )
-        return target
 
 
 _CONNECTION_TIMEOUTS = frozenset(

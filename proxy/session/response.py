@@ -85,6 +85,7 @@ class ResponsePath:
         if head.status == 101 and not ex.upgrade:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
         ex.response_head_at = self.s.config.clock()
+        ex.upstream_head = head
         if ex.plan is not None and head.status != 101:
             assert self.rules is not None
             outcome = self.rules.on_response(ex, head)
@@ -168,7 +169,7 @@ class ResponsePath:
             self.endings.close_by_rule(ex, outcome, out)
 
     def _body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
-        ex.count_response(data, self.s.config.preview_bytes)
+        ex.count_upstream(data, self.s.config.preview_bytes)
         if ex.resp_buffer is not None:
             assert self.rules is not None
             outcome = self.rules.response_body(ex, data)

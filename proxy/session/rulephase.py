@@ -145,8 +145,10 @@ class RulePhase:
         body = None
         if buffered:
             assert ex.req_buffer is not None
-            result = plan.apply_body(bytes(ex.req_buffer), edited.fields)
+            received = bytes(ex.req_buffer)
+            result = plan.apply_body(received, edited.fields)
             body = result.body
+            ex.request_body_edited = body != received
             edited = ruling.with_fields(edited, result.fields)
             self.note(ex, (), result.warnings + edited.warnings, LogDirective())
         ex.forward, ex.target = ruling.edited_head(ex.request, edited, body)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from proxy.http1 import ProtocolError, RequestHead
 from proxy.http1.fields import index_of, indexed_values
+from proxy.session.config import SessionConfig
 
 _HOST = rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]+)"
 _AUTHORITY = re.compile(_HOST + rb"(?::([0-9]{0,5}))?")
@@ -147,3 +148,23 @@ def origin_target(head: RequestHead, scheme: str, host: str, port: int) -> Targe
     if m is None or b"@" in m.group(2):
         raise ProtocolError(400, f"invalid request target {target[:80]!r}")
     return Target(scheme, host, port, m.group(3) or b"/")
+
+
+def route(head: RequestHead, config: SessionConfig) -> Target:
+    """Where a request goes: its CONNECT authority, its absolute URL (forward
+    mode) or the reverse upstream; never the proxy itself (508, a loop)."""
+    up = config.upstream
+    if head.method == b"CONNECT":
+        if up is not None:
+            raise ProtocolError(405, "CONNECT is not accepted by a reverse proxy")
+        host, port = connect_target(head)
+        target = Target("tunnel", host, port, b"")
+    elif up is None:
+        target = forward_target(head)
+    else:
+        target = origin_target(head, up.scheme, up.host, up.port)
+    if (target.host, target.port) in config.own_addresses:
+        raise ProtocolError(
+            508, f"request addressed to the proxy itself ({target.host}:{target.port})"
+        )
+    return target

@@ -321,19 +321,21 @@ def record_for(
 ) -> Record:
     """The last flow record matching ``pred`` (a predicate, or a substring of the URL).
 
-    A record's URL is the one the request was forwarded to (after map_remote or
-    rewrite_url) while its headers are the client's, so a substring is also
-    looked for in "client Host + path and query".
+    A record's ``request.url`` is the one the client asked for and
+    ``request.forwarded.url`` (when rules changed it) the one it went to, so a
+    substring is looked for in both, and in "client Host + path and query".
     """
     if isinstance(pred, str):
         needle = pred
 
         def pred(r: Record) -> bool:
             req = r.get("request") or {}
-            url = req.get("url", "")
+            urls = [req.get("url", ""), (req.get("forwarded") or {}).get("url", "")]
             hosts = [v for k, v in req.get("headers", []) if k.lower() == "host"]
-            path = "/" + url.split("://", 1)[-1].partition("/")[2]
-            return needle in url or any(needle in h + path for h in hosts)
+            paths = ["/" + url.split("://", 1)[-1].partition("/")[2] for url in urls if url]
+            return any(needle in url for url in urls) or any(
+                needle in h + path for h in hosts for path in paths
+            )
 
     deadline = time.monotonic() + timeout
     while True:

@@ -61,7 +61,7 @@ def test_records_to_stdout(cap: Path, capsys: pytest.CaptureFixture[str]) -> Non
     web, tls, raw = recs
     # The live proxy's flow-log schema (docs/flow-log.md), mode "capture".
     assert {k: web[k] for k in ("schema", "id", "kind", "mode", "client", "server", "error")} == {
-        "schema": 1, "id": "1-1", "kind": "http", "mode": "capture",
+        "schema": 2, "id": "1-1", "kind": "http", "mode": "capture",
         "client": {"ip": "10.0.0.1", "port": 40000}, "server": {"ip": "10.0.0.2", "port": 80},
         "error": None,
     }  # fmt: skip
@@ -71,7 +71,7 @@ def test_records_to_stdout(cap: Path, capsys: pytest.CaptureFixture[str]) -> Non
     }  # fmt: skip
     assert web["response"] == {
         "status": 200, "reason": "OK", "http_version": "HTTP/1.1",
-        "headers": [["Content-Length", "2"]], "body_size": 2,
+        "headers": [["Content-Length", "2"]], "body_size": 2, "source": "upstream",
     }  # fmt: skip
     assert web["duration_ms"] == 100.0 and web["timings_ms"]["response_done"] == 100.0
     assert tls["kind"] == "tunnel" and tls["tls"]["intercepted"] is False

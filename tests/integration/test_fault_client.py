@@ -190,8 +190,8 @@ def test_client_sends_half_a_head_and_stalls(env: FaultEnv, upstreams: Upstreams
 
     def check(o: Outcome) -> None:
         data, elapsed = _split(o)
-        # Closed without a response (no 408): the request never started.
-        assert data == b"" and o.end == "eof"
+        # Told why (RFC 9110 §15.5.9), then closed: the head never completed.
+        assert data.startswith(b"HTTP/1.1 408 ") and o.end == "eof"
         assert 1.0 <= elapsed < 8.0, elapsed  # --client-head-timeout 1, 1 s watchdog
 
     env.survive_batch(
@@ -214,6 +214,8 @@ def test_client_head_timeout_is_in_the_flow_log(env: FaultEnv, upstreams: Upstre
     marker = "/bytes/77"
     half = b"GET %s%s HTTP/1.1\r\nHost: x\r\n" % (upstreams.url.encode(), marker.encode())
     (out,) = asyncio.run(_open_many(env, 1, half))
-    assert _split(out)[0] == b""
+    assert _split(out)[0].startswith(b"HTTP/1.1 408 ")
     recs = records_for(env.proxy, marker, 1, timeout=3)
     assert recs and "client_head" in str(recs[0]["error"])
+    assert recs[0]["response"]["status"] == 408 and recs[0]["response"]["source"] == "proxy"
+    assert recs[0]["refused"]["data"] == half.decode().replace("\r\n", "\\r\\n")

@@ -241,6 +241,7 @@ def test_bad_request_answers_400_and_never_opens_server() -> None:
             b"\r\n\r\n",
         )
         << Match(SendData, conn=CLIENT, data=startswith(b"HTTP/1.1 400 "))
+        << done(lambda r: r.response.status == 400 and r.refused.data.startswith(b"GET http"))
         << CloseConnection(CLIENT)
     )
 
@@ -252,6 +253,7 @@ def test_partial_head_uses_head_deadline_and_is_recorded() -> None:
     assert (
         Playbook(s)
         >> TimedOut(TimeoutKind.CLIENT_HEAD)
+        << Match(SendData, data=startswith(b"HTTP/1.1 408 "))
         << done(lambda r: r.request.method == b"GET" and "never completed" in r.error)
         << CloseConnection(CLIENT)
     )
@@ -460,7 +462,13 @@ def test_rule_response_edit_reframes_the_body() -> None:
         >> DataReceived(S1, OK)
         << SendData(CLIENT, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
         << SendData(CLIENT, b"hello")
-        << done(lambda r: r.response.message.body_size == 2)
+        << done(
+            lambda r: (
+                r.response.message.body_size == 5
+                and r.response.upstream.message.body_size == 2
+                and r.response.upstream.message.preview == b"hi"
+            )
+        )
     )
 
 
@@ -592,4 +600,40 @@ def test_notices_are_emitted_only_when_asked_for() -> None:
         << Match(Hook, kind=HookKind.ERROR)
         << done()
         << CloseConnection(CLIENT)
+    )
+
+
+# -- answers to HEAD carry no body (RFC 9110 §9.3.2) -------------------------------------
+HEAD_REQ = b"HEAD http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n"
+
+
+def test_an_error_answer_to_head_has_no_body() -> None:
+    s = make()
+    sent = Capture()
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, HEAD_REQ)
+        << OpenServer(S1, "a.test", 80)
+        >> ServerFailed(S1, "connection refused")
+        << Match(SendData, data=sent)
+        << done(lambda r: r.response.status == 502 and r.response.message.body_size == 0)
+        << CloseConnection(CLIENT)
+    )
+    head, _, body = sent.value.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 502 ") and b"Content-Length: " in head and body == b""
+
+
+def test_a_mocked_answer_to_head_has_no_body_and_the_connection_goes_on() -> None:
+    s = with_rules(
+        "version: 1\nrules:\n  - name: mock\n    match: {host: a.test}\n"
+        "    respond: {status: 200, body: hello}\n"
+    )
+    assert (
+        Playbook(s)
+        >> DataReceived(CLIENT, HEAD_REQ)
+        << SendData(CLIENT, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        << done(lambda r: r.response.message.body_size == 0)
+        >> DataReceived(CLIENT, GET)  # the next request is read as a request, not a body
+        << Match(SendData, data=lambda d: d.endswith(b"\r\n\r\nhello"))
+        << done()
     )
