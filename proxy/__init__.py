@@ -4,40 +4,86 @@ How the pieces fit
 ==================
 
 Bytes arrive on sockets and leave on sockets; everything in between is pure
-code that can be tested by feeding it bytes.
+code, driven by events and answering with commands, and tested by feeding it
+events (``tests/playbook.py``: "this event in, these commands out").
 
-``proxy.http1``
-    A sans-IO HTTP/1.1 codec. ``RequestParser``/``ResponseParser`` take bytes
-    and hand out events (``RequestHead``, ``ResponseHead``, ``BodyData``,
-    ``EndOfMessage``). They are deliberately strict (RFC 9112 §6.3 and the
-    hazard table in the team notes): anything that two parsers could read two
-    ways is an error, never a guess. ``proxy.http1.writer`` frames what we
-    forward from our own parse, so the upstream never sees the client's
-    framing bytes.
+The vocabulary (``proxy.layers.events``, ``proxy.layers.commands``)
+    Every event names the connection it came from and every command the
+    connection it acts on: the client (``CLIENT``), or a server connection
+    named by the layer that opened it (``OpenServer.conn``). Opening a server
+    connection states the SNI and ALPN to offer and, later, a proxy to go
+    through. Events: data, end of stream, a connection gone, a server opened
+    or failed, a timer, a timeout, the client's TLS established or failed, a
+    held hook resumed. Commands: send (now, or at a time a rule set), half-close,
+    close, open, release to the pool, pause and resume reading, set a timer,
+    terminate the client's TLS, and ``Hook``.
 
-``proxy.session``
-    The per-connection proxy logic, also sans-IO. A session receives events
-    from the IO shell (client data, server connected, server data, closes) and
-    answers with commands (send to client, open a server connection, send to
-    server, close, pause reading). It decides routing, strips hop-by-hop
-    headers, answers errors (400/502/504), turns CONNECT and WebSocket
-    upgrades into tunnels and builds one ``FlowRecord`` per exchange.
+The layers of one client connection (``proxy.layers.root``)
+    ``ClientLayers`` hands each event to the layer in charge and builds the
+    next one when a layer hands the connection on:
 
-``proxy.server``
-    The thin asyncio shell: one listener per ``--mode``, asyncio Protocols
-    with explicit backpressure (pause/resume reading at write-buffer water
-    marks), the upstream connection pool, timeouts and graceful shutdown.
+    * the HTTP/1 session (``proxy.session.http.HttpSession``), the first layer
+      of a forward or reverse listener. It is composed of small parts:
+      ``ClientSide`` (the client-facing codec: requests in, responses out at
+      the pace rules allow), ``ServerSide`` (the server connection and the
+      server-facing codec: requests framed from our own parse, responses
+      parsed), ``RulePhase`` (rule decisions, returned as outcomes),
+      ``ResponsePath`` (a response from head to end), ``Endings`` (how an
+      exchange ends) and ``HookPoints`` (lifecycle hooks). A CONNECT or a
+      ``101`` hands the connection to
+    * the tunnel layer (``proxy.layers.tunnel``): bytes both ways, half-close
+      aware, with the TCP rules (toxics) as timed commands; the ``tcp:`` mode
+      is a tunnel from the start (``TcpLayers``). A CONNECT to a host we
+      intercept hands it instead to
+    * the next-layer choice (``proxy.layers.nextlayer``): the client's first
+      bytes say TLS (terminated, honouring ``--mitm-hosts``/``--ignore-hosts``
+      and pinned hosts), HTTP, or raw bytes; the root then builds a nested
+      HTTP session over that TLS (its records say so), or a raw tunnel. A
+      reverse listener with ``--mitm`` starts here.
 
-``proxy.sinks``
-    Where finished flows go: the console line and the JSON Lines flow log,
-    written off the data path through a bounded queue.
+    HTTP/2, WebSocket messages and SOCKS5 are to be layers of the same kind
+    (an HTTP/2 codec in front of the same per-exchange logic, a message layer
+    where the tunnel layer is now, a SOCKS5 layer before the choice).
 
-``proxy.tls``, ``proxy.rules``, ``proxy.pcap``
-    Certificate authority and leaf issuance, the YAML rule engine, and packet
-    capture reading/writing. Each is pure code called by the session or CLI.
+The flow (``proxy.flow``)
+    ``FlowRecord`` is what was seen of one flow: the request as the client
+    sent it and as it was forwarded, the response as the server sent it and
+    as the client got it, TLS facts, timings, the error; ``jsonview`` turns it
+    into the flow log's JSON, and HAR entries are built on that. Lifecycle
+    hooks (``proxy.flow.hooks``) let subscribers watch a flow as it happens
+    (started, request, response head, response, error, tunnel, done) and, at
+    the two holdable points, hold it and resume it later with edits, a reply
+    or a kill: the one mechanism for breakpoints, addons and server replay.
 
-``proxy.cli``
-    Argument parsing and the subcommands (``tapproxy ca ...`` and friends).
+The IO shell (``proxy.server``)
+    ``ClientConnection`` carries the layers' commands out on one client
+    connection and its server connections (``ServerEnds``), with explicit
+    backpressure (reading pauses while the other side's buffer is full),
+    terminates the client's TLS over memory BIOs when asked
+    (``ClientTlsStarter``), and delivers hooks to their subscribers
+    (``HookBus``). ``ProxyServer`` binds the listeners, shares the upstream
+    pool, runs the watchdog and shuts down gracefully. The shell decides
+    nothing about protocols: it writes no HTTP answer of its own.
+
+The codec and the rest
+    ``proxy.http1`` is the strict HTTP/1.1 codec (RFC 9112 §6.3 and the
+    team's hazard table: anything two parsers could read two ways is an
+    error). ``proxy.rules`` is the YAML rule engine, ``proxy.tls`` the
+    certificate authority, leaf issuance and TLS endpoints, ``proxy.pcap``
+    capture reading, live capture with a kernel BPF filter, TLS decryption
+    with a key log, and PCAP export. ``proxy.sinks`` are the outputs that
+    subscribe to finished flows (console, JSON Lines, HAR, body files,
+    PCAP), written off the data path; ``proxy.cli`` is the command line.
+
+Where we differ from mitmproxy's ``mitmproxy/proxy``
+    Layers return a list of commands per event instead of being generators
+    that yield a command and wait for its reply: a command that needs an
+    answer (open a server connection, a held hook) is answered by a later
+    event naming the same connection or flow, so a layer's state is always
+    explicit and a playbook can stop anywhere. TLS stays in the shell, over
+    memory BIOs: the layers ask for it and hear how it went. And lifecycle
+    hooks are commands too, so holding a flow is the same mechanism whether
+    a rule, a breakpoint or an addon holds it.
 """
 
 __version__ = "0.1.0"
