@@ -28,8 +28,9 @@ The layers of one client connection (``proxy.layers.root``)
       the pace rules allow), ``ServerSide`` (the server connection and the
       server-facing codec: requests framed from our own parse, responses
       parsed), ``RulePhase`` (rule decisions, returned as outcomes),
-      ``ResponsePath`` (a response from head to end), ``Endings`` (how an
-      exchange ends) and ``HookPoints`` (lifecycle hooks). A CONNECT or a
+      ``RequestPath`` and ``ResponsePath`` (a request from head to server, a
+      response from head to end), ``Endings`` (how an exchange ends) and
+      ``HookPoints`` (lifecycle hooks). A CONNECT or a
       ``101`` hands the connection to
     * the tunnel layer (``proxy.layers.tunnel``): bytes both ways, half-close
       aware, with the TCP rules (toxics) as timed commands; the ``tcp:`` mode

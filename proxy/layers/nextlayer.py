@@ -72,10 +72,11 @@ class DecodeHttp:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    """Interception failed (the client refused our certificate, or timed out)."""
+    """Nothing to relay or decode: the client refused our certificate, timed out
+    in its handshake, or was gone before its first bytes said what it speaks."""
 
     message: str
-    tls: TlsInfo
+    tls: TlsInfo | None
 
 
 Choice = RelayRaw | DecodeHttp | GiveUp
@@ -120,7 +121,12 @@ class NextLayer:
             if not self.handshaking:
                 self.buffer += event.data
                 return self._sniff(eof=False)
-        elif isinstance(event, EofReceived | ConnectionClosed) and event.conn.is_client:
+        elif isinstance(event, EofReceived) and event.conn.is_client:
+            return self._client_gone()
+        elif isinstance(event, ConnectionClosed) and event.conn.is_client:
+            if not self.handshaking:  # gone, not half-closed: there is nobody to relay for
+                self.choice = GiveUp("client: gone before its first bytes were decided", None)
+                return []
             return self._client_gone()
         elif isinstance(event, TimerFired) and event.token == SNIFF_TOKEN:
             if not self.handshaking:  # nothing (or nothing useful) within a second

@@ -10,7 +10,6 @@ naming them (``_End`` is each one's owner while it serves us).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Protocol
 
 from proxy.layers.commands import CloseConnection, Conn, OpenServer, ReleaseServer, Shutdown
@@ -38,6 +37,7 @@ class EndsHost(Protocol):
     def handle(self, event: Event) -> None: ...
     def touch(self) -> None: ...
     def peer_backlog(self, full: bool) -> None: ...
+    def loop_time(self, at: float | None) -> float: ...
 
 
 class _End:
@@ -203,13 +203,7 @@ class ServerEnds:
         if cmd.at is None and end.writer is None:
             write_eof()
             return
-        at = asyncio.get_running_loop().time() if cmd.at is None else self._loop_at(cmd.at)
-        self._writer(end).call_at(at, write_eof)
-
-    @staticmethod
-    def _loop_at(at: float) -> float:
-        """A layer's time (time.time) as the event loop's."""
-        return asyncio.get_running_loop().time() + (at - time.time())
+        self._writer(end).call_at(self.host.loop_time(cmd.at), write_eof)
 
     # -- backpressure ------------------------------------------------------------
     def pause_reading(self) -> None:

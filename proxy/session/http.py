@@ -9,8 +9,9 @@ delivered, so responses always leave in order (RFC 9112 §9.3.2).
 The session is composed of small parts, each with one job: ``ClientSide``
 (requests in, paced responses out), ``ServerSide`` (the server connection,
 requests framed out, responses parsed), ``RulePhase`` (rule decisions, as
-outcomes), ``ResponsePath`` (a response from head to end) and ``Endings``
-(how an exchange ends: done, failed, answered or closed by a rule). What is
+outcomes), ``RequestPath`` (a request from head to server), ``ResponsePath``
+(a response from head to end), ``Endings`` (how an exchange ends: done,
+failed, answered or closed by a rule) and ``HookPoints``. What is
 forwarded unchanged keeps field order, case and body bytes (principle 4).
 """
 
@@ -20,15 +21,13 @@ from collections.abc import Callable
 
 from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
 from proxy.flow.record import Address
-from proxy.http1 import FramingKind, ProtocolError, RequestHead
+from proxy.http1 import ProtocolError, RequestHead
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
     Hook,
-    Intercept,
     SendData,
-    SetTimer,
     StartTunnel,
 )
 from proxy.layers.events import (
@@ -46,19 +45,17 @@ from proxy.layers.events import (
     TooManyConnections,
     TunnelEnded,
 )
-from proxy.session import auth, messages, ruling
-from proxy.session.capture import BodyCapture
 from proxy.session.clientside import ClientSide
 from proxy.session.config import SessionConfig
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_request, reply_bytes
 from proxy.session.refusals import explain, refusal, refuse_connection
+from proxy.session.request import RequestPath
 from proxy.session.response import ResponsePath
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
-from proxy.session.rulephase import Answer, Collect, Delay, Forward, RequestOutcome, RulePhase
+from proxy.session.rulephase import RulePhase
 from proxy.session.serverside import ServerSide
-from proxy.session.target import Target, route
 
 
 class HttpSession:
@@ -75,6 +72,7 @@ class HttpSession:
         self.closed = False
         self.hooks = HookPoints(config)
         self.endings = Endings(self, self.hooks)
+        self.request = RequestPath(self, self.endings, self.rules, self.hooks)
         self.responses = ResponsePath(self, self.endings, self.rules, self.hooks)
 
     def handle(self, event: Event) -> list[Command]:
@@ -160,7 +158,7 @@ class HttpSession:
             out.append(StartTunnel(self.server.conn, self.client_side.requests.take_remaining()))
             self.tunnel, self.ex = ex, None
             return out
-        self.send_request(ex, out)
+        self.request.send(ex, out)
         return self.pump_client(out)
 
     def _failed(self, event: ServerFailed) -> list[Command]:
@@ -197,7 +195,7 @@ class HttpSession:
         out: list[Command] = []
         if ex is not None and ex.waiting and ex.response is None:
             ex.waiting = False
-            self.dispatch(ex, out)
+            self.request.dispatch(ex, out)
             self.pump_client(out)
         return out
 
@@ -221,7 +219,7 @@ class HttpSession:
                     edit_request(ex, verdict.edit)
                 except ValueError as e:
                     return self.endings.fail(ex, 502, f"a hook's edit: {e}", out)
-            self.dispatch(ex, out)
+            self.request.dispatch(ex, out)
             self.pump_client(out)
         return out
 
@@ -274,7 +272,7 @@ class HttpSession:
                         self._maybe_done(out)
                         break
                     assert isinstance(event, RequestHead)
-                    self._start(event, out)
+                    self.request.start(event, out)
                     continue
                 if ex.req_buffer is not None and ex.prepared_body is None and not ex.overflow:
                     event = requests.next_event()  # a body the rules must see first
@@ -283,7 +281,7 @@ class HttpSession:
                     assert self.rules is not None
                     outcome = self.rules.request_body(ex, event)
                     if outcome is not None:
-                        self._carry_out(ex, outcome, out)
+                        self.request.carry_out(ex, outcome, out)
                     continue
                 if ex.request_done or not self.server.ready or ex.waiting or ex.held:
                     break
@@ -324,96 +322,6 @@ class HttpSession:
     def _refused(self, error: str, answer: bytes | None) -> Hook:
         requests = self.client_side.requests
         return Hook(HookKind.DONE, refusal(self.config, self.client, requests, error, answer))
-
-    def _start(self, head: RequestHead, out: list[Command]) -> None:
-        config = self.config
-        ex = Exchange(config.new_id(), config.clock(), head, config.preview_bytes)
-        self.ex = ex
-        self.hooks.notice(HookKind.STARTED, ex, out)
-        if config.capture.directory is not None:
-            ex.capture = BodyCapture(config.capture.directory, config.capture.max_body)
-        auth_token = config.proxy_auth
-        forward_mode = config.upstream is None
-        if auth_token is not None and forward_mode and not auth.authorized(head, auth_token):
-            self.endings.unauthorized(ex, out)
-            return
-        try:
-            target = route(head, config)
-        except ProtocolError as e:
-            ex.error = f"client: {e.message}"
-            self.endings.fail(ex, e.status, e.message, out, server_open=self.server.key is not None)
-            return
-        if target.host in config.local_hosts and config.local_responder:
-            ex.target = target
-            ex.url = ex.received_url = target.url
-            self.endings.answer_locally(ex, config.local_responder(target.host, target.path), out)
-            return
-        if head.method == b"CONNECT":
-            self._connect(ex, target, out)
-            return
-        ex.target = target
-        ex.url = ex.received_url = target.url
-        if self.rules is not None:
-            self._carry_out(ex, self.rules.on_request(ex), out)
-            return
-        self.dispatch(ex, out)
-
-    def _connect(self, ex: Exchange, target: Target, out: list[Command]) -> None:
-        ex.request_done = True
-        self.server.release(out, reusable=self.server.ready)
-        intercept = self.config.intercept
-        if intercept is not None and intercept(target.host, target.port):
-            self.client_side.requests.next_event()  # the CONNECT's EndOfMessage
-            out.append(SendData(CLIENT, CONNECTION_ESTABLISHED))
-            out.append(Intercept(target.host, target.port))
-            self.tunnel, self.ex = ex, None
-            self.closed = True  # from here on the next layer owns the connection's bytes
-            return
-        self.server.open((target.host, target.port, None), out, reuse=False)
-
-    def _carry_out(self, ex: Exchange, outcome: RequestOutcome, out: list[Command]) -> None:
-        """Act on the rule phase's decision about a request."""
-        if isinstance(outcome, Forward):
-            self.dispatch(ex, out)
-        elif isinstance(outcome, Collect):
-            if outcome.send_continue:
-                out.append(SendData(CLIENT, ruling.CONTINUE))
-        elif isinstance(outcome, Answer):
-            self.endings.answer(ex, outcome.data, out)
-        elif isinstance(outcome, Delay):
-            ex.waiting = True
-            out.append(SetTimer(outcome.seconds))
-        else:
-            self.endings.close_by_rule(ex, outcome, out)
-
-    def dispatch(self, ex: Exchange, out: list[Command]) -> None:
-        """Send the request (as rules left it) to its upstream, connecting first if needed."""
-        if self.hooks.holds(HookKind.REQUEST, ex, out):
-            return  # a subscriber may edit, answer or kill it first
-        head, target = ex.forward, ex.target
-        assert target is not None
-        ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
-            head, target, self.config, ex.keep_host
-        )
-        ex.retryable = head.framing.kind is FramingKind.NONE or (
-            head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
-        )
-        key = self.server.key_for(target)
-        if self.server.serves(key):
-            # A connection that served an earlier exchange: the server may have
-            # closed it meanwhile, so the request may be retried (RFC 9112 §9.3.1).
-            ex.reused = True
-            self.send_request(ex, out)
-            return
-        self.server.release(out, reusable=self.server.ready)
-        self.server.open(key, out)
-
-    def send_request(self, ex: Exchange, out: list[Command]) -> None:
-        try:
-            self.server.send_request(ex, self.client_side.requests, out)
-        except ProtocolError as e:
-            ex.error = f"client: {e.message}"
-            self.endings.fail(ex, e.status, e.message, out)
 
 
 _CONNECTION_TIMEOUTS = frozenset(

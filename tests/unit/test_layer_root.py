@@ -271,3 +271,14 @@ def test_too_many_connections_is_answered_and_recorded() -> None:
     assert [type(c) for c in out] == [SendData, Hook, CloseConnection]
     assert isinstance(out[0], SendData) and out[0].data.startswith(b"HTTP/1.1 503 ")
     assert Match(SendData, data=startswith(b"HTTP/1.1 503")).matches(out[0])
+
+
+def test_root_records_a_client_gone_while_sniffing() -> None:
+    root = layers(settings())
+    root.handle(DataReceived(CLIENT, CONNECT + b"\x00"))
+    assert (
+        Playbook(root)
+        >> ConnectionClosed(CLIENT, reset=True)
+        << done(lambda r: r.kind == "tunnel" and "gone before its first bytes" in r.error)
+        << CloseConnection(CLIENT)
+    )
