@@ -99,6 +99,8 @@ class NextLayer:
     and anything else is the listener's own HTTP.
     """
 
+    __slots__ = ("buffer", "choice", "handshaking", "hello", "host", "listener", "port", "settings")
+
     def __init__(
         self, host: str, port: int, settings: InterceptSettings, listener: bool = False
     ) -> None:

@@ -67,6 +67,11 @@ def tcp_plan(config: SessionConfig, host: str, port: int, client_ip: str) -> Tcp
 class ClientLayers:
     """The layer stack of one client connection (HTTP listeners)."""
 
+    __slots__ = (
+        "_next_target", "_relay", "client", "config", "current", "intercept", "session",
+        "tunnel_owner", "tunnel_tls",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: SessionConfig,
@@ -263,6 +268,7 @@ class TcpLayers:
     """The ``tcp:host:port`` mode: every client connection relayed raw to one server."""
 
     SERVER = server_conn(1)
+    __slots__ = ("client", "config", "ended", "host", "port", "server", "start_time", "tunnel")
 
     def __init__(self, config: SessionConfig, client: Address, host: str, port: int) -> None:
         self.config = config

@@ -47,6 +47,11 @@ WAKE_UP, WAKE_DOWN, RULE_CLOSE, RULE_RESET = 10, 11, 12, 13
 class TunnelLayer:
     """Relays between the client and ``server``; ``done`` is set once it ended."""
 
+    __slots__ = (
+        "_closing", "bytes_down", "bytes_up", "client_close", "clock", "done", "half_close",
+        "plan", "server", "server_close",
+    )  # fmt: skip
+
     def __init__(
         self,
         server: Conn,

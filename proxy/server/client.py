@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import cast
 
 from proxy.flow.hooks import HookKind
@@ -51,15 +52,19 @@ from proxy.layers.events import (
     TimerFired,
 )
 from proxy.layers.root import ClientLayers, TcpLayers
-from proxy.server.clienttls import ClientTlsStarter
+from proxy.server.clienttls import ClientTlsStarter, TlsHost
 from proxy.server.context import ListenerContext
-from proxy.server.ends import ServerEnds
+from proxy.server.ends import EndsHost, ServerEnds
 from proxy.server.pacing import DelayedWriter
 from proxy.server.transport import reset, tune
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 
 _BACKLOG, _PEER = 1, 2  # why reading from the client is paused
+
+
+class ClientConnectionHost(EndsHost, TlsHost):
+    """What the connection's parts call back: its servers' and its TLS's hosts."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -70,8 +75,11 @@ class ClientConnection(asyncio.Protocol):
         self.layers: ClientLayers | TcpLayers | None = None
         self.tls: TlsEndpoint | None = None  # the client's TLS, once we terminate it
         self._offered: tuple[str, ...] = ()
-        self.starter = ClientTlsStarter(ctx, self)
-        self.servers = ServerEnds(ctx, self)
+        self._starter: ClientTlsStarter | None = None  # made when TLS is first terminated
+        # The parts see the connection through a weak proxy: no reference cycle
+        # keeps a closed connection (and its TLS buffers) until a full collection.
+        self._me = cast(ClientConnectionHost, weakref.proxy(self))
+        self.servers = ServerEnds(ctx, self._me)
         self.last_active = time.monotonic()
         self._head_since = self.last_active
         self._tap: PcapTap | None = None
@@ -147,6 +155,9 @@ class ClientConnection(asyncio.Protocol):
         self._closed = True
         if self._writer is not None:
             self._writer.cancel()
+            self._writer = None  # its write callback is a bound method of ours
+        if self._starter is not None:
+            self._starter.cancel()
         for timer in self._timers:
             timer.cancel()
         if self._tap is not None:
@@ -241,7 +252,9 @@ class ClientConnection(asyncio.Protocol):
         elif kind is SetTimer:
             self._set_timer(cmd)  # type: ignore[arg-type]
         elif kind is StartClientTls:
-            self.starter.start(cmd)  # type: ignore[arg-type]
+            if self._starter is None:
+                self._starter = ClientTlsStarter(self.ctx, self._me)
+            self._starter.start(cmd)  # type: ignore[arg-type]
         else:
             raise TypeError(f"the layers asked for {cmd!r}, which the shell does not know")
 
@@ -388,7 +401,8 @@ class ClientConnection(asyncio.Protocol):
     # -- watchdog and shutdown ------------------------------------------------------
     def check_timeout(self, now: float) -> None:
         layers = self.layers
-        if layers is None or self.starter.probing or self.servers.connecting:
+        probing = self._starter is not None and self._starter.probing
+        if layers is None or probing or self.servers.connecting:
             return  # waiting for a server: --connect-timeout bounds that
         kind = layers.deadline()
         if kind is None:

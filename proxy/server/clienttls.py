@@ -35,7 +35,7 @@ class TlsHost(Protocol):
 
 
 class ClientTlsStarter:
-    __slots__ = ("ctx", "host", "probing")
+    __slots__ = ("_task", "ctx", "host", "probing")
 
     def __init__(self, ctx: ListenerContext, host: TlsHost) -> None:
         self.ctx = ctx
@@ -43,6 +43,13 @@ class ClientTlsStarter:
         # True while we wait for the upstream (certificate probe): the client is
         # waiting for us then, so its handshake timeout does not run.
         self.probing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        """The client is gone: a probe still under way is abandoned."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
 
     def start(self, cmd: StartClientTls) -> None:
         intercept = self.ctx.intercept
@@ -52,12 +59,14 @@ class ClientTlsStarter:
             key = (cmd.host, cmd.port, cmd.name)
             known = intercept.upstream_names.get(key, time.monotonic())
             if known is None:
-                asyncio.get_running_loop().create_task(self._probe_then_present(cmd, key))
+                loop = asyncio.get_running_loop()
+                self._task = loop.create_task(self._probe_then_present(cmd, key))
                 return
         self._present(cmd, known)
 
     async def _probe_then_present(self, cmd: StartClientTls, key: tuple[str, int, str]) -> None:
         upstream, known = await self._probe(key)
+        self._task = None
         if self.host.closed:
             if upstream is not None:
                 upstream.close()
@@ -98,7 +107,8 @@ class ClientTlsStarter:
                 upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_tls, ctx.tap)
         finally:
             self.probing = False
-            self.host.touch()  # the client's handshake clock starts now
+            with contextlib.suppress(ReferenceError):  # cancelled: the client is gone
+                self.host.touch()  # the client's handshake clock starts now
         if upstream is None or upstream.tls is None:
             return upstream, None
         der = upstream.tls.peer_certificate()

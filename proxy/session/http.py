@@ -17,7 +17,9 @@ forwarded unchanged keeps field order, case and body bytes (principle 4).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import cast
 
 from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
 from proxy.flow.record import Address
@@ -55,11 +57,17 @@ from proxy.session.request import RequestPath
 from proxy.session.response import ResponsePath
 from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulephase import RulePhase
+from proxy.session.sequencer import Sequencer
 from proxy.session.serverside import ServerSide
 
 
 class HttpSession:
     """Proxy logic for one client connection in regular or reverse mode."""
+
+    __slots__ = (
+        "__weakref__", "client", "client_side", "closed", "config", "endings", "ex", "hooks",
+        "request", "responses", "rules", "server", "tunnel",
+    )  # fmt: skip
 
     def __init__(self, config: SessionConfig, client: Address) -> None:
         self.config = config
@@ -71,9 +79,13 @@ class HttpSession:
         self.tunnel: Exchange | None = None
         self.closed = False
         self.hooks = HookPoints(config)
-        self.endings = Endings(self, self.hooks)
-        self.request = RequestPath(self, self.endings, self.rules, self.hooks)
-        self.responses = ResponsePath(self, self.endings, self.rules, self.hooks)
+        # The parts see the session through a weak proxy: no reference cycle, so
+        # a finished session (its parsers, its exchange) is freed at once, not
+        # at the next full collection.
+        me = cast(Sequencer, weakref.proxy(self))
+        self.endings = Endings(me, self.hooks)
+        self.request = RequestPath(me, self.endings, self.rules, self.hooks)
+        self.responses = ResponsePath(me, self.endings, self.rules, self.hooks)
 
     def handle(self, event: Event) -> list[Command]:
         return _HANDLERS[type(event)](self, event)
