@@ -41,6 +41,18 @@ from proxy.rules import RulesError, RuleSet, load_rules
 _PROG = "tapproxy analyze"
 
 
+def add_decode_options(p: argparse.ArgumentParser, keylog_help: str) -> None:
+    """The options analyze and sniff share: body previews and the key log."""
+    p.add_argument(
+        "--body-preview",
+        type=int,
+        default=0,
+        metavar="N",
+        help="include the first N bytes of each body in the records (default 0)",
+    )
+    p.add_argument("--keylog", metavar="KEYS.txt", help=keylog_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=_PROG,
@@ -62,18 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="progress line on stderr (default: only when stderr is a terminal)",
     )
-    p.add_argument(
-        "--body-preview",
-        type=int,
-        default=0,
-        metavar="N",
-        help="include the first N bytes of each body in the records (default 0)",
-    )
-    p.add_argument(
-        "--keylog",
-        metavar="KEYS.txt",
-        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS 1.2/1.3 connections with",
-    )
+    add_decode_options(p, "NSS key log (SSLKEYLOGFILE) to decrypt TLS 1.2/1.3 connections with")
     p.add_argument(
         "--rules",
         action="append",

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
-from proxy.cli.analyze_cmd import record_to_dict
+from proxy.cli.analyze_cmd import add_decode_options, record_to_dict
 from proxy.flow.record import SCHEMA_VERSION
 from proxy.pcap.analyze import AnalyzeOptions
 from proxy.pcap.decode import LINKTYPE_ETHERNET
@@ -79,18 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="close a connection silent for S seconds (default 120)",
     )
-    p.add_argument(
-        "--body-preview",
-        type=int,
-        default=0,
-        metavar="N",
-        help="include the first N bytes of each body in the records (default 0)",
-    )
-    p.add_argument(
-        "--keylog",
-        metavar="KEYS.txt",
-        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS with, re-read as it grows",
-    )
+    add_decode_options(p, "NSS key log (SSLKEYLOGFILE) to decrypt TLS with, re-read as it grows")
     p.add_argument(
         "--rules",
         action="append",
