@@ -2,7 +2,8 @@
 
 ``ClientLayers`` is what the shell drives: every event goes to the layer in
 charge now, and the commands that come back go to the shell, except the two
-by which an HTTP session hands the connection on (always its last command):
+by which an HTTP session hands the connection on (always its last command,
+so that finding one costs a look at the end of the list):
 
 * ``StartTunnel`` (a CONNECT relayed as is, a 101 Upgrade): a
   ``TunnelLayer`` relays from now on; when it ends, the session that opened
@@ -174,6 +175,7 @@ class ClientLayers:
         self._next_target = (cmd.host, cmd.port)
         layer = NextLayer(cmd.host, cmd.port, self.intercept)
         self.current = layer
+        out.append(ResumeReading(CLIENT))  # whatever the session had paused
         out += layer.start()
         early = session.client_side.requests.take_remaining()
         if early:

@@ -303,7 +303,8 @@ class HttpSession:
                 self.server.request_event(ex, event, out)
         except ProtocolError as e:
             self._client_error(e, out)
-        self.client_side.flow_control(out)
+        if not self.closed:  # closed: the connection's reading is not ours to control
+            self.client_side.flow_control(out)
         return out
 
     def _maybe_done(self, out: list[Command]) -> None:

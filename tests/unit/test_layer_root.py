@@ -158,6 +158,7 @@ def test_root_intercepts_tls_then_decodes_https() -> None:
         Playbook(root)
         >> DataReceived(CLIENT, CONNECT)
         << SendData(CLIENT, ESTABLISHED)
+        << ResumeReading(CLIENT)
         << SetTimer(SNIFF_TIMEOUT, SNIFF_TOKEN)
         >> DataReceived(CLIENT, HELLO)
         << Match(StartClientTls, name="a.test", data=HELLO)
@@ -178,6 +179,7 @@ def test_root_relays_raw_bytes_and_records_the_tunnel() -> None:
         Playbook(root)
         >> DataReceived(CLIENT, CONNECT + b"SSH-2.0-x\r\n")
         << SendData(CLIENT, ESTABLISHED)
+        << ResumeReading(CLIENT)
         << SetTimer(SNIFF_TIMEOUT, SNIFF_TOKEN)
         << PauseReading(CLIENT)
         << OpenServer(RAW_SERVER, "a.test", 443, reuse=False)
@@ -282,3 +284,10 @@ def test_root_records_a_client_gone_while_sniffing() -> None:
         << done(lambda r: r.kind == "tunnel" and "gone before its first bytes" in r.error)
         << CloseConnection(CLIENT)
     )
+
+
+def test_a_backlog_behind_the_connect_does_not_hide_the_switch() -> None:
+    root = layers(settings(), max_client_backlog=100)
+    out = root.handle(DataReceived(CLIENT, CONNECT + b"\x00" * 500))  # raw bytes, over the backlog
+    assert PauseReading(CLIENT) in out  # reading the client waits for the raw relay's server
+    assert out[-1] == OpenServer(RAW_SERVER, "a.test", 443, reuse=False)
