@@ -163,7 +163,7 @@ class ClientLayers:
             tunnel = TunnelLayer(
                 cmd.server,
                 self.config.clock,
-                self._tcp_plan(key[0], key[1]),
+                tcp_plan(self.config, key[0], key[1], self.client[0]),
                 half_close=session.config.client_tls is None,
             )
             self.current = tunnel
@@ -181,9 +181,6 @@ class ClientLayers:
         if early:
             out += self.handle(DataReceived(CLIENT, early))
         return out
-
-    def _tcp_plan(self, host: str, port: int) -> TcpPlan | None:
-        return tcp_plan(self.config, host, port, self.client[0])
 
     def _chosen(self, layer: NextLayer) -> list[Command]:
         choice = layer.choice
@@ -230,7 +227,8 @@ class ClientLayers:
         elif isinstance(event, ServerOpened) and event.conn == conn:
             self._relay = None
             host, port = self._next_target
-            tunnel = TunnelLayer(conn, self.config.clock, self._tcp_plan(host, port))
+            plan = tcp_plan(self.config, host, port, self.client[0])
+            tunnel = TunnelLayer(conn, self.config.clock, plan)
             self.current = tunnel
             if self.tunnel_owner is not None and self.tunnel_owner.tunnel is not None:
                 self.tunnel_owner.tunnel.server = event.address

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import TlsInfo
-from proxy.http1 import FramingKind, ResponseHead, ResponseParser
+from proxy.http1 import FramingKind
 from proxy.http1.writer import chunk
 from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
 from proxy.session import auth
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints
 from proxy.session.messages import wants_close
-from proxy.session.responses import error_response
+from proxy.session.responses import error_response, read_back
 from proxy.session.rulephase import CloseBy
 from proxy.session.sequencer import Sequencer
 
@@ -49,22 +49,15 @@ class Endings:
         hook's answer) and return the bytes to send: its head alone when the
         client asked HEAD (RFC 9110 §9.3.2: no body; Content-Length stays, as
         the size the body would have, §8.6)."""
-        end = data.index(b"\r\n\r\n") + 4
         if ex.request.method == b"HEAD":
-            data = data[:end]
-        parser = ResponseParser(self.s.config.limits)
-        parser.expect(ex.request.method)
-        parser.feed(data)
-        head = parser.next_event()
-        if isinstance(head, ResponseHead):
-            ex.response = head
-            ex.by_proxy = True
-            body = data[end:]
-            ex.response_size = len(body)
-            ex.response_preview = body[: self.s.config.preview_bytes]
-            if ex.capture is not None:
-                ex.capture.response = bytearray()  # the client got this body, not the server's
-                ex.capture.add(body, False)
+            data = data[: data.index(b"\r\n\r\n") + 4]
+        ex.response, body = read_back(data)
+        ex.by_proxy = True
+        ex.response_size = len(body)
+        ex.response_preview = body[: self.s.config.preview_bytes]
+        if ex.capture is not None:
+            ex.capture.response = bytearray()  # the client got this body, not the server's
+            ex.capture.add(body, False)
         return data
 
     # -- the normal end -----------------------------------------------------------

@@ -21,10 +21,10 @@ from proxy.flow.record import (
     ResponseInfo,
     Source,
 )
-from proxy.http1 import RequestParser, ResponseHead, ResponseParser
+from proxy.http1 import RequestParser
 from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
 from proxy.session.config import SessionConfig
-from proxy.session.responses import error_response
+from proxy.session.responses import error_response, read_back
 from proxy.tls.clienthello import looks_like_tls
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -59,22 +59,17 @@ def refusal(
         request = RequestInfo(method, target.decode("latin-1"), Message((), 0, b"", version))
     return FlowRecord(
         config.new_id(), "http", config.mode, now, now, client, None,
-        request=request, response=_answer_info(answer), error=error,
+        request=request, response=_answer_info(answer, config.preview_bytes), error=error,
         refused=Refused(data, size) if size else None,
     )  # fmt: skip
 
 
-def _answer_info(answer: bytes | None) -> ResponseInfo | None:
-    """The proxy's own answer, parsed back for the record."""
+def _answer_info(answer: bytes | None, preview: int) -> ResponseInfo | None:
+    """The proxy's own answer, for the record."""
     if answer is None:
         return None
-    parser = ResponseParser()
-    parser.expect(b"GET")
-    parser.feed(answer)
-    head = parser.next_event()
-    assert isinstance(head, ResponseHead)
-    body = answer[answer.index(b"\r\n\r\n") + 4 :]
-    message = Message(head.fields, len(body), body[:256], head.version)
+    head, body = read_back(answer)
+    message = Message(head.fields, len(body), body[:preview], head.version)
     return ResponseInfo(head.status, head.reason, message, source=Source.PROXY)
 
 
@@ -86,6 +81,6 @@ def refuse_connection(config: SessionConfig, client: Address) -> list[Command]:
     answer = error_response(503, message)
     record = FlowRecord(
         config.new_id(), "http", config.mode, now, now, client, None,
-        response=_answer_info(answer), error=f"refused: {message}",
+        response=_answer_info(answer, config.preview_bytes), error=f"refused: {message}",
     )  # fmt: skip
     return [SendData(CLIENT, answer), Hook(HookKind.DONE, record), CloseConnection(CLIENT)]

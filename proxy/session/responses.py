@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from proxy.http1 import ResponseHead, ResponseParser
+
 CONNECTION_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -30,3 +32,16 @@ def error_response(status: int, message: str, close: bool = True, extra: bytes =
         b"Connection: close\r\n" if close else b"",
     )
     return head + body
+
+
+def read_back(data: bytes) -> tuple[ResponseHead, bytes]:
+    """A whole response the proxy made, as our codec reads it: its head and body.
+
+    Records describe the proxy's own answers the same way as the server's.
+    """
+    parser = ResponseParser()
+    parser.expect(b"GET")
+    parser.feed(data)
+    head = parser.next_event()
+    assert isinstance(head, ResponseHead), "the proxy made a malformed response"
+    return head, data[data.index(b"\r\n\r\n") + 4 :]

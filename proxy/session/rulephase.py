@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from proxy.http1 import NO_BODY, BodyData, FramingKind, RequestHead, ResponseHead
+from proxy.http1 import NO_BODY, BodyData, FramingKind, ResponseHead
 from proxy.rules import CloseConnection, LogDirective, RequestPlan, Respond, ResponsePlan, RuleHit
 from proxy.session import ruling
 from proxy.session.capture import BodyCapture
@@ -221,7 +221,7 @@ class RulePhase:
             ex.next_at = self.config.clock() + faults.delay
         ex.rate = faults.bandwidth
         ex.cut_after = faults.close_after
-        head_only = head_only_for(ex.request, ex.forward) and sent.framing.kind is not (
+        head_only = ruling.head_only(ex.request, ex.forward) and sent.framing.kind is not (
             FramingKind.NONE
         )
         return SendResponse(sent, None if head_only else body, head_only)
@@ -274,8 +274,3 @@ class RulePhase:
 def hung(ex: Exchange) -> bool:
     """A response-phase ``hang``: the exchange waits for a timeout, the client for nothing."""
     return ex.waiting and ex.response_head_at is not None
-
-
-def head_only_for(request: RequestHead, forward: RequestHead) -> bool:
-    """The client asked HEAD, a rule sent another method: its response has no body."""
-    return ruling.head_only(request, forward)
