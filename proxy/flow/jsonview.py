@@ -79,7 +79,9 @@ def _message_json(out: dict[str, Any], m: Message) -> dict[str, Any]:
 
 def _body_file(out: dict[str, Any], r: FlowRecord, request: bool) -> None:
     bodies = r.bodies
-    if bodies is None or (bodies.request if request else bodies.response) is None:
+    if bodies is None or not bodies.files:
+        return
+    if (bodies.request if request else bodies.response) is None:
         return
     out["body_file"] = bodies.path(r.id, request)
     if bodies.request_truncated if request else bodies.response_truncated:

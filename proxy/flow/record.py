@@ -121,13 +121,20 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class CapturedBodies:
-    """What goes to disk for one flow (built when the flow ends)."""
+    """What goes to disk for one flow (built when the flow ends): body files
+    in ``directory``, or, when it is empty, only the recording (``--save``)."""
 
     directory: str
     request: bytes | None  # None: not written (fits in the preview, or no budget)
     response: bytes | None
     request_truncated: bool = False
     response_truncated: bool = False
+    forwarded: bytes | None = None  # the request body as a rule rewrote it (recording only)
+
+    @property
+    def files(self) -> bool:
+        """Whether these bodies go to body files (else only to a recording)."""
+        return bool(self.directory)
 
     def path(self, flow_id: str, request: bool) -> str:
         return f"{self.directory}/{flow_id}.{'request' if request else 'response'}.body"

@@ -1,9 +1,12 @@
-"""Keeping whole bodies for body files (``--capture-bodies``, rules' ``log.capture``).
+"""Keeping whole bodies for body files (``--capture-bodies``, rules' ``log.capture``)
+and for a recording (``--save``, ``proxy.replay``).
 
 The data path only appends to a per-body buffer, capped per body; the total
 written to disk is bounded by a budget reserved here, on the event loop, so
 a record never names a file that will not be written. The writer thread
-(``proxy.sinks.bodies``) writes the files.
+(``proxy.sinks.bodies``) writes the files. A recording without body files
+keeps bodies with an empty directory: no file, no budget (only the per-body
+cap), the bytes reach the recording sink through the record.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ class CaptureConfig:
     directory: str | None = None  # --capture-bodies DIR (None: only rules capture)
     max_body: int = 10 * 1024 * 1024  # per body; beyond, the file holds the first part
     budget: CaptureBudget | None = None
+    record: bool = False  # --save: every exchange keeps its bodies for the recording
+
+    @property
+    def on(self) -> bool:
+        """Whether exchanges start with a capture."""
+        return self.directory is not None or self.record
 
 
 class BodyCapture:
@@ -61,7 +70,7 @@ class BodyCapture:
         kept: list[bytes | None] = []
         for buf, size in ((self.request, sizes[0]), (self.response, sizes[1])):
             wanted = size > 0 and (self.every or size > preview)
-            if wanted and (budget is None or budget.take(len(buf))):
+            if wanted and (budget is None or not self.directory or budget.take(len(buf))):
                 kept.append(bytes(buf))
             else:
                 kept.append(None)

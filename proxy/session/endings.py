@@ -8,6 +8,8 @@ connection or go on with its next pipelined request.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import TlsInfo
 from proxy.http1 import FramingKind
@@ -37,6 +39,9 @@ class Endings:
         if ex.capture is not None:
             sizes = (ex.request_size, ex.response_size)
             ex.captured = ex.capture.finish(sizes, config.preview_bytes, config.capture.budget)
+            if ex.captured is not None and ex.request_body_edited and ex.prepared_body:
+                forwarded = ex.prepared_body[: config.capture.max_body]  # as a rule sent it
+                ex.captured = replace(ex.captured, forwarded=forwarded)
             ex.capture = None
         tls = None
         if config.client_tls is not None or ex.server_tls is not None:

@@ -42,8 +42,8 @@ class RequestPath:
         ex = Exchange(config.new_id(), config.clock(), head, config.preview_bytes)
         self.s.ex = ex
         self.hooks.notice(HookKind.STARTED, ex, out)
-        if config.capture.directory is not None:
-            ex.capture = BodyCapture(config.capture.directory, config.capture.max_body)
+        if config.capture.on:
+            ex.capture = BodyCapture(config.capture.directory or "", config.capture.max_body)
         auth_token = config.proxy_auth
         forward_mode = config.upstream is None
         if auth_token is not None and forward_mode and not auth.authorized(head, auth_token):

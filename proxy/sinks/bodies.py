@@ -37,7 +37,7 @@ class BodyFileSink:
         files: list[BodyFile] = []
         for r in records:
             bodies = r.bodies
-            if bodies is None:
+            if bodies is None or not bodies.files:
                 continue
             for request, data in ((True, bodies.request), (False, bodies.response)):
                 if data is not None:
