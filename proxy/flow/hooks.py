@@ -76,6 +76,7 @@ class Reply:
     status: int
     headers: Fields = ()
     body: bytes = b""
+    reason: bytes | None = None  # None: the standard phrase (a replay keeps the recorded one)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,4 +82,5 @@ def edit_response(head: ResponseHead, edit: ResponseEdit) -> ResponseHead:
 def reply_bytes(reply: Reply) -> bytes:
     """A whole HTTP/1.1 response for a hook's ``Reply``, framed by its length."""
     fields = framed_fields(reply.headers, Framing(FramingKind.LENGTH, len(reply.body)))
-    return response_head(b"1.1", reply.status, reason_phrase(reply.status), fields) + reply.body
+    reason = reason_phrase(reply.status) if reply.reason is None else reply.reason
+    return response_head(b"1.1", reply.status, reason, fields) + reply.body
