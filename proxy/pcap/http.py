@@ -29,7 +29,8 @@ Upgrade field) the client's following bytes are held until the response
 says: a 2xx to CONNECT or a 101 turns the connection into a tunnel (the host
 then sniffs the tunnelled bytes afresh, so TLS inside CONNECT is reported
 with its SNI); any other answer releases the held bytes to the request
-parser.
+parser. A 101 to ``Upgrade: h2c`` hands the connection over as HTTP/2 with
+the request, not yet emitted, as stream 1 (``proxy.pcap.h2decode``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from proxy.pcap.records import CapturedExchange, Endpoint, text_pairs
 HOLD_LIMIT = 1 << 20  # client bytes held while an upgrade is undecided
 UNSOLICITED_LIMIT = 1 << 16  # server bytes accepted with no request outstanding
 
-_END_REASONS = {
+END_REASONS = {
     "fin": "connection closed",
     "rst": "connection reset",
     "eof": "capture ended",
@@ -70,7 +71,10 @@ class Host(Protocol):
 
     def next_id(self) -> str: ...
     def emit(self, record: CapturedExchange) -> None: ...
-    def tunnel(self, ts: float, client_rest: bytes, server_rest: bytes) -> None: ...
+    def tunnel(
+        self, ts: float, client_rest: bytes, server_rest: bytes,
+        h2c: CapturedExchange | None = None,
+    ) -> None: ...  # fmt: skip
 
 
 class _Exchange:
@@ -192,7 +196,7 @@ class HttpConversation:
         if self.done:
             return
         self.done = True
-        ended = _END_REASONS.get(reason, reason)
+        ended = END_REASONS.get(reason, reason)
         receiving, self.receiving = self.receiving, None
         if receiving is not None and not self.client_stopped:
             receiving.errors.append(f"request incomplete: {ended}")
@@ -308,6 +312,10 @@ class HttpConversation:
                     continue
                 ex.response = event
                 if event.framing.kind is FramingKind.TUNNEL:
+                    if _h2c(ex.head, event):
+                        pending.popleft()
+                        self._tunnel(ts, ex.record(self.host, ts, self.scheme))
+                        return
                     self._finish(ex, ts)
                     self._tunnel(ts)
                     return
@@ -339,7 +347,7 @@ class HttpConversation:
         if held:
             self._client_data(ts, held)
 
-    def _tunnel(self, ts: float) -> None:
+    def _tunnel(self, ts: float, h2c: CapturedExchange | None = None) -> None:
         self.done = True
         client_rest = self.req.take_remaining() + b"".join(self.held or ())
         self.held = None
@@ -347,7 +355,17 @@ class HttpConversation:
             ex.errors.append("request sent after the connection became a tunnel")
             self.host.emit(ex.record(self.host, ts, self.scheme))
         self.pending.clear()
-        self.host.tunnel(ts, client_rest, self.resp.take_remaining())
+        self.host.tunnel(ts, client_rest, self.resp.take_remaining(), h2c)
+
+
+def _h2c(head: RequestHead | None, response: ResponseHead) -> bool:
+    """A 101 switching to HTTP/2 over cleartext (RFC 7540 §3.2): stream 1 is the request."""
+    if head is None or response.status != 101:
+        return False
+    return any(
+        name.lower() == b"upgrade" and value.strip().lower() == b"h2c"
+        for name, value in response.fields
+    )
 
 
 def _keep(preview: bytearray, data: bytes, limit: int) -> None:

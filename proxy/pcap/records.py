@@ -2,12 +2,13 @@
 
 A record is one of three kinds:
 
-* ``"http"``: one HTTP/1.x request and its response (or as much of them as
-  the capture held, with ``errors`` saying what is missing);
+* ``"http"``: one HTTP/1.x request and its response, or one HTTP/2 stream
+  (or as much of them as the capture held, with ``errors`` saying what is
+  missing);
 * ``"tls"``: one TLS connection, with the SNI and ALPN offered in its
   ClientHello, what the ServerHello chose (``TlsFacts``) and the bytes sent
   each way. With a key log the connection is decrypted
-  (``proxy.pcap.tlsstream``) and its HTTP/1.x exchanges are ``"http"``
+  (``proxy.pcap.tlsstream``) and its HTTP/1.x exchanges or HTTP/2 streams are ``"http"``
   records of their own, carrying the same ``TlsFacts``;
 * ``"tcp"``: any other TCP connection (or the opaque tunnel after a WebSocket
   upgrade), with the bytes sent each way.
@@ -66,7 +67,7 @@ class CapturedExchange:
     method: str | None = None
     target: str | None = None  # as in the request line
     url: str | None = None  # absolute when the Host field was present
-    version: str | None = None  # "1.1" or "1.0"
+    version: str | None = None  # "1.1", "1.0" or "2.0"
     request_fields: Pairs = ()
     request_body_size: int = 0
     request_body_preview: bytes = b""

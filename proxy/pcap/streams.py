@@ -5,16 +5,20 @@ creates for each connection. It starts by *sniffing*: reassembled data is
 buffered (at most ``SNIFF_LIMIT`` bytes) until the client's first bytes say
 what the stream is:
 
+* the HTTP/2 connection preface (h2c with prior knowledge, RFC 9113 §3.3)
+  -> HTTP/2 (``proxy.pcap.h2decode``);
 * a request line start (``token SP``) -> HTTP/1.x (``proxy.pcap.http``);
 * a TLS handshake record (``16 03 0x``) -> TLS (``proxy.pcap.tlsstream``):
   the handshake is read for SNI, ALPN, version, cipher and certificate, and
-  with a key log the connection is decrypted and its HTTP/1.x decoded;
+  with a key log the connection is decrypted and its HTTP/1.x or HTTP/2
+  decoded;
 * anything else -> an opaque TCP stream, counted in bytes each way.
 
 The buffered events are then replayed into the chosen decoder, so nothing
 seen while sniffing is lost. After CONNECT or a 101 upgrade, the HTTP
 decoder hands the rest of the connection back here and sniffing starts
-again on the tunnelled bytes.
+again on the tunnelled bytes, except after ``Upgrade: h2c``, where HTTP/2
+follows with the upgraded request as stream 1.
 
 Which side is the client: the SYN sender when the handshake was captured.
 Otherwise (the capture started mid-connection) the reassembler guesses from
@@ -28,6 +32,8 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
+from proxy.pcap.h2decode import H2Conversation
+from proxy.pcap.h2frames import PREFACE
 from proxy.pcap.http import HttpConversation
 from proxy.pcap.keylog import KeyLog
 from proxy.pcap.records import CapturedExchange, endpoint
@@ -43,6 +49,7 @@ _REQUEST_START = re.compile(rb"(?:\r\n)*" + _TCHAR + rb"{1,32} [\x21-\x7e]")
 _REQUEST_PREFIX = re.compile(rb"(?:\r\n)*\r?" + _TCHAR + rb"{0,32} ?")
 
 Emit = Callable[[CapturedExchange], None]
+_CLIENT_FIRST = ("http", "h2", "tls")  # verdicts that only a client's first bytes give
 _DATA, _GAP, _FIN = range(3)
 
 
@@ -54,9 +61,14 @@ class _Mode(Protocol):
 
 
 def verdict(head: bytes, ended: bool) -> str | None:
-    """ "http", "tls" or "tcp" from the client's first bytes; None: need more."""
+    """ "http", "h2", "tls" or "tcp" from the client's first bytes; None: need more."""
     if not head:
         return "tcp" if ended else None
+    if head[:3] == PREFACE[:3]:
+        if head.startswith(PREFACE):
+            return "h2"
+        if PREFACE.startswith(head) and not ended:
+            return None
     if head[0] == 0x16:
         if len(head) < 3:
             return "tcp" if ended else None
@@ -110,8 +122,14 @@ class ConnectionAnalyzer:
         self.swapped = not self.swapped
         self.client, self.server = self.server, self.client
 
-    def tunnel(self, ts: float, client_rest: bytes, server_rest: bytes) -> None:
-        self.mode = _Sniff(self, ts, allow_swap=False)
+    def tunnel(
+        self, ts: float, client_rest: bytes, server_rest: bytes,
+        h2c: CapturedExchange | None = None,
+    ) -> None:  # fmt: skip
+        if h2c is not None:
+            self.mode = H2Conversation(self, self.preview, upgraded=h2c)
+        else:
+            self.mode = _Sniff(self, ts, allow_swap=False)
         if client_rest:
             self.mode.data(True, ts, client_rest)
         if server_rest:
@@ -130,7 +148,7 @@ class _Sniff:
         self.size = 0
 
     def data(self, from_client: bool, ts: float, data: bytes) -> None:
-        if self.allow_swap and not from_client and verdict(data[:_HEAD], False) in ("http", "tls"):
+        if self.allow_swap and not from_client and verdict(data[:_HEAD], False) in _CLIENT_FIRST:
             self.conn.swap()
             self.events = [(k, not fc, t, d, n) for k, fc, t, d, n in self.events]
             from_client = True
@@ -163,6 +181,8 @@ class _Sniff:
         conn = self.conn
         if kind == "http":
             conn.mode = HttpConversation(conn, conn.preview)
+        elif kind == "h2":
+            conn.mode = H2Conversation(conn, conn.preview)
         elif kind == "tls":
             conn.mode = TlsStream(conn, self.start, conn.keylog, conn.preview)
         else:

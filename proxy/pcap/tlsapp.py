@@ -3,11 +3,12 @@
 ``TlsApplication`` sits between ``proxy.pcap.tlsstream`` (which opens the
 records) and the protocol decoders. The protocol is the ALPN the server chose
 (RFC 7301 §3.2): "http/1.1", or none at all, goes to the HTTP/1.x decoder
-(``proxy.pcap.http``), whose exchanges are emitted as ``"http"`` records with
+(``proxy.pcap.http``), "h2" to the HTTP/2 decoder (``proxy.pcap.h2decode``,
+RFC 9113 §3.2); their exchanges are emitted as ``"http"`` records with
 ``https`` URLs and the connection's ``TlsFacts``. Anything else is counted but
-not decoded, and the connection's record says so: for "h2" that HTTP/2 is
-not decoded yet (there is no HTTP/2 decoder in the project), rather than
-guessing. The same holds after CONNECT or an upgrade inside TLS.
+not decoded, and the connection's record says so, rather than guessing. The
+same holds after CONNECT or an upgrade inside TLS (``h2c`` is for cleartext
+only, RFC 7540 §3.2, so a 101 to it inside TLS is a tunnel here too).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import enum
 from collections.abc import Callable
 from typing import Protocol
 
+from proxy.pcap.h2decode import H2Conversation
 from proxy.pcap.http import HttpConversation
 from proxy.pcap.records import CapturedExchange, Endpoint, TlsFacts
 
@@ -34,9 +36,17 @@ class Connection(Protocol):
     def emit(self, record: CapturedExchange) -> None: ...
 
 
+class _Decoder(Protocol):
+    def data(self, from_client: bool, ts: float, data: bytes) -> None: ...
+    def fin(self, from_client: bool, ts: float) -> None: ...
+    def stop(self, from_client: bool, ts: float, why: str) -> None: ...
+    def close(self, ts: float, reason: str) -> None: ...
+
+
 class AppMode(enum.Enum):
     UNDECIDED = 1  # no application data yet
     HTTP1 = 2
+    HTTP2 = 4
     UNDECODED = 3  # decrypted, but no decoder for the protocol (or a tunnel)
 
 
@@ -54,17 +64,19 @@ class TlsApplication:
         self.sni: str | None = None
         self.offered_alpn: tuple[str, ...] = ()
         self.mode = AppMode.UNDECIDED
-        self.http: HttpConversation | None = None
+        self.http: _Decoder | None = None
 
     def data(self, from_client: bool, ts: float, plain: bytes, alpn: str | None) -> None:
         if self.mode is AppMode.UNDECIDED:
             if alpn in _HTTP1_ALPN:
                 self.mode = AppMode.HTTP1
                 self.http = HttpConversation(self, self.preview, scheme="https")
+            elif alpn == "h2":
+                self.mode = AppMode.HTTP2
+                self.http = H2Conversation(self, self.preview, scheme="https")
             else:
                 self.mode = AppMode.UNDECODED
-                what = "HTTP/2" if alpn == "h2" else f"ALPN {alpn!r}"
-                self.errors.append(f"decrypted; {what} is not decoded yet")
+                self.errors.append(f"decrypted; ALPN {alpn!r} is not decoded")
         if self.http is not None and plain:
             self.http.data(from_client, ts, plain)
 
@@ -89,7 +101,12 @@ class TlsApplication:
             dataclasses.replace(record, sni=self.sni, alpn=self.offered_alpn, tls=self.facts())
         )
 
-    def tunnel(self, ts: float, client_rest: bytes, server_rest: bytes) -> None:
+    def tunnel(
+        self, ts: float, client_rest: bytes, server_rest: bytes,
+        h2c: CapturedExchange | None = None,
+    ) -> None:  # fmt: skip
         """CONNECT or an upgrade inside TLS: what follows is not decoded."""
+        if h2c is not None:
+            self.emit(dataclasses.replace(h2c, errors=(*h2c.errors, "h2c upgrade inside TLS")))
         self.errors.append("decrypted; the connection became a tunnel, not decoded further")
         self.mode, self.http = AppMode.UNDECODED, None

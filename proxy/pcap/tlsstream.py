@@ -23,7 +23,7 @@ protected records are opened (``proxy.pcap.tlskeys``):
   that rejected it does (§4.2.10), with a note.
 
 Decrypted application data goes to ``proxy.pcap.tlsapp`` (HTTP/1.x for ALPN
-"http/1.1" or none; other protocols, h2 among them, are noted, not decoded).
+"http/1.1" or none, HTTP/2 for "h2"; other protocols are noted, not decoded).
 The connection's ``"tls"`` record is emitted at the end in every case.
 
 Failure is contained per direction: a malformed record, a tag that does not

@@ -6,8 +6,10 @@ Each seed is a key log and a transcript in ``fuzz_tls.py``'s framing:
 * ``seed-tls12-*.bin`` / ``seed-tls13-*.bin``: Python's ``ssl`` (OpenSSL)
   client and server over ``MemoryBIO`` pairs, no network, one per cipher
   suite, with an HTTP/1.1 exchange after the handshake and the client's key
-  log; ``-h2`` negotiates h2 (decrypted, not decoded), ``-nokeys`` has an
-  empty key log.
+  log; ``-h2`` negotiates h2 and carries an HTTP/2 exchange made with the
+  ``h2`` library (preface, SETTINGS, HEADERS, DATA), ``-nokeys`` has an
+  empty key log. ``python -m tests.fuzz.make_tls_seeds h2`` remakes the h2
+  seed only.
 
 Certificates are made afresh and handshakes carry random bytes, so rerunning
 this changes the seeds.
@@ -17,8 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import sys
 import tempfile
 from pathlib import Path
+
+import h2.config
+import h2.connection
 
 from tests.fuzz.fuzz_tls import Chunk, join
 from tests.support.certs import CertAuthority
@@ -58,8 +64,25 @@ def _pump(src: ssl.MemoryBIO, dst: ssl.MemoryBIO, from_client: bool, out: list[C
     return bool(data)
 
 
+def h2_exchange() -> tuple[bytes, bytes]:
+    """What an h2 client and server send for one GET with a 5-byte answer."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    headers = [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"),
+               (":path", "/seed")]  # fmt: skip
+    client.send_headers(1, headers, end_stream=True)
+    request = client.data_to_send()
+    server.initiate_connection()
+    server.receive_data(request)
+    server.send_headers(1, [(":status", "200"), ("content-length", "5")])
+    server.send_data(1, b"hello", end_stream=True)
+    return request, server.data_to_send()
+
+
 def session(tmp: Path, cert: Path, ca: Path, version: str, suite: str, alpn: str) -> bytes:
     """A handshake and one HTTP exchange between in-memory OpenSSL endpoints."""
+    request, response = h2_exchange() if alpn == "h2" else (REQUEST, RESPONSE)
     keys = tmp / f"{version}-{suite}-{alpn.replace('/', '')}.keys"
     client_ctx = ssl.create_default_context(cafile=str(ca))
     client_ctx.keylog_filename = str(keys)
@@ -81,17 +104,24 @@ def session(tmp: Path, cert: Path, ca: Path, version: str, suite: str, alpn: str
         moved = _pump(c_out, s_in, True, chunks) | _pump(s_out, c_in, False, chunks)
         if not moved:
             break
-    client.write(REQUEST)
+    client.write(request)
     _pump(c_out, s_in, True, chunks)
-    assert server.read(1 << 16) == REQUEST
-    server.write(RESPONSE)
+    assert server.read(1 << 16) == request
+    server.write(response)
     _pump(s_out, c_in, False, chunks)
-    assert client.read(1 << 16) == RESPONSE
+    assert client.read(1 << 16) == response
     return join(keys.read_bytes(), chunks)
 
 
 def main() -> None:
     CORPUS.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["h2"]:
+        with tempfile.TemporaryDirectory() as d:
+            ca = CertAuthority.create(Path(d) / "ca")
+            cert = ca.server_cert(["localhost"], "server.pem")
+            seed = session(Path(d), cert, ca.cert_path, "tls13", "", "h2")
+            (CORPUS / "seed-tls13-aes256-h2.bin").write_bytes(seed)
+        return
     (CORPUS / "seed-rfc8448.bin").write_bytes(rfc8448())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -92,9 +92,10 @@ def _seed(name: str) -> list[tuple[str, tuple[str, ...], str | None, bool]]:
     return [(r.kind, r.errors, r.url, bool(r.tls and r.tls.decrypted)) for r in records]
 
 
-def test_h2_is_decrypted_and_noted_not_decoded() -> None:
+def test_h2_is_decrypted_and_decoded() -> None:
     assert _seed("seed-tls13-aes256-h2.bin") == [
-        ("tls", ("decrypted; HTTP/2 is not decoded yet",), None, True)
+        ("http", (), "https://localhost/seed", True),
+        ("tls", (), None, True),
     ]
 
 
