@@ -80,7 +80,7 @@ class _Stream:
 
     __slots__ = (
         "errors", "req_body", "req_done", "req_preview", "request", "resp_body", "resp_end",
-        "resp_preview", "resp_start", "response", "start", "status", "upgraded",
+        "resp_preview", "resp_start", "response", "server_reset", "start", "status", "upgraded",
     )  # fmt: skip
 
     def __init__(self, start: float, request: Headers | None) -> None:
@@ -97,6 +97,7 @@ class _Stream:
         self.resp_end: float | None = None
         self.errors: list[str] = []
         self.upgraded: CapturedExchange | None = None  # the HTTP/1.1 request of an h2c upgrade
+        self.server_reset = False  # NO_ERROR after the response: the rest of the request may come
 
 
 class _Side:
@@ -186,7 +187,7 @@ class H2Conversation:
         for stream in self.streams.values():
             if self.stopped:
                 pass  # already said
-            elif not stream.req_done:
+            elif not stream.req_done and not stream.server_reset:
                 stream.errors.append(f"request incomplete: {ended}")
             elif stream.status is None:
                 stream.errors.append(f"no response: {ended}")
@@ -316,12 +317,17 @@ class H2Conversation:
                 self._maybe_done(chunk.stream, stream, ts)
 
     def _reset(self, from_client: bool, ts: float, sid: int, code: int) -> None:
-        stream = self.streams.pop(sid, None)
+        stream = self.streams.get(sid)
         if stream is None:
             return
-        name = error_name(code)
-        if from_client or code != 0 or stream.resp_end is None:  # §8.1: NO_ERROR after a response
-            stream.errors.append(f"stream reset by the {_who(from_client)} ({name})")
+        if not from_client and code == 0 and stream.resp_end is not None:
+            # §8.1: a complete response, and the client asked to stop sending without error;
+            # what it had already sent is still on its way, so the stream stays open for it
+            stream.server_reset = True
+            return
+        if not (from_client and stream.server_reset):
+            stream.errors.append(f"stream reset by the {_who(from_client)} ({error_name(code)})")
+        del self.streams[sid]
         self.host.emit(self._record(stream, ts))
 
     def _maybe_done(self, sid: int, stream: _Stream, ts: float) -> None:

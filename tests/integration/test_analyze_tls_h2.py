@@ -1,13 +1,14 @@
-"""h2 over TLS in a real capture: decrypted, recorded as TLS, noted as not decoded.
+"""h2 over TLS in a real capture, decrypted with the key log and decoded, against tshark.
 
 nginx (Debian's, built with http_v2) serves h2 on 127.0.0.1 with a test
-CA's certificate; ``tcpdump -i lo`` records while curl fetches with
-``--http2`` (TLS 1.2, then 1.3) and ``SSLKEYLOGFILE``. There is no HTTP/2 decoder yet, so
-``analyze --keylog`` must say the connection was decrypted and its HTTP/2
-not decoded, and not invent HTTP/1 exchanges; tshark with the same key log
-sees HTTP/2 frames, which shows the capture really is h2. Every wait is
-bounded (nginx's port, tcpdump's "listening" line, each subprocess, the
-poll for the connection's end).
+CA's certificate: a short text, a 168 kB file (many DATA frames, flow
+control) and a POST answered with 201. ``tcpdump -i lo`` records while curl
+fetches all three over one connection with ``--http2`` (TLS 1.2, then 1.3)
+and ``SSLKEYLOGFILE``. ``analyze --keylog`` must list the same HTTP/2
+requests and responses, bodies included, as tshark with the same key log
+(``tests.support.h2compare``), per TCP connection. Every wait is bounded
+(nginx's port, tcpdump's "listening" line, each subprocess, the poll for the
+connection's end).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from proxy.cli.analyze_cmd import main
 from tests.integration.test_analyze_tls import _ended
-from tests.integration.test_analyze_tshark import _capture_command, _wait_listening, tshark
+from tests.integration.test_analyze_tshark import _capture_command, _wait_listening
 from tests.support.certs import CertAuthority
+from tests.support.h2compare import our_h2, tshark_h2
 
 NGINX, CURL, TSHARK = (shutil.which(t) or shutil.which(t, path="/usr/sbin") for t in
                        ("nginx", "curl", "tshark"))  # fmt: skip
@@ -55,7 +58,9 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_certificate {cert};
         ssl_certificate_key {cert};
-        location / {{ return 200 "h2 body\\n"; }}
+        root {tmp}/www;
+        location = /h2 {{ return 200 "h2 body\\n"; }}
+        location = /post {{ client_body_buffer_size 64k; return 201 "posted\\n"; }}
     }}
 }}
 """
@@ -84,6 +89,10 @@ def h2_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     ca = CertAuthority.create(tmp / "ca")
     cert = ca.server_cert(["localhost"], "server.pem")
     port = _free_port()
+    (tmp / "www").mkdir()
+    (tmp / "www" / "big.txt").write_text(
+        "".join(f"line {i:06d} of the big file\n" for i in range(6000))
+    )
     (tmp / "nginx.conf").write_text(CONF.format(tmp=tmp, port=port, cert=cert))
     nginx = subprocess.Popen(
         [str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
@@ -101,7 +110,11 @@ def h2_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
                 subprocess.run(
                     [str(CURL), "-sS", "--fail", "--http2", "--max-time", "10", *version,
                      "--cacert", str(ca.cert_path), "--resolve", f"localhost:{port}:127.0.0.1",
-                     "-o", "/dev/null", f"https://localhost:{port}/h2"],
+                     "-o", "/dev/null", f"https://localhost:{port}/h2",
+                     "-o", "/dev/null", f"https://localhost:{port}/big.txt",
+                     "--next", "-o", "/dev/null", "--data-binary", "field=value&more",
+                     *version, "--cacert", str(ca.cert_path), "--http2",
+                     "--resolve", f"localhost:{port}:127.0.0.1", f"https://localhost:{port}/post?x=1"],
                     check=True, timeout=15, env=dict(os.environ, SSLKEYLOGFILE=str(keys)),
                 )  # fmt: skip
             deadline = time.monotonic() + 15
@@ -121,20 +134,48 @@ def h2_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     yield cap, keys, port
 
 
-def test_h2_is_decrypted_and_noted(h2_capture: tuple[Path, Path, int], tmp_path: Path) -> None:
+def test_h2_matches_tshark(h2_capture: tuple[Path, Path, int], tmp_path: Path) -> None:
     cap, keys, port = h2_capture
     out = tmp_path / "h2.jsonl"
-    assert main([str(cap), "--keylog", str(keys), "-o", str(out), "--no-progress"]) == 0
+    args = [str(cap), "--keylog", str(keys), "-o", str(out), "--no-progress"]
+    assert main([*args, "--body-preview", "300000"]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["kind"] for r in records] == ["tunnel", "tunnel"]
-    assert [r["tls"]["client"]["version"] for r in records] == ["TLSv1.2", "TLSv1.3"]
-    for record in records:
-        assert record["error"] == "decrypted; HTTP/2 is not decoded yet"
+    tunnels = [r for r in records if r["kind"] == "tunnel"]
+    assert [r["tls"]["client"]["version"] for r in tunnels] == ["TLSv1.2", "TLSv1.3"]
+    for record in tunnels:
         tls = record["tls"]
+        assert record["error"] is None
         assert tls["keylog"] is True and tls["client"]["alpn"] == "h2"
         assert tls["client"]["sni"] == "localhost"
-    frames = tshark(
-        "-r", str(cap), "-d", f"tcp.port=={port},tls", "-o", f"tls.keylog_file:{keys}",
-        "-Y", "http2.type == 1", "-T", "fields", "-e", "http2.type",
+    http = [r for r in records if r["kind"] == "http"]
+    assert all(r["error"] is None for r in http), [r["error"] for r in http]
+    assert {r["request"]["http_version"] for r in http} == {"HTTP/2.0"}
+    assert {r["response"]["http_version"] for r in http} == {"HTTP/2.0"}
+    assert {r["request"]["url"] for r in http} == {
+        f"https://localhost:{port}{p}" for p in ("/h2", "/big.txt", "/post?x=1")
+    }
+    theirs = tshark_h2(
+        str(TSHARK),
+        str(cap),
+        {port},
+        "-d",
+        f"tcp.port=={port},tls",
+        "-o",
+        f"tls.keylog_file:{keys}",
+    )
+    ours = our_h2(records)
+    assert ours == theirs
+    big = "".join(f"line {i:06d} of the big file\n" for i in range(6000)).encode()
+    expected = sorted(
+        [("GET", "/big.txt", b"", 200, big), ("GET", "/h2", b"", 200, b"h2 body\n"),
+         ("POST", "/post?x=1", b"field=value&more", 201, b"posted\n")], key=repr,
     )  # fmt: skip
-    assert len(frames) >= 4  # HEADERS both ways, twice: tshark reads the same bytes as HTTP/2
+    assert list(ours.values()) == [expected, expected]  # both connections, all three requests
+    # the records are schema-valid flow-log lines: the same check the flow log gets
+    _validate(records)
+
+
+def _validate(records: list[dict[str, object]]) -> None:
+    schema = json.loads((Path(__file__).parents[2] / "docs" / "flow-log.schema.json").read_text())
+    for record in records:
+        jsonschema.Draft202012Validator(schema).validate(record)
