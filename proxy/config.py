@@ -1,7 +1,10 @@
 """Listener modes as the command line spells them (mitmproxy's syntax).
 
 ``regular`` (forward proxy), ``reverse:http://host:port``, ``tcp:host:port``,
-each optionally suffixed ``@[host:]port`` to choose its own listen address.
+``upstream:http://host:port`` (a forward proxy that goes through a next
+proxy; ``socks5://`` too), ``socks5`` (a SOCKS5 listener), ``transparent``
+(connections redirected by iptables/nftables; docs/modes.md), each
+optionally suffixed ``@[host:]port`` to choose its own listen address.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.session.config import Upstream
+from proxy.via import parse_via
 
 
 class ConfigError(ValueError):
@@ -18,11 +22,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ModeSpec:
-    kind: str  # "regular", "reverse", "tcp"
+    kind: str  # "regular", "reverse", "tcp", "upstream", "socks5", "transparent"
     upstream: Upstream | None
     host: str
     port: int
     label: str  # the mode as written, without the @ suffix
+    via: str | None = None  # upstream mode: the next proxy's URL
 
 
 _LISTEN = re.compile(r"(?:(.+):)?([0-9]{1,5})")
@@ -65,7 +70,19 @@ def parse_mode(text: str, default_host: str, default_port: int) -> ModeSpec:
             raise ConfigError(f"mode {text!r}: expected tcp:host:port")
         up = Upstream("tcp", _host(m.group(1)), _port(m.group(2), text))
         return ModeSpec("tcp", up, host, port, spec)
-    raise ConfigError(f"unknown mode {text!r}; expected regular, reverse:URL or tcp:HOST:PORT")
+    if spec.startswith("upstream:"):
+        via = spec[len("upstream:") :]
+        try:
+            parse_via(via)
+        except ValueError as e:
+            raise ConfigError(f"mode {text!r}: {e}") from None
+        return ModeSpec("upstream", None, host, port, spec, via)
+    if spec in ("socks5", "transparent"):
+        return ModeSpec(spec, None, host, port, spec)
+    raise ConfigError(
+        f"unknown mode {text!r}; expected regular, reverse:URL, tcp:HOST:PORT, upstream:URL, "
+        "socks5 or transparent"
+    )
 
 
 def parse_modes(texts: list[str], default_host: str, default_port: int) -> list[ModeSpec]:

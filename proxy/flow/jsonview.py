@@ -153,6 +153,12 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
             "tags": list(r.rules.tags),
             "detail": r.rules.detail,
         }
+    if r.route is not None:
+        dst = r.route.original_dst
+        out["route"] = {
+            "via": r.route.via,
+            "original_dst": None if dst is None else {"ip": dst[0], "port": dst[1]},
+        }
     if r.refused is not None:
         out["refused"] = {
             "data": escaped(r.refused.data),

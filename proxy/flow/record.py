@@ -109,6 +109,14 @@ def tcp_rules_info(names: tuple[str, ...]) -> RulesInfo | None:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """How the flow reached the proxy and left it (beyond the listener's mode)."""
+
+    via: str = "direct"  # the next proxy's URL without credentials, or "direct"
+    original_dst: Address | None = None  # transparent mode: where the client was going
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     """Absolute times (seconds since the epoch); None when a phase never happened."""
 
@@ -167,6 +175,7 @@ class FlowRecord:
     rules: RulesInfo | None = None
     bodies: CapturedBodies | None = None  # body files to write (--capture-bodies)
     refused: Refused | None = None  # the bytes of a request the proxy refused
+    route: RouteInfo | None = None  # None: no server connection was attempted
 
     def to_record(self) -> FlowRecord:
         """A record is its own flow source (see ``proxy.flow.FlowSource``)."""

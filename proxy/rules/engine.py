@@ -211,8 +211,8 @@ class RuleSet:
         stages: dict[str, list[tcp.Stage]] = {"upstream": [], "downstream": []}
         matched: list[str] = []
         for rule in self.tcp_rules:
-            if not rule.matches(host, port, mode, client_ip):
-                continue
+            if not rule.stages or not rule.matches(host, port, mode, client_ip):
+                continue  # a rule with only a route has nothing to do to the bytes
             if rule.percent is not None and not self.rng() * 100 < rule.percent:
                 continue
             matched.append(rule.name)
@@ -223,6 +223,15 @@ class RuleSet:
             tcp.Transformer(stages["downstream"]),
             tuple(matched),
         )
+
+
+    def route_for(self, host: str, port: int, mode: str) -> str | None:
+        """The route the first matching ``route:`` rule chooses ("direct" or a
+        next proxy's URL), or None when no rule chooses one."""
+        for rule in self.tcp_rules:
+            if rule.route is not None and rule.matches(host, port, mode, ""):
+                return rule.route
+        return None
 
 
 def _holds(matchers: tuple[Matcher, ...], facts: Facts) -> bool:

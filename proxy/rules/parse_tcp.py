@@ -4,6 +4,12 @@ A TCP rule matches a connection by host, port, listener mode and client
 address, applies to one or both directions (``upstream`` is client to
 server, ``downstream`` server to client) and, with ``percent``, to that
 share of connections (Toxiproxy's "toxicity", drawn once per connection).
+
+A rule may instead (or also) choose the route of connections to a host:
+``route: {via: "socks5://127.0.0.1:9050"}`` or ``route: {via: direct}``
+(``proxy.session.routing``). A route is chosen per host, port and mode when
+a server connection opens, so such a rule may not match on ``client`` or
+use ``percent``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from proxy.rules.yamlnodes import (
     number,
     string,
 )
+from proxy.via import DIRECT, parse_via
 
 TOXICS = (
     "replace",
@@ -41,7 +48,7 @@ TOXICS = (
     "timeout",
     "reset_peer",
 )
-TCP_RULE_KEYS = ("name", "match", *TOXICS)
+TCP_RULE_KEYS = ("name", "match", "route", *TOXICS)
 TCP_MATCH_KEYS = ("host", "port", "direction", "mode", "client", "percent")
 DIRECTIONS = ("upstream", "downstream", "both")
 StageFactory = Callable[[tcp.Random], tcp.Stage]
@@ -59,6 +66,7 @@ class TcpRule:
     directions: frozenset[str]
     percent: float | None
     stages: tuple[tuple[str, StageFactory], ...]  # (toxic name, factory), in pipeline order
+    route: str | None = None  # "direct" or a next proxy's URL (proxy.via)
 
     def matches(self, host: str, port: int, mode: str, client_ip: str) -> bool:
         if self.host is not None and not self.host(host.lower()):
@@ -82,16 +90,39 @@ def parse_tcp_rule(doc: Doc, node: Node, path: str, order: int, name: str) -> Tc
         return None
     before = len(doc.errors)
     stages = [(k, f) for k in TOXICS if k in entries if (f := _toxic(doc, entries, k, path))]
-    if not any(k in entries for k in TOXICS):
-        doc.error(node, path, f"a TCP rule needs at least one of {', '.join(TOXICS)}")
+    if not any(k in entries for k in ("route", *TOXICS)):
+        doc.error(node, path, f"a TCP rule needs at least one of {', '.join(TOXICS)}, or route")
+    route = _route(doc, entries, path) if "route" in entries else None
     rule = _tcp_match(doc, entries, path)
     if rule is None or len(doc.errors) > before:
         return None
     host, ports, modes, clients, directions, percent = rule
+    if route is not None and (clients or percent is not None):
+        what = "match.client" if clients else "match.percent"
+        why = f"a route is chosen per host, port and mode: it cannot be combined with {what}"
+        doc.error(entries["route"][1], f"{path}.route", why)
+        return None
     source = Source(doc.file, node.start_mark.line + 1)
     return TcpRule(
-        order, name, source, host, ports, modes, clients, directions, percent, tuple(stages)
+        order, name, source, host, ports, modes, clients, directions, percent, tuple(stages), route
     )
+
+
+def _route(doc: Doc, entries: Entries, path: str) -> str | None:
+    """``route: {via: URL}`` or ``route: {via: direct}``."""
+    node, sub = entries["route"][1], f"{path}.route"
+    m = mapping(doc, node, sub)
+    if m is None or not check_keys(doc, m, node, sub, ("via",), ("via",)):
+        return None
+    via = nonempty(doc, m["via"][1], f"{sub}.via")
+    if via is None or via == DIRECT:
+        return via
+    try:
+        parse_via(via)
+    except ValueError as e:
+        doc.error(m["via"][1], f"{sub}.via", f"{e}, or direct")
+        return None
+    return via
 
 
 def _tcp_match(

@@ -23,19 +23,30 @@ from OpenSSL import SSL
 from proxy.config import ModeSpec
 from proxy.flow.record import FlowRecord
 from proxy.rules import RuleSet, RulesWatcher
-from proxy.server import heap
+from proxy.server import entries, heap
 from proxy.server.client import ClientConnection
-from proxy.server.context import InterceptContext, ListenerContext, Registry, Timeouts
+from proxy.server.context import (
+    EntryFactory,
+    InterceptContext,
+    ListenerContext,
+    Registry,
+    Timeouts,
+)
 from proxy.server.hooks import HookBus
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
+from proxy.session.routing import Bypass, Router
 from proxy.sinks.dispatch import Dispatcher
 from proxy.sinks.pcap import PcapTap
 from proxy.tls import onboarding
 from proxy.tls.client import client_context
+from proxy.tls.clientcerts import ClientCerts
+from proxy.via import with_auth
 from proxy.words import plural
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# Listener kinds whose connections start with their own layers (proxy.server.entries).
+ENTRIES: dict[str, EntryFactory] = {"socks5": entries.socks5, "transparent": entries.transparent()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class ServerOptions:
     max_connections: int = 10_000
     hooks: HookBus = field(default_factory=HookBus)  # the UI, addons, replay, tests
     reuse_port: bool = False  # --workers: every worker binds the same ports
+    upstream_auth: str | None = None  # --upstream-auth USER:PASS for upstream:URL modes
+    bypass: Bypass | None = None  # --upstream-bypass / NO_PROXY
+    client_certs: ClientCerts | None = None  # --client-certs
 
 
 class ProxyServer:
@@ -104,6 +118,7 @@ class ProxyServer:
             local_responder=self._local_page,
             rules=self._current_rules if self.options.rules is not None else None,
             hooks=self.options.hooks.settings,
+            route=self._router(mode),
         )
         return ListenerContext(
             session=session,
@@ -116,7 +131,18 @@ class ProxyServer:
             tap=self.options.tap,
             hooks=self.options.hooks,
             max_connections=self.options.max_connections,
+            client_certs=self.options.client_certs,
+            entry=ENTRIES.get(mode.kind),
         )
+
+    def _router(self, mode: ModeSpec) -> Router | None:
+        """How this listener's server connections route (None: always direct)."""
+        options = self.options
+        via = with_auth(mode.via, options.upstream_auth) if mode.via is not None else None
+        if via is None and options.rules is None:
+            return None
+        rules = self._current_rules if options.rules is not None else None
+        return Router(mode.label, via, options.bypass, rules)
 
     def _current_rules(self) -> RuleSet | None:
         watcher = self.options.rules

@@ -39,6 +39,7 @@ from proxy.layers.commands import (
     Shutdown,
     StartClientTls,
 )
+from proxy.layers.entry import EntryLayers
 from proxy.layers.events import (
     ClientTlsEstablished,
     ClientTlsFailed,
@@ -72,7 +73,7 @@ class ClientConnection(asyncio.Protocol):
         self.ctx = ctx
         self.tcp_target = tcp_target
         self.transport: asyncio.Transport | None = None
-        self.layers: ClientLayers | TcpLayers | None = None
+        self.layers: ClientLayers | TcpLayers | EntryLayers | None = None
         self.tls: TlsEndpoint | None = None  # the client's TLS, once we terminate it
         self._offered: tuple[str, ...] = ()
         self._starter: ClientTlsStarter | None = None  # made when TLS is first terminated
@@ -100,6 +101,8 @@ class ClientConnection(asyncio.Protocol):
         config = self.ctx.session
         if self.tcp_target is not None:
             self.layers = TcpLayers(config, client, *self.tcp_target)
+        elif self.ctx.entry is not None:  # SOCKS5, transparent (proxy.server.entries)
+            self.layers = self.ctx.entry(self.ctx, client, transport)
         else:
             self.layers = ClientLayers(config, client, self.ctx.intercept_settings)
         if len(self.ctx.registry.connections) >= self.ctx.max_connections:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from OpenSSL import SSL
 
-from proxy.flow.record import FlowSource
+from proxy.flow.record import Address, FlowSource
+from proxy.layers.entry import EntryLayers
 from proxy.layers.events import TimeoutKind
 from proxy.layers.nextlayer import InterceptSettings
 from proxy.server.hooks import HookBus
 from proxy.server.upstream import Pool
 from proxy.session.config import SessionConfig
 from proxy.sinks.pcap import PcapTap
+from proxy.tls.clientcerts import ClientCerts
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory, UpstreamNames
 
@@ -73,6 +76,9 @@ class InterceptContext:
     upstream_names: UpstreamNames = field(default_factory=UpstreamNames)  # skips re-probing
 
 
+EntryFactory = Callable[["ListenerContext", Address, asyncio.Transport], EntryLayers]
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerContext:
     session: SessionConfig
@@ -85,6 +91,18 @@ class ListenerContext:
     tap: PcapTap | None = None  # --pcap
     hooks: HookBus = field(default_factory=HookBus)  # lifecycle subscribers beyond the sinks
     max_connections: int = 10_000  # beyond: the newest connection gets 503 and is closed
+    client_certs: ClientCerts | None = None  # --client-certs: upstream mTLS, chosen by SNI
+    # SOCKS5 and transparent listeners: the layers of a new connection (proxy.server.entries).
+    entry: EntryFactory | None = None
+
+    def tls_for(self, sni: str | None) -> SSL.Context:
+        """The client context for TLS to ``sni``: with its client certificate, if one is set."""
+        certs = self.client_certs
+        if certs is not None and sni is not None:
+            context = certs.context_for(sni)
+            if context is not None:
+                return context
+        return self.upstream_tls
 
     @property
     def intercept_settings(self) -> InterceptSettings | None:

@@ -21,10 +21,21 @@ from proxy.layers.events import (
     ServerFailed,
     ServerOpened,
 )
+from proxy.server.connecterrors import describe_error
 from proxy.server.context import ListenerContext
 from proxy.server.pacing import DelayedWriter
-from proxy.server.upstream import Key, UpstreamConnection, connect
+from proxy.server.upstream import FORWARD, Key, UpstreamConnection, connect
 from proxy.session.errors import UpstreamError
+from proxy.tls.endpoint import TlsHandshakeError
+from proxy.via import parse_via
+
+
+def key_of(cmd: OpenServer) -> Key:
+    """The pool key of the connection ``cmd`` asks for: the route is part of it."""
+    if cmd.forward and cmd.via is not None:  # the HTTP next proxy itself
+        proxy = parse_via(cmd.via)
+        return (proxy.host, proxy.port, None, FORWARD + cmd.via)
+    return (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None, cmd.via)
 
 
 class EndsHost(Protocol):
@@ -61,6 +72,9 @@ class _End:
 
     def on_server_lost(self, exc: Exception | None) -> None:
         self.host.peer_backlog(False)
+        if isinstance(exc, TlsHandshakeError):  # failed late (TLS 1.3 client certificates)
+            self.host.handle(ServerFailed(self.conn, describe_error(exc)))
+            return
         self.host.handle(ConnectionClosed(self.conn, reset=exc is not None))
 
     def on_server_pause_writing(self) -> None:
@@ -85,7 +99,7 @@ class ServerEnds:
 
     # -- opening and ending ------------------------------------------------------
     def open(self, cmd: OpenServer) -> None:
-        key: Key = (cmd.host, cmd.port, cmd.tls.sni if cmd.tls is not None else None)
+        key = key_of(cmd)
         if cmd.reuse:
             upstream = self.ctx.pool.take(key)
             if upstream is not None:
@@ -97,7 +111,7 @@ class ServerEnds:
     async def _connect(self, conn: Conn, key: Key) -> None:
         ctx = self.ctx
         try:
-            upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_tls, ctx.tap)
+            upstream = await connect(key, ctx.timeouts.connect, ctx.tls_for(key[2]), ctx.tap)
         except UpstreamError as e:
             self._connecting.pop(conn, None)
             if not self.host.closed:

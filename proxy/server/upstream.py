@@ -23,14 +23,21 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from proxy.flow.record import TlsSide
+from proxy.server import chain
+from proxy.server.connecterrors import describe_error, late_handshake_error
 from proxy.server.transport import reset, tune
 from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
-from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError, TlsVerifyError
+from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError
 from proxy.tls.leaf import certificate_names
+from proxy.via import parse_via
 
-# (host, port, tls): tls is the SNI/hostname to verify for TLS, None for plain TCP.
-Key = tuple[str, int, str | None]
+# (host, port, tls, via): tls is the SNI/hostname to verify for TLS, None for
+# plain TCP; via the next proxy's URL (proxy.session.routing), None: direct.
+# A connection to an HTTP next proxy for absolute-form requests is keyed by
+# the next proxy's own host and port, and via ``FORWARD + URL``.
+Key = tuple[str, int, str | None, str | None]
+FORWARD = "forward "
 
 
 class Owner(Protocol):
@@ -56,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._tls_facts: TlsSide | None = None
         self._error: Exception | None = None  # why we cut the connection, for the owner
         self._eof_seen = False  # close_notify or FIN already passed on
+        self._plain_seen = False  # a byte of plaintext came from the server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -89,6 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tls is not None:
             data = self._tls_step(data)  # plaintext; b"" for handshake or ticket records
         if data:
+            self._plain_seen = True
             if self.tap is not None and self.tap.upstream_side:
                 self.tap.data(id(self), False, data)
             if self.owner is not None:
@@ -112,7 +121,10 @@ class UpstreamConnection(asyncio.Protocol):
             transport.close()
             return b""
         except TlsError as e:
-            self._cut(ConnectionError(f"TLS error: {e}"))
+            if self._plain_seen:
+                self._cut(ConnectionError(f"TLS error: {e}"))
+            else:  # before any byte of an answer: the handshake failed late (TLS 1.3)
+                self._cut(late_handshake_error(e))
             return b""
         if out and not transport.is_closing():
             transport.write(out)
@@ -204,25 +216,6 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short, human cause for a failed connect (shown in 502 bodies)."""
-    if isinstance(exc, socket.gaierror):
-        return f"name not resolved ({exc.strerror})"
-    if isinstance(exc, TlsVerifyError):
-        return f"certificate verification failed: {exc}"
-    if isinstance(exc, TlsHandshakeError):
-        return f"TLS handshake failed: {exc}"
-    if isinstance(exc, UnicodeError):
-        return "the host name cannot be encoded (IDNA)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
 
 
 class Pool:
@@ -350,29 +343,45 @@ async def connect(
     when the key asks for TLS.
     """
     loop = asyncio.get_running_loop()
-    host, port, sni = key
+    host, port, sni, via = key
     if sni is not None and tls_context is None:
         raise ValueError(f"TLS to {host}:{port} needs a client context")
     conn: UpstreamConnection | None = None
     try:
         tls = TlsClient(tls_context, sni or host) if tls_context and sni is not None else None
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(key, tap, tls), host, port
-            )
+            if via is None:
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(key, tap, tls), host, port
+                )
+            else:
+                sock = await _through(via, host, port)
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(key, tap, tls), sock=sock
+                )
             if conn.handshake is not None:
                 await conn.handshake
                 conn.handshake = None
     except TimeoutError as e:
         _abandon(conn)
         e.__traceback__ = None
-        raise UpstreamError(f"connect timed out after {timeout:g}s", timeout=True) from None
+        where = (
+            "" if via is None else f"next proxy {parse_via(via.removeprefix(FORWARD)).address}: "
+        )
+        raise UpstreamError(f"{where}connect timed out after {timeout:g}s", timeout=True) from None
     except (OSError, TlsHandshakeError, UnicodeError) as e:
         _abandon(conn)
         message = describe_error(e)
         e.__traceback__ = None  # its frames would keep the connection alive
         raise UpstreamError(message) from None
     return conn
+
+
+async def _through(via: str, host: str, port: int) -> socket.socket:
+    """A socket to the next proxy: itself (``FORWARD``), or a tunnel through it."""
+    if via.startswith(FORWARD):
+        return await chain.open_socket(parse_via(via[len(FORWARD) :]))
+    return await chain.tunnel_through(parse_via(via), host, port)
 
 
 def _abandon(conn: UpstreamConnection | None) -> None:

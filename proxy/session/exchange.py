@@ -10,6 +10,7 @@ from proxy.flow.record import (
     Message,
     RequestInfo,
     ResponseInfo,
+    RouteInfo,
     RulesInfo,
     Source,
     Timings,
@@ -66,6 +67,7 @@ class Exchange:
         "response_started",
         "retryable",
         "reused",
+        "route",
         "rplan",
         "rules_note",
         "ruleset",
@@ -146,6 +148,7 @@ class Exchange:
         # (head, edited body, head only, the response had ended)
         self.held_response: tuple[ResponseHead, bytes | None, bool, bool] | None = None
         self.server_tls: TlsSide | None = None
+        self.route: RouteInfo | None = None  # the way to the server (proxy.session.routing)
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
     def count_request(self, data: bytes, preview: int) -> None:
@@ -216,6 +219,7 @@ class Exchange:
             tls=tls,
             rules=self._rules_info(),
             bodies=self.captured,
+            route=self.route,
         )
 
     def _request_info(self) -> RequestInfo:

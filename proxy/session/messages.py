@@ -11,8 +11,10 @@ from __future__ import annotations
 from proxy.http1 import FramingKind, RequestHead, ResponseHead
 from proxy.http1.fields import index_of, indexed_values, split_list
 from proxy.http1.writer import add_framing, request_head, response_head
+from proxy.session import routing
 from proxy.session.config import SessionConfig
 from proxy.session.hop import connection_tokens, strip_hop_by_hop
+from proxy.session.routing import NextProxy
 from proxy.session.target import Target
 
 
@@ -45,10 +47,18 @@ def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tupl
 
 
 def request_out(
-    head: RequestHead, target: Target, config: SessionConfig, keep_host: bool = False
+    head: RequestHead,
+    target: Target,
+    config: SessionConfig,
+    keep_host: bool = False,
+    proxy: NextProxy | None = None,
 ) -> tuple[bytes, bool, bool]:
     """The request head for the upstream, whether it asks for an upgrade, and
-    whether the client wants the connection closed after the response."""
+    whether the client wants the connection closed after the response.
+
+    ``proxy``: an HTTP next proxy the request goes to, in absolute-form (RFC
+    9112 §3.2.2) with its own ``Proxy-Authorization`` (``--upstream-auth``).
+    """
     index = index_of(head)
     tokens = connection_tokens(head)
     upgrade = _is_upgrade(head, tokens)
@@ -62,8 +72,12 @@ def request_out(
     elif hosts[0] != authority and not keep_host and not (config.upstream and config.keep_host):
         fields = _with_host(fields, authority)
     add_framing(fields, head.framing)
+    path = target.path
+    if proxy is not None:
+        path = target.url.encode("ascii")
+        fields += routing.proxy_authorization(proxy)
     return (
-        request_head(head.method, target.path, b"1.1", fields),
+        request_head(head.method, path, b"1.1", fields),
         upgrade,
         wants_close(head, tokens),
     )

@@ -70,7 +70,10 @@ def test_example_loads_and_validates(path: Path) -> None:
 
 def test_all_examples_load_together() -> None:
     rs = load_rules([EXAMPLES])
-    assert len(rs.rules) > 30 and len(rs.tcp_rules) == 8
+    assert len(rs.rules) > 30 and len(rs.tcp_rules) == 11  # 8 with toxics, 3 routes
+    assert rs.route_for("x.onion", 80, "regular") == "socks5://127.0.0.1:9050"
+    assert rs.route_for("db.corp.example", 5432, "socks5") == "direct"
+    assert rs.route_for("elsewhere.example", 443, "regular") is None
 
 
 def test_schema_is_valid_2020_12() -> None:

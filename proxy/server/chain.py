@@ -1,0 +1,227 @@
+"""Opening a server connection through a next proxy (upstream chaining).
+
+``tunnel_through`` connects to the next proxy and asks it for a tunnel to
+``host:port``: an HTTP ``CONNECT`` (RFC 9110 §9.3.6, with ``Proxy-Authorization:
+Basic`` from the credentials in the route), its answer read with our strict
+HTTP/1 codec; or the SOCKS5 client handshake (RFC 1928, RFC 1929 for
+username/password), names sent for the next proxy to resolve. The socket it
+returns carries the tunnel; TLS to the origin, if asked, then runs inside
+it as on a direct connection (``proxy.server.upstream.connect``).
+
+Every failure is an ``UpstreamError`` whose message starts with ``next
+proxy HOST:PORT``, so a 502 says whether the next proxy or the origin
+failed: ``next proxy 127.0.0.1:3128: 407 Proxy Authentication Required``,
+``next proxy 127.0.0.1:3128: connection refused``, ``next proxy
+127.0.0.1:1080 could not reach the origin: host unreachable (reply 0x04)``.
+
+No byte past the proxy's answer is read: the CONNECT answer's head is
+peeked and only its own bytes are consumed, a SOCKS5 reply has a known
+length; what the origin sends first stays in the socket for the
+connection that takes it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from proxy.http1 import ProtocolError, ResponseHead, ResponseParser
+from proxy.layers import socks5wire as wire
+from proxy.session.errors import UpstreamError
+from proxy.session.routing import NextProxy, proxy_authorization
+
+MAX_HEAD = 16 * 1024
+# Answers of a next proxy that say the origin could not be reached (RFC 9110 §15.6.3, §15.6.5).
+ORIGIN_STATUSES = frozenset({502, 503, 504})
+ORIGIN_REPLIES = frozenset(
+    {wire.Reply.NETWORK_UNREACHABLE, wire.Reply.HOST_UNREACHABLE, wire.Reply.CONNECTION_REFUSED,
+     wire.Reply.TTL_EXPIRED}
+)  # fmt: skip
+
+
+class ChainError(Exception):
+    """The next proxy misbehaved or refused; the message says how."""
+
+
+async def tunnel_through(proxy: NextProxy, host: str, port: int) -> socket.socket:
+    """A connected socket to the next proxy carrying a tunnel to ``host:port``."""
+    loop = asyncio.get_running_loop()
+    sock = await open_socket(proxy)
+    try:
+        if proxy.is_http:
+            await _http_connect(loop, sock, proxy, host, port)
+        else:
+            await _socks5_connect(loop, sock, proxy, host, port)
+    except ChainError as e:
+        sock.close()
+        raise UpstreamError(f"next proxy {proxy.address}{e}") from None
+    except OSError as e:
+        sock.close()
+        raise UpstreamError(f"next proxy {proxy.address}: {_os_error(e)}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_socket(proxy: NextProxy) -> socket.socket:
+    """A TCP connection to the next proxy itself (every address it resolves to, in turn)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UpstreamError(
+            f"next proxy {proxy.address}: name not resolved ({e.strerror})"
+        ) from None
+    last: OSError | None = None
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, addr)
+        except OSError as e:
+            sock.close()
+            last = e
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    error = _os_error(last) if last is not None else "no address"
+    raise UpstreamError(f"next proxy {proxy.address}: {error}")
+
+
+def _os_error(e: OSError) -> str:
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset"
+    return (e.strerror or str(e) or type(e).__name__).lower()
+
+
+# -- HTTP CONNECT ------------------------------------------------------------------
+def connect_request(proxy: NextProxy, host: str, port: int) -> bytes:
+    """``CONNECT host:port`` in authority-form (RFC 9112 §3.2.3) with Host and credentials."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    fields = [(b"Host", authority.encode("idna")), *proxy_authorization(proxy)]
+    lines = [b"CONNECT " + authority.encode("idna") + b" HTTP/1.1"]
+    lines += [k + b": " + v for k, v in fields]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def read_connect_answer(data: bytes) -> ResponseHead:
+    """The next proxy's answer head, parsed strictly (``ChainError`` if it is not HTTP)."""
+    parser = ResponseParser()
+    parser.expect(b"CONNECT")
+    parser.feed(data)
+    try:
+        event = parser.next_event()
+    except ProtocolError as e:
+        raise ChainError(f" answered CONNECT with something else than HTTP: {e.message}") from None
+    if not isinstance(event, ResponseHead):
+        raise ChainError(" answered CONNECT with an incomplete head")
+    return event
+
+
+async def _http_connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: NextProxy, host: str, port: int
+) -> None:
+    await loop.sock_sendall(sock, connect_request(proxy, host, port))
+    head = await _peek_head(loop, sock)
+    answer = read_connect_answer(head)
+    if 200 <= answer.status < 300:
+        return
+    status = f"{answer.status} {answer.reason.decode('latin-1')}".strip()
+    if answer.status in ORIGIN_STATUSES:
+        raise ChainError(f" could not reach the origin {host}:{port}: {status}")
+    raise ChainError(f": {status}")
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def ready() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await future
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _peek_head(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    """Consume exactly the answer's head (up to its blank line), nothing after it."""
+    seen = 0
+    while True:
+        await _readable(loop, sock)
+        try:
+            data = sock.recv(MAX_HEAD, socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        if not data:
+            raise ChainError(": closed the connection without answering CONNECT")
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            return _take(sock, end + 4)
+        if len(data) >= MAX_HEAD:
+            raise ChainError(f": answer head over {MAX_HEAD} bytes")
+        if len(data) == seen:  # nothing new: wait for more without spinning
+            await asyncio.sleep(0.005)
+        seen = len(data)
+
+
+def _take(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        out += sock.recv(n - len(out))
+    return out
+
+
+# -- SOCKS5 ------------------------------------------------------------------------
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = await loop.sock_recv(sock, n - len(out))
+        if not chunk:
+            raise ChainError(": closed the connection during the SOCKS5 handshake")
+        out += chunk
+    return out
+
+
+async def _socks5_connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: NextProxy, host: str, port: int
+) -> None:
+    methods = [wire.Method.NO_AUTH]
+    if proxy.user is not None:
+        methods = [wire.Method.USER_PASS, wire.Method.NO_AUTH]
+    await loop.sock_sendall(sock, bytes((wire.VERSION, len(methods), *methods)))
+    version, method = await _recv_exactly(loop, sock, 2)
+    if version != wire.VERSION:
+        raise ChainError(f": not a SOCKS5 server (version byte 0x{version:02x})")
+    if method == wire.Method.USER_PASS:
+        if proxy.user is None:
+            raise ChainError(": asks for a user name and password; give them in the route URL")
+        await loop.sock_sendall(sock, wire.user_pass_request(proxy.user, proxy.password or ""))
+        _, status = await _recv_exactly(loop, sock, 2)
+        if status != 0:  # RFC 1929 §2: 0x00 success, anything else failure
+            raise ChainError(f": user name and password refused (RFC 1929 status 0x{status:02x})")
+    elif method != wire.Method.NO_AUTH:
+        raise ChainError(": accepts none of our authentication methods")
+    try:
+        address = wire.encode_address(host, port)
+    except ValueError as e:
+        raise ChainError(f": {e}") from None
+    await loop.sock_sendall(sock, bytes((wire.VERSION, wire.Cmd.CONNECT, 0)) + address)
+    version, code, _, atyp = await _recv_exactly(loop, sock, 4)
+    if code in ORIGIN_REPLIES:
+        raise ChainError(f" could not reach the origin {host}:{port}: {wire.reply_text(code)}")
+    if code != wire.Reply.SUCCEEDED:
+        raise ChainError(f": refused CONNECT to {host}:{port}: {wire.reply_text(code)}")
+    rest = 2 + (4 if atyp == wire.Atyp.IPV4 else 16 if atyp == wire.Atyp.IPV6 else 0)
+    if atyp == wire.Atyp.DOMAIN:
+        rest = 2 + (await _recv_exactly(loop, sock, 1))[0]
+    await _recv_exactly(loop, sock, rest)  # BND.ADDR and BND.PORT: not needed for CONNECT
