@@ -224,7 +224,6 @@ class RuleSet:
             tuple(matched),
         )
 
-
     def route_for(self, host: str, port: int, mode: str) -> str | None:
         """The route the first matching ``route:`` rule chooses ("direct" or a
         next proxy's URL), or None when no rule chooses one."""

@@ -7,7 +7,9 @@ import asyncio
 from proxy.server.upstream import Pool, UpstreamConnection
 
 
-async def _connections(keys: list[tuple[str, int, str | None, str | None]]) -> list[UpstreamConnection]:
+async def _connections(
+    keys: list[tuple[str, int, str | None, str | None]],
+) -> list[UpstreamConnection]:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
@@ -42,7 +44,9 @@ def test_idle_tls_connections_have_their_own_smaller_bound() -> None:
 
 def test_the_total_bound_closes_the_connection_idle_longest() -> None:
     async def run() -> tuple[int, list[bool]]:
-        conns = await _connections([("127.0.0.1", 80, None, None)] * 3 + [("127.0.0.1", 81, None, None)] * 3)
+        conns = await _connections(
+            [("127.0.0.1", 80, None, None)] * 3 + [("127.0.0.1", 81, None, None)] * 3
+        )
         pool = Pool(total=4)
         for c in conns:
             pool.put(c)
