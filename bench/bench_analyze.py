@@ -15,8 +15,14 @@
      request line (no reassembly: what a typical scapy script does). scapy
      loads the whole capture into memory; ``--scapy-max-mb`` bounds the
      file size it is given (it is skipped above that, and says so).
-3. Reports wall time, MB/s, packets/s, peak RSS of each child
-   (``os.wait4``'s rusage) and how many requests each found.
+3. With ``--tls-size-mb N`` (default 100; 0 skips it), does the same for
+   decryption: ``bench/tls_capture.py`` makes an HTTPS capture of at least N
+   MB and its key log (TLS 1.2 and 1.3, ALPN http/1.1 and h2), and
+   ``tapproxy analyze CAP --keylog KEYS`` runs against ``tshark -o
+   tls.keylog_file:KEYS -Y "http.request or http2.headers.method"`` on it.
+4. Reports wall time, MB/s, packets/s, peak RSS of each child
+   (``os.wait4``'s rusage), how many requests each found, and for each pair
+   the throughput ratio (tshark's seconds / analyze's seconds).
 
 Tools that are not installed are reported as such, not failed.
 """
@@ -137,6 +143,33 @@ def bench_analyze(cap: Path, work: Path) -> Result:
     return Result("tapproxy analyze", secs, rss, found, _status(status))
 
 
+def bench_analyze_keylog(cap: Path, keys: Path, work: Path) -> Result:
+    out = work / "analyze-tls.jsonl"
+    code = "import sys; from proxy.cli.analyze_cmd import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, str(cap), "--keylog", str(keys), "-o", str(out),
+            "--no-progress"]  # fmt: skip
+    secs, rss, status = run_child("analyze", argv, work / "analyze-tls.stdout")
+    found = sum(1 for line in out.open() if '"kind":"http"' in line) if out.exists() else None
+    return Result("tapproxy analyze --keylog", secs, rss, found, _status(status))
+
+
+def bench_tshark_keylog(cap: Path, keys: Path, work: Path) -> Result:
+    if shutil.which("tshark") is None:
+        return Result("tshark (key log)", 0, 0, None, "tshark not installed")
+    out = work / "tshark-tls.tsv"
+    argv = ["tshark", "-r", str(cap), "-o", f"tls.keylog_file:{keys}",
+            "-Y", "http.request or http2.headers.method", "-T", "fields",
+            "-e", "http.request.method", "-e", "http2.headers.method",
+            "-E", "occurrence=a"]  # fmt: skip
+    secs, rss, status = run_child("tshark", argv, out)
+    found = sum(  # one line per packet; a packet may carry several HTTP/2 requests
+        len([m for m in field.split(",") if m])
+        for line in out.open()
+        for field in line.rstrip("\n").split("\t")
+    )
+    return Result("tshark -o tls.keylog_file", secs, rss, found, _status(status))
+
+
 def bench_tshark(cap: Path, work: Path) -> Result:
     if shutil.which("tshark") is None:
         return Result("tshark", 0, 0, None, "tshark not installed")
@@ -170,6 +203,8 @@ def _status(code: int) -> str:
 
 def report(results: list[Result], size: int, packets: int, requests: int) -> None:
     print(f"capture: {size / 1e6:,.1f} MB, {packets:,} packets, {requests:,} requests")
+    ours = next((r for r in results if r.name.startswith("tapproxy") and r.seconds), None)
+    theirs = next((r for r in results if r.name.startswith("tshark") and r.seconds), None)
     print(
         f"{'tool':32} {'seconds':>8} {'MB/s':>8} {'packets/s':>11} "
         f"{'peak RSS MB':>12} {'requests':>9}"
@@ -183,6 +218,26 @@ def report(results: list[Result], size: int, packets: int, requests: int) -> Non
             f"{r.name:32} {r.seconds:8.2f} {size / 1e6 / r.seconds:8.1f} "
             f"{packets / r.seconds:11,.0f} {r.max_rss_mb:12.1f} {found:>9} {r.note}"
         )
+    if ours and theirs:
+        print(f"throughput ratio analyze/tshark: {theirs.seconds / ours.seconds:.2f}x")
+
+
+def bench_tls(work: Path, size_mb: int, skip: list[str]) -> None:
+    from bench.tls_capture import generate_tls
+
+    blob = bytes(random.Random(1).getrandbits(8) for _ in range(4096)) * 64
+    cap, keys = work / "bench-tls.pcapng", work / "bench-tls.keys"
+    t0 = time.perf_counter()
+    packets, requests = generate_tls(
+        cap, keys, size_mb, lambda rng, n: (_request(rng, n), _response(rng, blob))
+    )
+    print(f"\ngenerated {cap} and {keys} in {time.perf_counter() - t0:.1f} s", flush=True)
+    results = []
+    if "analyze" not in skip:
+        results.append(bench_analyze_keylog(cap, keys, work))
+    if "tshark" not in skip:
+        results.append(bench_tshark_keylog(cap, keys, work))
+    report(results, cap.stat().st_size, packets, requests)
 
 
 def main() -> int:
@@ -193,7 +248,10 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, help="where to put the capture (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the capture and outputs")
     p.add_argument("--scapy-max-mb", type=int, default=2048, help="largest capture given to scapy")
-    p.add_argument("--skip", action="append", default=[], choices=["analyze", "tshark", "scapy"])
+    p.add_argument("--skip", action="append", default=[],
+                   choices=["analyze", "tshark", "scapy", "tls"])  # fmt: skip
+    p.add_argument("--tls-size-mb", type=int, default=100,
+                   help="HTTPS capture for the --keylog pair (default 100; 0: none)")  # fmt: skip
     args = p.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_analyze_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -210,6 +268,8 @@ def main() -> int:
         if "scapy" not in args.skip:
             results.append(bench_scapy(cap, work, args.scapy_max_mb))
         report(results, cap.stat().st_size, packets, requests)
+        if args.tls_size_mb and "tls" not in args.skip:
+            bench_tls(work, args.tls_size_mb, args.skip)
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
