@@ -312,3 +312,50 @@ def test_sniff_decrypts_tls_with_a_key_log_written_while_it_runs(net: Net, tmp_p
     assert [(r["request"]["method"], r["response"]["status"]) for r in http] == [("GET", 200)]
     assert http[0]["request"]["url"] == url
     assert all(r["tls"]["keylog"] for r in live), live
+
+
+def test_sniff_decodes_h2c_as_analyze_does(net: Net, tmp_path: Path) -> None:
+    """HTTP/2 with prior knowledge (nghttpd, curl and nghttp) live and from tcpdump's file."""
+    if not (shutil.which("nghttpd", path="/usr/sbin:/usr/bin") and shutil.which("nghttp")):
+        pytest.skip("needs nghttp2-server and nghttp2-client")
+    pair, port = net.pair, 8082
+    expr = f"tcp port {port}"
+    server = subprocess.Popen(
+        pair.exec(pair.server_ns, "nghttpd", "--no-tls", "-a", pair.server_ip, "-d", str(net.www),
+                  str(port)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    cap, flows = tmp_path / "h2c.pcap", tmp_path / "h2c.jsonl"
+    try:
+        wait_listening(pair, pair.server_ns, port)
+        tcpdump = subprocess.Popen(
+            pair.exec(pair.server_ns, "tcpdump", "-i", pair.server_if, "-U", "--immediate-mode",
+                      "-B", "65536", "-s", "0", "-w", str(cap), expr),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            wait_stderr_line(tcpdump, "listening on")
+            sniff = _sniff(net, flows, "-i", pair.server_if, "--filter", expr)
+            base = f"http://{pair.server_ip}:{port}"
+            for cmd in (["curl", "-s", "--http2-prior-knowledge", f"{base}/small.txt"],
+                        ["nghttp", "-n", f"{base}/big.bin", f"{base}/missing"]):  # fmt: skip
+                subprocess.run(pair.exec(pair.client_ns, *cmd), check=True, timeout=30,
+                               stdout=subprocess.DEVNULL)  # fmt: skip
+            err = _stop(sniff)
+            live, (summary,) = _records(flows)
+            _wait_for_packets(cap, _matched(summary))
+        finally:
+            _stop(tcpdump)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert sniff.returncode == 0, err
+    got = sorted((r["request"]["url"], r["request"]["http_version"], r["response"]["status"],
+                  r["response"]["body_size"]) for r in live)  # fmt: skip
+    assert got == [
+        (f"{base}/big.bin", "HTTP/2.0", 200, 1 << 20),
+        (f"{base}/missing", "HTTP/2.0", 404, got[1][3]),
+        (f"{base}/small.txt", "HTTP/2.0", 200, 12),
+    ]
+    assert all(r["error"] is None for r in live), live
+    assert live == _analyze(cap, tmp_path / "analyze.jsonl", expr)
