@@ -60,7 +60,11 @@ class OpenServer:
     """Connect (or take a pooled connection) to ``host:port`` as ``conn``.
 
     Answered with ``ServerOpened`` or ``ServerFailed`` naming ``conn``.
-    ``via``: a next proxy to connect through (upstream chaining); None: direct.
+    ``via``: a next proxy to connect through (upstream chaining, a URL from
+    ``proxy.session.routing``); None: direct. Through it the shell opens a
+    tunnel to ``host:port`` (HTTP CONNECT or SOCKS5), then TLS inside it;
+    ``forward`` (an HTTP next proxy, plain HTTP): connect to the next proxy
+    itself, to which the session sends requests in absolute-form.
     """
 
     conn: Conn
@@ -69,6 +73,7 @@ class OpenServer:
     tls: TlsRequest | None = None
     reuse: bool = True  # a pooled idle connection may be used
     via: str | None = None
+    forward: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,7 @@ class SetTimer:
 class StartClientTls:
     """Terminate the client's TLS: a leaf for ``name`` (plus the names the
     upstream ``host:port`` presents for ``sni``, looked up once), ALPN chosen
-    from ``offered``; ``data`` is the ClientHello already read. Answered with
+    from ``alpn`` among ``offered``; ``data`` is the ClientHello already read. Answered with
     ``ClientTlsEstablished`` or ``ClientTlsFailed``."""
 
     host: str
@@ -131,6 +136,9 @@ class StartClientTls:
     offered: tuple[str, ...]
     data: bytes
     probe: bool = True  # connect upstream first to copy its certificate's names
+    # The protocols we speak, in our order of preference; the shell picks the
+    # first the client offered (none offered: HTTP/1.1).
+    alpn: tuple[str, ...] = ("http/1.1",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class InterceptSettings:
     policy: InterceptPolicy
     pinned: PassthroughMemory
     ca_path: str  # where the CA certificate is, for messages
+    http2: bool = True  # offer h2 in ALPN to clients that offer it
 
 
 class NextLayer:
@@ -195,7 +196,8 @@ class NextLayer:
         self.handshaking = True
         self.buffer.clear()
         probe = not self.listener
-        return [StartClientTls(self.host, self.port, name, hello.sni, offered, data, probe)]
+        alpn = ("h2", "http/1.1") if self.settings.http2 else ("http/1.1",)
+        return [StartClientTls(self.host, self.port, name, hello.sni, offered, data, probe, alpn)]
 
     def _name(self) -> str:
         return (self.hello.sni if self.hello else None) or self.host

@@ -46,11 +46,15 @@ from proxy.layers.events import (
     TooManyConnections,
     TunnelEnded,
 )
+from proxy.layers.http2.server import Http2Server
 from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
+from proxy.layers.recorder import TunnelRecorder
 from proxy.layers.tunnel import TunnelLayer
 from proxy.rules import TcpPlan
+from proxy.session import routing
 from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
+from proxy.session.refusals import H2_PREFACE
 
 _SWITCHES = (StartTunnel, Intercept)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
@@ -69,8 +73,8 @@ class ClientLayers:
     """The layer stack of one client connection (HTTP listeners)."""
 
     __slots__ = (
-        "_next_target", "_relay", "client", "config", "current", "intercept", "session",
-        "tunnel_owner", "tunnel_tls",
+        "_next_target", "_probe", "_relay", "client", "config", "current", "intercept",
+        "session", "tunnel_owner", "tunnel_tls",
     )  # fmt: skip
 
     def __init__(
@@ -81,11 +85,16 @@ class ClientLayers:
     ) -> None:
         self.config = config
         self.client = client
+        if intercept is not None and intercept.http2 != config.http2:
+            intercept = replace(intercept, http2=config.http2)
         self.intercept = intercept
         self.session = HttpSession(config, client)  # the listener's own session
-        # Where events go now: an HTTP session, a tunnel, the next-layer choice.
-        self.current: HttpSession | TunnelLayer | NextLayer | None = self.session
-        self.tunnel_owner: HttpSession | None = None  # records the tunnel when it ends
+        # Where events go now: an HTTP session, an HTTP/2 connection, a
+        # tunnel, the next-layer choice.
+        self.current: HttpSession | Http2Server | TunnelLayer | NextLayer | None = self.session
+        # The client's first bytes, while they may still be an HTTP/2 preface.
+        self._probe: bytearray | None = bytearray() if config.http2 else None
+        self.tunnel_owner: HttpSession | TunnelRecorder | None = None  # records the tunnel
         self.tunnel_tls: TlsInfo | None = None
         self._relay: tuple[Conn, bytes, bool] | None = None  # raw relay being connected
         self._next_target: tuple[str, int] = ("", 0)
@@ -102,6 +111,8 @@ class ClientLayers:
     def handle(self, event: Event) -> list[Command]:
         current = self.current
         if type(current) is HttpSession:
+            if self._probe is not None and type(event) is DataReceived and event.conn.is_client:
+                return self._sniff_h2(current, event.data)
             out = current.handle(event)
             if out and type(out[-1]) in _SWITCHES:
                 return self._switch(current, out)
@@ -128,6 +139,8 @@ class ClientLayers:
             return TimeoutKind.TUNNEL_IDLE
         if type(current) is NextLayer:
             return TimeoutKind.TLS_HANDSHAKE
+        if type(current) is Http2Server:
+            return current.deadline()
         return None
 
     @property
@@ -147,11 +160,26 @@ class ClientLayers:
     def idle(self) -> bool:
         """Between requests with nothing buffered: a graceful stop may close it now."""
         http = self.http
-        return http is not None and http.between_requests
+        if http is None:
+            return type(self.current) is Http2Server and self.current.idle
+        return http.between_requests
 
     def refuse(self) -> list[Command]:
         """Over --max-connections: the session answers (and records) the refusal."""
         return self.session.handle(TooManyConnections())
+
+    def enter(self, host: str, port: int, owner: TunnelRecorder, early: bytes) -> list[Command]:
+        """A SOCKS5 or transparent connection for ``host:port``: straight to the
+        next-layer choice, as after an intercepted CONNECT; ``owner`` records it."""
+        assert self.intercept is not None
+        self.tunnel_owner = owner
+        self._next_target = (host, port)
+        layer = NextLayer(host, port, self.intercept)
+        self.current = layer
+        out = layer.start()
+        if early:
+            out += self.handle(DataReceived(CLIENT, early))
+        return out
 
     # -- switches ---------------------------------------------------------------
     def _switch(self, session: HttpSession, out: list[Command]) -> list[Command]:
@@ -194,7 +222,9 @@ class ClientLayers:
         assert isinstance(choice, RelayRaw)
         self.tunnel_tls = choice.tls
         self._relay = (RAW_SERVER, choice.data, choice.eof)
-        return [PauseReading(CLIENT), OpenServer(RAW_SERVER, layer.host, layer.port, reuse=False)]
+        host, port = layer.host, layer.port
+        via = routing.via_for(self.config, host, port)
+        return [PauseReading(CLIENT), OpenServer(RAW_SERVER, host, port, None, False, via)]
 
     def _decode(self, layer: NextLayer, choice: DecodeHttp) -> list[Command]:
         if layer.listener and choice.tls is None:
@@ -208,13 +238,36 @@ class ClientLayers:
                 self.config, upstream=up, keep_host=True, intercept=None, client_tls=choice.tls
             )
             session = HttpSession(config, self.client)
+        if choice.tls is not None and choice.tls.alpn == "h2":
+            return self._http2(replace(session.config, client_tls=choice.tls), choice.data)
         self.current = session
+        self._probe = bytearray() if self.config.http2 else None
         out: list[Command] = []
         if choice.data:
             out += self.handle(DataReceived(CLIENT, choice.data))
         if choice.eof:
             out += self.handle(EofReceived(CLIENT))
         return out
+
+    # -- HTTP/2 --------------------------------------------------------------------
+    def _sniff_h2(self, session: HttpSession, data: bytes) -> list[Command]:
+        """The first bytes of an HTTP session: the HTTP/2 preface (prior
+        knowledge, RFC 9113 §3.3) hands the connection to HTTP/2."""
+        probe = self._probe
+        assert probe is not None
+        probe += data
+        if len(probe) < len(H2_PREFACE) and H2_PREFACE.startswith(probe):
+            return []  # could still be the preface
+        self._probe = None
+        if probe.startswith(H2_PREFACE):
+            return self._http2(session.config, bytes(probe))
+        return self.handle(DataReceived(CLIENT, bytes(probe)))
+
+    def _http2(self, config: SessionConfig, data: bytes) -> list[Command]:
+        layer = Http2Server(config, self.client)
+        self.current = layer
+        self._probe = None
+        return layer.start(data)
 
     def _connecting_relay(self, event: Event) -> list[Command]:
         """Events while the raw relay's server connection is being opened."""
@@ -281,7 +334,9 @@ class TcpLayers:
         self.ended = False
 
     def start(self) -> list[Command]:
-        return [PauseReading(CLIENT), OpenServer(self.SERVER, self.host, self.port, reuse=False)]
+        host, port = self.host, self.port
+        via = routing.via_for(self.config, host, port)
+        return [PauseReading(CLIENT), OpenServer(self.SERVER, host, port, None, False, via)]
 
     def handle(self, event: Event) -> list[Command]:
         if self.ended:
@@ -339,5 +394,6 @@ class TcpLayers:
             tunnel=tunnel.done if tunnel is not None else None,
             error=error,
             rules=tcp_rules_info(tunnel.matched_rules if tunnel is not None else ()),
+            route=routing.route_info(self.config, self.host, self.port),
         )
         return Hook(HookKind.DONE, record)

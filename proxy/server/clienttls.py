@@ -81,7 +81,7 @@ class ClientTlsStarter:
         assert intercept is not None
         extra, org = known if known is not None else ((), None)
         offered = cmd.offered
-        alpn = ("http/1.1",) if (not offered or "http/1.1" in offered) else ()
+        alpn = tuple(p for p in cmd.alpn if p in offered) if offered else ("http/1.1",)
         try:
             server = intercept.issuer.server_tls(
                 cmd.name, alpn=alpn, extra_sans=extra, organization=org
@@ -103,8 +103,11 @@ class ClientTlsStarter:
         upstream: UpstreamConnection | None = None
         self.probing = True
         try:
+            route = ctx.session.route
+            via = route(key[0], key[1]) if route is not None else None
+            full = (*key, via)
             with contextlib.suppress(UpstreamError):
-                upstream = await connect(key, ctx.timeouts.connect, ctx.upstream_tls, ctx.tap)
+                upstream = await connect(full, ctx.timeouts.connect, ctx.tls_for(key[2]), ctx.tap)
         finally:
             self.probing = False
             with contextlib.suppress(ReferenceError):  # cancelled: the client is gone

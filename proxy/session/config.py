@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.flow.hooks import HookSettings
-from proxy.flow.record import TlsSide
+from proxy.flow.record import Address, TlsSide
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RuleSet
 from proxy.session.capture import CaptureConfig
@@ -68,9 +68,15 @@ class SessionConfig:
     max_body: int = 10 * 1024 * 1024  # a body is buffered for rules up to this
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     keylog: bool = False  # TLS secrets of both sides go to a key log
+    http2: bool = True  # clients may speak HTTP/2 (h2c preface, ALPN h2)
     # base64 of "user:pass" when --proxy-auth is on (forward modes only).
     proxy_auth: bytes | None = None
     # Lifecycle hooks subscribers want beyond DONE (notices, and holdable points).
     hooks: HookSettings = field(default_factory=HookSettings)
+    # The next proxy for host:port ("http://..." / "socks5://..."), None: direct
+    # (proxy.session.routing.Router); None here: always direct.
+    route: Callable[[str, int], str | None] | None = None
+    # Transparent mode: where the client was going (SO_ORIGINAL_DST), for records.
+    original_dst: Address | None = None
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -13,8 +13,7 @@ from dataclasses import replace
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import TlsInfo
 from proxy.http1 import FramingKind
-from proxy.http1.writer import chunk
-from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
+from proxy.layers.commands import Command, Hook
 from proxy.session import auth
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints
@@ -97,7 +96,7 @@ class Endings:
             ex.error = message
         if not ex.response_started:
             data = self.own_response(ex, error_response(status, message))
-            out.append(SendData(CLIENT, data))
+            self.s.client_side.send_whole(ex, data, out, paced=False)
         s = self.s
         s.ex = None
         self.hooks.notice(HookKind.ERROR, ex, out)
@@ -132,14 +131,14 @@ class Endings:
         message = "proxy authentication required"
         answer = error_response(407, message, close=False, extra=auth.CHALLENGE)
         ex.error = f"client: {message}"
-        out.append(SendData(CLIENT, self.own_response(ex, answer)))
+        self.s.client_side.send_whole(ex, self.own_response(ex, answer), out, paced=False)
         self.s.ex = None
         out.append(self.record(ex))
         self._next_or_close(ex, out)
 
     def answer_locally(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """A request for a name the proxy answers itself (http://tapproxy.ca/)."""
-        out.append(SendData(CLIENT, self.own_response(ex, data)))
+        self.s.client_side.send_whole(ex, self.own_response(ex, data), out, paced=False)
         self.s.ex = None
         out.append(self.record(ex))
         self._next_or_close(ex, out)
@@ -163,7 +162,7 @@ class Endings:
         response_phase = ex.response_head_at is not None
         data = self.own_response(ex, data)
         ex.response_started = True
-        s.client_side.emit(ex, data, out)
+        s.client_side.send_whole(ex, data, out, paced=True)
         framing = ex.request.framing
         if response_phase:
             complete = ex.request_done
@@ -210,13 +209,7 @@ class Endings:
         the client sees a body cut short, not raw bytes where a chunk size belongs.
         """
         s = self.s
-        ex.sent_body += len(data)
-        ex.count_delivered(data, s.config.preview_bytes)
-        if data:
-            assert ex.response is not None
-            if ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-                data = b"".join(chunk(data))
-            s.client_side.emit(ex, data, out)
+        s.client_side.body(ex, data, out)
         ex.error = f"closed after {ex.cut_after} body bytes by a rule"
         s.ex = None
         out.append(self.record(ex))
@@ -225,4 +218,4 @@ class Endings:
 
     def _close(self, out: list[Command], abort: bool = False) -> None:
         self.s.closed = True
-        out.append(CloseConnection(CLIENT, abort))
+        self.s.client_side.close(out, abort)

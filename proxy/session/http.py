@@ -18,7 +18,7 @@ forwarded unchanged keeps field order, case and body bytes (principle 4).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
@@ -48,6 +48,7 @@ from proxy.layers.events import (
     TunnelEnded,
 )
 from proxy.session.clientside import ClientSide
+from proxy.session.codec import ClientCodec
 from proxy.session.config import SessionConfig
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
@@ -69,11 +70,19 @@ class HttpSession:
         "request", "responses", "rules", "server", "tunnel",
     )  # fmt: skip
 
-    def __init__(self, config: SessionConfig, client: Address) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        client: Address,
+        codec: ClientCodec | None = None,
+        conn_ids: Iterator[int] | None = None,
+    ) -> None:
         self.config = config
         self.client = client
-        self.client_side = ClientSide(config)
-        self.server = ServerSide(config)
+        # HTTP/1 on the client's connection, unless a multiplexing layer gives
+        # the session one stream of its connection (``proxy.layers.http2``).
+        self.client_side: ClientCodec = codec if codec is not None else ClientSide(config)
+        self.server = ServerSide(config, conn_ids)
         self.rules = RulePhase(config, client[0]) if config.rules is not None else None
         self.ex: Exchange | None = None
         self.tunnel: Exchange | None = None
@@ -312,7 +321,7 @@ class HttpSession:
         if self.client_side.eof and not self.client_side.requests.buffered:
             self.server.release(out, reusable=self.server.idle_reusable)
             self.closed = True
-            out.append(CloseConnection(CLIENT))
+            self.client_side.close(out)
 
     def _client_error(self, e: ProtocolError, out: list[Command]) -> None:
         ex = self.ex

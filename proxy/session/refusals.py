@@ -21,8 +21,8 @@ from proxy.flow.record import (
     ResponseInfo,
     Source,
 )
-from proxy.http1 import RequestParser
 from proxy.layers.commands import CLIENT, CloseConnection, Command, Hook, SendData
+from proxy.session.codec import RequestSource
 from proxy.session.config import SessionConfig
 from proxy.session.responses import error_response, read_back
 from proxy.tls.clienthello import looks_like_tls
@@ -45,7 +45,7 @@ def explain(data: bytes, message: str) -> str:
 def refusal(
     config: SessionConfig,
     client: Address,
-    requests: RequestParser,
+    requests: RequestSource,
     error: str,
     answer: bytes | None,
 ) -> FlowRecord:
@@ -59,12 +59,12 @@ def refusal(
         request = RequestInfo(method, target.decode("latin-1"), Message((), 0, b"", version))
     return FlowRecord(
         config.new_id(), "http", config.mode, now, now, client, None,
-        request=request, response=_answer_info(answer, config.preview_bytes), error=error,
+        request=request, response=answer_info(answer, config.preview_bytes), error=error,
         refused=Refused(data, size) if size else None,
     )  # fmt: skip
 
 
-def _answer_info(answer: bytes | None, preview: int) -> ResponseInfo | None:
+def answer_info(answer: bytes | None, preview: int) -> ResponseInfo | None:
     """The proxy's own answer, for the record."""
     if answer is None:
         return None
@@ -81,6 +81,6 @@ def refuse_connection(config: SessionConfig, client: Address) -> list[Command]:
     answer = error_response(503, message)
     record = FlowRecord(
         config.new_id(), "http", config.mode, now, now, client, None,
-        response=_answer_info(answer, config.preview_bytes), error=f"refused: {message}",
+        response=answer_info(answer, config.preview_bytes), error=f"refused: {message}",
     )  # fmt: skip
     return [SendData(CLIENT, answer), Hook(HookKind.DONE, record), CloseConnection(CLIENT)]

@@ -12,9 +12,10 @@ we intercept, hands the connection to the next-layer choice.
 from __future__ import annotations
 
 from proxy.flow.hooks import HookKind
+from proxy.flow.record import RouteInfo
 from proxy.http1 import FramingKind, ProtocolError, RequestHead
 from proxy.layers.commands import CLIENT, Command, Intercept, SendData, SetTimer
-from proxy.session import auth, messages, ruling
+from proxy.session import auth, messages, routing
 from proxy.session.capture import BodyCapture
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
@@ -83,7 +84,8 @@ class RequestPath:
             self.s.tunnel, self.s.ex = ex, None
             self.s.closed = True  # from here on the next layer owns the connection's bytes
             return
-        self.s.server.open((target.host, target.port, None), out, reuse=False)
+        ex.route = routing.route_info(self.s.config, target.host, target.port)
+        self.s.server.open((target.host, target.port, None), out, reuse=False, tunnel=True)
 
     def carry_out(self, ex: Exchange, outcome: RequestOutcome, out: list[Command]) -> None:
         """Act on the rule phase's decision about a request."""
@@ -91,7 +93,7 @@ class RequestPath:
             self.dispatch(ex, out)
         elif isinstance(outcome, Collect):
             if outcome.send_continue:
-                out.append(SendData(CLIENT, ruling.CONTINUE))
+                self.s.client_side.send_continue(ex, out)
         elif isinstance(outcome, Answer):
             self.endings.answer(ex, outcome.data, out)
         elif isinstance(outcome, Delay):
@@ -106,8 +108,12 @@ class RequestPath:
             return  # a subscriber may edit, answer or kill it first
         head, target = ex.forward, ex.target
         assert target is not None
+        config = self.s.config
+        via = routing.via_for(config, target.host, target.port)
+        ex.route = RouteInfo(routing.redact(via), config.original_dst)
+        proxy = routing.forwards_plain(via) if target.scheme == "http" else None
         ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
-            head, target, self.s.config, ex.keep_host
+            head, target, config, ex.keep_host, proxy
         )
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0

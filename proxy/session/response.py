@@ -13,16 +13,12 @@ from dataclasses import replace
 
 from proxy.flow.hooks import HookKind, Kill, Reply, ResponseEdit, Verdict
 from proxy.http1 import NO_BODY, BodyData, EndOfMessage, FramingKind, ProtocolError, ResponseHead
-from proxy.http1.writer import last_chunk
 from proxy.layers.commands import (
-    CLIENT,
     Command,
     PauseReading,
     ResumeReading,
-    SendData,
     StartTunnel,
 )
-from proxy.session import messages
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
@@ -79,8 +75,7 @@ class ResponsePath:
 
     def _head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
         if head.informational:
-            if ex.request.version == b"1.1":
-                out.append(SendData(CLIENT, messages.informational_out(head)))
+            self.s.client_side.informational(ex, head, out)
             return
         if head.status == 101 and not ex.upgrade:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
@@ -151,13 +146,7 @@ class ResponsePath:
         s.tunnel, s.ex = ex, None
 
     def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        ex.response = head
-        data, close, ex.server_closes = messages.response_out(
-            ex.request, head, ex.upgrade, ex.close_client
-        )
-        ex.close_client = ex.close_client or close or not ex.request_done
-        ex.response_started = True
-        self.s.client_side.emit(ex, data, out)
+        self.s.client_side.send_head(ex, head, out)
 
     def _carry_out(self, ex: Exchange, outcome: ResponseOutcome, out: list[Command]) -> None:
         """Act on the rule phase's decision about a response."""
@@ -196,8 +185,8 @@ class ResponsePath:
                 return
             if self.s.ex is not ex or ex.waiting:
                 return  # ended by the rule's outcome, or a hang
-        elif ex.response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1":
-            self.s.client_side.emit(ex, last_chunk(event.trailers), out)
+        else:
+            self.s.client_side.end(ex, event.trailers, out)
         self._complete(ex, out)
 
     def _complete(self, ex: Exchange, out: list[Command]) -> None:

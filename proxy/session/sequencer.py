@@ -12,7 +12,7 @@ from typing import Protocol
 
 from proxy.flow.record import Address
 from proxy.layers.commands import Command
-from proxy.session.clientside import ClientSide
+from proxy.session.codec import ClientCodec
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
 from proxy.session.serverside import ServerSide
@@ -21,7 +21,7 @@ from proxy.session.serverside import ServerSide
 class Sequencer(Protocol):
     config: SessionConfig
     client: Address
-    client_side: ClientSide
+    client_side: ClientCodec
     server: ServerSide
     ex: Exchange | None
     tunnel: Exchange | None

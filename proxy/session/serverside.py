@@ -11,8 +11,9 @@ body streams as it comes, re-chunked when the forwarded framing is chunked.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
-from proxy.http1 import BodyData, EndOfMessage, FramingKind, RequestParser, ResponseParser
+from proxy.http1 import BodyData, EndOfMessage, FramingKind, ResponseParser
 from proxy.http1.writer import chunk, last_chunk
 from proxy.layers.commands import (
     Command,
@@ -23,6 +24,8 @@ from proxy.layers.commands import (
     TlsRequest,
     server_conn,
 )
+from proxy.session import routing
+from proxy.session.codec import RequestSource
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
 from proxy.session.target import Target
@@ -34,14 +37,16 @@ ServerKey = tuple[str, int, str | None]
 class ServerSide:
     __slots__ = ("_ids", "closing", "config", "conn", "key", "ready", "responses")
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(self, config: SessionConfig, ids: Iterator[int] | None = None) -> None:
         self.config = config
         self.conn: Conn | None = None
         self.key: ServerKey | None = None
         self.ready = False  # connected (or taken from the pool)
         self.closing = False  # the server sent EOF
         self.responses: ResponseParser | None = None
-        self._ids = itertools.count(1)
+        # Names for the connections it opens; sessions that share one client
+        # connection (HTTP/2 streams) share one source, so no two collide.
+        self._ids = ids if ids is not None else itertools.count(1)
 
     def key_for(self, target: Target) -> ServerKey:
         """(host, port, SNI) of the connection a request needs."""
@@ -53,12 +58,19 @@ class ServerSide:
     def serves(self, key: ServerKey) -> bool:
         return self.key == key and self.ready
 
-    def open(self, key: ServerKey, out: list[Command], reuse: bool = True) -> None:
-        """Ask for a (new or pooled) connection for ``key``; the shell answers for ``conn``."""
+    def open(
+        self, key: ServerKey, out: list[Command], reuse: bool = True, tunnel: bool = False
+    ) -> None:
+        """Ask for a (new or pooled) connection for ``key``; the shell answers for ``conn``.
+
+        ``tunnel``: for a CONNECT relayed as is (never sent to a next proxy in absolute-form).
+        """
         self.conn = server_conn(next(self._ids))
         self.key = key
         tls = TlsRequest(key[2]) if key[2] is not None else None
-        out.append(OpenServer(self.conn, key[0], key[1], tls, reuse))
+        via = routing.via_for(self.config, key[0], key[1])
+        forward = tls is None and not tunnel and routing.forwards_plain(via) is not None
+        out.append(OpenServer(self.conn, key[0], key[1], tls, reuse, via, forward))
 
     def connected(self) -> None:
         self.ready = True
@@ -89,7 +101,7 @@ class ServerSide:
         assert self.conn is not None
         out.append(SendData(self.conn, data))
 
-    def send_request(self, ex: Exchange, requests: RequestParser, out: list[Command]) -> None:
+    def send_request(self, ex: Exchange, requests: RequestSource, out: list[Command]) -> None:
         """Forward the head, but only after the body bytes already here parse.
 
         A ``ProtocolError`` from the client's body leaves ``out`` without the head.

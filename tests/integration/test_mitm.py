@@ -87,7 +87,9 @@ def test_curl_through_mitm_byte_identical_and_logged(
     assert rec["response"]["status"] == 200
     tls = rec["tls"]
     assert tls["intercepted"] is True and tls["keylog"] is False
-    assert tls["client"]["sni"] == "localhost" and tls["client"]["alpn"] == "http/1.1"
+    # curl offers h2 first, and gets it: the proxy speaks HTTP/2 to clients.
+    assert tls["client"]["sni"] == "localhost" and tls["client"]["alpn"] == "h2"
+    assert rec["request"]["http_version"] == "HTTP/2.0"
     assert tls["server"]["certificate"]["issuer"] == "CN=tapproxy test CA"
 
 
@@ -291,7 +293,10 @@ def test_keylog_lets_tshark_decrypt(https: HttpsUpstreams, tmp_path: Path) -> No
         assert dump.stderr is not None
         line = dump.stderr.readline()  # "listening on lo, ..." once the capture runs
         assert b"listening" in line, line
-        out = curl(p, f"https://localhost:{https.good}/echo/keylog-check", "--cacert", our_ca(p))
+        out = curl(
+            p, f"https://localhost:{https.good}/echo/keylog-check", "--cacert", our_ca(p),
+            "--http1.1",  # tshark's http.request is HTTP/1's
+        )  # fmt: skip
         assert b"keylog-check" in out.stdout
         dump.terminate()
         dump.wait(10)

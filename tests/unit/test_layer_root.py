@@ -55,6 +55,8 @@ HELLO = real_hello("a.test")
 CONNECT = b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
+H2_FIRST = ("h2", "http/1.1")  # what the proxy speaks, in its order
+
 
 def settings(ignore: tuple[str, ...] = (), auto_passthrough: bool = False) -> InterceptSettings:
     policy = InterceptPolicy.build(True, (), ignore, auto_passthrough)
@@ -89,7 +91,9 @@ def test_choice_tls_intercepted() -> None:
         Playbook(n)
         >> DataReceived(CLIENT, HELLO[:10])  # the hello comes in pieces
         >> DataReceived(CLIENT, HELLO[10:])
-        << StartClientTls("a.test", 443, "a.test", "a.test", ("h2", "http/1.1"), HELLO)
+        << StartClientTls(
+            "a.test", 443, "a.test", "a.test", ("h2", "http/1.1"), HELLO, True, H2_FIRST
+        )
         >> TimerFired(SNIFF_TOKEN)  # the sniff timer no longer matters
     )
     assert n.choice is None
@@ -225,7 +229,9 @@ def test_reverse_listener_with_interception_terminates_tls() -> None:
     assert (
         Playbook(root)
         >> DataReceived(CLIENT, HELLO)
-        << StartClientTls("127.0.0.1", 9000, "a.test", "a.test", ("h2", "http/1.1"), HELLO, False)
+        << StartClientTls(
+            "127.0.0.1", 9000, "a.test", "a.test", ("h2", "http/1.1"), HELLO, False, H2_FIRST
+        )
     )
     root = layers(settings(), upstream=up, mode="reverse:http://127.0.0.1:9000")
     root.start()

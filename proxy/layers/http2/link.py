@@ -1,0 +1,167 @@
+"""The HTTP/2 connection to the client, shared by its streams: frames out, flow control.
+
+``ClientLink`` wraps ``h2``'s connection object (framing, HPACK, stream
+states) and adds what h2 leaves to its user:
+
+* Outgoing DATA is queued per stream and sent only as far as the client's
+  flow-control windows allow (RFC 9113 §5.2); the rest waits for its
+  WINDOW_UPDATE. ``pending(stream)`` tells the layer how much waits, so it
+  can stop reading that stream's server while the client is slow: a slow
+  reader slows its writer, and memory stays bounded per stream.
+* The end of a stream (with trailers) is queued behind its data.
+* Incoming DATA is acknowledged only when the exchange has taken it
+  (``consumed``), so the client can never have more in flight toward us
+  than our windows: per stream, and for the connection as a whole.
+
+Everything h2 wants sent is taken with ``take()`` as one ``SendData`` to
+the client, with the time a rule's pacing set when there is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import StreamClosedError
+from h2.settings import SettingCodes, Settings
+from h2.stream import StreamState
+
+from proxy.layers.commands import CLIENT, SendData
+
+Header = tuple[bytes, bytes]
+
+STREAM_WINDOW = 1 << 20  # what one stream may have in flight toward us
+CONNECTION_WINDOW = 4 << 20  # and all streams together
+MAX_CONCURRENT_STREAMS = 100
+MAX_HEADER_LIST_SIZE = 64 * 1024
+_SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+
+
+def server_config() -> H2Configuration:
+    """h2 as the client-facing end: validation of what comes in stays on;
+    what goes out is built by us (``heads``) and not rewritten."""
+    return H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=True,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+
+
+class ClientLink:
+    __slots__ = ("conn", "ends", "queued")
+
+    def __init__(self) -> None:
+        self.conn = H2Connection(server_config())
+        self.queued: dict[int, bytearray] = {}  # DATA waiting for window, per stream
+        self.ends: dict[int, list[Header] | None] = {}  # stream ends waiting behind it
+
+    def start(self, upgrade_settings: bytes | None = None) -> None:
+        """Our SETTINGS (after an ``Upgrade: h2c``, the client's came in its header).
+
+        Set as the initial values, not as changes: h2 sends what is in force,
+        and streams get their windows from it at once.
+        """
+        conn = self.conn
+        conn.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+                SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        if upgrade_settings is None:
+            conn.initiate_connection()
+        else:
+            conn.initiate_upgrade_connection(upgrade_settings)
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+
+    def take(self, at: float | None = None) -> SendData | None:
+        data = self.conn.data_to_send()
+        return SendData(CLIENT, data, at) if data else None
+
+    # -- out ----------------------------------------------------------------------
+    def headers(self, stream: int, block: list[Header], end: bool = False) -> None:
+        if self._open(stream):
+            self.conn.send_headers(stream, block, end_stream=end)
+
+    def data(self, stream: int, data: bytes) -> None:
+        if not data or not self._open(stream):
+            return
+        queue = self.queued.get(stream)
+        if queue is None:
+            queue = self.queued[stream] = bytearray()
+        queue += data
+        self.flush(stream)
+
+    def end(self, stream: int, trailers: list[Header] | None = None) -> None:
+        """End the stream after what is queued (with trailers, if any)."""
+        if not self._open(stream):
+            return
+        self.ends[stream] = trailers
+        self.flush(stream)
+
+    def reset(self, stream: int, code: ErrorCodes) -> None:
+        self.queued.pop(stream, None)
+        self.ends.pop(stream, None)
+        s = self.conn.streams.get(stream)
+        if s is not None and not s.closed:
+            with contextlib.suppress(StreamClosedError):
+                self.conn.reset_stream(stream, code)
+
+    def pending(self, stream: int) -> int:
+        queue = self.queued.get(stream)
+        return len(queue) if queue is not None else 0
+
+    def flush(self, stream: int) -> None:
+        """Send what the windows allow of ``stream``'s queue, then its end."""
+        queue = self.queued.get(stream)
+        if queue:
+            conn = self.conn
+            size = conn.max_outbound_frame_size
+            window = conn.local_flow_control_window(stream)
+            while queue and window > 0:
+                n = min(len(queue), size, window)
+                conn.send_data(stream, bytes(queue[:n]))
+                del queue[:n]
+                window -= n
+            if queue:
+                return
+            del self.queued[stream]
+        if stream in self.ends:
+            trailers = self.ends.pop(stream)
+            if trailers:
+                self.conn.send_headers(stream, trailers, end_stream=True)
+            else:
+                self.conn.end_stream(stream)
+
+    def flush_all(self) -> list[int]:
+        """After a window opened: flush every stream; the ones that drained."""
+        drained = []
+        for stream in [*self.queued, *self.ends]:
+            if stream in self.queued or stream in self.ends:
+                self.flush(stream)
+                if stream not in self.queued:
+                    drained.append(stream)
+        return drained
+
+    def _open(self, stream: int) -> bool:
+        """The stream can still take frames from us (not ended by us, closed or reset)."""
+        s = self.conn.streams.get(stream)
+        return s is not None and s.state_machine.state in _SENDING
+
+    # -- in -------------------------------------------------------------------------
+    def consumed(self, stream: int, size: int) -> None:
+        """``size`` flow-controlled bytes of ``stream`` were taken: the client may send more."""
+        if size:  # h2 restores the connection's window even when the stream is gone
+            self.conn.acknowledge_received_data(size, stream)
+
+    @property
+    def remote_max_streams(self) -> int:
+        return int(self.conn.remote_settings[SettingCodes.MAX_CONCURRENT_STREAMS])

@@ -1,0 +1,385 @@
+"""The HTTP/2 layer facing the client: one connection, many exchanges.
+
+``Http2Server`` owns a client connection that speaks HTTP/2 (ALPN ``h2``
+under interception, the h2c preface on a plain listener or inside a
+CONNECT tunnel, or ``Upgrade: h2c``). h2 turns the client's bytes into
+stream events; each request stream gets an ``HttpSession`` of its own with
+a ``StreamCodec`` (``streamcodec``), so rules, hooks, faults and records
+work per stream exactly as for an HTTP/1 exchange, and its server side is
+HTTP/1.1 (translation, RFC 9113 §8.2.2 and RFC 9112).
+
+Events name the stream they belong to: client frames by their stream id,
+server connections by the session that opened them (``OpenServer.conn``,
+named from one shared source), timers by a token this layer hands out,
+hook verdicts by ``HookResumed.stream``. Per-stream backpressure: while the
+client's window keeps a stream's response data queued beyond
+``STREAM_BACKLOG``, reading from that stream's server pauses.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import h2.events as ev
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError as H2ProtocolError
+
+from proxy.flow.hooks import HookKind
+from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
+from proxy.http1 import BodyData, EndOfMessage
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Command,
+    Conn,
+    Hook,
+    OpenServer,
+    PauseReading,
+    ResumeReading,
+    SetTimer,
+)
+from proxy.layers.events import (
+    ConnectionClosed,
+    DataReceived,
+    EofReceived,
+    Event,
+    HookResumed,
+    Stopping,
+    TimedOut,
+    TimeoutKind,
+    TimerFired,
+)
+from proxy.layers.http2.link import ClientLink
+from proxy.layers.http2.request import MalformedRequest, request_head
+from proxy.layers.http2.streamcodec import StreamCodec
+from proxy.session.config import SessionConfig
+from proxy.session.http import HttpSession
+from proxy.session.refusals import answer_info
+from proxy.session.responses import error_response
+
+STREAM_BACKLOG = 256 * 1024  # response bytes queued for a slow client before its server waits
+FIRST_SERVER_ID = 2_000_000  # server connections of streams: one range per client connection
+Headers = list[tuple[bytes, bytes]]
+
+
+class Http2Server:
+    """HTTP/2 from the client; every request stream an exchange of its own."""
+
+    __slots__ = (
+        "client",
+        "closed",
+        "config",
+        "conn_ids",
+        "link",
+        "paused",
+        "servers",
+        "sessions",
+        "timers",
+        "tokens",
+    )  # fmt: skip
+
+    def __init__(self, config: SessionConfig, client: Address) -> None:
+        self.config = config
+        self.client = client
+        self.link = ClientLink()
+        self.sessions: dict[int, HttpSession] = {}
+        self.servers: dict[Conn, int] = {}  # server connection -> its stream
+        self.timers: dict[int, tuple[int, int]] = {}  # our token -> (stream, its token)
+        self.tokens = itertools.count(1000)
+        self.conn_ids = itertools.count(FIRST_SERVER_ID)
+        self.paused: set[int] = set()  # streams whose server we stopped reading
+        self.closed = False
+
+    def start(self, data: bytes, upgrade: tuple[bytes, HttpSession] | None = None) -> list[Command]:
+        """Our SETTINGS, then the client's first bytes (starting with its preface).
+
+        ``upgrade``: the HTTP2-Settings of an ``Upgrade: h2c`` request and
+        the session that runs that request, now stream 1 (RFC 9113 §3.1 of
+        RFC 7540, kept by RFC 9113 only as history; curl still uses it).
+        """
+        out: list[Command] = []
+        if upgrade is None:
+            self.link.start()
+        else:
+            settings, session = upgrade
+            self.link.start(settings)
+            self.sessions[1] = session
+        self._take(out)
+        if data:
+            out += self.handle(DataReceived(CLIENT, data))
+        return out
+
+    # -- events -----------------------------------------------------------------------
+    def handle(self, event: Event) -> list[Command]:
+        if self.closed:
+            return []
+        kind = type(event)
+        if kind is DataReceived or kind is EofReceived or kind is ConnectionClosed:
+            conn = event.conn  # type: ignore[union-attr]
+            if conn.is_client:
+                return self._client_event(event)
+            return self._to_stream(self.servers.get(conn), event)
+        if kind is TimerFired:
+            stream, token = self.timers.pop(event.token, (0, 0))  # type: ignore[union-attr]
+            return self._to_stream(stream, TimerFired(token))
+        if kind is HookResumed:
+            return self._to_stream(event.stream, event)  # type: ignore[union-attr]
+        if kind is TimedOut:
+            return self._timed_out(event)  # type: ignore[arg-type]
+        if kind is Stopping:
+            self.link.conn.close_connection()
+            out: list[Command] = []
+            self._take(out)
+            return out
+        conn = getattr(event, "conn", None)  # ServerOpened, ServerFailed
+        return self._to_stream(self.servers.get(conn) if conn is not None else None, event)
+
+    def _client_event(self, event: Event) -> list[Command]:
+        if isinstance(event, DataReceived):
+            return self._frames(event.data)
+        out: list[Command] = []
+        for session in list(self.sessions.values()):
+            out += self._filter(session, session.handle(ConnectionClosed(CLIENT)))
+        self.sessions.clear()
+        self.closed = True
+        if isinstance(event, EofReceived):
+            out.append(CloseConnection(CLIENT))
+        return out
+
+    def _frames(self, data: bytes) -> list[Command]:
+        out: list[Command] = []
+        try:
+            events = self.link.conn.receive_data(data)
+        except H2ProtocolError as e:
+            return self._connection_error(str(e) or type(e).__name__, out)
+        for event in events:
+            self._h2_event(event, out)
+        self._take(out)
+        return out
+
+    def _h2_event(self, event: object, out: list[Command]) -> None:
+        if isinstance(event, ev.RequestReceived):
+            self._request(event.stream_id, event.headers, event.stream_ended is not None, out)
+        elif isinstance(event, ev.DataReceived):
+            padding = event.flow_controlled_length - len(event.data)
+            self.link.consumed(event.stream_id, padding)
+            self._push(event.stream_id, BodyData(event.data), out)
+        elif isinstance(event, ev.TrailersReceived):
+            self._push(event.stream_id, EndOfMessage(tuple(event.headers)), out)
+        elif isinstance(event, ev.StreamEnded):
+            self._stream_ended(event.stream_id, out)
+        elif isinstance(event, ev.StreamReset):
+            self._reset_by_client(event.stream_id, event.error_code, out)
+        elif isinstance(event, ev.WindowUpdated):
+            for stream in self.link.flush_all():
+                self._balance(stream, out)
+        elif isinstance(event, ev.ConnectionTerminated):
+            self._goaway(out)
+
+    # -- streams ------------------------------------------------------------------------
+    def _request(
+        self, stream: int, headers: list[tuple[bytes, bytes]], ended: bool, out: list[Command]
+    ) -> None:
+        absolute = self.config.upstream is None
+        try:
+            head, _pseudo = request_head(headers, ended, absolute)
+        except MalformedRequest as e:
+            self._refuse(stream, headers, str(e), out)
+            return
+        if head.method == b"CONNECT":
+            self._refuse(stream, headers, "CONNECT over HTTP/2 is not supported", out, 501)
+            return
+        codec = StreamCodec(self.config, self.link, stream)
+        session = HttpSession(self.config, self.client, codec, self.conn_ids)
+        self.sessions[stream] = session
+        codec.requests.push(head)
+        if ended:
+            codec.requests.push(EndOfMessage())
+            codec.eof = True
+        self._run(stream, session, session.pump_client([]), out)
+
+    def _push(self, stream: int, event: BodyData | EndOfMessage, out: list[Command]) -> None:
+        session = self.sessions.get(stream)
+        if session is None:  # a stream we already answered: drop what it sends
+            if isinstance(event, BodyData):
+                self.link.consumed(stream, len(event.data))
+            return
+        codec = session.client_side
+        assert isinstance(codec, StreamCodec)
+        codec.requests.push(event)
+        self._run(stream, session, session.pump_client([]), out)
+
+    def _stream_ended(self, stream: int, out: list[Command]) -> None:
+        session = self.sessions.get(stream)
+        if session is None:
+            return
+        codec = session.client_side
+        assert isinstance(codec, StreamCodec)
+        if not codec.eof:
+            codec.eof = True
+            events = codec.requests.events
+            if not events or not isinstance(events[-1], EndOfMessage):
+                codec.requests.push(EndOfMessage())
+            self._run(stream, session, session.pump_client([]), out)
+
+    def _reset_by_client(self, stream: int, code: int, out: list[Command]) -> None:
+        session = self.sessions.pop(stream, None)
+        if session is None:
+            return
+        ex = session.ex
+        if ex is not None:
+            ex.error = f"client reset the stream ({_code_name(code)})"
+        codec = session.client_side
+        assert isinstance(codec, StreamCodec)
+        codec.ended = True
+        out += self._filter(session, session.handle(ConnectionClosed(CLIENT, reset=True)))
+
+    def _to_stream(self, stream: int | None, event: Event) -> list[Command]:
+        session = self.sessions.get(stream) if stream is not None else None
+        if session is None or stream is None:
+            return []
+        out: list[Command] = []
+        self._run(stream, session, session.handle(event), out)
+        self._take(out)
+        return out
+
+    def _run(
+        self, stream: int, session: HttpSession, commands: list[Command], out: list[Command]
+    ) -> None:
+        out += self._filter(session, commands, stream)
+        if session.closed and session.tunnel is None:
+            self.sessions.pop(stream, None)
+            self.paused.discard(stream)
+        self._balance(stream, out)
+
+    def _filter(
+        self, session: HttpSession, commands: list[Command], stream: int = 0
+    ) -> list[Command]:
+        """A stream session's commands, named for this connection's layer."""
+        out: list[Command] = []
+        for cmd in commands:
+            kind = type(cmd)
+            if kind is SetTimer:
+                token = next(self.tokens)
+                self.timers[token] = (stream, cmd.token)  # type: ignore[union-attr]
+                out.append(SetTimer(cmd.seconds, token))  # type: ignore[union-attr]
+            elif kind is Hook:
+                out.append(Hook(cmd.kind, cmd.flow, stream, cmd.hold))  # type: ignore[union-attr]
+            elif kind is OpenServer:
+                self.servers[cmd.conn] = stream  # type: ignore[union-attr]
+                out.append(cmd)
+            elif kind in (PauseReading, ResumeReading, CloseConnection) and cmd.conn.is_client:  # type: ignore[union-attr]
+                continue  # the client connection is the layer's, not a stream's
+            else:
+                out.append(cmd)
+        return out
+
+    def _balance(self, stream: int, out: list[Command]) -> None:
+        """Pause a stream's server while the client is slow to take its data."""
+        session = self.sessions.get(stream)
+        conn = session.server.conn if session is not None else None
+        backlog = self.link.pending(stream)
+        if conn is not None and backlog > STREAM_BACKLOG and stream not in self.paused:
+            self.paused.add(stream)
+            out.append(PauseReading(conn))
+        elif stream in self.paused and backlog <= STREAM_BACKLOG // 2:
+            self.paused.discard(stream)
+            if conn is not None:
+                out.append(ResumeReading(conn))
+
+    # -- refusals and errors ----------------------------------------------------------------
+    def _refuse(
+        self,
+        stream: int,
+        headers: list[tuple[bytes, bytes]],
+        error: str,
+        out: list[Command],
+        status: int = 400,
+    ) -> None:
+        """A malformed request (RFC 9113 §8.1.1): a 400 that says why, then the
+        stream is reset so nothing more of it is read; recorded like any refusal."""
+        answer = error_response(status, error, close=False)
+        head_end = answer.index(b"\r\n\r\n") + 4
+        block = [(b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8")]
+        self.link.headers(stream, block)
+        self.link.data(stream, answer[head_end:])
+        self.link.end(stream)
+        self.link.reset(stream, ErrorCodes.NO_ERROR)  # a body still coming is not read
+        pseudo = {k: v for k, v in headers if k.startswith(b":")}
+        now = self.config.clock()
+        request = RequestInfo(
+            pseudo.get(b":method", b""),
+            pseudo.get(b":path", b"").decode("latin-1"),
+            Message(tuple((k, v) for k, v in headers if not k.startswith(b":")), 0, b"", b"2.0"),
+        )
+        record = FlowRecord(
+            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
+            request=request, response=answer_info(answer, self.config.preview_bytes),
+            error=f"client: malformed HTTP/2 request: {error}",
+        )  # fmt: skip
+        out.append(Hook(HookKind.DONE, record, stream))
+
+    def _connection_error(self, message: str, out: list[Command]) -> list[Command]:
+        """The client broke the protocol: GOAWAY (h2 queued it), a record, the end."""
+        self._take(out)
+        for session in list(self.sessions.values()):
+            if session.ex is not None:
+                session.ex.error = f"client: HTTP/2 connection error: {message}"
+            out += self._filter(session, session.handle(ConnectionClosed(CLIENT, reset=True)))
+        self.sessions.clear()
+        now = self.config.clock()
+        record = FlowRecord(
+            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
+            error=f"client: HTTP/2 protocol error: {message}",
+        )  # fmt: skip
+        out.append(Hook(HookKind.DONE, record))
+        out.append(CloseConnection(CLIENT))
+        self.closed = True
+        return out
+
+    def _goaway(self, out: list[Command]) -> None:
+        """The client said GOAWAY: finish what is under way, then close."""
+        if not self.sessions:
+            self.closed = True
+            out.append(CloseConnection(CLIENT))
+
+    def _timed_out(self, event: TimedOut) -> list[Command]:
+        out: list[Command] = []
+        if not self.sessions:
+            self.link.conn.close_connection()
+            self._take(out)
+            out.append(CloseConnection(CLIENT))
+            self.closed = True
+            return out
+        for stream, session in list(self.sessions.items()):
+            self._run(stream, session, session.handle(event), out)
+        self._take(out)
+        return out
+
+    def deadline(self) -> TimeoutKind:
+        if not self.sessions:
+            return TimeoutKind.CLIENT_IDLE
+        kinds = {session.deadline() for session in self.sessions.values()}
+        if TimeoutKind.RESPONSE_HEAD in kinds:
+            return TimeoutKind.RESPONSE_HEAD
+        return TimeoutKind.TRANSFER_IDLE
+
+    @property
+    def idle(self) -> bool:
+        return not self.sessions
+
+    @property
+    def flow_id(self) -> str | None:
+        return None
+
+    def _take(self, out: list[Command]) -> None:
+        send = self.link.take()
+        if send is not None:
+            out.append(send)
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return f"error {code}"

@@ -1,0 +1,161 @@
+"""One HTTP/2 stream as the client codec of an exchange (``proxy.session.codec``).
+
+The HTTP/2 layer gives each request stream its own ``HttpSession`` (rules,
+hooks, the record, the server connection) with a ``StreamCodec`` in place
+of the HTTP/1 client side: requests arrive as events the layer pushes
+(``StreamRequests``), responses leave as HEADERS and DATA frames on the
+stream, through the connection's ``ClientLink``. Request body bytes are
+acknowledged to the client (WINDOW_UPDATE) only when the exchange takes
+them, which is what makes HTTP/2 flow control real backpressure.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+
+from h2.errors import ErrorCodes
+
+from proxy.http1 import BodyData, Event, ResponseHead
+from proxy.http1.events import Fields
+from proxy.layers.commands import Command
+from proxy.layers.http2.heads import informational_block, response_block, trailer_block
+from proxy.layers.http2.link import ClientLink
+from proxy.session.clientside import paced
+from proxy.session.config import SessionConfig
+from proxy.session.exchange import Exchange
+from proxy.session.messages import wants_close
+
+HTTP2 = b"2.0"
+
+
+class StreamRequests:
+    """The request events of one stream, in order; a ``RequestSource``."""
+
+    __slots__ = ("buffered", "events", "link", "stream")
+
+    def __init__(self, link: ClientLink, stream: int) -> None:
+        self.link = link
+        self.stream = stream
+        self.events: deque[Event] = deque()
+        self.buffered = 0  # body bytes here, not yet taken (nor acknowledged)
+
+    def push(self, event: Event) -> None:
+        if type(event) is BodyData:
+            self.buffered += len(event.data)
+        self.events.append(event)
+
+    def next_event(self) -> Event | None:
+        if not self.events:
+            return None
+        event = self.events.popleft()
+        if type(event) is BodyData:
+            self.buffered -= len(event.data)
+            self.link.consumed(self.stream, len(event.data))
+        return event
+
+    @property
+    def at_message_start(self) -> bool:
+        return not self.events
+
+    @property
+    def pending_line(self) -> tuple[bytes, bytes, bytes] | None:
+        return None
+
+    def feed(self, data: bytes) -> None:
+        raise AssertionError("an HTTP/2 stream's requests come from its layer, not as bytes")
+
+    def feed_eof(self) -> None:
+        raise AssertionError("an HTTP/2 stream's end comes from its layer")
+
+    def take_remaining(self) -> bytes:
+        return b""
+
+    def refused(self, limit: int) -> tuple[bytes, int]:
+        return b"", 0
+
+
+class StreamCodec:
+    """The client end of one exchange on HTTP/2 stream ``stream``."""
+
+    __slots__ = ("config", "ended", "eof", "link", "requests", "stream")
+
+    def __init__(self, config: SessionConfig, link: ClientLink, stream: int) -> None:
+        self.config = config
+        self.link = link
+        self.stream = stream
+        self.requests = StreamRequests(link, stream)
+        self.eof = False  # the client ended its side of the stream
+        self.ended = False  # we ended (or reset) ours
+
+    @property
+    def multiplexed(self) -> bool:
+        return True
+
+    def _take(self, out: list[Command], at: float | None = None) -> None:
+        send = self.link.take(at)
+        if send is not None:
+            out.append(send)
+
+    def flow_control(self, out: list[Command]) -> None:
+        """Nothing to do: the client's window is what we acknowledge."""
+
+    def send_continue(self, ex: Exchange, out: list[Command]) -> None:
+        self.link.headers(self.stream, [(b":status", b"100")])
+        self._take(out)
+
+    def informational(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
+        self.link.headers(self.stream, informational_block(head))
+        self._take(out)
+
+    def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
+        ex.response = replace(head, version=HTTP2)
+        ex.server_closes = wants_close(head)
+        ex.response_started = True
+        self.link.headers(self.stream, response_block(head, ex.request.method))
+        self._paced(ex, b"", out)
+
+    def body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        ex.sent_body += len(data)
+        ex.count_delivered(data, self.config.preview_bytes)
+        if data:
+            self._paced(ex, data, out)
+
+    def _paced(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        for piece, at in paced(ex, data, self.config.clock):
+            self.link.data(self.stream, piece)
+            self._take(out, at)
+
+    def end(self, ex: Exchange, trailers: Fields, out: list[Command]) -> None:
+        self.ended = True
+        self.link.end(self.stream, trailer_block(trailers) or None)
+        self._take(out, ex.next_at)
+
+    def send_whole(self, ex: Exchange, data: bytes, out: list[Command], paced: bool) -> None:
+        """The proxy's own response: its head (read back into ``ex.response``) and body."""
+        head = ex.response
+        assert head is not None
+        ex.response = replace(head, version=HTTP2)
+        body = data[data.index(b"\r\n\r\n") + 4 :]
+        self.link.headers(self.stream, response_block(head, ex.request.method))
+        self.link.data(self.stream, body)
+        self.ended = True
+        self.link.end(self.stream)
+        self._take(out, ex.next_at if paced else None)
+
+    def close(self, out: list[Command], abort: bool = False) -> None:
+        """The exchange is over: reset the stream on ``abort``, else end what is open.
+
+        A client still sending a request the response made moot is asked to
+        stop without error (RFC 9113 §8.1: RST_STREAM with NO_ERROR).
+        """
+        if abort:
+            self.link.reset(self.stream, ErrorCodes.CANCEL)
+        elif not self.ended:
+            self.link.end(self.stream)
+        elif not self.eof:
+            self.link.end(self.stream)
+            if self.link.pending(self.stream) == 0:
+                self.link.reset(self.stream, ErrorCodes.NO_ERROR)
+        self.ended = True
+        self._take(out)
