@@ -23,7 +23,7 @@ def late_handshake_error(e: TlsError) -> TlsHandshakeError:
     certificate shows up here, as alert ``certificate_required`` (116) or
     ``bad_certificate``."""
     text = str(e)
-    m = re.search(r"(?:tlsv1|sslv3|tlsv13) alert ([a-z ]+)", text)
+    m = re.search(r"(?:tlsv1|sslv3|tlsv13|ssl/tls|tls) alert ([a-z ]+)", text)
     alert = m.group(1).strip().replace(" ", "_") if m else None
     return TlsHandshakeError(text, alert)
 

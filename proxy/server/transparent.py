@@ -31,7 +31,20 @@ IPV6_TRANSPARENT = 75  # linux/in6.h
 
 def original_destination(sock: socket.socket) -> tuple[Address, bool]:
     """The destination the client connected to, before any REDIRECT (Linux), and
-    whether it was redirected (False: the socket's own local address)."""
+    whether it was redirected (False: the socket's own local address).
+
+    conntrack answers for connections it tracks but did not rewrite too, with
+    the local address itself: that is a client connected to the listener.
+    """
+    dst, found = _conntrack_destination(sock)
+    local = sock.getsockname()
+    here = (str(local[0]), int(local[1]))
+    if not found or dst == here:
+        return here, False
+    return dst, True
+
+
+def _conntrack_destination(sock: socket.socket) -> tuple[Address, bool]:
     try:
         if sock.family == socket.AF_INET6:
             raw = sock.getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST, 28)
@@ -42,9 +55,8 @@ def original_destination(sock: socket.socket) -> tuple[Address, bool]:
         raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
         port = struct.unpack_from("!H", raw, 2)[0]
         return (str(ipaddress.IPv4Address(raw[4:8])), port), True
-    except OSError:  # not redirected (or TPROXY): the local address is the destination
-        local = sock.getsockname()
-        return (str(local[0]), int(local[1])), False
+    except OSError:  # not tracked (or TPROXY): the local address is the destination
+        return ("", 0), False
 
 
 def make_transparent(sock: socket.socket) -> None:

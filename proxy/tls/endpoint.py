@@ -91,10 +91,17 @@ def describe_ssl_error(e: SSL.Error) -> str:
 def _alert_of(e: SSL.Error) -> str | None:
     """The alert the peer sent, as RFC 8446 §6 names it (``unknown_ca``), if any."""
     # OpenSSL reports a received alert as "tlsv1 alert unknown ca", "sslv3
-    # alert bad certificate", "tlsv13 alert certificate required".
+    # alert bad certificate", "tlsv13 alert certificate required", and
+    # OpenSSL 3 "(ssl/)tls alert handshake failure".
     for reason in _reasons(e):
         words = reason.lower().replace(" ", "_")
-        for prefix in ("tlsv1_alert_", "sslv3_alert_", "tlsv13_alert_"):
+        for prefix in (
+            "tlsv1_alert_",
+            "sslv3_alert_",
+            "tlsv13_alert_",
+            "ssl/tls_alert_",
+            "tls_alert_",
+        ):
             if words.startswith(prefix):
                 return words[len(prefix) :]
     return None

@@ -54,7 +54,17 @@ class CertAuthority:
     def cert_path(self) -> Path:
         return self.directory / "test-ca.pem"
 
-    def server_cert(self, names: list[str], file_name: str, expired: bool = False) -> Path:
+    def client_cert(self, name: str, file_name: str) -> Path:
+        """A PEM file with a client certificate (clientAuth) for ``name`` and its key."""
+        return self.server_cert([name], file_name, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def server_cert(
+        self,
+        names: list[str],
+        file_name: str,
+        expired: bool = False,
+        usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
+    ) -> Path:
         """A PEM file with a leaf (for ``names``) and its key, for load_cert_chain."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -79,7 +89,7 @@ class CertAuthority:
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(sans), False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
             )

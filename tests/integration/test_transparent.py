@@ -1,0 +1,214 @@
+"""Transparent mode in network namespaces the test makes: a client that knows
+nothing of the proxy reaches an HTTP and an HTTPS server through tapproxy.
+
+Three namespaces: the client, a router where tapproxy runs, the server. The
+client's default route is the router; in the router an iptables ``REDIRECT``
+sends what the client opens to ports 80 and 443 to tapproxy's transparent
+listener (``--mode transparent``), which reads the original destination
+(``SO_ORIGINAL_DST``) and connects to the server itself (its own traffic
+leaves through OUTPUT, which has no rule: no loop). Records show the
+original destination; the HTTPS one is intercepted (``--mitm``) with a leaf
+named after the client's SNI. A client connecting to the listener directly
+is refused as a loop. Namespaces and rules are deleted by the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.certs import CertAuthority
+from tests.support.netns import missing_privilege, wait_listening, wait_stderr_line
+from tests.support.proxyproc import complete_records
+
+SERVER = r"""
+import http.server, json, ssl, sys, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "host": self.headers.get("Host"),
+                           "tls": isinstance(self.connection, ssl.SSLSocket)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+plain = http.server.ThreadingHTTPServer(("0.0.0.0", 80), H)
+tls = http.server.ThreadingHTTPServer(("0.0.0.0", 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1])
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+plain.serve_forever()
+"""
+
+
+def _skip_reason() -> str | None:
+    reason = missing_privilege()
+    if reason is None and shutil.which("iptables") is None:
+        reason = "needs iptables (apt-get install iptables)"
+    return reason
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class Net:
+    client: str
+    router: str
+    server: str
+    router_ip: str  # on the client's side
+    server_ip: str
+
+    def ns(self, name: str, *cmd: str) -> list[str]:
+        return ["ip", "netns", "exec", name, *cmd]
+
+    exec = ns  # what tests.support.netns.wait_listening calls
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    tag = str(os.getpid() % 100000)
+    n = os.getpid() % 200 + 20
+    net = Net(f"tpt-c{tag}", f"tpt-r{tag}", f"tpt-s{tag}", f"10.201.{n}.2", f"10.202.{n}.2")
+    try:
+        for name in (net.client, net.router, net.server):
+            run("ip", "netns", "add", name)
+            run("ip", "-n", name, "link", "set", "lo", "up")
+        run("ip", "link", "add", f"tc{tag}", "netns", net.client, "type", "veth",
+            "peer", "name", f"trc{tag}", "netns", net.router)  # fmt: skip
+        run("ip", "link", "add", f"trs{tag}", "netns", net.router, "type", "veth",
+            "peer", "name", f"ts{tag}", "netns", net.server)  # fmt: skip
+        for name, ifname, cidr in (
+            (net.client, f"tc{tag}", f"10.201.{n}.1/24"),
+            (net.router, f"trc{tag}", f"{net.router_ip}/24"),
+            (net.router, f"trs{tag}", f"10.202.{n}.1/24"),
+            (net.server, f"ts{tag}", f"{net.server_ip}/24"),
+        ):
+            run("ip", "-n", name, "addr", "add", cidr, "dev", ifname)
+            run("ip", "-n", name, "link", "set", ifname, "up")
+        run("ip", "-n", net.client, "route", "add", "default", "via", net.router_ip)
+        run("ip", "-n", net.server, "route", "add", "default", "via", f"10.202.{n}.1")
+        run(*net.ns(net.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
+        for port in ("80", "443"):
+            run(*net.ns(net.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i",
+                        f"trc{tag}", "-p", "tcp", "--dport", port, "-j", "REDIRECT",
+                        "--to-ports", "8080"))  # fmt: skip
+        yield net
+    finally:
+        for name in (net.client, net.router, net.server):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+@dataclass
+class Setup:
+    net: Net
+    ca: CertAuthority
+    flows: Path
+    proxy_ca: Path
+
+
+@pytest.fixture(scope="module")
+def setup(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    d = tmp_path_factory.mktemp("transparent")
+    ca = CertAuthority.create(d / "ca")
+    cert = ca.server_cert(["origin.test", net.server_ip], "origin.pem")
+    script = d / "server.py"
+    script.write_text(SERVER)
+    server = subprocess.Popen(
+        net.ns(net.server, sys.executable, str(script), str(cert)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    flows = d / "flows.jsonl"
+    proxy = subprocess.Popen(
+        net.ns(net.router, sys.executable, "-m", "proxy", "-q",
+               "--mode", "transparent@0.0.0.0:8080", "--mitm", "--certs", str(d / "certs"),
+               "--upstream-ca", str(ca.cert_path), "--flow-log", str(flows)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    try:
+        wait_stderr_line(proxy, "listening at")
+        wait_listening(net, net.server, 443)  # type: ignore[arg-type]
+        yield Setup(net, ca, flows, d / "certs" / "tapproxy-ca.pem")
+    finally:
+        for proc in (proxy, server):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def client_curl(s: Setup, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        s.net.ns(s.net.client, "curl", "-sS", "--max-time", "20", *args),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def record(s: Setup, pred: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in complete_records(s.flows) if pred(r)]
+        if found:
+            return found[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching record in {complete_records(s.flows)}")
+        time.sleep(0.05)
+
+
+def test_plain_http_reaches_the_server_and_records_the_original_destination(
+    setup: Setup,
+) -> None:
+    s = setup
+    got = client_curl(s, "-H", "Host: origin.test", f"http://{s.net.server_ip}/hello")
+    assert got == {"path": "/hello", "host": "origin.test", "tls": False}
+    rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/hello"))
+    assert rec["mode"] == "transparent"
+    assert rec["route"] == {"via": "direct", "original_dst": {"ip": s.net.server_ip, "port": 80}}
+    assert ["Host", "origin.test"] in rec["request"]["headers"]
+    assert rec["server"] == {"ip": s.net.server_ip, "port": 80}
+
+
+def test_https_is_intercepted_with_a_leaf_for_the_sni(setup: Setup) -> None:
+    s = setup
+    got = client_curl(
+        s, "--resolve", f"origin.test:443:{s.net.server_ip}", "--cacert", str(s.proxy_ca),
+        "https://origin.test/secure",
+    )  # fmt: skip
+    assert got == {"path": "/secure", "host": "origin.test", "tls": True}
+    rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/secure"))
+    assert rec["tls"]["intercepted"] is True
+    assert rec["tls"]["client"]["sni"] == "origin.test"
+    assert rec["tls"]["server"]["sni"] == "origin.test"
+    assert rec["route"]["original_dst"] == {"ip": s.net.server_ip, "port": 443}
+
+
+def test_connecting_to_the_listener_directly_is_refused_as_a_loop(setup: Setup) -> None:
+    s = setup
+    out = subprocess.run(
+        s.net.ns(s.net.client, "curl", "-sS", "--max-time", "10", f"http://{s.net.router_ip}:8080/"),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode != 0  # closed without an answer
+    rec = record(s, lambda r: "own listener" in str(r.get("error")))
+    assert rec["kind"] == "tcp" and rec["mode"] == "transparent"
