@@ -3,7 +3,8 @@
 ``regular`` (forward proxy), ``reverse:http://host:port``, ``tcp:host:port``,
 ``upstream:http://host:port`` (a forward proxy that goes through a next
 proxy; ``socks5://`` too), ``socks5`` (a SOCKS5 listener), ``transparent``
-(connections redirected by iptables/nftables; docs/modes.md), each
+(connections redirected by iptables/nftables; ``transparent:tproxy`` for
+TPROXY rules; docs/modes.md), each
 optionally suffixed ``@[host:]port`` to choose its own listen address.
 """
 
@@ -28,6 +29,7 @@ class ModeSpec:
     port: int
     label: str  # the mode as written, without the @ suffix
     via: str | None = None  # upstream mode: the next proxy's URL
+    tproxy: bool = False  # transparent:tproxy: the listener has IP_TRANSPARENT
 
 
 _LISTEN = re.compile(r"(?:(.+):)?([0-9]{1,5})")
@@ -79,6 +81,8 @@ def parse_mode(text: str, default_host: str, default_port: int) -> ModeSpec:
         return ModeSpec("upstream", None, host, port, spec, via)
     if spec in ("socks5", "transparent"):
         return ModeSpec(spec, None, host, port, spec)
+    if spec == "transparent:tproxy":
+        return ModeSpec("transparent", None, host, port, spec, tproxy=True)
     raise ConfigError(
         f"unknown mode {text!r}; expected regular, reverse:URL, tcp:HOST:PORT, upstream:URL, "
         "socks5 or transparent"

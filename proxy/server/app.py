@@ -23,7 +23,7 @@ from OpenSSL import SSL
 from proxy.config import ModeSpec
 from proxy.flow.record import FlowRecord
 from proxy.rules import RuleSet, RulesWatcher
-from proxy.server import entries, heap
+from proxy.server import entries, heap, transparent
 from proxy.server.client import ClientConnection
 from proxy.server.context import (
     EntryFactory,
@@ -84,10 +84,16 @@ class ProxyServer:
         holders: list[list[ListenerContext]] = []
         for mode in self.options.modes:
             holder: list[ListenerContext] = []
-            server = await loop.create_server(
-                self._factory(mode, holder), mode.host, mode.port, start_serving=False,
-                reuse_address=True, reuse_port=self.options.reuse_port or None,
-            )  # fmt: skip
+            if mode.tproxy:  # TPROXY: the listening socket needs IP_TRANSPARENT first
+                sock = transparent.listening_socket(mode.host, mode.port)
+                server = await loop.create_server(
+                    self._factory(mode, holder), sock=sock, start_serving=False
+                )
+            else:
+                server = await loop.create_server(
+                    self._factory(mode, holder), mode.host, mode.port, start_serving=False,
+                    reuse_address=True, reuse_port=self.options.reuse_port or None,
+                )  # fmt: skip
             self.servers.append(server)
             sockname = server.sockets[0].getsockname()
             self.addresses.append((str(sockname[0]), int(sockname[1])))
@@ -132,7 +138,7 @@ class ProxyServer:
             hooks=self.options.hooks,
             max_connections=self.options.max_connections,
             client_certs=self.options.client_certs,
-            entry=ENTRIES.get(mode.kind),
+            entry=entries.transparent(tproxy=True) if mode.tproxy else ENTRIES.get(mode.kind),
         )
 
     def _router(self, mode: ModeSpec) -> Router | None:

@@ -59,9 +59,24 @@ def _conntrack_destination(sock: socket.socket) -> tuple[Address, bool]:
         return ("", 0), False
 
 
-def make_transparent(sock: socket.socket) -> None:
-    """``IP_TRANSPARENT`` on a listening socket, for TPROXY (needs CAP_NET_ADMIN)."""
-    if sock.family == socket.AF_INET6:
-        sock.setsockopt(SOL_IPV6, IPV6_TRANSPARENT, 1)
-    else:
-        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket with ``IP_TRANSPARENT``, for TPROXY rules: it
+    accepts connections to any address, each with its original destination as
+    its local address (needs CAP_NET_ADMIN)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(SOL_IPV6, IPV6_TRANSPARENT, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise OSError(
+            e.errno, f"transparent:tproxy listener on {host}:{port}: {e.strerror}"
+        ) from None
+    return sock

@@ -8,12 +8,16 @@ listener (``--mode transparent``), which reads the original destination
 (``SO_ORIGINAL_DST``) and connects to the server itself (its own traffic
 leaves through OUTPUT, which has no rule: no loop). Records show the
 original destination; the HTTPS one is intercepted (``--mitm``) with a leaf
-named after the client's SNI. A client connecting to the listener directly
-is refused as a loop. Namespaces and rules are deleted by the fixture.
+named after the client's SNI. The same over IPv6 (``ip6tables`` REDIRECT,
+``IP6T_SO_ORIGINAL_DST``), and a ``TPROXY`` rule to a ``transparent:tproxy``
+listener (``IP_TRANSPARENT``, no rewrite). A client connecting to the
+listener directly is refused as a loop. Namespaces (and with them their
+rules) are deleted by the fixture.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -32,7 +36,7 @@ from tests.support.netns import missing_privilege, wait_listening, wait_stderr_l
 from tests.support.proxyproc import complete_records
 
 SERVER = r"""
-import http.server, json, ssl, sys, threading
+import http.server, json, socket, ssl, sys, threading
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"path": self.path, "host": self.headers.get("Host"),
@@ -43,12 +47,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-plain = http.server.ThreadingHTTPServer(("0.0.0.0", 80), H)
-tls = http.server.ThreadingHTTPServer(("0.0.0.0", 443), H)
+class DualStack(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # "::" takes IPv4 too (v4-mapped)
+plain = DualStack(("::", 80), H)
+other = DualStack(("::", 8000), H)  # the port the TPROXY rule catches
+tls = DualStack(("::", 443), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1])
 tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
 threading.Thread(target=tls.serve_forever, daemon=True).start()
+threading.Thread(target=other.serve_forever, daemon=True).start()
 plain.serve_forever()
 """
 
@@ -74,6 +82,7 @@ class Net:
     server: str
     router_ip: str  # on the client's side
     server_ip: str
+    server_ip6: str
 
     def ns(self, name: str, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", name, *cmd]
@@ -85,7 +94,8 @@ class Net:
 def net() -> Iterator[Net]:
     tag = str(os.getpid() % 100000)
     n = os.getpid() % 200 + 20
-    net = Net(f"tpt-c{tag}", f"tpt-r{tag}", f"tpt-s{tag}", f"10.201.{n}.2", f"10.202.{n}.2")
+    net = Net(f"tpt-c{tag}", f"tpt-r{tag}", f"tpt-s{tag}", f"10.201.{n}.2", f"10.202.{n}.2",
+              f"fd20:{n}:2::2")  # fmt: skip
     try:
         for name in (net.client, net.router, net.server):
             run("ip", "netns", "add", name)
@@ -102,13 +112,31 @@ def net() -> Iterator[Net]:
         ):
             run("ip", "-n", name, "addr", "add", cidr, "dev", ifname)
             run("ip", "-n", name, "link", "set", ifname, "up")
+        for name, ifname, cidr in (
+            (net.client, f"tc{tag}", f"fd20:{n}:1::1/64"),
+            (net.router, f"trc{tag}", f"fd20:{n}:1::2/64"),
+            (net.router, f"trs{tag}", f"fd20:{n}:2::1/64"),
+            (net.server, f"ts{tag}", f"{net.server_ip6}/64"),
+        ):
+            run("ip", "-n", name, "-6", "addr", "add", cidr, "dev", ifname, "nodad")
         run("ip", "-n", net.client, "route", "add", "default", "via", net.router_ip)
         run("ip", "-n", net.server, "route", "add", "default", "via", f"10.202.{n}.1")
-        run(*net.ns(net.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
-        for port in ("80", "443"):
-            run(*net.ns(net.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i",
-                        f"trc{tag}", "-p", "tcp", "--dport", port, "-j", "REDIRECT",
-                        "--to-ports", "8080"))  # fmt: skip
+        run("ip", "-n", net.client, "-6", "route", "add", "default", "via", f"fd20:{n}:1::2")
+        run("ip", "-n", net.server, "-6", "route", "add", "default", "via", f"fd20:{n}:2::1")
+        router = functools.partial(net.ns, net.router)
+        run(*router("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                    "net.ipv4.conf.all.rp_filter=0"))  # fmt: skip
+        for tables in ("iptables", "ip6tables"):  # REDIRECT: HTTP and HTTPS to the listener
+            for port in ("80", "443"):
+                run(*router(tables, "-t", "nat", "-A", "PREROUTING", "-i", f"trc{tag}",
+                            "-p", "tcp", "--dport", port, "-j", "REDIRECT",
+                            "--to-ports", "8080"))  # fmt: skip
+        # TPROXY (docs/modes.md): port 8000 to the transparent:tproxy listener, unrewritten.
+        run(*router("iptables", "-t", "mangle", "-A", "PREROUTING", "-i", f"trc{tag}", "-p", "tcp",
+                    "--dport", "8000", "-j", "TPROXY", "--on-port", "8081",
+                    "--tproxy-mark", "0x1/0x1"))  # fmt: skip
+        run(*router("ip", "rule", "add", "fwmark", "0x1/0x1", "lookup", "100"))
+        run(*router("ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"))
         yield net
     finally:
         for name in (net.client, net.router, net.server):
@@ -137,12 +165,13 @@ def setup(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]
     flows = d / "flows.jsonl"
     proxy = subprocess.Popen(
         net.ns(net.router, sys.executable, "-m", "proxy", "-q",
-               "--mode", "transparent@0.0.0.0:8080", "--mitm", "--certs", str(d / "certs"),
+               "--mode", "transparent@0.0.0.0:8080", "--mode", "transparent@[::]:8080",
+               "--mode", "transparent:tproxy@0.0.0.0:8081", "--mitm", "--certs", str(d / "certs"),
                "--upstream-ca", str(ca.cert_path), "--flow-log", str(flows)),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2],
     )  # fmt: skip
     try:
-        wait_stderr_line(proxy, "listening at")
+        wait_stderr_line(proxy, "active:")  # after every listener's line
         wait_listening(net, net.server, 443)  # type: ignore[arg-type]
         yield Setup(net, ca, flows, d / "certs" / "tapproxy-ca.pem")
     finally:
@@ -212,3 +241,21 @@ def test_connecting_to_the_listener_directly_is_refused_as_a_loop(setup: Setup) 
     assert out.returncode != 0  # closed without an answer
     rec = record(s, lambda r: "own listener" in str(r.get("error")))
     assert rec["kind"] == "tcp" and rec["mode"] == "transparent"
+
+
+def test_ipv6_redirect_reads_ip6t_so_original_dst(setup: Setup) -> None:
+    s = setup
+    got = client_curl(s, "-H", "Host: origin.test", f"http://[{s.net.server_ip6}]/six")
+    assert got == {"path": "/six", "host": "origin.test", "tls": False}
+    rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/six"))
+    assert rec["route"]["original_dst"] == {"ip": s.net.server_ip6, "port": 80}
+    assert rec["client"]["ip"].startswith("fd20:")
+
+
+def test_tproxy_listener_sees_the_destination_unrewritten(setup: Setup) -> None:
+    s = setup
+    got = client_curl(s, "-H", "Host: origin.test", f"http://{s.net.server_ip}:8000/tproxy")
+    assert got == {"path": "/tproxy", "host": "origin.test", "tls": False}
+    rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/tproxy"))
+    assert rec["mode"] == "transparent:tproxy"
+    assert rec["route"]["original_dst"] == {"ip": s.net.server_ip, "port": 8000}
