@@ -1,6 +1,14 @@
-"""``tapproxy convert``: turn a JSON Lines flow log into another format.
+"""``tapproxy convert``: between flow logs, recordings and HAR.
 
     tapproxy convert FLOWS.jsonl --to har [-o OUT.har]
+    tapproxy convert IN --to recording|har|flowlog [-o OUT] [--bodies DIR]
+
+IN is a flow log, a recording (``--save``) or a HAR (any tool's); which is
+told from its content. A flow log to HAR goes as below; every other pair
+goes through recorded flows (``proxy.replay``): a HAR or flow log becomes a
+recording with the bodies it holds, a recording becomes a HAR with whole
+bodies or a flow log whose longer bodies go to files in ``--bodies`` (by
+default ``OUT.bodies``).
 
 The output is the HAR the live ``--har`` sink would have written for the
 same records: both go through ``HarLog`` and ``har_entry``
@@ -30,6 +38,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from proxy.flow.record import SCHEMA_VERSION
+from proxy.replay import convert
+from proxy.replay.format import FormatError
+from proxy.replay.reader import load
 from proxy.sinks.har import HarLog
 from proxy.sinks.har_bodies import BodySource, FileBodies
 from proxy.words import plural
@@ -49,10 +60,18 @@ class ConvertError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=_PROG,
-        description="Convert a tapproxy JSON Lines flow log (schema 1 or 2) to another format.",
+        description="Convert between flow logs (schema 1 or 2), recordings and HAR files.",
     )
-    p.add_argument("flow_log", metavar="FLOWS.jsonl", help="the flow log to read ('-' = stdin)")
-    p.add_argument("--to", choices=["har"], default="har", help="output format (default har)")
+    p.add_argument(
+        "flow_log", metavar="IN", help="flow log, recording or HAR ('-' = a flow log on stdin)"
+    )
+    p.add_argument(
+        "--to",
+        choices=["har", "recording", "flowlog"],
+        default="har",
+        help="output format (default har)",
+    )
+    p.add_argument("--bodies", metavar="DIR", help="--to flowlog: where body files go")
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="where to write ('-' = stdout, default)"
     )
@@ -156,6 +175,8 @@ def _input(path: str) -> Iterator[IO[str]]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.flow_log != "-" and not (args.to == "har" and is_flow_log(args.flow_log)):
+        return convert_flows(args)
     stats = Stats("<stdin>" if args.flow_log == "-" else args.flow_log)
     try:
         with _input(args.flow_log) as lines, _output(args.output) as out:
@@ -181,3 +202,48 @@ def main(argv: list[str]) -> int:
         print(f"{_PROG}: skipped {stats.bad_lines} unreadable lines", file=sys.stderr)
         return 1
     return 0
+
+
+def is_flow_log(path: str) -> bool:
+    """Whether ``path`` starts with a flow record (else: a recording or a HAR)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+    except OSError:
+        return True  # let the flow-log path report it
+    try:
+        rec = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(rec, dict) and "schema" in rec
+
+
+def convert_flows(args: argparse.Namespace) -> int:
+    """Any input through recorded flows (``proxy.replay``)."""
+    try:
+        loaded = load(args.flow_log)
+    except (OSError, FormatError) as e:
+        print(f"{_PROG}: cannot read {args.flow_log}: {e}", file=sys.stderr)
+        return 2
+    for problem in loaded.problems:
+        print(f"{_PROG}: {args.flow_log}: skipped {problem}", file=sys.stderr)
+    if loaded.cut:
+        print(f"{_PROG}: {args.flow_log} ends in a cut write; complete flows converted",
+              file=sys.stderr)  # fmt: skip
+    try:
+        with _output(args.output) as out:
+            if args.to == "recording":
+                convert.write_recording(loaded.flows, out)
+            elif args.to == "har":
+                convert.write_har(loaded.flows, out)
+            else:
+                bodies = args.bodies or (
+                    "bodies" if args.output == "-" else args.output + ".bodies"
+                )
+                if convert.write_flow_log(loaded.flows, out, bodies):
+                    raise OSError(f"cannot write body files in {bodies}")
+    except OSError as e:
+        print(f"{_PROG}: {e}", file=sys.stderr)
+        return 1
+    print(f"{_PROG}: {plural(len(loaded.flows), 'flow')} from a {loaded.kind}", file=sys.stderr)
+    return 1 if loaded.skipped else 0

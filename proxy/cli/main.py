@@ -23,6 +23,8 @@ from OpenSSL import SSL
 
 from proxy.cli.args import build_parser, preview_bytes
 from proxy.cli.preflight import check_outputs
+from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
+from proxy.cli.routing_setup import with_routing
 from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
@@ -53,6 +55,7 @@ SUBCOMMANDS = {
     "analyze": "proxy.cli.analyze_cmd",
     "sniff": "proxy.cli.sniff_cmd",
     "convert": "proxy.cli.convert_cmd",
+    "replay": "proxy.cli.replay_cmd",
 }
 
 
@@ -116,7 +119,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
     )
-    return ServerOptions(
+    options = ServerOptions(
         modes=modes,
         session=session,
         timeouts=timeouts,
@@ -127,6 +130,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         rules=load_rules_watcher(args),
         max_connections=args.max_connections,
     )
+    return with_routing(options, args)
 
 
 def check_open_proxy(modes: list[ModeSpec], proxy_auth: str | None, allowed: bool) -> None:
@@ -138,7 +142,7 @@ def check_open_proxy(modes: list[ModeSpec], proxy_auth: str | None, allowed: boo
     if allowed:
         return
     for mode in modes:
-        if mode.kind == "regular" and not is_loopback(mode.host):
+        if mode.kind in ("regular", "upstream", "socks5") and not is_loopback(mode.host):
             raise ConfigError(
                 f"refusing to run an open forward proxy on {mode.host}:{mode.port}: anyone who "
                 "can reach it could use it. Add --proxy-auth USER:PASS, listen on 127.0.0.1, "
@@ -165,7 +169,7 @@ def load_rules_watcher(args: argparse.Namespace) -> RulesWatcher | None:
         raise ConfigError(f"cannot load rules:\n{e}") from e
 
 
-def make_sinks(args: argparse.Namespace) -> list[Sink]:
+def make_sinks(args: argparse.Namespace, options: ServerOptions | None = None) -> list[Sink]:
     sinks: list[Sink] = []
     if args.flow_log == "-" and args.har == "-":
         print("tapproxy: --flow-log and --har cannot both write to stdout", file=sys.stderr)
@@ -179,6 +183,9 @@ def make_sinks(args: argparse.Namespace) -> list[Sink]:
         sinks.append(SharedHarSink(args.har) if args.workers > 1 else HarSink(args.har))
     if args.capture_bodies or args.rules:  # rules may capture bodies too
         sinks.append(BodyFileSink())
+    recording = recording_sink(args, options) if options is not None else None
+    if recording is not None:
+        sinks.append(recording)
     if not args.quiet:
         stream = sys.stderr if "-" in (args.flow_log, args.har) else sys.stdout
         sinks.append(ConsoleSink(stream, verbose=args.verbose))
@@ -252,10 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(argv[1:])
         return code
     args = build_parser().parse_args(argv)
+    if args.read:
+        return read_and_print(args)
     try:
         check_shareable(args)
         check_outputs(args)
-        options = options_from_args(args)
+        options = with_replay(options_from_args(args), args)
         active = active_line(args, options)
     except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
@@ -264,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_one(options: ServerOptions, announce: bool) -> int:
         if args.workers > 1 and args.pcap:  # a writer thread of this worker's own
             options = replace(options, tap=PcapTap(args.pcap, args.pcap_side, shared=True))
-        dispatcher = Dispatcher(make_sinks(args))  # its thread starts in this process
+        dispatcher = Dispatcher(make_sinks(args, options))  # its thread starts in this process
         try:
             return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce, active))
         except OSError as e:
