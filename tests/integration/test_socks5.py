@@ -196,3 +196,28 @@ def test_bind_and_udp_associate_are_answered_0x07(socks: ProxyProcess) -> None:
             reply = s.recv(10)
             assert reply[:2] == b"\x05\x07"
             assert s.recv(1) == b""
+
+
+def test_tls_without_mitm_is_passed_through(socks_auth: ProxyProcess, origins: Origins) -> None:
+    url = f"https://localhost:{origins.https}/echo/pass"
+    proxy = f"alice:s3cret@127.0.0.1:{socks_auth.port}"
+    body, status, err = curl("--socks5-hostname", proxy, url, "--cacert", str(origins.ca.cert_path))
+    assert status == 200 and json.loads(body)["path"] == "/echo/pass", err  # the origin's cert
+    rec = record_for(socks_auth, url_is(f"localhost:{origins.https}"))
+    assert rec["kind"] == "tunnel" and rec["tls"]["intercepted"] is False
+    assert rec["tls"]["client"]["sni"] == "localhost"
+
+
+def test_every_record_matches_the_flow_log_schema(
+    socks: ProxyProcess, socks_auth: ProxyProcess, origins: Origins
+) -> None:
+    from tests.integration.test_flow_log_schema import valid
+
+    url = f"http://127.0.0.1:{origins.http}/echo/schema"
+    assert curl("--socks5", f"127.0.0.1:{socks.port}", url)[1] == 200
+    assert curl("--socks5", f"alice:bad@127.0.0.1:{socks_auth.port}", url)[1] == 0
+    record_for(socks, url_is(url))
+    record_for(socks_auth, lambda r: "status 0x01" in str(r.get("error")))
+    records = socks.records() + socks_auth.records()
+    for rec in records:
+        valid(rec)
