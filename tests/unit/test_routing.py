@@ -118,3 +118,19 @@ def test_socks5_addresses_round_trip() -> None:
         assert wire.address_length(data) == len(data)
         assert wire.decode_address(data) == (host, 443)
     assert wire.reply_text(4) == "host unreachable (reply 0x04)"
+
+
+def test_the_pool_key_includes_the_route() -> None:
+    from proxy.layers.commands import OpenServer, TlsRequest, server_conn
+    from proxy.server.ends import key_of
+    from proxy.server.upstream import FORWARD
+
+    conn = server_conn(1)
+    via = "http://u:p@10.0.0.9:3128"
+    direct = key_of(OpenServer(conn, "a.test", 443, TlsRequest("a.test")))
+    tunnel = key_of(OpenServer(conn, "a.test", 443, TlsRequest("a.test"), via=via))
+    assert direct == ("a.test", 443, "a.test", None) and tunnel == ("a.test", 443, "a.test", via)
+    # Plain requests for any origin share the connections to the next proxy itself.
+    one = key_of(OpenServer(conn, "a.test", 80, via=via, forward=True))
+    two = key_of(OpenServer(conn, "b.test", 8080, via=via, forward=True))
+    assert one == two == ("10.0.0.9", 3128, None, FORWARD + via)
