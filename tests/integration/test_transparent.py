@@ -9,8 +9,9 @@ listener (``--mode transparent``), which reads the original destination
 leaves through OUTPUT, which has no rule: no loop). Records show the
 original destination; the HTTPS one is intercepted (``--mitm``) with a leaf
 named after the client's SNI. The same over IPv6 (``ip6tables`` REDIRECT,
-``IP6T_SO_ORIGINAL_DST``), and a ``TPROXY`` rule to a ``transparent:tproxy``
-listener (``IP_TRANSPARENT``, no rewrite). A client connecting to the
+``IP6T_SO_ORIGINAL_DST``), with docs/modes.md's nftables ``redirect``, and
+with a ``TPROXY`` rule to a ``transparent:tproxy`` listener
+(``IP_TRANSPARENT``, no rewrite). A client connecting to the
 listener directly is refused as a loop. Namespaces (and with them their
 rules) are deleted by the fixture.
 """
@@ -51,6 +52,8 @@ class DualStack(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6  # "::" takes IPv4 too (v4-mapped)
 plain = DualStack(("::", 80), H)
 other = DualStack(("::", 8000), H)  # the port the TPROXY rule catches
+nft = DualStack(("::", 81), H)  # the port the nftables rule redirects
+threading.Thread(target=nft.serve_forever, daemon=True).start()
 tls = DualStack(("::", 443), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1])
@@ -63,8 +66,9 @@ plain.serve_forever()
 
 def _skip_reason() -> str | None:
     reason = missing_privilege()
-    if reason is None and shutil.which("iptables") is None:
-        reason = "needs iptables (apt-get install iptables)"
+    for tool in ("iptables", "nft"):
+        if reason is None and shutil.which(tool) is None:
+            reason = f"needs {tool} (apt-get install iptables nftables)"
     return reason
 
 
@@ -135,6 +139,12 @@ def net() -> Iterator[Net]:
         run(*router("iptables", "-t", "mangle", "-A", "PREROUTING", "-i", f"trc{tag}", "-p", "tcp",
                     "--dport", "8000", "-j", "TPROXY", "--on-port", "8081",
                     "--tproxy-mark", "0x1/0x1"))  # fmt: skip
+        # nftables (docs/modes.md's recipe): port 81 redirected to the same listener.
+        run(*router("nft", "add", "table", "inet", "tapproxy"))
+        run(*router("nft", "add", "chain", "inet", "tapproxy", "prerouting",
+                    "{ type nat hook prerouting priority dstnat; }"))  # fmt: skip
+        run(*router("nft", "add", "rule", "inet", "tapproxy", "prerouting", "iifname",
+                    f"trc{tag}", "tcp", "dport", "81", "redirect", "to", ":8080"))  # fmt: skip
         run(*router("ip", "rule", "add", "fwmark", "0x1/0x1", "lookup", "100"))
         run(*router("ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"))
         yield net
@@ -259,3 +269,11 @@ def test_tproxy_listener_sees_the_destination_unrewritten(setup: Setup) -> None:
     rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/tproxy"))
     assert rec["mode"] == "transparent:tproxy"
     assert rec["route"]["original_dst"] == {"ip": s.net.server_ip, "port": 8000}
+
+
+def test_nftables_redirect_recipe(setup: Setup) -> None:
+    s = setup
+    got = client_curl(s, "-H", "Host: origin.test", f"http://{s.net.server_ip}:81/nft")
+    assert got == {"path": "/nft", "host": "origin.test", "tls": False}
+    rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/nft"))
+    assert rec["route"]["original_dst"] == {"ip": s.net.server_ip, "port": 81}
