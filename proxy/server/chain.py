@@ -154,8 +154,12 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
 
 
 async def _peek_head(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
-    """Consume exactly the answer's head (up to its blank line), nothing after it."""
-    seen = 0
+    """Consume exactly the answer's head (up to its blank line), nothing after it.
+
+    Each read peeks first: bytes before the blank line are taken (they are
+    head), and of a read that holds it, only up to its end.
+    """
+    head = b""
     while True:
         await _readable(loop, sock)
         try:
@@ -164,20 +168,23 @@ async def _peek_head(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> by
             continue
         if not data:
             raise ChainError(": closed the connection without answering CONNECT")
-        end = data.find(b"\r\n\r\n")
+        seen = head + data
+        end = seen.find(b"\r\n\r\n")
         if end >= 0:
-            return _take(sock, end + 4)
-        if len(data) >= MAX_HEAD:
+            return head + _take(sock, end + 4 - len(head))
+        head += _take(sock, len(data))
+        if len(head) >= MAX_HEAD:
             raise ChainError(f": answer head over {MAX_HEAD} bytes")
-        if len(data) == seen:  # nothing new: wait for more without spinning
-            await asyncio.sleep(0.005)
-        seen = len(data)
 
 
 def _take(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes already seen with MSG_PEEK (so they are there to take)."""
     out = b""
     while len(out) < n:
-        out += sock.recv(n - len(out))
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ChainError(": closed the connection during its answer")
+        out += chunk
     return out
 
 

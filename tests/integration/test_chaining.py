@@ -11,7 +11,9 @@ or elsewhere, and every record names the route.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ import pytest
 
 from tests.support.certs import CertAuthority
 from tests.support.proxyproc import ProxyProcess, start_proxy
-from tests.support.upstreams import Upstreams, make_app, start_https
+from tests.support.upstreams import RawConnection, Upstreams, make_app, start_https
 
 
 @dataclass
@@ -251,8 +253,6 @@ def test_rules_route_per_host(next_socks: ProxyProcess, origins: Origins, tmp_pa
 
 
 def _connect_answer(p: ProxyProcess, authority: str) -> bytes:
-    import socket
-
     with socket.create_connection(("127.0.0.1", p.port), timeout=15) as s:
         s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
         data = b""
@@ -262,3 +262,35 @@ def _connect_answer(p: ProxyProcess, authority: str) -> bytes:
                 break
             data += chunk
         return data
+
+
+async def _split_answer(conn: RawConnection) -> None:
+    """A next proxy whose answer comes in two segments, the origin's first bytes
+    right behind it (a server that speaks first, like SSH or SMTP)."""
+    await conn.read_until(b"\r\n\r\n")
+    conn.send(b"HTTP/1.1 200 Connection established\r\n")
+    await conn.writer.drain()
+    await asyncio.sleep(0.05)  # shapes the segments; the test holds either way
+    conn.send(b"\r\nSSH-2.0-origin\r\n")
+    await conn.read_until(b"ping")
+    conn.send(b"pong")
+    await conn.writer.drain()
+
+
+def test_no_byte_past_the_next_proxys_answer_is_lost(upstreams: Upstreams) -> None:
+    raw = upstreams.raw(_split_answer)
+    p = start_proxy("--mode", f"upstream:http://127.0.0.1:{raw.port}")
+    try:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=15) as s:
+            s.sendall(b"CONNECT ssh.test:22 HTTP/1.1\r\nHost: ssh.test:22\r\n\r\n")
+            data = b""
+            while b"SSH-2.0-origin\r\n" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200")
+            s.sendall(b"ping")
+            assert s.recv(4) == b"pong"
+        assert raw.connections[0].received.startswith(b"CONNECT ssh.test:22 HTTP/1.1\r\n")
+    finally:
+        p.stop()
