@@ -31,6 +31,7 @@ from proxy.flow.hooks import HookKind, LiveFlow, Proceed, Verdict
 from proxy.flow.record import FlowSource
 from proxy.replay.format import RecordedFlow
 from proxy.replay.fromrecord import recorded
+from proxy.replay.server import known_body
 from proxy.server.hooks import Resume
 
 Call = tuple[Script, Callable[..., Any]]
@@ -55,6 +56,7 @@ def addon_flow(f: RecordedFlow, options: Mapping[str, Any], record: Any = None) 
 class AddonHost:
     kinds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE})
     holds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})
+    request_body = True  # request() sees the whole body (up to --max-body)
 
     def __init__(
         self, scripts: Sequence[Script], options: Mapping[str, Any], check_every: float = 1.0
@@ -159,7 +161,9 @@ class AddonHost:
         if not self._calls("request"):
             return False
         head = live.forward
-        request = Request(head.method.decode("latin-1"), live.url, Headers.of(head.fields))
+        request = Request(
+            head.method.decode("latin-1"), live.url, Headers.of(head.fields), known_body(live)
+        )
         f = self._live[live.id] = Flow(live.id, request, self.options)
         before = (request.method, request.url, list(request.headers.fields))
         self.run("request", f, self._answer(resume, lambda: request_verdict(f, before)))

@@ -45,6 +45,8 @@ class LiveFlow(Protocol):
     def forward(self) -> RequestHead: ...  # as it will be sent (after rules)
     @property
     def response(self) -> ResponseHead | None: ...  # as received from the server
+    @property
+    def body(self) -> bytes | None: ...  # the request body as it will be sent, when whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,6 @@ class HookSettings:
 
     notify: frozenset[HookKind] = frozenset()
     hold: frozenset[HookKind] = frozenset()
+    # REQUEST is offered once the request body is whole (up to --max-body), so
+    # a subscriber can read it (``LiveFlow.body``: server replay matches on it).
+    request_body: bool = False

@@ -138,8 +138,17 @@ def differences(
             )
     if live_body is not None and live_body != rec_body:
         hint = "; --server-replay-ignore-json PATH" if rec_body[:1] in (b"{", b"[") else ""
-        out.append(f"body ({len(live_body)} bytes, recorded {len(rec_body)}{hint})")
+        out.append(f"body {_clip(live_body)} (recorded {_clip(rec_body)}{hint})")
     return out
+
+
+def _clip(body: bytes, keep: int = 60) -> str:
+    """A body as compared, short: text as is, else its size."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"({len(body)} bytes)"
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(body)} bytes)"
 
 
 def _param_differences(mine: dict[str, str], theirs: dict[str, str]) -> list[str]:

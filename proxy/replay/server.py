@@ -9,10 +9,10 @@ answered ``404`` with the closest recorded request and why it differs, or,
 with ``extra="forward"``, let through to the network.
 
 Recorded responses to the same request are served in recorded order, each
-once; with ``reuse`` the last one keeps answering. The body of a live
-request is not known at the hook (it streams after the head), so matching
-uses the key only (method, URL, selected fields; ``proxy.replay.match``);
-where several recorded requests share a key they are served in order.
+once; with ``reuse`` the last one keeps answering. The subscriber asks for
+the request body before the hook (``request_body``), so a request is matched
+on its key (method, URL, selected fields; ``proxy.replay.match``) and its
+body; a body over ``--max-body`` streams and is matched by key alone.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from proxy.flow.hooks import HookKind, LiveFlow, Reply
 from proxy.flow.record import FlowSource
+from proxy.http1 import FramingKind
 from proxy.replay.format import RecordedFlow
 from proxy.replay.match import Key, MatchOptions, body_key, differences, key_of, request_key
 from proxy.server.hooks import Resume
@@ -45,6 +46,18 @@ class _Entry:
     served: int = 0
 
 
+def known_body(live: LiveFlow) -> bytes | None:
+    """The request body when whole: buffered for the hook, or none at all."""
+    if live.body is not None:
+        return live.body
+    framing = live.forward.framing
+    if framing.kind is FramingKind.NONE or (
+        framing.kind is FramingKind.LENGTH and framing.length == 0
+    ):
+        return b""
+    return None  # over --max-body: it streams, and matching goes by the key
+
+
 def _replayable(f: RecordedFlow) -> bool:
     return f.kind == "http" and f.request is not None and f.response is not None
 
@@ -59,6 +72,7 @@ class ServerReplay:
 
     kinds = frozenset({HookKind.REQUEST})
     holds = frozenset({HookKind.REQUEST})
+    request_body = True  # offered once the body is whole: it is matched too
 
     def __init__(self, flows: Iterable[RecordedFlow], options: ReplayOptions) -> None:
         self.options = options
@@ -128,7 +142,7 @@ class ServerReplay:
             return False
         live: LiveFlow = flow  # type: ignore[assignment]  # at REQUEST a flow is live
         head = live.forward
-        found = self.find(head.method, live.url, head.fields)
+        found = self.find(head.method, live.url, head.fields, known_body(live))
         if isinstance(found, str):
             self.missed += 1
             if self.options.forward_unmatched:

@@ -16,7 +16,8 @@ Why this shape (docs/replay.md):
 The first member holds a header line naming the format and its
 ``schema_version``; a file opened again gets another header (so two
 recordings concatenated are still one). Lines are encoded on the event loop
-in ``prepare`` like the flow log's (``proxy.sinks.dispatch``); ``save``
+in ``prepare`` like the flow log's (``proxy.sinks.dispatch``); the header is
+written when the sink is made, so the file exists from the start. ``save``
 filters (addons' ``save`` hook) may change or drop a flow there first.
 """
 
@@ -58,6 +59,7 @@ class RecordingSink:
         self.written = 0
         self._file: IO[bytes] | None = None
         self._failed = False
+        self._open()  # the header now: the file is there (or the failure said) from the start
 
     # -- on the event loop ---------------------------------------------------------
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:

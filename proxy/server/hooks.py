@@ -33,6 +33,9 @@ class HookSubscriber(Protocol):
     @property
     def holds(self) -> frozenset[HookKind]: ...
 
+    # Optionally ``request_body = True``: REQUEST waits for the whole body
+    # (``HookSettings.request_body``).
+
     def on_hook(self, kind: HookKind, flow: FlowSource, resume: Resume | None) -> bool:
         """``resume`` is given where the flow may be held: return True to hold it
         and call ``resume(verdict)`` once, later. Otherwise the return is ignored.
@@ -49,10 +52,12 @@ class HookBus:
         """What the layers should emit for these subscribers."""
         notify: set[HookKind] = set()
         hold: set[HookKind] = set()
+        body = False
         for sub in self.subscribers:
             notify |= sub.kinds
             hold |= sub.holds
-        return HookSettings(frozenset(notify), frozenset(hold))
+            body |= bool(getattr(sub, "request_body", False))  # optional: see HookSettings
+        return HookSettings(frozenset(notify), frozenset(hold), body)
 
     def deliver(self, hook: Hook, feed: Callable[[HookResumed], None]) -> None:
         """Call the subscribers of ``hook``; a held hook's verdict goes to ``feed``."""

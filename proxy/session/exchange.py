@@ -41,6 +41,7 @@ class Exchange:
         "forward",
         "held",
         "held_response",
+        "hook_body",
         "hooked",
         "id",
         "keep_host",
@@ -145,11 +146,18 @@ class Exchange:
         # response that waits while its head is held.
         self.held: HookKind | None = None
         self.hooked: set[HookKind] = set()
+        self.hook_body = False  # the request body is being buffered for the REQUEST hook
         # (head, edited body, head only, the response had ended)
         self.held_response: tuple[ResponseHead, bytes | None, bool, bool] | None = None
         self.server_tls: TlsSide | None = None
         self.route: RouteInfo | None = None  # the way to the server (proxy.session.routing)
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
+
+    @property
+    def body(self) -> bytes | None:
+        """The request body as it will be sent, when it is known whole (buffered
+        for the REQUEST hook or for rules); None while it streams."""
+        return self.prepared_body
 
     def count_request(self, data: bytes, preview: int) -> None:
         """Request body bytes as received: size, preview and capture."""

@@ -15,9 +15,10 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from proxy.flow.hooks import HookKind, Reply, RequestEdit, ResponseEdit
-from proxy.http1 import Framing, FramingKind, ResponseHead
+from proxy.http1 import BodyData, Framing, FramingKind, ResponseHead
 from proxy.http1.writer import framed_fields, response_head
-from proxy.layers.commands import Command, Hook
+from proxy.layers.commands import CLIENT, Command, Hook, SendData
+from proxy.session import ruling
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
 from proxy.session.responses import reason_phrase
@@ -25,11 +26,14 @@ from proxy.session.target import DEFAULT_PORTS, Target
 
 
 class HookPoints:
-    __slots__ = ("hold", "notify")
+    __slots__ = ("body", "hold", "max_body", "notify", "preview")
 
     def __init__(self, config: SessionConfig) -> None:
         self.notify = config.hooks.notify
         self.hold = config.hooks.hold
+        self.body = config.hooks.request_body and HookKind.REQUEST in config.hooks.hold
+        self.max_body = config.max_body
+        self.preview = config.preview_bytes
 
     def notice(self, kind: HookKind, ex: Exchange, out: list[Command]) -> None:
         if kind in self.notify:
@@ -42,6 +46,49 @@ class HookPoints:
         ex.hooked.add(kind)
         ex.held = kind
         out.append(Hook(kind, ex, hold=True))
+        return True
+
+    def collects(self, ex: Exchange, out: list[Command]) -> bool:
+        """Before the REQUEST hook, buffer the request body when a subscriber asked
+        to see it whole (True: wait for it; ``body_event`` takes it)."""
+        if not self.body or HookKind.REQUEST in ex.hooked or ex.prepared_body is not None:
+            return False
+        framing = ex.forward.framing
+        if ex.req_buffer is not None or not (
+            framing.kind is FramingKind.CHUNKED
+            or (framing.kind is FramingKind.LENGTH and framing.length > 0)
+        ):
+            return False
+        ex.req_buffer = bytearray()
+        ex.hook_body = True
+        if ruling.expects_continue(ex.request):  # the client waits for it (RFC 9110 §10.1.1)
+            out.append(SendData(CLIENT, ruling.CONTINUE))
+        return True
+
+    def body_event(self, ex: Exchange, event: object) -> bool:
+        """One body event while buffering for the hook; True: offer the request now.
+
+        Whole, the body goes upstream framed by its length, without the
+        ``Expect`` we answered (as for rules, ``ruling.edited_head``); over
+        ``--max-body`` the buffered part goes first and the rest streams.
+        """
+        assert ex.req_buffer is not None
+        if isinstance(event, BodyData):
+            ex.count_request(event.data, self.preview)
+            ex.req_buffer += event.data
+            if len(ex.req_buffer) <= self.max_body:
+                return False
+            ex.overflow = True
+        else:
+            body = bytes(ex.req_buffer)
+            fields = tuple(
+                (k, v) for k, v in ex.forward.fields
+                if not (k.lower() == b"expect" and v.strip().lower() == b"100-continue")
+            )  # fmt: skip
+            framing = Framing(FramingKind.LENGTH, len(body))
+            ex.forward = replace(ex.forward, fields=fields, framing=framing, index=None)
+            ex.prepared_body = body
+        ex.hook_body = False
         return True
 
 
