@@ -295,6 +295,13 @@ class HttpSession:
                     assert isinstance(event, RequestHead)
                     self.request.start(event, out)
                     continue
+                if ex.hook_body:  # a body the REQUEST hook must see whole
+                    event = requests.next_event()
+                    if event is None:
+                        break
+                    if self.hooks.body_event(ex, event):
+                        self.request.dispatch(ex, out)
+                    continue
                 if ex.req_buffer is not None and ex.prepared_body is None and not ex.overflow:
                     event = requests.next_event()  # a body the rules must see first
                     if event is None:

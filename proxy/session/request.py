@@ -104,6 +104,8 @@ class RequestPath:
 
     def dispatch(self, ex: Exchange, out: list[Command]) -> None:
         """Send the request (as rules left it) to its upstream, connecting first if needed."""
+        if self.hooks.collects(ex, out):
+            return  # the REQUEST hook sees the whole body: pump_client buffers it first
         if self.hooks.holds(HookKind.REQUEST, ex, out):
             return  # a subscriber may edit, answer or kill it first
         head, target = ex.forward, ex.target
