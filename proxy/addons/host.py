@@ -170,7 +170,7 @@ class AddonHost:
         return True
 
     def _response(self, live: LiveFlow, resume: Resume) -> bool:
-        head = live.response
+        head = live.response_head
         if head is None or not self._calls("response"):
             return False
         f = self._live.get(live.id)

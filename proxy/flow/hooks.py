@@ -44,7 +44,9 @@ class LiveFlow(Protocol):
     @property
     def forward(self) -> RequestHead: ...  # as it will be sent (after rules)
     @property
-    def response(self) -> ResponseHead | None: ...  # as received from the server
+    def response(self) -> ResponseHead | None: ...  # as sent to the client (once it went)
+    @property
+    def response_head(self) -> ResponseHead | None: ...  # the head held at RESPONSE_HEAD
     @property
     def body(self) -> bytes | None: ...  # the request body as it will be sent, when whole
 

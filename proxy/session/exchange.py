@@ -154,6 +154,13 @@ class Exchange:
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
 
     @property
+    def response_head(self) -> ResponseHead | None:
+        """The response head as it will go to the client: the held one at
+        RESPONSE_HEAD (after rules), else the one that went."""
+        held = self.held_response
+        return held[0] if held is not None else self.response
+
+    @property
     def body(self) -> bytes | None:
         """The request body as it will be sent, when it is known whole (buffered
         for the REQUEST hook or for rules); None while it streams."""
