@@ -11,7 +11,7 @@ optionally suffixed ``@[host:]port`` to choose its own listen address.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.session.config import Upstream
 from proxy.via import parse_via
@@ -33,7 +33,7 @@ class ModeSpec:
 
 
 _LISTEN = re.compile(r"(?:(.+):)?([0-9]{1,5})")
-_REVERSE = re.compile(r"(https?)://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+)(?::([0-9]{1,5}))?/?")
+_REVERSE = re.compile(r"(https?|h2c)://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+)(?::([0-9]{1,5}))?/?")
 _TCP = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):([0-9]{1,5})")
 
 
@@ -62,10 +62,16 @@ def parse_mode(text: str, default_host: str, default_port: int) -> ModeSpec:
     if spec.startswith("reverse:"):
         m = _REVERSE.fullmatch(spec[len("reverse:") :])
         if m is None:
-            raise ConfigError(f"mode {text!r}: expected reverse:http://host[:port]")
+            raise ConfigError(
+                f"mode {text!r}: expected reverse:http://, https:// or h2c://host[:port]"
+            )
         scheme = m.group(1)
         up_port = _port(m.group(3), text) if m.group(3) else (443 if scheme == "https" else 80)
-        return ModeSpec("reverse", Upstream(scheme, _host(m.group(2)), up_port), host, port, spec)
+        # h2c: plain HTTP, spoken as HTTP/2 with prior knowledge (RFC 9113 §3.3).
+        up = Upstream("http" if scheme == "h2c" else scheme, _host(m.group(2)), up_port)
+        if scheme == "h2c":
+            up = replace(up, h2c=True)
+        return ModeSpec("reverse", up, host, port, spec)
     if spec.startswith("tcp:"):
         m = _TCP.fullmatch(spec[len("tcp:") :])
         if m is None:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.flow.hooks import HookKind
-from proxy.flow.record import Address, FlowRecord, TlsInfo, tcp_rules_info
+from proxy.flow.record import Address, TlsInfo
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
     Conn,
-    Hook,
     Intercept,
     OpenServer,
     PauseReading,
@@ -47,10 +45,11 @@ from proxy.layers.events import (
     TunnelEnded,
 )
 from proxy.layers.http2.server import Http2Server
+from proxy.layers.http2.upstream import UpstreamMux
 from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
 from proxy.layers.recorder import TunnelRecorder
+from proxy.layers.tcp import tcp_plan
 from proxy.layers.tunnel import TunnelLayer
-from proxy.rules import TcpPlan
 from proxy.session import routing
 from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
@@ -60,20 +59,11 @@ _SWITCHES = (StartTunnel, Intercept)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
 
 
-def tcp_plan(config: SessionConfig, host: str, port: int, client_ip: str) -> TcpPlan | None:
-    """The TCP rules (toxics) for a relay to ``host:port``, when rules are loaded."""
-    get = config.rules
-    rules = get() if get is not None else None
-    if rules is None:
-        return None
-    return rules.tcp_for(host, port, config.mode, client_ip)
-
-
 class ClientLayers:
     """The layer stack of one client connection (HTTP listeners)."""
 
     __slots__ = (
-        "_next_target", "_probe", "_relay", "client", "config", "current", "intercept",
+        "_next_target", "_probe", "_relay", "client", "config", "current", "intercept", "mux",
         "session", "tunnel_owner", "tunnel_tls",
     )  # fmt: skip
 
@@ -88,7 +78,12 @@ class ClientLayers:
         if intercept is not None and intercept.http2 != config.http2:
             intercept = replace(intercept, http2=config.http2)
         self.intercept = intercept
-        self.session = HttpSession(config, client)  # the listener's own session
+        # A reverse listener for an https or h2c server may reach it over
+        # HTTP/2 (ALPN decides, or prior knowledge) even for HTTP/1.1 clients.
+        up = config.upstream
+        wants_h2 = up is not None and (up.scheme == "https" or up.h2c) and config.http2
+        self.mux = UpstreamMux() if wants_h2 else None
+        self.session = HttpSession(config, client, mux=self.mux)  # the listener's own session
         # Where events go now: an HTTP session, an HTTP/2 connection, a
         # tunnel, the next-layer choice.
         self.current: HttpSession | Http2Server | TunnelLayer | NextLayer | None = self.session
@@ -113,6 +108,9 @@ class ClientLayers:
         if type(current) is HttpSession:
             if self._probe is not None and type(event) is DataReceived and event.conn.is_client:
                 return self._sniff_h2(current, event.data)
+            mux = self.mux
+            if mux is not None:
+                return self._with_mux(current, mux, event)
             out = current.handle(event)
             if out and type(out[-1]) in _SWITCHES:
                 return self._switch(current, out)
@@ -230,7 +228,8 @@ class ClientLayers:
         if layer.listener and choice.tls is None:
             session = self.session  # not TLS: the listener's own HTTP
         elif layer.listener:
-            session = HttpSession(replace(self.config, client_tls=choice.tls), self.client)
+            config = replace(self.config, client_tls=choice.tls)
+            session = HttpSession(config, self.client, mux=self.mux)
         else:
             scheme = "http" if choice.tls is None else "https"
             up = Upstream(scheme, layer.host, layer.port, sni=choice.name)
@@ -250,6 +249,28 @@ class ClientLayers:
         return out
 
     # -- HTTP/2 --------------------------------------------------------------------
+    def _with_mux(self, session: HttpSession, mux: UpstreamMux, event: Event) -> list[Command]:
+        """An HTTP/1 session whose server may be HTTP/2: shared connections' events
+        go to the mux first, and what it decides is carried out on the session."""
+        conn = getattr(event, "conn", None)
+        if conn is not None and not conn.is_client and mux.owns(conn):
+            out = mux.handle(event)
+        else:
+            out = session.handle(event)
+            if isinstance(event, ConnectionClosed) and event.conn.is_client:
+                out += mux.close_all()
+            if out and type(out[-1]) in _SWITCHES:
+                return self._switch(session, out)
+        while True:
+            wakes, reopen = mux.drain()
+            if not wakes and not reopen:
+                return out
+            for _token, woken in wakes:
+                out += session.handle(woken)
+            key = session.server.key
+            if reopen and key is not None:
+                session.server.open(key, out)
+
     def _sniff_h2(self, session: HttpSession, data: bytes) -> list[Command]:
         """The first bytes of an HTTP session: the HTTP/2 preface (prior
         knowledge, RFC 9113 §3.3) hands the connection to HTTP/2."""
@@ -315,85 +336,3 @@ class ClientLayers:
         if owner is None:
             return []
         return owner.handle(ended)
-
-
-class TcpLayers:
-    """The ``tcp:host:port`` mode: every client connection relayed raw to one server."""
-
-    SERVER = server_conn(1)
-    __slots__ = ("client", "config", "ended", "host", "port", "server", "start_time", "tunnel")
-
-    def __init__(self, config: SessionConfig, client: Address, host: str, port: int) -> None:
-        self.config = config
-        self.client = client
-        self.host = host
-        self.port = port
-        self.start_time = config.clock()
-        self.server: Address | None = None
-        self.tunnel: TunnelLayer | None = None
-        self.ended = False
-
-    def start(self) -> list[Command]:
-        host, port = self.host, self.port
-        via = routing.via_for(self.config, host, port)
-        return [PauseReading(CLIENT), OpenServer(self.SERVER, host, port, None, False, via)]
-
-    def handle(self, event: Event) -> list[Command]:
-        if self.ended:
-            return []
-        tunnel = self.tunnel
-        if tunnel is not None:
-            out = tunnel.handle(event)
-            if tunnel.done is not None:
-                out.append(self._record(tunnel, None))
-            return out
-        if isinstance(event, ServerOpened):
-            self.server = event.address
-            plan = tcp_plan(self.config, self.host, self.port, self.client[0])
-            tunnel = self.tunnel = TunnelLayer(self.SERVER, self.config.clock, plan)
-            return [*tunnel.start(), ResumeReading(CLIENT)]
-        if isinstance(event, ServerFailed):
-            return [
-                self._record(None, f"upstream {self.host}:{self.port}: {event.message}"),
-                CloseConnection(CLIENT, abort=True),
-            ]
-        if isinstance(event, ConnectionClosed) and event.conn.is_client:
-            self.ended = True
-            return [CloseConnection(self.SERVER, discard=True)]
-        if isinstance(event, TooManyConnections):
-            return [
-                self._record(None, "refused: too many client connections"),
-                CloseConnection(CLIENT),
-            ]
-        return []
-
-    def deadline(self) -> TimeoutKind | None:
-        return TimeoutKind.TUNNEL_IDLE if self.tunnel is not None else None
-
-    @property
-    def idle(self) -> bool:
-        return False
-
-    @property
-    def flow_id(self) -> str | None:
-        return None
-
-    def refuse(self) -> list[Command]:
-        return self.handle(TooManyConnections())
-
-    def _record(self, tunnel: TunnelLayer | None, error: str | None) -> Hook:
-        self.ended = True
-        record = FlowRecord(
-            id=self.config.new_id(),
-            kind="tcp",
-            mode=self.config.mode,
-            start=self.start_time,
-            end=self.config.clock(),
-            client=self.client,
-            server=self.server,
-            tunnel=tunnel.done if tunnel is not None else None,
-            error=error,
-            rules=tcp_rules_info(tunnel.matched_rules if tunnel is not None else ()),
-            route=routing.route_info(self.config, self.host, self.port),
-        )
-        return Hook(HookKind.DONE, record)

@@ -52,7 +52,8 @@ from proxy.layers.events import (
     TimeoutKind,
     TimerFired,
 )
-from proxy.layers.root import ClientLayers, TcpLayers
+from proxy.layers.root import ClientLayers
+from proxy.layers.tcp import TcpLayers
 from proxy.server.clienttls import ClientTlsStarter, TlsHost
 from proxy.server.context import ListenerContext
 from proxy.server.ends import EndsHost, ServerEnds

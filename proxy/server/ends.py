@@ -105,13 +105,15 @@ class ServerEnds:
             if upstream is not None:
                 self._attach(cmd.conn, upstream, reused=True)
                 return
-        task = asyncio.get_running_loop().create_task(self._connect(cmd.conn, key))
+        alpn = cmd.tls.alpn if cmd.tls is not None else None
+        task = asyncio.get_running_loop().create_task(self._connect(cmd.conn, key, alpn))
         self._connecting[cmd.conn] = task
 
-    async def _connect(self, conn: Conn, key: Key) -> None:
+    async def _connect(self, conn: Conn, key: Key, alpn: tuple[str, ...] | None) -> None:
         ctx = self.ctx
         try:
-            upstream = await connect(key, ctx.timeouts.connect, ctx.tls_for(key[2]), ctx.tap)
+            tls = ctx.tls_for(key[2])
+            upstream = await connect(key, ctx.timeouts.connect, tls, ctx.tap, alpn)
         except UpstreamError as e:
             self._connecting.pop(conn, None)
             if not self.host.closed:

@@ -335,12 +335,17 @@ def _certificate_summary(der: bytes) -> tuple[str, str, str]:
 
 
 async def connect(
-    key: Key, timeout: float, tls_context: SSL.Context | None, tap: PcapTap | None = None
+    key: Key,
+    timeout: float,
+    tls_context: SSL.Context | None,
+    tap: PcapTap | None = None,
+    alpn: tuple[str, ...] | None = None,
 ) -> UpstreamConnection:
     """Open a new upstream connection (TLS handshake done, if any) or raise ``UpstreamError``.
 
     ``tls_context`` (:func:`proxy.tls.client.client_context`) is required
-    when the key asks for TLS.
+    when the key asks for TLS; ``alpn``: the protocols to offer, if not the
+    context's (HTTP/1.1).
     """
     loop = asyncio.get_running_loop()
     host, port, sni, via = key
@@ -348,7 +353,7 @@ async def connect(
         raise ValueError(f"TLS to {host}:{port} needs a client context")
     conn: UpstreamConnection | None = None
     try:
-        tls = TlsClient(tls_context, sni or host) if tls_context and sni is not None else None
+        tls = TlsClient(tls_context, sni or host, alpn) if tls_context and sni is not None else None
         async with asyncio.timeout(timeout):
             if via is None:
                 _, conn = await loop.create_connection(

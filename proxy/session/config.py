@@ -44,6 +44,7 @@ class Upstream:
     host: str
     port: int
     sni: str | None = None  # for https: the name to send and verify (default: host)
+    h2c: bool = False  # plain HTTP/2 with prior knowledge (reverse:h2c://)
 
 
 @dataclass(frozen=True, slots=True)

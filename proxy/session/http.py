@@ -60,6 +60,7 @@ from proxy.session.responses import CONNECTION_ESTABLISHED, error_response
 from proxy.session.rulephase import RulePhase
 from proxy.session.sequencer import Sequencer
 from proxy.session.serverside import ServerSide
+from proxy.session.shared import UpstreamMux
 
 
 class HttpSession:
@@ -76,13 +77,15 @@ class HttpSession:
         client: Address,
         codec: ClientCodec | None = None,
         conn_ids: Iterator[int] | None = None,
+        mux: UpstreamMux | None = None,
+        token: int = 0,
     ) -> None:
         self.config = config
         self.client = client
         # HTTP/1 on the client's connection, unless a multiplexing layer gives
         # the session one stream of its connection (``proxy.layers.http2``).
         self.client_side: ClientCodec = codec if codec is not None else ClientSide(config)
-        self.server = ServerSide(config, conn_ids)
+        self.server = ServerSide(config, conn_ids, mux, token)
         self.rules = RulePhase(config, client[0]) if config.rules is not None else None
         self.ex: Exchange | None = None
         self.tunnel: Exchange | None = None
@@ -107,7 +110,10 @@ class HttpSession:
         if event.conn != self.server.conn or self.server.responses is None:
             return []
         self.server.responses.feed(event.data)
-        return self.responses.pump([])
+        out = self.responses.pump([])
+        if self.server.channel is not None:  # a wake from a shared connection:
+            self.pump_client(out)  # its window may have room for more of the request
+        return out
 
     def _eof(self, event: EofReceived) -> list[Command]:
         if event.conn.is_client:
@@ -311,7 +317,8 @@ class HttpSession:
                     if outcome is not None:
                         self.request.carry_out(ex, outcome, out)
                     continue
-                if ex.request_done or not self.server.ready or ex.waiting or ex.held:
+                server = self.server
+                if ex.request_done or not server.ready or server.blocked or ex.waiting or ex.held:
                     break
                 event = requests.next_event()
                 if event is None:

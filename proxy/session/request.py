@@ -85,7 +85,7 @@ class RequestPath:
             self.s.closed = True  # from here on the next layer owns the connection's bytes
             return
         ex.route = routing.route_info(self.s.config, target.host, target.port)
-        self.s.server.open((target.host, target.port, None), out, reuse=False, tunnel=True)
+        self.s.server.open((target.host, target.port, None, False), out, reuse=False, tunnel=True)
 
     def carry_out(self, ex: Exchange, outcome: RequestOutcome, out: list[Command]) -> None:
         """Act on the rule phase's decision about a request."""
@@ -120,7 +120,7 @@ class RequestPath:
         ex.retryable = head.framing.kind is FramingKind.NONE or (
             head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
         )
-        key = self.s.server.key_for(target)
+        key = self.s.server.key_for(target, ex)
         if self.s.server.serves(key):
             # A connection that served an earlier exchange: the server may have
             # closed it meanwhile, so the request may be retried (RFC 9112 §9.3.1).

@@ -68,7 +68,7 @@ class ResponsePath:
             ex.reused = False
             server.release(out, reusable=False)
             assert ex.target is not None
-            server.open(server.key_for(ex.target), out, reuse=False)
+            server.open(server.key_for(ex.target, ex), out, reuse=False)
             return
         ex.error = f"upstream: {e.message}"
         self.endings.fail(ex, 502, f"upstream {ex.url}: {e.message}", out)
@@ -93,7 +93,7 @@ class ResponsePath:
         """Send the response head (and a body the rules edited), unless a hook holds it."""
         if self.hooks.holds(HookKind.RESPONSE_HEAD, ex, out):
             ex.held_response = (send.head, send.body, send.head_only, False)
-            conn = self.s.server.conn
+            conn = self.s.server.pausable
             if conn is not None:  # the rest of the response waits on the server
                 out.insert(len(out) - 1, PauseReading(conn))
             return
@@ -121,7 +121,7 @@ class ResponsePath:
         head, body, head_only, ended = held
         if isinstance(verdict.edit, ResponseEdit):
             head = edit_response(head, verdict.edit)
-        conn = self.s.server.conn
+        conn = self.s.server.pausable
         self._deliver(ex, SendResponse(head, body, head_only), out)
         if self.s.ex is not ex or self.s.tunnel is ex:
             return

@@ -227,9 +227,13 @@ class TlsClient(_TlsConnection):
     A host name IDNA cannot encode raises ``UnicodeError``, as in ``ssl``.
     """
 
-    def __init__(self, context: SSL.Context, hostname: str) -> None:
+    def __init__(
+        self, context: SSL.Context, hostname: str, alpn: tuple[str, ...] | None = None
+    ) -> None:
         self._verification = Verification(hostname)
         conn = SSL.Connection(context, None)
+        if alpn is not None:  # this connection's offer, instead of the context's
+            conn.set_alpn_protos([p.encode("latin-1") for p in alpn])
         conn.set_app_data(self._verification)  # for the verify callback
         conn.set_connect_state()
         ip = parse_ip(hostname) is not None

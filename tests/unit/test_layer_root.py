@@ -44,7 +44,8 @@ from proxy.layers.nextlayer import (
     NextLayer,
     RelayRaw,
 )
-from proxy.layers.root import RAW_SERVER, ClientLayers, TcpLayers
+from proxy.layers.root import RAW_SERVER, ClientLayers
+from proxy.layers.tcp import TcpLayers
 from proxy.session.config import SessionConfig, Upstream
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 from tests.playbook import Match, Playbook, startswith

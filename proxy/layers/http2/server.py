@@ -52,6 +52,7 @@ from proxy.layers.events import (
 from proxy.layers.http2.link import ClientLink
 from proxy.layers.http2.request import MalformedRequest, request_head
 from proxy.layers.http2.streamcodec import StreamCodec
+from proxy.layers.http2.upstream import UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
 from proxy.session.refusals import answer_info
@@ -71,6 +72,7 @@ class Http2Server:
         "config",
         "conn_ids",
         "link",
+        "mux",
         "paused",
         "servers",
         "sessions",
@@ -88,6 +90,7 @@ class Http2Server:
         self.tokens = itertools.count(1000)
         self.conn_ids = itertools.count(FIRST_SERVER_ID)
         self.paused: set[int] = set()  # streams whose server we stopped reading
+        self.mux = UpstreamMux()  # HTTP/2 server connections the streams share
         self.closed = False
 
     def start(self, data: bytes, upgrade: tuple[bytes, HttpSession] | None = None) -> list[Command]:
@@ -118,6 +121,8 @@ class Http2Server:
             conn = event.conn  # type: ignore[union-attr]
             if conn.is_client:
                 return self._client_event(event)
+            if self.mux.owns(conn):
+                return self._shared(event)
             return self._to_stream(self.servers.get(conn), event)
         if kind is TimerFired:
             stream, token = self.timers.pop(event.token, (0, 0))  # type: ignore[union-attr]
@@ -132,7 +137,36 @@ class Http2Server:
             self._take(out)
             return out
         conn = getattr(event, "conn", None)  # ServerOpened, ServerFailed
+        if conn is not None and self.mux.owns(conn):
+            return self._shared(event)
         return self._to_stream(self.servers.get(conn) if conn is not None else None, event)
+
+    def _shared(self, event: Event) -> list[Command]:
+        """An event on a shared server connection: to the mux, then to the streams it woke."""
+        out = self.mux.handle(event)
+        self._wake(out)
+        self._take(out)
+        return out
+
+    def _wake(self, out: list[Command]) -> None:
+        """Carry out what the mux decided: wake sessions, have others open anew."""
+        while True:
+            wakes, reopen = self.mux.drain()
+            if not wakes and not reopen:
+                return
+            for token, event in wakes:
+                session = self.sessions.get(token)
+                if session is not None:
+                    if not isinstance(event, DataReceived):
+                        self.servers[event.conn] = token  # type: ignore[union-attr]
+                    self._run(token, session, session.handle(event), out, wake=False)
+            for token in reopen:
+                session = self.sessions.get(token)
+                key = session.server.key if session is not None else None
+                if session is not None and key is not None:
+                    commands: list[Command] = []
+                    session.server.open(key, commands)
+                    self._run(token, session, commands, out, wake=False)
 
     def _client_event(self, event: Event) -> list[Command]:
         if isinstance(event, DataReceived):
@@ -141,6 +175,7 @@ class Http2Server:
         for session in list(self.sessions.values()):
             out += self._filter(session, session.handle(ConnectionClosed(CLIENT)))
         self.sessions.clear()
+        out += self.mux.close_all()
         self.closed = True
         if isinstance(event, EofReceived):
             out.append(CloseConnection(CLIENT))
@@ -190,7 +225,7 @@ class Http2Server:
             self._refuse(stream, headers, "CONNECT over HTTP/2 is not supported", out, 501)
             return
         codec = StreamCodec(self.config, self.link, stream)
-        session = HttpSession(self.config, self.client, codec, self.conn_ids)
+        session = HttpSession(self.config, self.client, codec, self.conn_ids, self.mux, stream)
         self.sessions[stream] = session
         codec.requests.push(head)
         if ended:
@@ -244,13 +279,20 @@ class Http2Server:
         return out
 
     def _run(
-        self, stream: int, session: HttpSession, commands: list[Command], out: list[Command]
+        self,
+        stream: int,
+        session: HttpSession,
+        commands: list[Command],
+        out: list[Command],
+        wake: bool = True,
     ) -> None:
         out += self._filter(session, commands, stream)
         if session.closed and session.tunnel is None:
             self.sessions.pop(stream, None)
             self.paused.discard(stream)
         self._balance(stream, out)
+        if wake:
+            self._wake(out)
 
     def _filter(
         self, session: HttpSession, commands: list[Command], stream: int = 0
@@ -277,7 +319,7 @@ class Http2Server:
     def _balance(self, stream: int, out: list[Command]) -> None:
         """Pause a stream's server while the client is slow to take its data."""
         session = self.sessions.get(stream)
-        conn = session.server.conn if session is not None else None
+        conn = session.server.pausable if session is not None else None
         backlog = self.link.pending(stream)
         if conn is not None and backlog > STREAM_BACKLOG and stream not in self.paused:
             self.paused.add(stream)
