@@ -23,6 +23,10 @@ modes (repeatable, each optionally suffixed @[host:]port):
   regular                    forward proxy (the default)
   reverse:http://host:port   reverse proxy to a fixed upstream
   tcp:host:port              raw TCP relay to a fixed upstream
+  upstream:http://host:port  forward proxy whose traffic goes through a next proxy
+                             (also socks5://host:port; --upstream-auth, --upstream-bypass)
+  socks5                     SOCKS5 listener (RFC 1928; --proxy-auth for RFC 1929)
+  transparent                connections redirected by iptables/nftables (docs/modes.md)
   e.g. --mode regular@8080 --mode reverse:http://127.0.0.1:9000@8081
 
 subcommands:
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODE",
-        help="regular, reverse:URL or tcp:HOST:PORT, optionally @[host:]port; repeatable",
+        help="regular, reverse:URL, tcp:HOST:PORT, upstream:URL, socks5 or transparent, "
+        "optionally @[host:]port; repeatable (docs/modes.md)",
     )
     g.add_argument(
         "--keep-host-header",
@@ -190,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-ca", metavar="FILE", help="extra CA bundle to verify HTTPS upstreams"
     )
     u.add_argument("--insecure", action="store_true", help="do not verify upstream certificates")
+    u.add_argument(
+        "--upstream-auth",
+        metavar="USER:PASS",
+        help="credentials for the next proxy of --mode upstream:URL (Basic, or SOCKS5 RFC 1929)",
+    )
+    u.add_argument(
+        "--upstream-bypass",
+        metavar="HOSTS",
+        default=None,
+        help="hosts reached directly, not through the next proxy: NO_PROXY syntax "
+        "(example.com, .corp, 10.0.0.0/8, host:port, *); default: $NO_PROXY",
+    )
+    u.add_argument(
+        "--client-certs",
+        metavar="FILE|DIR",
+        help="client certificate (PEM with key) for upstream mTLS; a DIR holds HOST.pem per SNI",
+    )
     r = p.add_argument_group("rules")
     r.add_argument(
         "--rules",

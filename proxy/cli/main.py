@@ -24,6 +24,7 @@ from OpenSSL import SSL
 from proxy.cli.args import build_parser, preview_bytes
 from proxy.cli.preflight import check_outputs
 from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
+from proxy.cli.routing_setup import with_routing
 from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
 from proxy.config import ConfigError, ModeSpec, parse_modes
@@ -118,7 +119,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
     )
-    return ServerOptions(
+    options = ServerOptions(
         modes=modes,
         session=session,
         timeouts=timeouts,
@@ -129,6 +130,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         rules=load_rules_watcher(args),
         max_connections=args.max_connections,
     )
+    return with_routing(options, args)
 
 
 def check_open_proxy(modes: list[ModeSpec], proxy_auth: str | None, allowed: bool) -> None:
@@ -140,7 +142,7 @@ def check_open_proxy(modes: list[ModeSpec], proxy_auth: str | None, allowed: boo
     if allowed:
         return
     for mode in modes:
-        if mode.kind == "regular" and not is_loopback(mode.host):
+        if mode.kind in ("regular", "upstream", "socks5") and not is_loopback(mode.host):
             raise ConfigError(
                 f"refusing to run an open forward proxy on {mode.host}:{mode.port}: anyone who "
                 "can reach it could use it. Add --proxy-auth USER:PASS, listen on 127.0.0.1, "
