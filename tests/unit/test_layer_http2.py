@@ -1,0 +1,223 @@
+"""Playbook tests for the HTTP/2 layers: streams in from a client, frames out.
+
+The client (and, for shared upstreams, the server) is an ``h2`` connection
+object driven by the test: its frames go to the layer as ``DataReceived``
+and what the layer sends it is fed back, so each test reads both the exact
+commands the layer gives the shell (server connections, HTTP/1.1 bytes,
+hooks) and what an HTTP/2 peer makes of the frames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.events as ev
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+
+from proxy.flow.hooks import HookKind
+from proxy.layers.commands import (
+    CLIENT,
+    Hook,
+    OpenServer,
+    PauseReading,
+    ReleaseServer,
+    ResumeReading,
+    SendData,
+    server_conn,
+)
+from proxy.layers.events import DataReceived, ServerOpened
+from proxy.layers.http2.link import STREAM_WINDOW
+from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
+from proxy.session.config import SessionConfig, Upstream
+
+PEER = ("127.0.0.1", 40000)
+UP = ("10.0.0.9", 9000)
+S1 = server_conn(FIRST_SERVER_ID)
+S2 = server_conn(FIRST_SERVER_ID + 1)
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"svc"), (b":path", b"/a")]
+
+
+def reverse(**kw: Any) -> SessionConfig:
+    return SessionConfig(
+        mode="reverse:http://up:9000", upstream=Upstream("http", "up", 9000, **kw),
+        clock=lambda: 1000.0, new_id=lambda: "f1",
+    )  # fmt: skip
+
+
+class Client:
+    """An HTTP/2 client speaking to the layer through the playbook's events."""
+
+    def __init__(self, layer: Http2Server, validate: bool = True) -> None:
+        self.layer = layer
+        self.h2 = H2Connection(
+            H2Configuration(
+                client_side=True, header_encoding=None, validate_outbound_headers=validate,
+                normalize_outbound_headers=False,
+            )
+        )  # fmt: skip
+        self.h2.initiate_connection()
+        self.events: list[Any] = []
+        self.commands: list[Any] = []
+
+    def send(self) -> list[Any]:
+        """The client's pending frames to the layer; the layer's answers, frames read."""
+        data = self.h2.data_to_send()
+        out = (
+            self.layer.start(data)
+            if not self.commands
+            else self.layer.handle(DataReceived(CLIENT, data))
+        )
+        return self.read(out)
+
+    def read(self, out: list[Any]) -> list[Any]:
+        """Feed the layer's frames to the client; return the other commands."""
+        rest = []
+        for cmd in out:
+            if isinstance(cmd, SendData) and cmd.conn == CLIENT:
+                self.events += self.h2.receive_data(cmd.data)
+            else:
+                rest.append(cmd)
+        self.commands += out
+        data = self.h2.data_to_send()
+        if data:
+            rest += self.read(self.layer.handle(DataReceived(CLIENT, data)))
+        return rest
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def kinds(commands: list[Any]) -> list[Any]:
+    """Commands, with hooks shown as (Hook, kind): their flows are checked apart."""
+    return [(Hook, c.kind) if isinstance(c, Hook) else c for c in commands]
+
+
+def test_get_becomes_an_http1_request_and_the_answer_a_stream() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, [*GET, (b"accept", b"*/*")], end_stream=True)
+    rest = client.send()
+    assert rest == [OpenServer(S1, "up", 9000)]
+    out = layer.handle(ServerOpened(S1, UP, reused=False))
+    # Host is the reverse upstream's, as for HTTP/1.1 clients (--keep-host-header keeps it).
+    assert out == [SendData(S1, b"GET /a HTTP/1.1\r\nhost: up:9000\r\naccept: */*\r\n\r\n")]
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\nhello"
+    rest = client.read(layer.handle(DataReceived(S1, answer)))
+    assert kinds(rest) == [(Hook, HookKind.DONE), ReleaseServer(S1, reusable=True)]
+    (response,) = client.of(ev.ResponseReceived)
+    assert response.headers == [(b":status", b"200"), (b"x-up", b"1"), (b"content-length", b"5")]
+    assert b"".join(e.data for e in client.of(ev.DataReceived)) == b"hello"
+    assert client.of(ev.StreamEnded)
+    record = rest[0].flow.to_record()
+    assert record.request.message.version == b"2.0" and record.response.status == 200
+    assert record.response.message.version == b"2.0"
+    assert not layer.sessions  # the stream is done
+
+
+def test_streams_are_exchanges_side_by_side() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.h2.send_headers(3, GET, end_stream=True)
+    assert client.send() == [OpenServer(S1, "up", 9000), OpenServer(S2, "up", 9000)]
+    layer.handle(ServerOpened(S2, UP, reused=False))
+    rest = client.read(layer.handle(DataReceived(S2, b"HTTP/1.1 204 No Content\r\n\r\n")))
+    assert kinds(rest) == [(Hook, HookKind.DONE), ReleaseServer(S2, reusable=True)]
+    (response,) = client.of(ev.ResponseReceived)
+    assert response.stream_id == 3  # the second stream answered first
+    assert list(layer.sessions) == [1]
+
+
+def test_a_malformed_block_gets_400_and_a_record_and_nothing_goes_upstream() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer, validate=False)
+    client.h2.send_headers(1, [*GET[:3], (b":path", b"/a b")], end_stream=True)
+    rest = client.send()
+    assert kinds(rest) == [(Hook, HookKind.DONE)]
+    record = rest[0].flow
+    assert "malformed HTTP/2 request" in record.error and ":path" in record.error
+    (response,) = client.of(ev.ResponseReceived)
+    assert response.headers[0] == (b":status", b"400")
+
+
+def test_request_body_is_acknowledged_only_as_it_is_forwarded() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.send()  # settings exchanged: the stream window is ours
+    assert client.h2.remote_settings.initial_window_size == STREAM_WINDOW
+    post = [(b":method", b"POST"), *GET[1:], (b"content-length", b"70000")]
+    client.h2.send_headers(1, post)
+    client.h2.send_data(1, b"x" * 16384)
+    client.h2.send_data(1, b"y" * 16384)
+    assert client.send() == [OpenServer(S1, "up", 9000)]
+    assert not [e for e in client.of(ev.WindowUpdated) if e.stream_id == 1]  # nothing taken yet
+    out = client.read(layer.handle(ServerOpened(S1, UP, reused=False)))
+    assert out == [
+        # our framing field, as for any request we forward (RFC 9112 §6)
+        SendData(S1, b"POST /a HTTP/1.1\r\nhost: up:9000\r\nContent-Length: 70000\r\n\r\n"),
+        SendData(S1, b"x" * 16384),
+        SendData(S1, b"y" * 16384),
+    ]
+    updates = [e for e in client.of(ev.WindowUpdated) if e.stream_id == 1]
+    assert sum(e.delta for e in updates) <= 32768  # no more than was taken
+
+
+def test_client_reset_ends_the_exchange_and_the_server_connection() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    layer.handle(ServerOpened(S1, UP, reused=False))
+    client.h2.reset_stream(1, ErrorCodes.CANCEL)
+    rest = client.send()
+    assert kinds(rest) == [(Hook, HookKind.DONE), ReleaseServer(S1, reusable=False, abort=True)]
+    assert rest[0].flow.to_record().error == "client reset the stream (CANCEL)"
+
+
+def test_a_slow_client_pauses_its_stream_server_only() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    layer.handle(ServerOpened(S1, UP, reused=False))
+    size = 4 * STREAM_BACKLOG
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+    out = layer.handle(DataReceived(S1, head + b"z" * (2 * STREAM_BACKLOG)))
+    assert PauseReading(S1) in out  # the client's 64 KiB window is full, and then some
+    client.read(out)
+    data = sum(len(e.data) for e in client.of(ev.DataReceived))
+    assert data == 65535  # the client's initial stream window
+    client.h2.acknowledge_received_data(data, 1)
+    client.h2.increment_flow_control_window(10 * STREAM_BACKLOG, 1)
+    client.h2.increment_flow_control_window(10 * STREAM_BACKLOG)
+    assert ResumeReading(S1) in client.send()
+
+
+def test_h2c_upstream_is_shared_by_the_streams() -> None:
+    layer = Http2Server(reverse(h2c=True), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.h2.send_headers(3, GET, end_stream=True)
+    assert client.send() == [OpenServer(S1, "up", 9000, reuse=False)]  # one, for both
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+    out = layer.handle(ServerOpened(S1, UP, reused=False))
+    assert all(isinstance(c, SendData) and c.conn == S1 for c in out)
+    got = []
+    for cmd in out:
+        got += server.receive_data(cmd.data)
+    requests = [e for e in got if isinstance(e, ev.RequestReceived)]
+    assert [r.stream_id for r in requests] == [1, 3]
+    assert requests[0].headers[:4] == [
+        (b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"up:9000"), (b":path", b"/a"),
+    ]  # fmt: skip
+    server.send_headers(3, [(b":status", b"200"), (b"content-length", b"2")])
+    server.send_data(3, b"ok", end_stream=True)
+    server.send_headers(1, [(b":status", b"404")], end_stream=True)
+    rest = client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    assert [type(c) for c in rest if not isinstance(c, SendData)] == [Hook, Hook]
+    statuses = {e.stream_id: e.headers[0][1] for e in client.of(ev.ResponseReceived)}
+    assert statuses == {1: b"404", 3: b"200"}
+    assert not layer.sessions and layer.mux.owns(S1)  # the connection stays for more
