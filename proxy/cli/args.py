@@ -26,7 +26,7 @@ modes (repeatable, each optionally suffixed @[host:]port):
   upstream:http://host:port  forward proxy whose traffic goes through a next proxy
                              (also socks5://host:port; --upstream-auth, --upstream-bypass)
   socks5                     SOCKS5 listener (RFC 1928; --proxy-auth for RFC 1929)
-  transparent                connections redirected by iptables/nftables (docs/modes.md)
+  transparent[:tproxy]       connections redirected by iptables/nftables REDIRECT (or TPROXY)
   e.g. --mode regular@8080 --mode reverse:http://127.0.0.1:9000@8081
 
 subcommands:

@@ -294,3 +294,28 @@ def test_no_byte_past_the_next_proxys_answer_is_lost(upstreams: Upstreams) -> No
         assert raw.connections[0].received.startswith(b"CONNECT ssh.test:22 HTTP/1.1\r\n")
     finally:
         p.stop()
+
+
+def test_a_socks5_listener_chains_through_a_route_rule(
+    next_proxy: ProxyProcess, origins: Origins, tmp_path: Path
+) -> None:
+    """SOCKS5 in, an HTTP next proxy out (mitmproxy #211's combination): a rule
+    without a match routes every connection."""
+    rules = tmp_path / "all.yaml"
+    rules.write_text(
+        f"version: 1\ntcp:\n  - route: {{via: 'http://corp:pw@127.0.0.1:{next_proxy.port}'}}\n"
+    )
+    p = start_proxy("--mode", "socks5", "--rules", str(rules), flow_log=tmp_path / "f.jsonl")
+    try:
+        url = f"http://localhost:{origins.http}/echo/socks-chain"
+        out = subprocess.run(
+            ["curl", "-sS", "--socks5-hostname", f"127.0.0.1:{p.port}", url],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(out.stdout)["path"] == "/echo/socks-chain", out.stderr
+        rec = record_for(p, lambda r: r.get("request", {}).get("url") == url)
+        assert rec["mode"] == "socks5"
+        assert rec["route"]["via"] == f"http://127.0.0.1:{next_proxy.port}"
+        record_for(next_proxy, lambda r: r.get("request", {}).get("url") == url)
+    finally:
+        p.stop()
