@@ -93,10 +93,14 @@ def with_replay(options: ServerOptions, args: argparse.Namespace) -> ServerOptio
     replay = server_replay(args)
     if replay is not None:
         subscribers.append(replay)
+    intercept = options.intercept
+    if replay is not None and not replay.options.forward_unmatched and intercept is not None:
+        # Nothing may reach the network: no certificate probe before interception.
+        intercept = replace(intercept, probe=False)
     session = options.session
     if args.save:
         session = replace(session, capture=replace(session.capture, record=True))
-    return replace(options, session=session, hooks=HookBus(subscribers))
+    return replace(options, session=session, hooks=HookBus(subscribers), intercept=intercept)
 
 
 def recording_sink(args: argparse.Namespace, options: ServerOptions) -> Sink | None:

@@ -90,6 +90,9 @@ class InterceptSettings:
     pinned: PassthroughMemory
     ca_path: str  # where the CA certificate is, for messages
     http2: bool = True  # offer h2 in ALPN to clients that offer it
+    # Connect upstream first to copy its certificate's names; off when nothing
+    # may reach the network (server replay answers every request).
+    probe: bool = True
 
 
 class NextLayer:
@@ -195,7 +198,7 @@ class NextLayer:
             return []
         self.handshaking = True
         self.buffer.clear()
-        probe = not self.listener
+        probe = not self.listener and self.settings.probe
         alpn = ("h2", "http/1.1") if self.settings.http2 else ("http/1.1",)
         return [StartClientTls(self.host, self.port, name, hello.sni, offered, data, probe, alpn)]
 

@@ -120,7 +120,7 @@ def flow_from_entry(entry: Json, index: int) -> RecordedFlow | None:
 
 
 def flows_from_har(doc: Json) -> tuple[list[RecordedFlow], list[tuple[str, str]]]:
-    """The HAR's exchanges in order, and (where, why) for entries left out."""
+    """The HAR's http(s) exchanges in order, and (where, why) for malformed entries."""
     flows: list[RecordedFlow] = []
     problems: list[tuple[str, str]] = []
     for i, entry in enumerate((doc.get("log") or {}).get("entries") or ()):
@@ -129,8 +129,6 @@ def flows_from_har(doc: Json) -> tuple[list[RecordedFlow], list[tuple[str, str]]
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as e:
             problems.append((f"entry {i}", f"{type(e).__name__}: {e}"))
             continue
-        if flow is None:
-            problems.append((f"entry {i}", "not an http(s) exchange"))
-            continue
-        flows.append(flow)
+        if flow is not None:  # None: a data: URL or the like, nothing to replay
+            flows.append(flow)
     return flows, problems

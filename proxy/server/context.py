@@ -74,6 +74,7 @@ class InterceptContext:
     pinned: PassthroughMemory
     ca_path: str  # where the CA certificate is, for messages
     upstream_names: UpstreamNames = field(default_factory=UpstreamNames)  # skips re-probing
+    probe: bool = True  # False: leaves from the client's names only, no upstream probe
 
 
 EntryFactory = Callable[["ListenerContext", Address, asyncio.Transport], EntryLayers]
@@ -108,4 +109,6 @@ class ListenerContext:
     def intercept_settings(self) -> InterceptSettings | None:
         """What the next-layer choice needs of interception (None: off)."""
         i = self.intercept
-        return None if i is None else InterceptSettings(i.policy, i.pinned, i.ca_path)
+        return (
+            None if i is None else InterceptSettings(i.policy, i.pinned, i.ca_path, probe=i.probe)
+        )

@@ -118,10 +118,10 @@ class CountingListener:
     not we accept, so counting what ``accept`` finds at the end misses none.
     """
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket()
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
         self.sock.listen(128)
         self.sock.setblocking(False)
         self.accepted = 0
