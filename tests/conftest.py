@@ -11,6 +11,12 @@ from tests.support.proxyproc import ProxyProcess, start_proxy
 from tests.support.upstreams import Upstreams
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a long run (h2load, 1 GiB transfers); -m 'not slow' leaves them out"
+    )
+
+
 @pytest.fixture(scope="session")
 def upstreams() -> Iterator[Upstreams]:
     u = Upstreams()
