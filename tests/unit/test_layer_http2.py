@@ -17,8 +17,10 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 
 from proxy.flow.hooks import HookKind
+from proxy.flow.record import FlowRecord
 from proxy.layers.commands import (
     CLIENT,
+    CloseConnection,
     Hook,
     OpenServer,
     PauseReading,
@@ -28,6 +30,7 @@ from proxy.layers.commands import (
     server_conn,
 )
 from proxy.layers.events import DataReceived, ServerOpened
+from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
 from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
 from proxy.session.config import SessionConfig, Upstream
@@ -221,3 +224,46 @@ def test_h2c_upstream_is_shared_by_the_streams() -> None:
     statuses = {e.stream_id: e.headers[0][1] for e in client.of(ev.ResponseReceived)}
     assert statuses == {1: b"404", 3: b"200"}
     assert not layer.sessions and layer.mux.owns(S1)  # the connection stays for more
+
+
+def test_rapid_reset_is_stopped_with_goaway_and_a_record() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.send()
+    rest: list[Any] = []
+    for i in range(LIMITS[Flood.RESET] + 1):
+        stream = 2 * i + 1
+        client.h2.send_headers(stream, GET, end_stream=True)
+        client.h2.reset_stream(stream, ErrorCodes.CANCEL)
+        rest = client.send()
+        if layer.closed:
+            break
+    assert layer.closed
+    (goaway,) = client.of(ev.ConnectionTerminated)
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert CloseConnection(CLIENT) in rest
+    (done,) = [c for c in rest if isinstance(c, Hook) and isinstance(c.flow, FlowRecord)]
+    assert (
+        done.flow.error == "client: HTTP/2 protocol error: RST_STREAM flood (more than 200 in 10 s)"
+    )
+
+
+def test_ping_flood_is_stopped() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.send()
+    for i in range(LIMITS[Flood.PING] + 1):
+        client.h2.ping(b"%08d" % i)
+    client.send()
+    assert layer.closed
+    assert client.of(ev.ConnectionTerminated)[0].error_code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_a_protocol_error_closes_the_connection_with_a_record() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.send()
+    rest = client.read(layer.handle(DataReceived(CLIENT, b"\x00\x00\x01\x07\x00\x00\x00\x00\x01!")))
+    assert layer.closed and CloseConnection(CLIENT) in rest
+    (done,) = [c for c in rest if isinstance(c, Hook)]
+    assert done.flow.error.startswith("client: HTTP/2 protocol error")

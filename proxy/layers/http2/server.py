@@ -25,18 +25,15 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
 
 from proxy.flow.hooks import HookKind
-from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
+from proxy.flow.record import Address
 from proxy.http1 import BodyData, EndOfMessage
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
-    Conn,
     Hook,
-    OpenServer,
     PauseReading,
     ResumeReading,
-    SetTimer,
 )
 from proxy.layers.events import (
     ConnectionClosed,
@@ -49,13 +46,15 @@ from proxy.layers.events import (
     TimeoutKind,
     TimerFired,
 )
+from proxy.layers.http2 import refusals
+from proxy.layers.http2.floods import LIMITS, WINDOW, FloodGuard, flood_kind
 from proxy.layers.http2.link import ClientLink
+from proxy.layers.http2.names import StreamNames
 from proxy.layers.http2.request import MalformedRequest, request_head
 from proxy.layers.http2.streamcodec import StreamCodec
 from proxy.layers.http2.upstream import UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
-from proxy.session.refusals import answer_info
 from proxy.session.responses import error_response
 
 STREAM_BACKLOG = 256 * 1024  # response bytes queued for a slow client before its server waits
@@ -71,13 +70,12 @@ class Http2Server:
         "closed",
         "config",
         "conn_ids",
+        "guard",
         "link",
         "mux",
+        "names",
         "paused",
-        "servers",
         "sessions",
-        "timers",
-        "tokens",
     )  # fmt: skip
 
     def __init__(self, config: SessionConfig, client: Address) -> None:
@@ -85,12 +83,11 @@ class Http2Server:
         self.client = client
         self.link = ClientLink()
         self.sessions: dict[int, HttpSession] = {}
-        self.servers: dict[Conn, int] = {}  # server connection -> its stream
-        self.timers: dict[int, tuple[int, int]] = {}  # our token -> (stream, its token)
-        self.tokens = itertools.count(1000)
+        self.names = StreamNames()  # server connections, timers and hooks, per stream
         self.conn_ids = itertools.count(FIRST_SERVER_ID)
         self.paused: set[int] = set()  # streams whose server we stopped reading
         self.mux = UpstreamMux()  # HTTP/2 server connections the streams share
+        self.guard = FloodGuard(config.clock)
         self.closed = False
 
     def start(self, data: bytes, upgrade: tuple[bytes, HttpSession] | None = None) -> list[Command]:
@@ -123,9 +120,9 @@ class Http2Server:
                 return self._client_event(event)
             if self.mux.owns(conn):
                 return self._shared(event)
-            return self._to_stream(self.servers.get(conn), event)
+            return self._to_stream(self.names.servers.get(conn), event)
         if kind is TimerFired:
-            stream, token = self.timers.pop(event.token, (0, 0))  # type: ignore[union-attr]
+            stream, token = self.names.timer(event.token)  # type: ignore[union-attr]
             return self._to_stream(stream, TimerFired(token))
         if kind is HookResumed:
             return self._to_stream(event.stream, event)  # type: ignore[union-attr]
@@ -139,7 +136,7 @@ class Http2Server:
         conn = getattr(event, "conn", None)  # ServerOpened, ServerFailed
         if conn is not None and self.mux.owns(conn):
             return self._shared(event)
-        return self._to_stream(self.servers.get(conn) if conn is not None else None, event)
+        return self._to_stream(self.names.servers.get(conn) if conn is not None else None, event)
 
     def _shared(self, event: Event) -> list[Command]:
         """An event on a shared server connection: to the mux, then to the streams it woke."""
@@ -158,7 +155,7 @@ class Http2Server:
                 session = self.sessions.get(token)
                 if session is not None:
                     if not isinstance(event, DataReceived):
-                        self.servers[event.conn] = token  # type: ignore[union-attr]
+                        self.names.servers[event.conn] = token  # type: ignore[union-attr]
                     self._run(token, session, session.handle(event), out, wake=False)
             for token in reopen:
                 session = self.sessions.get(token)
@@ -173,7 +170,7 @@ class Http2Server:
             return self._frames(event.data)
         out: list[Command] = []
         for session in list(self.sessions.values()):
-            out += self._filter(session, session.handle(ConnectionClosed(CLIENT)))
+            out += self.names.commands(session.handle(ConnectionClosed(CLIENT)), 0)
         self.sessions.clear()
         out += self.mux.close_all()
         self.closed = True
@@ -188,6 +185,11 @@ class Http2Server:
         except H2ProtocolError as e:
             return self._connection_error(str(e) or type(e).__name__, out)
         for event in events:
+            kind = flood_kind(event)
+            if kind is not None and self.guard.count(kind):
+                self.link.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+                limit = f"more than {LIMITS[kind]} in {WINDOW:g} s"
+                return self._connection_error(f"{kind.value} flood ({limit})", out)
             self._h2_event(event, out)
         self._take(out)
         return out
@@ -267,7 +269,7 @@ class Http2Server:
         codec = session.client_side
         assert isinstance(codec, StreamCodec)
         codec.ended = True
-        out += self._filter(session, session.handle(ConnectionClosed(CLIENT, reset=True)))
+        out += self.names.commands(session.handle(ConnectionClosed(CLIENT, reset=True)), 0)
 
     def _to_stream(self, stream: int | None, event: Event) -> list[Command]:
         session = self.sessions.get(stream) if stream is not None else None
@@ -286,35 +288,13 @@ class Http2Server:
         out: list[Command],
         wake: bool = True,
     ) -> None:
-        out += self._filter(session, commands, stream)
+        out += self.names.commands(commands, stream)
         if session.closed and session.tunnel is None:
             self.sessions.pop(stream, None)
             self.paused.discard(stream)
         self._balance(stream, out)
         if wake:
             self._wake(out)
-
-    def _filter(
-        self, session: HttpSession, commands: list[Command], stream: int = 0
-    ) -> list[Command]:
-        """A stream session's commands, named for this connection's layer."""
-        out: list[Command] = []
-        for cmd in commands:
-            kind = type(cmd)
-            if kind is SetTimer:
-                token = next(self.tokens)
-                self.timers[token] = (stream, cmd.token)  # type: ignore[union-attr]
-                out.append(SetTimer(cmd.seconds, token))  # type: ignore[union-attr]
-            elif kind is Hook:
-                out.append(Hook(cmd.kind, cmd.flow, stream, cmd.hold))  # type: ignore[union-attr]
-            elif kind is OpenServer:
-                self.servers[cmd.conn] = stream  # type: ignore[union-attr]
-                out.append(cmd)
-            elif kind in (PauseReading, ResumeReading, CloseConnection) and cmd.conn.is_client:  # type: ignore[union-attr]
-                continue  # the client connection is the layer's, not a stream's
-            else:
-                out.append(cmd)
-        return out
 
     def _balance(self, stream: int, out: list[Command]) -> None:
         """Pause a stream's server while the client is slow to take its data."""
@@ -347,18 +327,7 @@ class Http2Server:
         self.link.data(stream, answer[head_end:])
         self.link.end(stream)
         self.link.reset(stream, ErrorCodes.NO_ERROR)  # a body still coming is not read
-        pseudo = {k: v for k, v in headers if k.startswith(b":")}
-        now = self.config.clock()
-        request = RequestInfo(
-            pseudo.get(b":method", b""),
-            pseudo.get(b":path", b"").decode("latin-1"),
-            Message(tuple((k, v) for k, v in headers if not k.startswith(b":")), 0, b"", b"2.0"),
-        )
-        record = FlowRecord(
-            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
-            request=request, response=answer_info(answer, self.config.preview_bytes),
-            error=f"client: malformed HTTP/2 request: {error}",
-        )  # fmt: skip
+        record = refusals.malformed(self.config, self.client, headers, error, answer)
         out.append(Hook(HookKind.DONE, record, stream))
 
     def _connection_error(self, message: str, out: list[Command]) -> list[Command]:
@@ -367,14 +336,9 @@ class Http2Server:
         for session in list(self.sessions.values()):
             if session.ex is not None:
                 session.ex.error = f"client: HTTP/2 connection error: {message}"
-            out += self._filter(session, session.handle(ConnectionClosed(CLIENT, reset=True)))
+            out += self.names.commands(session.handle(ConnectionClosed(CLIENT, reset=True)), 0)
         self.sessions.clear()
-        now = self.config.clock()
-        record = FlowRecord(
-            self.config.new_id(), "http", self.config.mode, now, now, self.client, None,
-            error=f"client: HTTP/2 protocol error: {message}",
-        )  # fmt: skip
-        out.append(Hook(HookKind.DONE, record))
+        out.append(Hook(HookKind.DONE, refusals.broken(self.config, self.client, message)))
         out.append(CloseConnection(CLIENT))
         self.closed = True
         return out

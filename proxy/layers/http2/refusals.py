@@ -1,0 +1,42 @@
+"""Records of what the HTTP/2 layer refused: a malformed request, a broken connection.
+
+Every client that sent bytes leaves a record (principle 7): a stream whose
+header block is malformed gets one naming the rule it broke, with the
+request's pseudo-headers as far as they went; a connection that broke the
+protocol (or flooded us) gets one naming why it was closed.
+"""
+
+from __future__ import annotations
+
+from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
+from proxy.session.config import SessionConfig
+from proxy.session.refusals import answer_info
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def malformed(
+    config: SessionConfig, client: Address, headers: Headers, error: str, answer: bytes
+) -> FlowRecord:
+    """A stream refused for its header block; ``answer``: the response it got (HTTP/1 form)."""
+    pseudo = {k: v for k, v in headers if k.startswith(b":")}
+    now = config.clock()
+    request = RequestInfo(
+        pseudo.get(b":method", b""),
+        pseudo.get(b":path", b"").decode("latin-1"),
+        Message(tuple((k, v) for k, v in headers if not k.startswith(b":")), 0, b"", b"2.0"),
+    )
+    return FlowRecord(
+        config.new_id(), "http", config.mode, now, now, client, None,
+        request=request, response=answer_info(answer, config.preview_bytes),
+        error=f"client: malformed HTTP/2 request: {error}",
+    )  # fmt: skip
+
+
+def broken(config: SessionConfig, client: Address, message: str) -> FlowRecord:
+    """A connection closed for breaking the protocol (or flooding)."""
+    now = config.clock()
+    return FlowRecord(
+        config.new_id(), "http", config.mode, now, now, client, None,
+        error=f"client: HTTP/2 protocol error: {message}",
+    )  # fmt: skip
