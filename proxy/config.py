@@ -1,7 +1,7 @@
 """Listener modes as the command line spells them (mitmproxy's syntax).
 
 ``regular`` (forward proxy), ``reverse:http://host:port``, ``tcp:host:port``,
-``upstream:http://host:port`` (a forward proxy that goes through a next
+``upstream:http[s]://host:port`` (a forward proxy that goes through a next
 proxy; ``socks5://`` too), ``socks5`` (a SOCKS5 listener), ``transparent``
 (connections redirected by iptables/nftables; ``transparent:tproxy`` for
 TPROXY rules; docs/modes.md), each

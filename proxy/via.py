@@ -1,4 +1,4 @@
-"""Next proxies as users write them: ``http://[user:pass@]host:port`` or ``socks5://...``.
+"""Next proxies as users write them: ``http[s]://[user:pass@]host:port`` or ``socks5://...``.
 
 Parsed once and cached (``parse_via``); records name a route without its
 credentials (``redact``). ``Bypass`` is the ``NO_PROXY``-style list of hosts
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 DIRECT = "direct"
-SCHEMES = ("http", "socks5", "socks5h")
+SCHEMES = ("http", "https", "socks5", "socks5h")
 _URL = re.compile(
     r"(?P<scheme>[a-z0-9]+)://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
     r"(?P<host>\[[0-9a-fA-F:.]+\]|[^:/@\[\]]+):(?P<port>[0-9]{1,5})/?"
@@ -27,7 +27,7 @@ _URL = re.compile(
 class NextProxy:
     """A parsed ``via``: the next proxy to go through."""
 
-    scheme: str  # "http" or "socks5"
+    scheme: str  # "http", "https" or "socks5"
     host: str  # without brackets for IPv6
     port: int
     user: str | None = None
@@ -46,22 +46,26 @@ class NextProxy:
 
     @property
     def is_http(self) -> bool:
-        return self.scheme == "http"
+        """An HTTP proxy (CONNECT, absolute-form), spoken in the clear or over TLS."""
+        return self.scheme in ("http", "https")
+
+    @property
+    def tls(self) -> bool:
+        """TLS to the next proxy itself (``https://``)."""
+        return self.scheme == "https"
 
 
 @functools.lru_cache(maxsize=64)
 def parse_via(text: str) -> NextProxy:
-    """``http://[user:pass@]host:port`` or ``socks5://...``; ``ValueError`` says what is wrong."""
+    """``http[s]://[user:pass@]host:port`` or ``socks5://...``; ``ValueError`` says why not."""
     m = _URL.fullmatch(text.strip())
     if m is None:
-        raise ValueError(f"{text!r}: expected http://host:port or socks5://[user:pass@]host:port")
-    scheme = m.group("scheme")
-    if scheme == "https":
         raise ValueError(
-            f"{text!r}: TLS to the next proxy (https://) is not supported; use http://"
+            f"{text!r}: expected http[s]://host:port or socks5://[user:pass@]host:port"
         )
+    scheme = m.group("scheme")
     if scheme not in SCHEMES:
-        raise ValueError(f"{text!r}: unknown scheme {scheme!r}; expected http or socks5")
+        raise ValueError(f"{text!r}: unknown scheme {scheme!r}; expected http, https or socks5")
     port = int(m.group("port"))
     if not 0 < port < 65536:
         raise ValueError(f"{text!r}: port {port} out of range")

@@ -23,8 +23,9 @@ modes (repeatable, each optionally suffixed @[host:]port):
   regular                    forward proxy (the default)
   reverse:http://host:port   reverse proxy to a fixed upstream
   tcp:host:port              raw TCP relay to a fixed upstream
-  upstream:http://host:port  forward proxy whose traffic goes through a next proxy
-                             (also socks5://host:port; --upstream-auth, --upstream-bypass)
+  upstream:URL               forward proxy whose traffic goes through a next proxy at URL:
+                             http[s]://host:port or socks5://host:port (--upstream-auth,
+                             --upstream-bypass; per host: rules' route)
   socks5                     SOCKS5 listener (RFC 1928; --proxy-auth for RFC 1929)
   transparent[:tproxy]       connections redirected by iptables/nftables REDIRECT (or TPROXY)
   e.g. --mode regular@8080 --mode reverse:http://127.0.0.1:9000@8081

@@ -4,13 +4,15 @@
 no credentials of its own; ``--upstream-bypass`` (else ``NO_PROXY`` /
 ``no_proxy`` from the environment, as curl reads it) lists hosts reached
 directly; ``--client-certs FILE|DIR`` loads upstream client certificates,
-checked now so a bad file stops the start with a clear message.
+checked now so a bad file stops the start with a clear message; an
+``https://`` next proxy is verified like an upstream.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,4 +46,20 @@ def with_routing(options: ServerOptions, args: argparse.Namespace) -> ServerOpti
             )
         except ClientCertError as e:
             raise ConfigError(str(e)) from None
-    return replace(options, upstream_auth=auth, bypass=bypass or None, client_certs=certs)
+    return replace(
+        options,
+        upstream_auth=auth,
+        bypass=bypass or None,
+        client_certs=certs,
+        proxy_tls=proxy_context(args.upstream_ca, args.insecure),
+    )
+
+
+def proxy_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
+    """How an ``https://`` next proxy is verified: as upstreams are (``--upstream-ca``,
+    ``--insecure``), for the name in its URL."""
+    context = ssl.create_default_context(cafile=cafile)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

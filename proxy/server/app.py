@@ -13,6 +13,7 @@ import asyncio
 import gc
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -66,6 +67,7 @@ class ServerOptions:
     upstream_auth: str | None = None  # --upstream-auth USER:PASS for upstream:URL modes
     bypass: Bypass | None = None  # --upstream-bypass / NO_PROXY
     client_certs: ClientCerts | None = None  # --client-certs
+    proxy_tls: ssl.SSLContext | None = None  # verifies https:// next proxies
 
 
 class ProxyServer:
@@ -138,6 +140,7 @@ class ProxyServer:
             hooks=self.options.hooks,
             max_connections=self.options.max_connections,
             client_certs=self.options.client_certs,
+            proxy_tls=self.options.proxy_tls,
             entry=entries.transparent(tproxy=True) if mode.tproxy else ENTRIES.get(mode.kind),
         )
 

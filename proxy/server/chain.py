@@ -3,10 +3,11 @@
 ``tunnel_through`` connects to the next proxy and asks it for a tunnel to
 ``host:port``: an HTTP ``CONNECT`` (RFC 9110 §9.3.6, with ``Proxy-Authorization:
 Basic`` from the credentials in the route), its answer read with our strict
-HTTP/1 codec; or the SOCKS5 client handshake (RFC 1928, RFC 1929 for
+HTTP/1 codec, over TLS to the proxy for an ``https://`` one
+(``through_tls_proxy``); or the SOCKS5 client handshake (RFC 1928, RFC 1929 for
 username/password), names sent for the next proxy to resolve. The socket it
 returns carries the tunnel; TLS to the origin, if asked, then runs inside
-it as on a direct connection (``proxy.server.upstream.connect``).
+it as on a direct connection (``proxy.server.opening.connect``).
 
 Every failure is an ``UpstreamError`` whose message starts with ``next
 proxy HOST:PORT``, so a 502 says whether the next proxy or the origin
@@ -24,12 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from collections.abc import Callable
+from typing import TypeVar
 
 from proxy.http1 import ProtocolError, ResponseHead, ResponseParser
 from proxy.layers import socks5wire as wire
 from proxy.session.errors import UpstreamError
 from proxy.session.routing import NextProxy, proxy_authorization
 
+ProtocolT = TypeVar("ProtocolT", bound=asyncio.Protocol)
 MAX_HEAD = 16 * 1024
 # Answers of a next proxy that say the origin could not be reached (RFC 9110 §15.6.3, §15.6.5).
 ORIGIN_STATUSES = frozenset({502, 503, 504})
@@ -100,6 +105,72 @@ def _os_error(e: OSError) -> str:
     return (e.strerror or str(e) or type(e).__name__).lower()
 
 
+# -- an HTTPS next proxy: CONNECT inside TLS to the proxy ---------------------------
+class _Answer(asyncio.Protocol):
+    """Reads the next proxy's answer to CONNECT over its TLS transport."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer and not self.done.done():
+            self.done.set_result(None)
+        elif len(self.buffer) > MAX_HEAD and not self.done.done():
+            self.done.set_exception(ChainError(f": answer head over {MAX_HEAD} bytes"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ChainError(": closed the connection without answering CONNECT"))
+
+
+async def through_tls_proxy(
+    proxy: NextProxy,
+    host: str,
+    port: int,
+    forward: bool,
+    factory: Callable[[], ProtocolT],
+    context: ssl.SSLContext,
+) -> tuple[ProtocolT, bytes]:
+    """TLS to an ``https://`` next proxy (verified for its name), then, unless
+    ``forward``, CONNECT to ``host:port`` inside it. The transport is handed to
+    a protocol from ``factory``; returned with the bytes that came after the
+    proxy's answer (the origin's, for whoever owns the connection next)."""
+    loop = asyncio.get_running_loop()
+    where = f"next proxy {proxy.address}"
+    try:
+        transport, answer = await loop.create_connection(
+            _Answer, proxy.host, proxy.port, ssl=context, server_hostname=proxy.host
+        )
+    except ssl.SSLCertVerificationError as e:
+        raise UpstreamError(
+            f"{where}: certificate verification failed: {e.verify_message}"
+        ) from None
+    except ssl.SSLError as e:
+        raise UpstreamError(f"{where}: TLS handshake failed: {e.reason or e}") from None
+    except OSError as e:
+        raise UpstreamError(f"{where}: {_os_error(e)}") from None
+    try:
+        rest = b""
+        if not forward:
+            transport.write(connect_request(proxy, host, port))
+            await answer.done
+            end = answer.buffer.index(b"\r\n\r\n") + 4
+            check_answer(read_connect_answer(answer.buffer[:end]), host, port)
+            rest = answer.buffer[end:]
+        protocol = factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        return protocol, rest
+    except ChainError as e:
+        transport.abort()
+        raise UpstreamError(f"{where}{e}") from None
+    except BaseException:
+        transport.abort()
+        raise
+
+
 # -- HTTP CONNECT ------------------------------------------------------------------
 def connect_request(proxy: NextProxy, host: str, port: int) -> bytes:
     """``CONNECT host:port`` in authority-form (RFC 9112 §3.2.3) with Host and credentials."""
@@ -128,8 +199,11 @@ async def _http_connect(
     loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: NextProxy, host: str, port: int
 ) -> None:
     await loop.sock_sendall(sock, connect_request(proxy, host, port))
-    head = await _peek_head(loop, sock)
-    answer = read_connect_answer(head)
+    check_answer(read_connect_answer(await _peek_head(loop, sock)), host, port)
+
+
+def check_answer(answer: ResponseHead, host: str, port: int) -> None:
+    """A 2xx opens the tunnel (RFC 9110 §9.3.6); anything else says who failed."""
     if 200 <= answer.status < 300:
         return
     status = f"{answer.status} {answer.reason.decode('latin-1')}".strip()

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from proxy.layers.commands import StartClientTls
 from proxy.server.context import ListenerContext
-from proxy.server.upstream import UpstreamConnection, connect
+from proxy.server.opening import connect
+from proxy.server.upstream import UpstreamConnection
 from proxy.session.errors import UpstreamError
 from proxy.tls.endpoint import TlsEndpoint
 from proxy.tls.leaf import certificate_names
@@ -107,7 +108,9 @@ class ClientTlsStarter:
             via = route(key[0], key[1]) if route is not None else None
             full = (*key, via)
             with contextlib.suppress(UpstreamError):
-                upstream = await connect(full, ctx.timeouts.connect, ctx.tls_for(key[2]), ctx.tap)
+                upstream = await connect(
+                    full, ctx.timeouts.connect, ctx.tls_for(key[2]), ctx.tap, None, ctx.proxy_tls
+                )
         finally:
             self.probing = False
             with contextlib.suppress(ReferenceError):  # cancelled: the client is gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -93,6 +94,7 @@ class ListenerContext:
     hooks: HookBus = field(default_factory=HookBus)  # lifecycle subscribers beyond the sinks
     max_connections: int = 10_000  # beyond: the newest connection gets 503 and is closed
     client_certs: ClientCerts | None = None  # --client-certs: upstream mTLS, chosen by SNI
+    proxy_tls: ssl.SSLContext | None = None  # verifies https:// next proxies (--upstream-ca)
     # SOCKS5 and transparent listeners: the layers of a new connection (proxy.server.entries).
     entry: EntryFactory | None = None
 

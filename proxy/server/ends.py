@@ -23,8 +23,9 @@ from proxy.layers.events import (
 )
 from proxy.server.connecterrors import describe_error
 from proxy.server.context import ListenerContext
+from proxy.server.opening import connect
 from proxy.server.pacing import DelayedWriter
-from proxy.server.upstream import FORWARD, Key, UpstreamConnection, connect
+from proxy.server.upstream import FORWARD, Key, UpstreamConnection
 from proxy.session.errors import UpstreamError
 from proxy.tls.endpoint import TlsHandshakeError
 from proxy.via import parse_via
@@ -113,7 +114,7 @@ class ServerEnds:
         ctx = self.ctx
         try:
             tls = ctx.tls_for(key[2])
-            upstream = await connect(key, ctx.timeouts.connect, tls, ctx.tap, alpn)
+            upstream = await connect(key, ctx.timeouts.connect, tls, ctx.tap, alpn, ctx.proxy_tls)
         except UpstreamError as e:
             self._connecting.pop(conn, None)
             if not self.host.closed:
@@ -135,6 +136,9 @@ class ServerEnds:
         peer = upstream.transport.get_extra_info("peername") or upstream.key[:2]
         address = (str(peer[0]), int(peer[1]))
         self.host.handle(ServerOpened(conn, address, reused, upstream.tls_facts()))
+        early, upstream.early = upstream.early, b""
+        if early and self._ends.get(conn) is end:  # the origin spoke first, behind a next proxy
+            end.on_server_data(early)
 
     def _forget(self, conn: Conn) -> UpstreamConnection | None:
         task = self._connecting.pop(conn, None)

@@ -14,23 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import socket
 import time
 from collections import OrderedDict, deque
 from typing import Protocol, cast
 
 from cryptography import x509
-from OpenSSL import SSL
 
 from proxy.flow.record import TlsSide
-from proxy.server import chain
-from proxy.server.connecterrors import describe_error, late_handshake_error
+from proxy.server.connecterrors import late_handshake_error
 from proxy.server.transport import reset, tune
-from proxy.session.errors import UpstreamError
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError
 from proxy.tls.leaf import certificate_names
-from proxy.via import parse_via
 
 # (host, port, tls, via): tls is the SNI/hostname to verify for TLS, None for
 # plain TCP; via the next proxy's URL (proxy.session.routing), None: direct.
@@ -64,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._error: Exception | None = None  # why we cut the connection, for the owner
         self._eof_seen = False  # close_notify or FIN already passed on
         self._plain_seen = False  # a byte of plaintext came from the server
+        self.early = b""  # plaintext that came before an owner (ServerEnds hands it over)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -77,6 +73,16 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tls is not None:
             self.handshake = asyncio.get_running_loop().create_future()
             self._tls_step(b"")
+
+    def take_early(self, data: bytes) -> None:
+        """Bytes the server sent before we owned the connection (right behind a next
+        proxy's answer): the TLS handshake's, or kept for the first owner (``early``)."""
+        if not data:
+            return
+        if self.tls is not None:
+            self.data_received(data)
+        else:
+            self.early = data
 
     def write(self, data: bytes) -> None:
         """Send plaintext to the server (encrypted here for TLS)."""
@@ -332,67 +338,3 @@ def _certificate_summary(der: bytes) -> tuple[str, str, str]:
         cert.issuer.rfc4514_string(),
         cert.not_valid_after_utc.isoformat(),
     )
-
-
-async def connect(
-    key: Key,
-    timeout: float,
-    tls_context: SSL.Context | None,
-    tap: PcapTap | None = None,
-    alpn: tuple[str, ...] | None = None,
-) -> UpstreamConnection:
-    """Open a new upstream connection (TLS handshake done, if any) or raise ``UpstreamError``.
-
-    ``tls_context`` (:func:`proxy.tls.client.client_context`) is required
-    when the key asks for TLS; ``alpn``: the protocols to offer, if not the
-    context's (HTTP/1.1).
-    """
-    loop = asyncio.get_running_loop()
-    host, port, sni, via = key
-    if sni is not None and tls_context is None:
-        raise ValueError(f"TLS to {host}:{port} needs a client context")
-    conn: UpstreamConnection | None = None
-    try:
-        tls = TlsClient(tls_context, sni or host, alpn) if tls_context and sni is not None else None
-        async with asyncio.timeout(timeout):
-            if via is None:
-                _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(key, tap, tls), host, port
-                )
-            else:
-                sock = await _through(via, host, port)
-                _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(key, tap, tls), sock=sock
-                )
-            if conn.handshake is not None:
-                await conn.handshake
-                conn.handshake = None
-    except TimeoutError as e:
-        _abandon(conn)
-        e.__traceback__ = None
-        where = (
-            "" if via is None else f"next proxy {parse_via(via.removeprefix(FORWARD)).address}: "
-        )
-        raise UpstreamError(f"{where}connect timed out after {timeout:g}s", timeout=True) from None
-    except (OSError, TlsHandshakeError, UnicodeError) as e:
-        _abandon(conn)
-        message = describe_error(e)
-        e.__traceback__ = None  # its frames would keep the connection alive
-        raise UpstreamError(message) from None
-    return conn
-
-
-async def _through(via: str, host: str, port: int) -> socket.socket:
-    """A socket to the next proxy: itself (``FORWARD``), or a tunnel through it."""
-    if via.startswith(FORWARD):
-        return await chain.open_socket(parse_via(via[len(FORWARD) :]))
-    return await chain.tunnel_through(parse_via(via), host, port)
-
-
-def _abandon(conn: UpstreamConnection | None) -> None:
-    if conn is None:
-        return
-    conn.handshake = None
-    if conn.transport is not None and not conn.closed:
-        conn.closed = True
-        conn.transport.abort()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -319,3 +320,58 @@ def test_a_socks5_listener_chains_through_a_route_rule(
         record_for(next_proxy, lambda r: r.get("request", {}).get("url") == url)
     finally:
         p.stop()
+
+
+async def _tls_front(cert: Path, backend: int) -> asyncio.Server:
+    """TLS in front of a plain next proxy: makes it an ``https://`` next proxy."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert)
+
+    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            w.close()
+
+    async def accept(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        br, bw = await asyncio.open_connection("127.0.0.1", backend)
+        await asyncio.gather(pipe(r, bw), pipe(br, w))
+
+    return await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+
+
+def test_https_next_proxy(
+    upstreams: Upstreams, next_proxy: ProxyProcess, origins: Origins, tmp_path: Path
+) -> None:
+    cert = origins.ca.server_cert(["localhost", "127.0.0.1"], "front.pem")
+    front = upstreams.call(_tls_front(cert, next_proxy.port))
+    port = front.sockets[0].getsockname()[1]
+    p = start_proxy(
+        "--mode", f"upstream:https://localhost:{port}", "--upstream-auth", "corp:pw",
+        "--upstream-ca", str(origins.ca.cert_path), flow_log=tmp_path / "f.jsonl",
+    )  # fmt: skip
+    try:
+        # Plain HTTP in absolute-form over TLS to the next proxy, then a tunnel
+        # inside it with TLS to the origin inside that (TLS in TLS).
+        body, status = body_status(curl(p, f"http://127.0.0.1:{origins.http}/echo/hp"))
+        assert status == 200 and json.loads(body)["path"] == "/echo/hp"
+        url = f"https://localhost:{origins.https}/echo/hs"
+        body, status = body_status(curl(p, url, "--cacert", str(origins.ca.cert_path)))
+        assert status == 200 and json.loads(body)["path"] == "/echo/hs"
+        rec = record_for(p, lambda r: r["kind"] == "http")
+        assert rec["route"]["via"] == f"https://localhost:{port}"
+    finally:
+        p.stop()
+    # A next proxy whose certificate we do not trust is named as such.
+    bad = start_proxy("--mode", f"upstream:https://localhost:{port}")
+    try:
+        body, status = body_status(curl(bad, f"http://127.0.0.1:{origins.http}/echo"))
+        assert status == 502
+        assert f"next proxy localhost:{port}: certificate verification failed" in body
+    finally:
+        bad.stop()
+        front.close()

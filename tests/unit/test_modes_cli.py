@@ -15,8 +15,9 @@ def test_modes_parse() -> None:
     assert parse_mode("socks5@1080", "127.0.0.1", 8080).kind == "socks5"
     t = parse_mode("transparent:tproxy@[::]:8081", "127.0.0.1", 8080)
     assert (t.kind, t.tproxy, t.host, t.port) == ("transparent", True, "::", 8081)
-    with pytest.raises(ConfigError, match="not supported"):
-        parse_mode("upstream:https://corp:3128", "127.0.0.1", 8080)
+    assert parse_mode("upstream:https://corp:3128", "127.0.0.1", 8080).via == "https://corp:3128"
+    with pytest.raises(ConfigError, match="unknown scheme"):
+        parse_mode("upstream:ftp://corp:3128", "127.0.0.1", 8080)
 
 
 @pytest.mark.parametrize(

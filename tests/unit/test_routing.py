@@ -31,7 +31,8 @@ def test_parse_via_and_redact() -> None:
     assert parse_via("socks5h://[::1]:1080").url == "socks5://[::1]:1080"
     assert redact("socks5://u:p@127.0.0.1:9050") == "socks5://127.0.0.1:9050"
     assert redact(None) == "direct"
-    for bad in ("ftp://h:1", "http://h", "https://h:3128", "http://h:70000"):
+    assert parse_via("https://h:3128").tls and parse_via("https://h:3128").is_http
+    for bad in ("ftp://h:1", "http://h", "http://h:70000"):
         with pytest.raises(ValueError):
             parse_via(bad)
 
