@@ -6,8 +6,10 @@
   refragmented over several handshake records.
 * ``corpus/pcap/seed-*``: small captures written with
   ``proxy.pcap.writer.PcapngWriter`` (HTTP, TLS, pipelining, chunked, RST,
-  IPv6, raw-IP link type) and the same conversations rewritten as libpcap
-  files in both byte orders and timestamp resolutions.
+  IPv6, raw-IP link type, HTTP/2 with prior knowledge and by
+  ``Upgrade: h2c`` made with the ``h2`` library) and the same conversations
+  rewritten as libpcap files in both byte orders and timestamp resolutions.
+  ``python -m tests.fuzz.make_seeds h2c`` writes the HTTP/2 seed only.
 
 ``corpus/pcap/real-tcpdump-*.pcap`` is not generated here: it is a real
 libpcap capture made once with tcpdump (see corpus/README.md). ClientHellos
@@ -20,7 +22,11 @@ import contextlib
 import io
 import ssl
 import struct
+import sys
 from pathlib import Path
+
+import h2.config
+import h2.connection
 
 from proxy.pcap.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from proxy.pcap.reader import read_packets
@@ -118,8 +124,56 @@ def capture(linktype: int, build: str) -> bytes:
         c.data(9.2, False, b"HTTP/1.1 200 Connection established\r\n\r\n")
         c.data(9.3, True, b"\x16\x03\x01\x00\x01\x01")
         c.close(9.4)
+    elif build == "h2c":
+        _h2c(w)
     w.flush()
     return out.getvalue()
+
+
+def _h2_peers() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    return client, server
+
+
+def _h2c(w: PcapngWriter) -> None:
+    """Prior knowledge (a GET, a POST with padding and trailers) and an upgrade."""
+    get = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/x")]
+    client, server = _h2_peers()
+    c = w.open_conversation(("10.0.0.1", 40010), ("10.0.0.2", 8080), 20.0)
+    client.initiate_connection()
+    client.send_headers(1, get, end_stream=True)
+    client.send_headers(3, [(":method", "POST"), *get[1:3], (":path", "/form")])
+    client.send_data(3, b"a=1&b=2", end_stream=True, pad_length=5)
+    up = client.data_to_send()
+    c.data(20.1, True, up)
+    server.initiate_connection()
+    server.receive_data(up)
+    for sid in (1, 3):
+        server.send_headers(sid, [(":status", "200"), ("content-type", "text/plain")])
+        server.send_data(sid, b"hello", end_stream=sid == 1)
+    server.send_headers(3, [("x-trailer", "1")], end_stream=True)
+    c.data(20.2, False, server.data_to_send())
+    c.close(20.3)
+    client, server = _h2_peers()
+    u = w.open_conversation(("10.0.0.1", 40011), ("10.0.0.2", 8080), 21.0)
+    settings = client.initiate_upgrade_connection()
+    u.data(
+        21.1,
+        True,
+        b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n" + client.data_to_send(),
+    )
+    server.initiate_upgrade_connection(settings)
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"upgraded", end_stream=True)
+    u.data(
+        21.2,
+        False,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+        b"Upgrade: h2c\r\n\r\n" + server.data_to_send(),
+    )
+    u.close(21.3)
 
 
 def as_libpcap(pcapng: bytes, order: str = "<", nano: bool = False) -> bytes:
@@ -145,12 +199,16 @@ def pcap_seeds() -> dict[str, bytes]:
         "seed-pipelined-chunked-v6-raw.pcapng": v6,
         "seed-tls-and-rst.pcapng": tls,
         "seed-connect-tunnel.pcapng": capture(LINKTYPE_ETHERNET, "connect-tunnel"),
+        "seed-h2c.pcapng": capture(LINKTYPE_ETHERNET, "h2c"),
         "seed-http-le-usec.pcap": as_libpcap(http),
         "seed-v6-be-nsec.pcap": as_libpcap(v6, ">", nano=True),
     }
 
 
 def main() -> None:
+    if sys.argv[1:] == ["h2c"]:
+        (CORPUS / "pcap" / "seed-h2c.pcapng").write_bytes(capture(LINKTYPE_ETHERNET, "h2c"))
+        return
     for target, seeds in (("clienthello", clienthello_seeds()), ("pcap", pcap_seeds())):
         folder = CORPUS / target
         folder.mkdir(parents=True, exist_ok=True)
