@@ -272,8 +272,11 @@ class H2Conversation:
             stream.resp_start = ts
         if stream.status is None:
             status = response_status(headers)
-            if status is None:
-                raise FrameError(f"response on stream {sid} without a valid :status")
+            if status is None:  # malformed: a stream error (§8.1.1), the connection goes on
+                del self.streams[sid]
+                stream.errors.append("response without a valid :status")
+                self.host.emit(self._record(stream, ts))
+                return
             if 100 <= status < 200 and not end:
                 return  # informational (§8.1)
             stream.status, stream.response = status, headers

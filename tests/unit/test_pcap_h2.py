@@ -196,6 +196,22 @@ def test_malformed_frame_stops_the_connection_with_a_note() -> None:
     assert orphan.method is None and orphan.errors == ("client: PING frame of 7 bytes, not 8",)
 
 
+def test_a_response_without_status_ends_its_stream_only() -> None:
+    p = Peers()
+    p.server.config.validate_outbound_headers = False
+    p.server.config.normalize_outbound_headers = False
+    a = p.request(get("/a"))
+    p.server.send_headers(a, [(":status", "abc")], end_stream=True)  # malformed (RFC 9113 §8.1.1)
+    p.pump()
+    b = p.request(get("/b"))
+    p.respond(b, "200", b"fine")
+    got = records(p.steps)
+    assert [(r.url, r.status, r.errors) for r in got] == [
+        ("http://example.com/a", None, ("response without a valid :status",)),
+        ("http://example.com/b", 200, ()),
+    ]
+
+
 def test_garbage_after_the_preface_is_noted() -> None:
     (r,) = records([(True, PREFACE + b"\xff" * 20)])
     assert r.method is None and r.errors and r.errors[0].startswith("client: ")
