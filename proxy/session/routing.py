@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.flow.record import RouteInfo
+from proxy.http1 import ProtocolError, RequestHead
 from proxy.rules import RuleSet
 from proxy.session.config import SessionConfig
+from proxy.session.target import Target, host_field, parse_authority
 from proxy.via import DIRECT, Bypass, NextProxy, parse_via, redact
 
 __all__ = ["DIRECT", "Bypass", "NextProxy", "Router", "parse_via", "redact"]
@@ -61,6 +63,23 @@ def via_for(config: SessionConfig, host: str, port: int) -> str | None:
 def route_info(config: SessionConfig, host: str, port: int) -> RouteInfo:
     """What records say of the route to ``host:port``."""
     return RouteInfo(redact(via_for(config, host, port)), config.original_dst)
+
+
+def named_url(target: Target, head: RequestHead, config: SessionConfig) -> str:
+    """The URL of a transparent flow with the name the client used: the SNI it
+    sent (TLS), else its Host; the connection itself goes to the original
+    destination's address whatever the name says."""
+    up = config.upstream
+    name = up.sni if up is not None and up.sni else None
+    if name is None:
+        try:
+            host = host_field(head)
+            name = parse_authority(host, target.port)[0] if host else None
+        except ProtocolError:
+            name = None
+    if not name or name == target.host:
+        return target.url
+    return replace(target, host=name).url
 
 
 def next_proxy(via: str | None) -> NextProxy | None:

@@ -222,6 +222,7 @@ def test_plain_http_reaches_the_server_and_records_the_original_destination(
     got = client_curl(s, "-H", "Host: origin.test", f"http://{s.net.server_ip}/hello")
     assert got == {"path": "/hello", "host": "origin.test", "tls": False}
     rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/hello"))
+    assert rec["request"]["url"] == "http://origin.test/hello"  # named by the client's Host
     assert rec["mode"] == "transparent"
     assert rec["route"] == {"via": "direct", "original_dst": {"ip": s.net.server_ip, "port": 80}}
     assert ["Host", "origin.test"] in rec["request"]["headers"]
@@ -236,6 +237,7 @@ def test_https_is_intercepted_with_a_leaf_for_the_sni(setup: Setup) -> None:
     )  # fmt: skip
     assert got == {"path": "/secure", "host": "origin.test", "tls": True}
     rec = record(s, lambda r: r.get("request", {}).get("url", "").endswith("/secure"))
+    assert rec["request"]["url"] == "https://origin.test/secure"  # named by the SNI
     assert rec["tls"]["intercepted"] is True
     assert rec["tls"]["client"]["sni"] == "origin.test"
     assert rec["tls"]["server"]["sni"] == "origin.test"

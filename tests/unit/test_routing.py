@@ -135,3 +135,21 @@ def test_the_pool_key_includes_the_route() -> None:
     one = key_of(OpenServer(conn, "a.test", 80, via=via, forward=True))
     two = key_of(OpenServer(conn, "b.test", 8080, via=via, forward=True))
     assert one == two == ("10.0.0.9", 3128, None, FORWARD + via)
+
+
+def test_transparent_flows_are_named_by_sni_then_host() -> None:
+    from dataclasses import replace
+
+    from proxy.session.config import Upstream
+    from proxy.session.routing import named_url
+    from proxy.session.target import Target
+
+    parser = RequestParser()
+    parser.feed(b"GET /p HTTP/1.1\r\nHost: Origin.Test:8080\r\n\r\n")
+    head = parser.next_event()
+    target = Target("http", "10.0.0.2", 80, b"/p")
+    config = SessionConfig(original_dst=("10.0.0.2", 80), upstream=Upstream("http", "10.0.0.2", 80))
+    assert named_url(target, head, config) == "http://origin.test/p"  # type: ignore[arg-type]
+    tls = replace(config, upstream=Upstream("https", "10.0.0.2", 443, sni="a.test"))
+    secure = Target("https", "10.0.0.2", 443, b"/p")
+    assert named_url(secure, head, tls) == "https://a.test/p"  # type: ignore[arg-type]
