@@ -48,6 +48,14 @@ def rproxy(backend: H1Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
     p.stop()
 
 
+@pytest.fixture(scope="module")
+def fproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """A forward listener: the upstream is the one ``:authority`` names."""
+    p = start_proxy(flow_log=tmp_path_factory.mktemp("h2hazards-fwd") / "flows.jsonl")
+    yield p
+    p.stop()
+
+
 def block(
     method: bytes = b"GET", path: bytes = b"/x", authority: bytes = b"example.test"
 ) -> list[Header]:
@@ -59,11 +67,11 @@ def block(
     ]
 
 
-def control(p: ProxyProcess, backend: H1Backend) -> bytes:
+def control(p: ProxyProcess, backend: H1Backend, authority: bytes = b"example.test") -> bytes:
     """A good request on a new connection; its path, once the backend answered it."""
     path = b"/control-%d" % next(_controls)
     with RawH2(p.port) as c:
-        r = c.wait(c.request(block(path=path)))
+        r = c.wait(c.request(block(path=path, authority=authority)))
     assert (r.status, r.body) == (200, b"ok"), r
     return path
 
@@ -143,6 +151,8 @@ CASES = [
     Case("method-request-line", block(method=b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET"),
          "header value"),
     Case("authority-userinfo", block(authority=b"user@example.test"), "invalid :authority"),
+    Case("authority-path", block(authority=b"example.test/evil?"), "invalid :authority"),
+    Case("authority-space", block(authority=b"example.test x"), "invalid :authority"),
     Case("authority-host-disagree", [*block(), (b"host", b"evil.test")], "authority"),
     Case("host-userinfo", [*block()[:2], block()[3], (b"host", b"user@example.test")], "userinfo"),
     Case("host-twice", [*block()[:2], block()[3], (b"host", b"a.test"), (b"host", b"a.test")],
@@ -173,6 +183,23 @@ def test_refused_and_nothing_forwarded(
     path = control(rproxy, backend)
     only_controls(backend.since(mark), path)
     refusal_record(rproxy, before, case.reason)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_refused_on_a_forward_listener(
+    case: Case, fproxy: ProxyProcess, backend: H1Backend
+) -> None:
+    """The same blocks to a forward listener, ``:authority`` (and ``host``) naming the
+    backend: the absolute target built from them never reaches it either."""
+    headers = [(k, v.replace(b"example.test", backend.auth)) for k, v in case.headers]
+    mark = backend.mark()
+    before = len(fproxy.records())
+    with RawH2(fproxy.port) as c:
+        r = c.wait(c.request(headers, case.body))
+    assert_refused(r)
+    path = control(fproxy, backend, backend.auth)
+    only_controls(backend.since(mark), path)
+    refusal_record(fproxy, before, case.reason)
 
 
 def test_options_star_is_forwarded_as_asterisk_form(
