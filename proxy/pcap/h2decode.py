@@ -251,9 +251,9 @@ class H2Conversation:
             if sid <= self.last_client:
                 return  # a closed stream: nothing more to record
             self.last_client = sid
-            stream = self._open(sid, _Stream(ts, headers))
-        elif stream.request is None and stream.upgraded is None:
-            stream.request = headers
+            stream = self._open(sid, _request(ts, headers))
+        elif stream.request is None and stream.upgraded is None and not stream.errors:
+            stream.request = _request(ts, headers).request
         elif not end:  # a trailer section must end the stream (§8.1)
             stream.errors.append("request: header block after the head without END_STREAM")
         if end:
@@ -290,7 +290,7 @@ class H2Conversation:
         if sid % 2 or sid <= self.last_pushed:  # §6.6, §5.1.1
             raise FrameError(f"PUSH_PROMISE of invalid stream {sid}")
         self.last_pushed = sid
-        stream = self._open(sid, _Stream(ts, headers))
+        stream = self._open(sid, _request(ts, headers))
         stream.req_done = True
 
     def _open(self, sid: int, stream: _Stream) -> _Stream:
@@ -375,6 +375,16 @@ class H2Conversation:
             request_fields=regular(s.request or []), request_body_size=s.req_body,
             request_body_preview=bytes(s.req_preview),
         )  # fmt: skip
+
+
+def _request(ts: float, headers: Headers) -> _Stream:
+    """A stream opened by a request's header block; without ``:method`` it is malformed
+    (RFC 9113 §8.3.1) and recorded as a request that could not be read."""
+    if any(name == b":method" for name, _ in headers):
+        return _Stream(ts, headers)
+    stream = _Stream(ts, None)
+    stream.errors.append("request without :method (malformed)")
+    return stream
 
 
 def _who(from_client: bool) -> str:

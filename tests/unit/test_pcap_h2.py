@@ -15,6 +15,7 @@ import io
 import h2.config
 import h2.connection
 import h2.events
+import hpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,6 +211,15 @@ def test_a_response_without_status_ends_its_stream_only() -> None:
         ("http://example.com/a", None, ("response without a valid :status",)),
         ("http://example.com/b", 200, ()),
     ]
+
+
+def test_a_request_without_method_is_recorded_as_unreadable() -> None:
+    """Found by the pcap fuzzer: the record said a target but no method."""
+    block = hpack.Encoder().encode([(":scheme", "http"), (":path", "/x")])
+    frame = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
+    (r,) = records([(True, PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + frame)])
+    assert (r.method, r.target, r.url, r.version) == (None, None, None, None)
+    assert r.errors == ("request without :method (malformed)", "no response: connection closed")
 
 
 def test_garbage_after_the_preface_is_noted() -> None:
