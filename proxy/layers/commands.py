@@ -13,6 +13,7 @@ from enum import Enum
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import FlowSource
+from proxy.http1.events import RequestHead
 
 
 class Role(Enum):
@@ -164,6 +165,17 @@ class Intercept:
 
 
 @dataclass(frozen=True, slots=True)
+class StartHttp2:
+    """The client asked for ``Upgrade: h2c`` and was told ``101``: speak HTTP/2
+    from now on (RFC 7540 §3.2), with ``request`` as stream 1. ``settings``:
+    its HTTP2-Settings value; ``data``: bytes already read past the request."""
+
+    settings: bytes
+    request: RequestHead
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Hook:
     """A lifecycle point of ``flow`` for subscribers (sinks, the UI, addons).
 
@@ -190,5 +202,6 @@ Command = (
     | SetTimer
     | StartTunnel
     | Intercept
+    | StartHttp2
     | Hook
 )

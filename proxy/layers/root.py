@@ -30,6 +30,7 @@ from proxy.layers.commands import (
     OpenServer,
     PauseReading,
     ResumeReading,
+    StartHttp2,
     StartTunnel,
     server_conn,
 )
@@ -55,7 +56,7 @@ from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
 from proxy.session.refusals import H2_PREFACE
 
-_SWITCHES = (StartTunnel, Intercept)
+_SWITCHES = (StartTunnel, Intercept, StartHttp2)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
 
 
@@ -182,6 +183,11 @@ class ClientLayers:
     # -- switches ---------------------------------------------------------------
     def _switch(self, session: HttpSession, out: list[Command]) -> list[Command]:
         cmd = out.pop()
+        if isinstance(cmd, StartHttp2):
+            http2 = Http2Server(session.config, self.client)
+            self.current = http2
+            self._probe = None
+            return out + http2.start(cmd.data, (cmd.settings, cmd.request))
         if isinstance(cmd, StartTunnel):
             self.tunnel_owner = session
             key = session.server.key

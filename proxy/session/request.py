@@ -14,7 +14,7 @@ from __future__ import annotations
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import RouteInfo
 from proxy.http1 import FramingKind, ProtocolError, RequestHead
-from proxy.layers.commands import CLIENT, Command, Intercept, SendData, SetTimer
+from proxy.layers.commands import CLIENT, Command, Intercept, SendData, SetTimer, StartHttp2
 from proxy.session import auth, messages, routing
 from proxy.session.capture import BodyCapture
 from proxy.session.endings import Endings
@@ -24,6 +24,7 @@ from proxy.session.responses import CONNECTION_ESTABLISHED
 from proxy.session.rulephase import Answer, Collect, Delay, Forward, RequestOutcome, RulePhase
 from proxy.session.sequencer import Sequencer
 from proxy.session.target import Target, route
+from proxy.session.upgrade import SWITCHING, h2c_settings, upgraded
 
 
 class RequestPath:
@@ -40,6 +41,11 @@ class RequestPath:
     def start(self, head: RequestHead, out: list[Command]) -> None:
         """A request head arrived: check, route, and hand it on (or answer it)."""
         config = self.s.config
+        if config.http2 and not self.s.client_side.multiplexed:
+            settings = h2c_settings(head)
+            if settings is not None:
+                self._upgrade(head, settings, out)
+                return
         ex = Exchange(config.new_id(), config.clock(), head, config.preview_bytes)
         self.s.ex = ex
         self.hooks.notice(HookKind.STARTED, ex, out)
@@ -72,6 +78,14 @@ class RequestPath:
             self.carry_out(ex, self.rules.on_request(ex), out)
             return
         self.dispatch(ex, out)
+
+    def _upgrade(self, head: RequestHead, settings: bytes, out: list[Command]) -> None:
+        """``Upgrade: h2c``: 101, then HTTP/2 with this request as stream 1 (its record there)."""
+        requests = self.s.client_side.requests
+        requests.next_event()  # the request's EndOfMessage: it has no body
+        out.append(SendData(CLIENT, SWITCHING))
+        out.append(StartHttp2(settings, upgraded(head), requests.take_remaining()))
+        self.s.closed = True  # from here on the HTTP/2 layer owns the connection's bytes
 
     def _connect(self, ex: Exchange, target: Target, out: list[Command]) -> None:
         ex.request_done = True

@@ -33,6 +33,7 @@ from proxy.layers.events import DataReceived, ServerOpened
 from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
 from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
+from proxy.layers.root import ClientLayers
 from proxy.session.config import SessionConfig, Upstream
 
 PEER = ("127.0.0.1", 40000)
@@ -267,3 +268,29 @@ def test_a_protocol_error_closes_the_connection_with_a_record() -> None:
     assert layer.closed and CloseConnection(CLIENT) in rest
     (done,) = [c for c in rest if isinstance(c, Hook)]
     assert done.flow.error.startswith("client: HTTP/2 protocol error")
+
+
+def test_upgrade_h2c_answers_101_and_the_request_is_stream_1() -> None:
+    layers = ClientLayers(reverse(), PEER)
+    client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+    settings = client.initiate_upgrade_connection()
+    request = (
+        b"GET /a HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n" % settings
+    )
+    out = layers.handle(DataReceived(CLIENT, request))
+    assert out[0] == SendData(CLIENT, b"HTTP/1.1 101 Switching Protocols\r\n"
+                              b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")  # fmt: skip
+    assert out[-1] == OpenServer(S1, "up", 9000)
+    out = layers.handle(ServerOpened(S1, UP, reused=False))
+    # The fields that asked for the upgrade are not forwarded.
+    assert out == [SendData(S1, b"GET /a HTTP/1.1\r\nHost: up:9000\r\n\r\n")]
+    out = layers.handle(DataReceived(S1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    events = []
+    for cmd in out:
+        if isinstance(cmd, SendData) and cmd.conn == CLIENT:
+            events += client.receive_data(cmd.data)
+    (response,) = [e for e in events if isinstance(e, ev.ResponseReceived)]
+    assert response.stream_id == 1 and response.headers[0] == (b":status", b"200")
+    done = [c for c in out if isinstance(c, Hook)]
+    assert done[0].flow.to_record().response.message.version == b"2.0"

@@ -26,7 +26,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import Address
-from proxy.http1 import BodyData, EndOfMessage
+from proxy.http1 import BodyData, EndOfMessage, RequestHead
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
@@ -90,21 +90,24 @@ class Http2Server:
         self.guard = FloodGuard(config.clock)
         self.closed = False
 
-    def start(self, data: bytes, upgrade: tuple[bytes, HttpSession] | None = None) -> list[Command]:
+    def start(self, data: bytes, upgrade: tuple[bytes, RequestHead] | None = None) -> list[Command]:
         """Our SETTINGS, then the client's first bytes (starting with its preface).
 
         ``upgrade``: the HTTP2-Settings of an ``Upgrade: h2c`` request and
-        the session that runs that request, now stream 1 (RFC 9113 §3.1 of
-        RFC 7540, kept by RFC 9113 only as history; curl still uses it).
+        that request, which is stream 1, already complete (RFC 7540 §3.2).
         """
         out: list[Command] = []
         if upgrade is None:
             self.link.start()
+            self._take(out)
         else:
-            settings, session = upgrade
-            self.link.start(settings)
-            self.sessions[1] = session
-        self._take(out)
+            settings, head = upgrade
+            try:
+                self.link.start(settings)
+            except (H2ProtocolError, ValueError) as e:  # a bad HTTP2-Settings value
+                return self._connection_error(f"HTTP2-Settings: {e}", out)
+            self._take(out)
+            self._open_stream(1, head, True, out)
         if data:
             out += self.handle(DataReceived(CLIENT, data))
         return out
@@ -226,6 +229,10 @@ class Http2Server:
         if head.method == b"CONNECT":
             self._refuse(stream, headers, "CONNECT over HTTP/2 is not supported", out, 501)
             return
+        self._open_stream(stream, head, ended, out)
+
+    def _open_stream(self, stream: int, head: RequestHead, ended: bool, out: list[Command]) -> None:
+        """A request stream: an exchange of its own, starting with ``head``."""
         codec = StreamCodec(self.config, self.link, stream)
         session = HttpSession(self.config, self.client, codec, self.conn_ids, self.mux, stream)
         self.sessions[stream] = session
