@@ -166,7 +166,8 @@ class AddonHost:
         )
         f = self._live[live.id] = Flow(live.id, request, self.options)
         before = (request.method, request.url, list(request.headers.fields))
-        self.run("request", f, self._answer(resume, lambda: request_verdict(f, before)))
+        body = request.content if live.body is not None else None  # replaceable when buffered
+        self.run("request", f, self._answer(resume, lambda: request_verdict(f, before, body)))
         return True
 
     def _response(self, live: LiveFlow, resume: Resume) -> bool:

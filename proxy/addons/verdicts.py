@@ -1,11 +1,11 @@
 """What an addon's changes to a flow mean: a hook verdict, or a changed recorded flow.
 
 At ``request``: ``flow.kill()`` is a ``Kill``; a ``flow.response`` set is a
-``Reply`` (the answer in the server's place); a changed method, URL or header
-fields is a ``RequestEdit``. At ``response``: a kill, a new response object
-(a ``Reply``), or a changed status or header fields (a ``ResponseEdit``;
-the body streams on unchanged). Content set at these points is sent only as
-part of a ``Reply``: the body is not held at the head.
+``Reply`` (the answer in the server's place); a changed method, URL, header
+fields or body (when it was offered whole) is a ``RequestEdit``. At
+``response``: a kill, a new response object (a ``Reply``), or a changed
+status or header fields (a ``ResponseEdit``; the body streams on
+unchanged): response content set there is sent only as part of a ``Reply``.
 """
 
 from __future__ import annotations
@@ -22,20 +22,25 @@ def _reply(r: Response) -> Reply:
     return Reply(r.status_code, r.headers.raw(), r.content or b"", reason)
 
 
-def request_verdict(f: Flow, before: tuple[str, str, list[tuple[str, str]]]) -> Verdict:
+def request_verdict(
+    f: Flow, before: tuple[str, str, list[tuple[str, str]]], body: bytes | None = None
+) -> Verdict:
+    """``body``: the request body as offered (None: it streams, and stays as it is)."""
     if f.killed:
         return Kill()
     if f.response is not None:
         return _reply(f.response)
     method, url, fields = before
     r = f.request
-    if (r.method, r.url, r.headers.fields) == (method, url, fields):
+    new_body = r.content if body is not None and r.content != body else None
+    if (r.method, r.url, r.headers.fields) == (method, url, fields) and new_body is None:
         return Proceed()
     return Proceed(
         RequestEdit(
             method=r.method.encode("latin-1") if r.method != method else None,
             url=r.url if r.url != url else None,
             headers=r.headers.raw() if r.headers.fields != fields else None,
+            body=new_body,
         )
     )
 

@@ -25,7 +25,19 @@ _SIDES = {
 def active_line(args: argparse.Namespace, options: ServerOptions) -> str:
     """``tapproxy: active: rules r.yaml (4 rules); MitM off; flow log f.jsonl``."""
     parts = [_rules(args, options), _mitm(args, options), ", ".join(_outputs(args))]
+    parts += _replay(args)
     return "tapproxy: active: " + "; ".join(parts)
+
+
+def _replay(args: argparse.Namespace) -> list[str]:
+    """Server replay and addons, when on (docs/replay.md, docs/addons.md)."""
+    out = []
+    if args.server_replay:
+        unmatched = "forwarded" if args.server_replay_extra == "forward" else "404"
+        out.append(f"server replay from {', '.join(args.server_replay)} (unmatched: {unmatched})")
+    if args.scripts:
+        out.append(f"addons {', '.join(args.scripts)}")
+    return out
 
 
 def _rules(args: argparse.Namespace, options: ServerOptions) -> str:
@@ -57,4 +69,6 @@ def _outputs(args: argparse.Namespace) -> list[str]:
         out.append(f"PCAP {args.pcap} ({_SIDES[args.pcap_side]})")
     if args.capture_bodies:
         out.append(f"body files in {args.capture_bodies}")
+    if args.save:
+        out.append(f"recording {args.save}")
     return out or ["no flow log, HAR or PCAP output"]

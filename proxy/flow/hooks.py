@@ -58,6 +58,7 @@ class RequestEdit:
     method: bytes | None = None
     url: str | None = None  # absolute (scheme://host[:port]/path?query)
     headers: Fields | None = None
+    body: bytes | None = None  # only where the body was offered whole (``LiveFlow.body``)
 
 
 @dataclass(frozen=True, slots=True)

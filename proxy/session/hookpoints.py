@@ -93,7 +93,8 @@ class HookPoints:
 
 
 def edit_request(ex: Exchange, edit: RequestEdit) -> None:
-    """Apply a verdict's request edits to what will be forwarded."""
+    """Apply a verdict's request edits to what will be forwarded; a new body is
+    framed by its length (it replaces one buffered whole, ``collects``)."""
     head = ex.forward
     if edit.method is not None:
         head = replace(head, method=edit.method, index=None)
@@ -102,6 +103,12 @@ def edit_request(ex: Exchange, edit: RequestEdit) -> None:
     if edit.url is not None:
         ex.target = target_of(edit.url)
         ex.url = ex.target.url
+    if edit.body is not None:
+        if ex.prepared_body is None:
+            raise ValueError("a new body for a request whose body was not offered whole")
+        head = replace(head, framing=Framing(FramingKind.LENGTH, len(edit.body)), index=None)
+        ex.request_body_edited = edit.body != ex.prepared_body or ex.request_body_edited
+        ex.prepared_body = edit.body
     ex.forward = head
 
 

@@ -141,6 +141,8 @@ def request(flow):
         flow.response = Response.make(201, {"answered": flow.options["listen_host"]})
     elif flow.request.url.endswith("/kill"):
         flow.kill()
+    elif flow.request.url.endswith("/rewrite"):
+        flow.request.content = flow.request.content.upper() + b"!"
 
 class Tagger:
     def response(self, flow):
@@ -161,10 +163,14 @@ def test_addon_answers_kills_and_edits(upstreams: Upstreams, tmp_path: Path) -> 
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{upstreams.url}/echo/kill", proxies=proxies, timeout=10)
         teapot = requests.get(f"{upstreams.url}/echo/teapot", proxies=proxies, timeout=10)
+        rewritten = requests.post(f"{upstreams.url}/echo/rewrite", data=b"quiet",
+                                  proxies=proxies, timeout=10)  # fmt: skip
     assert (answer.status_code, answer.json()) == (201, {"answered": "127.0.0.1"})
     assert "X-Seen-By" not in answer.headers  # an answer is not a server's response
     assert (teapot.status_code, teapot.headers["X-Seen-By"]) == (418, "addon")
     assert _echo_path(teapot) == "/echo/teapot"
+    assert _echo(rewritten)["body"] == "QUIET!"  # a new body, framed by its length
+    assert f"addons {script}" in p.stderr_text  # the start line says addons are on
 
 
 def _echo_path(r: requests.Response) -> str:
