@@ -249,3 +249,24 @@ def test_server_replay_matches_bodies_with_json_fields_ignored(tmp_path: Path) -
     status, _, text = got[2]
     assert status == 404
     assert b'body {"sku":3} (recorded {"sku":1}; --server-replay-ignore-json PATH)' in text
+
+
+def test_recording_keeps_the_body_a_rule_rewrote(tmp_path: Path) -> None:
+    rules = tmp_path / "rewrite.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: more\n    match: {method: POST}\n    request:\n"
+        "      - replace_body: {literal: '\"qty\": 2', with: '\"qty\": 3'}\n"
+    )
+    recording = tmp_path / "ruled.tap"
+    service = Service()
+    try:
+        with running_proxy("--rules", str(rules), "--save", str(recording)) as p:
+            body = json.dumps({"sku": 1, "qty": 2, "pad": "x" * 1000}).encode()
+            asyncio.run(fetch_all(p.url, service.url, [("POST", "/api/orders?n=1", body)]))
+    finally:
+        service.stop()
+    (flow,) = load(recording).flows
+    assert flow.request is not None and flow.forwarded is not None and flow.response is not None
+    assert flow.request.body.data == body  # as the client sent it, whole
+    assert flow.forwarded.body.data == body.replace(b'"qty": 2', b'"qty": 3')  # as sent
+    assert json.loads(flow.response.body.data)["order"]["qty"] == 3
