@@ -1,8 +1,8 @@
 """Outputs checked before the proxy starts: a path it cannot write is an error.
 
 A proxy that runs but captures nothing is worse than one that refuses to
-start (issue 14 item 5): ``--flow-log``, ``--har``, ``--pcap`` and
-``--capture-bodies`` are tried here, once, and a failure becomes a
+start (issue 14 item 5): ``--flow-log``, ``--har``, ``--save``, ``--pcap``
+and ``--capture-bodies`` are tried here, once, and a failure becomes a
 ``ConfigError`` (exit 2) that names the option, the path and the reason in
 words. Failures later on (a disk that fills up) are the sinks' to report.
 """
@@ -21,7 +21,7 @@ __all__ = ["check_outputs"]
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Raise ``ConfigError`` for the first output path that cannot be written."""
-    for option, path in (("--flow-log", args.flow_log), ("--har", args.har)):
+    for option, path in (("--flow-log", args.flow_log), ("--har", args.har), ("--save", args.save)):
         if path and path != "-":
             _check_file(option, path)
     if args.pcap:

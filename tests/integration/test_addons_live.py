@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -230,3 +231,48 @@ def test_addon_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert proc.returncode == 2
     assert "cannot load addon" in proc.stderr and "SyntaxError" in proc.stderr
+
+
+WATCHING = """
+import json, os
+
+def error(flow):
+    with open(os.environ["TAPPROXY_TEST_OUT"], "a") as f:
+        f.write(json.dumps({"hook": "error", "url": flow.request.url, "error": flow.error}) + "\\n")
+
+async def done(flow):
+    with open(os.environ["TAPPROXY_TEST_OUT"], "a") as f:
+        status = flow.response.status_code if flow.response else None
+        f.write(json.dumps({"hook": "done", "url": flow.request.url, "status": status}) + "\\n")
+"""
+
+
+def test_error_and_done_hooks_see_the_final_flow(
+    upstreams: Upstreams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script, out = tmp_path / "watching.py", tmp_path / "seen.jsonl"
+    script.write_text(WATCHING)
+    monkeypatch.setenv("TAPPROXY_TEST_OUT", str(out))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: connecting is refused
+    with running_proxy("-s", str(script)) as p:
+        proxies = {"http": p.url}
+        ok = requests.get(f"{upstreams.url}/echo/fine", proxies=proxies, timeout=10)
+        refused = requests.get(f"http://127.0.0.1:{port}/gone", proxies=proxies, timeout=10)
+        deadline = time.monotonic() + 10
+        while len(_lines(out)) < 3:
+            assert time.monotonic() < deadline, _lines(out)
+            time.sleep(0.05)
+    assert (ok.status_code, refused.status_code) == (200, 502)
+    seen = _lines(out)
+    assert seen[0] == {"hook": "done", "url": f"{upstreams.url}/echo/fine", "status": 200}
+    assert seen[1]["hook"] == "error" and seen[1]["url"] == f"http://127.0.0.1:{port}/gone"
+    assert "refused" in seen[1]["error"]
+    assert seen[2] == {"hook": "done", "url": f"http://127.0.0.1:{port}/gone", "status": 502}
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -270,3 +270,11 @@ def test_recording_keeps_the_body_a_rule_rewrote(tmp_path: Path) -> None:
     assert flow.request.body.data == body  # as the client sent it, whole
     assert flow.forwarded.body.data == body.replace(b'"qty": 2', b'"qty": 3')  # as sent
     assert json.loads(flow.response.body.data)["order"]["qty"] == 3
+
+
+def test_save_to_a_path_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "dir" / "x.tap"
+    proc = subprocess.run([sys.executable, "-m", "proxy", "-p", "0", "--save", str(target)],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 2
+    assert f"--save {target}: cannot write this file" in proc.stderr
