@@ -51,6 +51,7 @@ def recorded(r: FlowRecord) -> RecordedFlow:
         if r.response.upstream is not None:
             upstream = _response(r.response.upstream, None)
     version = r.request.message.version.decode("latin-1") if r.request else "1.1"
+    protocol = "h2" if version.startswith("2") else f"http/{version}"
     t = r.timings
     return RecordedFlow(
         id=r.id,
@@ -58,7 +59,7 @@ def recorded(r: FlowRecord) -> RecordedFlow:
         end=r.end,
         request=request,
         response=response,
-        protocol=f"http/{version}",
+        protocol=protocol,
         kind=r.kind,
         mode=r.mode,
         client=r.client,
