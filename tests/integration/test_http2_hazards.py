@@ -433,3 +433,33 @@ def test_request_trailers_never_carry_framing_or_routing(
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower(), data
     assert body == b"5\r\nhello\r\n0\r\nx-checksum: 1\r\n\r\n", data
+
+
+# -- gRPC is never downgraded -------------------------------------------------------------------
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def test_grpc_is_never_downgraded_to_http1(rproxy: ProxyProcess, backend: H1Backend) -> None:
+    """gRPC needs HTTP/2 end to end (issue 15): to an upstream that speaks only
+    HTTP/1.1 the call is not translated; the client gets a 502 (or a reset), the
+    upstream at most the HTTP/2 preface, which an HTTP/1.1 server refuses."""
+    mark = backend.mark()
+    before = len(rproxy.records())
+    path = b"/pkg.Service/Method"
+    headers = [
+        *block(b"POST", path),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]
+    with RawH2(rproxy.port) as c:
+        r = c.wait(c.request(headers, b"\x00\x00\x00\x00\x00"))
+    assert r.status == 502 or (r.status is None and r.reset not in (None, 0)), r
+    rec = refusal_record(rproxy, before, "upstream")
+    grpc = rec["grpc"]
+    assert isinstance(grpc, dict) and grpc["protocol"] == "grpc", grpc
+    control_path = control(rproxy, backend)
+    got = backend.since(mark)
+    assert all(data.startswith(H2_PREFACE) for _, data in got if control_path not in data), got
+    assert not any(b"HTTP/1.1\r\n" in data and path in data for _, data in got), got

@@ -3,8 +3,10 @@
 Each connection's bytes are kept apart; every complete request is answered
 ``200 ok`` (keep-alive), except requests whose path starts with ``/hold``,
 which are left unanswered so that a test controls when the client's stream
-may end. A request counts as complete by the framing the proxy must have
-put on it: ``Content-Length`` or chunked, nothing else.
+may end, and anything that is not an HTTP/1.1 request line (the HTTP/2
+preface, say), answered ``400`` and closed as an HTTP/1.1-only server does.
+A request counts as complete by the framing the proxy must have put on it:
+``Content-Length`` or chunked, nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from tests.support.upstreams import RawConnection, Upstreams
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _LENGTH = re.compile(rb"\r\ncontent-length: *([0-9]+)\r\n", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding: *chunked\r\n", re.IGNORECASE)
 
@@ -80,9 +83,15 @@ class H1Backend:
                     conn.received += data
                     self.cond.notify_all()
                 while n := complete_request(bytes(conn.received[done:])):
-                    request = bytes(conn.received[done : done + n])
+                    line = bytes(conn.received[done : done + n]).split(b"\r\n", 1)[0]
                     done += n
-                    if not request.split(b" ", 2)[1].startswith(b"/hold"):
+                    parts = line.split(b" ")
+                    if len(parts) != 3 or parts[2] != b"HTTP/1.1":  # the h2 preface, say
+                        conn.send(BAD)
+                        await conn.writer.drain()
+                        conn.close()
+                        break
+                    if not parts[1].startswith(b"/hold"):
                         conn.send(OK)
         except ConnectionError:
             pass
