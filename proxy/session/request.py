@@ -74,6 +74,8 @@ class RequestPath:
             return
         ex.target = target
         ex.url = ex.received_url = target.url
+        if config.original_dst is not None:  # transparent: named as the client named it
+            ex.url = ex.received_url = routing.named_url(target, head, config)
         if self.rules is not None:
             self.carry_out(ex, self.rules.on_request(ex), out)
             return
