@@ -53,6 +53,7 @@ class CloseSpec:
     """End the connection: ``block: {close: true}`` (FIN), ``reset`` (RST) or ``hang``."""
 
     kind: str  # "close", "reset" or "hang"
+    h2_error: str | None = None  # reset of an HTTP/2 stream: this error code's name
 
 
 @dataclass(frozen=True, slots=True)

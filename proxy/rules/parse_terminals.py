@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from proxy.http1.fields import check_field_safe
 from proxy.rules import actions as a
@@ -221,9 +221,10 @@ def parse_fault(doc: Doc, node: Node, path: str) -> tuple[model.FaultSpec, str |
         terminal = model.RespondSpec(
             int(abort["status"]), ((b"content-type", b"text/plain"),), body, None, "abort"
         )
-    for kind in ("reset", "hang"):
-        if kind in entries and boolean(doc, entries[kind][1], f"{path}.{kind}"):
-            terminal = model.CloseSpec(kind)
+    if "reset" in entries:
+        terminal = _reset(doc, entries["reset"][1], f"{path}.reset") or terminal
+    if "hang" in entries and boolean(doc, entries["hang"][1], f"{path}.hang"):
+        terminal = model.CloseSpec("hang")
     if len(doc.errors) > before:
         return None
     spec = model.FaultSpec(
@@ -234,6 +235,31 @@ def parse_fault(doc: Doc, node: Node, path: str) -> tuple[model.FaultSpec, str |
         terminal=terminal,
     )
     return spec, phase
+
+
+H2_ERRORS = (
+    "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+    "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+)  # fmt: skip  # RFC 9113 §7
+
+
+def _reset(doc: Doc, node: Node, path: str) -> model.CloseSpec | None:
+    """``reset: true``, or ``reset: {h2_error: NAME}`` for the code an HTTP/2 stream gets."""
+    if not isinstance(node, MappingNode):
+        return model.CloseSpec("reset") if boolean(doc, node, path) else None
+    entries = mapping(doc, node, path)
+    if entries is None or not check_keys(doc, entries, node, path, ("h2_error",)):
+        return None
+    name = (
+        string(doc, entries["h2_error"][1], f"{path}.h2_error") if "h2_error" in entries else None
+    )
+    if name is not None and name not in H2_ERRORS:
+        doc.error(
+            entries["h2_error"][1], f"{path}.h2_error", f"expected one of {', '.join(H2_ERRORS)}"
+        )
+        return None
+    return model.CloseSpec("reset", name)
 
 
 _INTEGERS: dict[str, tuple[int, int | None]] = {

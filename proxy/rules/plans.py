@@ -59,6 +59,7 @@ class CloseConnection:
 
     kind: str
     rule: str = ""
+    h2_error: str | None = None  # reset: the HTTP/2 error code (RFC 9113 §7) for a stream
 
 
 Terminal = Respond | MapRemote | CloseConnection

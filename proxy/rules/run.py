@@ -111,7 +111,7 @@ class Run:
                 self.warnings.append(note)
             return note
         if isinstance(spec, model.CloseSpec):
-            self.terminal = CloseConnection(spec.kind, rule.name)
+            self.terminal = CloseConnection(spec.kind, rule.name, spec.h2_error)
             return f"block {spec.kind}" if spec.kind == "close" else f"fault {spec.kind}"
         self.head.append(spec.action)
         self.terminal = MapRemote(spec.action.summary().removeprefix("map_remote "), rule.name)

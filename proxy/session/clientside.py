@@ -119,5 +119,5 @@ class ClientSide:
         else:
             out.append(SendData(CLIENT, data))
 
-    def close(self, out: list[Command], abort: bool = False) -> None:
+    def close(self, out: list[Command], abort: bool = False, code: str | None = None) -> None:
         out.append(CloseConnection(CLIENT, abort))

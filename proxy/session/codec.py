@@ -80,6 +80,7 @@ class ClientCodec(Protocol):
         ``data`` as HTTP/1.1 bytes; ``paced``: at the pace a rule set."""
         ...
 
-    def close(self, out: list[Command], abort: bool = False) -> None:
-        """No more on this connection (HTTP/1) or stream (HTTP/2); ``abort``: reset it."""
+    def close(self, out: list[Command], abort: bool = False, code: str | None = None) -> None:
+        """No more on this connection (HTTP/1) or stream (HTTP/2); ``abort``: reset
+        it (an HTTP/2 stream with error ``code``, a name from RFC 9113 §7)."""
         ...

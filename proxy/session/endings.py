@@ -200,7 +200,7 @@ class Endings:
         out.append(self.record(ex))
         if s.server.key is not None:
             s.server.release(out, reusable=False)
-        self._close(out, abort=outcome.kind == "reset")
+        self._close(out, abort=outcome.kind == "reset", code=outcome.h2_error)
 
     def cut(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """A ``close_after`` fault: send the allowed bytes, then close the client.
@@ -216,6 +216,6 @@ class Endings:
         s.server.release(out, reusable=False)
         self._close(out)
 
-    def _close(self, out: list[Command], abort: bool = False) -> None:
+    def _close(self, out: list[Command], abort: bool = False, code: str | None = None) -> None:
         self.s.closed = True
-        self.s.client_side.close(out, abort)
+        self.s.client_side.close(out, abort, code)

@@ -47,6 +47,7 @@ class CloseBy:
     kind: str
     rule: str
     response: ResponseHead | None = None  # decided on this response (response phase)
+    h2_error: str | None = None  # reset: the code an HTTP/2 stream is reset with
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class RulePhase:
         if isinstance(term, Respond):
             return Answer(ruling.respond_bytes(term, self.config.max_body))
         if isinstance(term, CloseConnection):
-            return CloseBy(term.kind, term.rule)
+            return CloseBy(term.kind, term.rule, None, term.h2_error)
         buffered = ex.req_buffer is not None and not ex.overflow
         if plan.head_edits or term is not None or buffered:
             self._edit_request(ex, plan, buffered)
@@ -214,7 +215,7 @@ class RulePhase:
             ex.server_closes = True  # the upstream's body is abandoned
             return Answer(ruling.respond_bytes(term, self.config.max_body))
         if isinstance(term, CloseConnection):
-            return CloseBy(term.kind, term.rule, head)
+            return CloseBy(term.kind, term.rule, head, term.h2_error)
         sent, body = self._edit_response(ex, rplan, head, body)
         faults = rplan.faults
         if faults.delay:

@@ -9,6 +9,8 @@ hooks) and what an HTTP/2 peer makes of the frames.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import h2.events as ev
@@ -34,6 +36,7 @@ from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
 from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
 from proxy.layers.root import ClientLayers
+from proxy.rules import SourceText, load_sources
 from proxy.session.config import SessionConfig, Upstream
 
 PEER = ("127.0.0.1", 40000)
@@ -294,3 +297,19 @@ def test_upgrade_h2c_answers_101_and_the_request_is_stream_1() -> None:
     assert response.stream_id == 1 and response.headers[0] == (b":status", b"200")
     done = [c for c in out if isinstance(c, Hook)]
     assert done[0].flow.to_record().response.message.version == b"2.0"
+
+
+def test_a_reset_rule_names_the_http2_error_code() -> None:
+    text = (
+        "version: 1\nrules:\n- name: refuse\n  match: {path: /a}\n"
+        "  fault: {phase: request, reset: {h2_error: REFUSED_STREAM}}\n"
+    )
+    rules = load_sources([SourceText(Path("/t/rules.yaml"), text)], rng=lambda: 0.0)
+    layer = Http2Server(replace(reverse(), rules=lambda: rules), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    rest = client.send()
+    assert kinds(rest) == [(Hook, HookKind.DONE)]  # nothing went upstream
+    (reset,) = client.of(ev.StreamReset)
+    assert reset.error_code == ErrorCodes.REFUSED_STREAM
+    assert rest[0].flow.to_record().error == "rule refuse: reset"

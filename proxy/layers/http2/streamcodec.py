@@ -143,14 +143,15 @@ class StreamCodec:
         self.link.end(self.stream)
         self._take(out, ex.next_at if paced else None)
 
-    def close(self, out: list[Command], abort: bool = False) -> None:
+    def close(self, out: list[Command], abort: bool = False, code: str | None = None) -> None:
         """The exchange is over: reset the stream on ``abort``, else end what is open.
 
         A client still sending a request the response made moot is asked to
-        stop without error (RFC 9113 §8.1: RST_STREAM with NO_ERROR).
+        stop without error (RFC 9113 §8.1: RST_STREAM with NO_ERROR). A reset
+        is CANCEL unless a rule named the code.
         """
         if abort:
-            self.link.reset(self.stream, ErrorCodes.CANCEL)
+            self.link.reset(self.stream, ErrorCodes[code] if code else ErrorCodes.CANCEL)
         elif not self.ended:
             self.link.end(self.stream)
         elif not self.eof:
