@@ -23,15 +23,26 @@ The layers of one client connection (``proxy.layers.root``)
     next one when a layer hands the connection on:
 
     * the HTTP/1 session (``proxy.session.http.HttpSession``), the first layer
-      of a forward or reverse listener. It is composed of small parts:
-      ``ClientSide`` (the client-facing codec: requests in, responses out at
-      the pace rules allow), ``ServerSide`` (the server connection and the
-      server-facing codec: requests framed from our own parse, responses
-      parsed), ``RulePhase`` (rule decisions, returned as outcomes),
+      of a forward or reverse listener: the logic of one exchange at a time
+      (rules, hooks, the record). It is composed of small parts: a client
+      codec (``proxy.session.codec.ClientCodec``; ``ClientSide`` for HTTP/1:
+      requests in, responses out at the pace rules allow), ``ServerSide``
+      (the server connection and the server-facing codec: requests framed
+      from our own parse, responses parsed; or a stream of a shared HTTP/2
+      connection, ``proxy.session.shared``), ``RulePhase`` (rule decisions, returned as outcomes),
       ``RequestPath`` and ``ResponsePath`` (a request from head to server, a
       response from head to end), ``Endings`` (how an exchange ends) and
-      ``HookPoints`` (lifecycle hooks). A CONNECT or a
-      ``101`` hands the connection to
+      ``HookPoints`` (lifecycle hooks). The HTTP/2 preface, ALPN ``h2`` or
+      an accepted ``Upgrade: h2c`` hands the connection to
+    * the HTTP/2 layer (``proxy.layers.http2``): h2's connection object
+      frames the client's streams, and every request stream gets an
+      ``HttpSession`` of its own whose client codec is that stream
+      (``StreamCodec``), so rules, hooks and records are the same code for
+      both protocols; ``UpstreamMux`` shares HTTP/2 server connections among
+      the streams. Events name the stream they are for: the layer renames
+      its sessions' timers, hooks and server connections (``names``). Data
+      is acknowledged only as the other side takes it. A CONNECT or a
+      ``101`` hands an HTTP/1 connection to
     * the tunnel layer (``proxy.layers.tunnel``): bytes both ways, half-close
       aware, with the TCP rules (toxics) as timed commands; the ``tcp:`` mode
       is a tunnel from the start (``TcpLayers``). A CONNECT to a host we
@@ -42,9 +53,9 @@ The layers of one client connection (``proxy.layers.root``)
       HTTP session over that TLS (its records say so), or a raw tunnel. A
       reverse listener with ``--mitm`` starts here.
 
-    HTTP/2, WebSocket messages and SOCKS5 are to be layers of the same kind
-    (an HTTP/2 codec in front of the same per-exchange logic, a message layer
-    where the tunnel layer is now, a SOCKS5 layer before the choice).
+    SOCKS5 and transparent connections enter at the next-layer choice
+    (``proxy.layers.entry``); WebSocket messages are to be a layer where the
+    tunnel layer is now.
 
 The flow (``proxy.flow``)
     ``FlowRecord`` is what was seen of one flow: the request as the client
@@ -84,7 +95,11 @@ Where we differ from mitmproxy's ``mitmproxy/proxy``
     explicit and a playbook can stop anywhere. TLS stays in the shell, over
     memory BIOs: the layers ask for it and hear how it went. And lifecycle
     hooks are commands too, so holding a flow is the same mechanism whether
-    a rule, a breakpoint or an addon holds it.
+    a rule, a breakpoint or an addon holds it. For HTTP/2, mitmproxy runs one
+    HTTP layer over per-stream ``HttpStream`` objects and buffers flow
+    control away (every DATA acknowledged at once); we run one ordinary
+    session per stream behind a codec protocol, and acknowledge data only
+    as it is consumed, so a slow peer is slowed, not buffered for.
 """
 
 __version__ = "0.1.0"

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reverse mode: forward the client's Host instead of the upstream's",
     )
+    g.add_argument(
+        "--no-http2",
+        action="store_true",
+        help="speak HTTP/1.1 only: no h2 in ALPN, no h2c (prior knowledge or Upgrade)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="no console line per flow")
     o.add_argument("-v", "--verbose", action="store_true", help="add headers to the console line")

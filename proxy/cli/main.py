@@ -113,6 +113,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         keep_host=args.keep_host_header,
         max_body=args.max_body,
         keylog=bool(args.keylog),
+        http2=not args.no_http2,
         limits=limits,
         capture=CaptureConfig(
             args.capture_bodies, args.capture_max_body, CaptureBudget(args.capture_max_total)
