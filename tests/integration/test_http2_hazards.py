@@ -329,14 +329,6 @@ def test_data_short_of_content_length_in_one_write(
         only_controls(backend.since(mark), path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: h2 checks content-length against the DATA only on DATA frames, not "
-    "when trailers end the stream, and Http2Server/HttpSession do not check it either: the "
-    "stream (10 declared, 5 sent, then trailers with END_STREAM) is neither reset nor "
-    "answered, the upstream waits for the rest, and the record says only 'client closed "
-    "the connection'",
-)
 def test_data_short_of_content_length_then_trailers(
     rproxy: ProxyProcess, backend: H1Backend
 ) -> None:
@@ -403,13 +395,6 @@ def test_refusal_record_is_complete(rproxy: ProxyProcess) -> None:
 # -- request trailers ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: Http2Server._h2_event pushes TrailersReceived headers unfiltered "
-    "(EndOfMessage(tuple(event.headers))), so host/content-length/authorization in an HTTP/2 "
-    "client's trailers reach the HTTP/1.1 upstream's chunked trailer section; the HTTP/1 "
-    "parser drops them (FORBIDDEN_TRAILERS, hazard 21), the HTTP/2 path must too",
-)
 def test_request_trailers_never_carry_framing_or_routing(
     rproxy: ProxyProcess, backend: H1Backend
 ) -> None:

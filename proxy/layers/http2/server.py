@@ -27,6 +27,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import Address
 from proxy.http1 import BodyData, EndOfMessage, RequestHead
+from proxy.http1.parser import FORBIDDEN_TRAILERS
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
@@ -205,7 +206,9 @@ class Http2Server:
             self.link.consumed(event.stream_id, padding)
             self._push(event.stream_id, BodyData(event.data), out)
         elif isinstance(event, ev.TrailersReceived):
-            self._push(event.stream_id, EndOfMessage(tuple(event.headers)), out)
+            # Framing and routing never come from trailers (RFC 9110 §6.5.1), as for HTTP/1.
+            kept = tuple((k, v) for k, v in event.headers if k.lower() not in FORBIDDEN_TRAILERS)
+            self._push(event.stream_id, EndOfMessage(kept), out)
         elif isinstance(event, ev.StreamEnded):
             self._stream_ended(event.stream_id, out)
         elif isinstance(event, ev.StreamReset):

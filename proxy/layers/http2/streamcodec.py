@@ -16,7 +16,15 @@ from dataclasses import replace
 
 from h2.errors import ErrorCodes
 
-from proxy.http1 import BodyData, Event, ResponseHead
+from proxy.http1 import (
+    BodyData,
+    EndOfMessage,
+    Event,
+    FramingKind,
+    ProtocolError,
+    RequestHead,
+    ResponseHead,
+)
 from proxy.http1.events import Fields
 from proxy.layers.commands import Command
 from proxy.layers.http2.heads import informational_block, response_block, trailer_block
@@ -30,23 +38,44 @@ HTTP2 = b"2.0"
 
 
 class StreamRequests:
-    """The request events of one stream, in order; a ``RequestSource``."""
+    """The request events of one stream, in order; a ``RequestSource``.
 
-    __slots__ = ("buffered", "events", "link", "stream")
+    A stream whose DATA disagrees with its ``content-length`` is malformed
+    (RFC 9113 §8.1.1): h2 catches it frame by frame, but not a stream that
+    ends, short, with trailers; that is checked here at its end, and the
+    exchange gets the error instead of the end (hazard h2-26).
+    """
+
+    __slots__ = ("buffered", "error", "events", "expected", "link", "received", "stream")
 
     def __init__(self, link: ClientLink, stream: int) -> None:
         self.link = link
         self.stream = stream
         self.events: deque[Event] = deque()
         self.buffered = 0  # body bytes here, not yet taken (nor acknowledged)
+        self.received = 0
+        self.expected: int | None = None  # the head's content-length
+        self.error: str | None = None
 
     def push(self, event: Event) -> None:
-        if type(event) is BodyData:
-            self.buffered += len(event.data)
+        kind = type(event)
+        if kind is RequestHead and event.framing.kind is FramingKind.LENGTH:  # type: ignore[union-attr]
+            self.expected = event.framing.length  # type: ignore[union-attr]
+        elif kind is BodyData:
+            self.buffered += len(event.data)  # type: ignore[union-attr]
+            self.received += len(event.data)  # type: ignore[union-attr]
+        elif kind is EndOfMessage and self.expected not in (None, self.received):
+            self.error = (
+                f"content-length {self.expected} but {self.received} bytes of DATA "
+                "(RFC 9113 §8.1.1)"
+            )
+            return
         self.events.append(event)
 
     def next_event(self) -> Event | None:
         if not self.events:
+            if self.error is not None:
+                raise ProtocolError(400, self.error)
             return None
         event = self.events.popleft()
         if type(event) is BodyData:
