@@ -5,12 +5,15 @@ each; every one must succeed and leave its record. A client that reads a
 1 GiB HTTP/2 download slowly (curl ``--limit-rate``: it stops taking DATA,
 so its flow-control window closes) must not make the proxy buffer: its peak
 resident size (``VmHWM``) stays under 80 MB while every byte arrives intact.
+The same holds for a 1 GiB upload to an upstream that reads slowly.
 Both are long runs: marked ``slow`` (``-m "not slow"`` leaves them out).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -20,10 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.support.h2clients import assert_h2_record, records_for, tag
 from tests.support.proxyproc import ProxyProcess, start_proxy
-from tests.support.upstreams import Upstreams, pattern_sha256
+from tests.support.upstreams import Upstreams, pattern_chunks, pattern_sha256
 
 GIB = 1024**3
 RSS_LIMIT_KB = 80 * 1000  # 80 MB
@@ -113,3 +117,73 @@ def test_slow_reader_of_one_gib_keeps_the_proxy_small(rev: ProxyProcess) -> None
     assert_h2_record(rec)
     assert rec["response"]["body_size"] == GIB
     assert digest.hexdigest() == pattern_sha256(GIB)
+
+
+async def _slow_upload(request: web.Request) -> web.Response:
+    """Read the body at READ_RATE: the proxy must stop taking the client's DATA."""
+    digest = hashlib.sha256()
+    size = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        digest.update(chunk)
+        size += len(chunk)
+        ahead = start + size / READ_RATE - loop.time()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    return web.json_response({"sha256": digest.hexdigest(), "size": size})
+
+
+@pytest.mark.timeout(600)
+def test_slow_upstream_reader_of_one_gib_upload_keeps_the_proxy_small(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """The other direction: a 1 GiB upload (no content-length: chunked upstream)
+    to an upstream that reads slowly. The client's DATA is acknowledged only as
+    the upstream takes it, so the proxy holds no more than its windows."""
+    app = web.Application(client_max_size=2**40)
+    app.router.add_post("/slow-upload", _slow_upload)
+    runner = web.AppRunner(app, access_log=None)
+    upstreams.call(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    upstreams.call(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    p = start_proxy(
+        "--mode", f"reverse:http://127.0.0.1:{port}", flow_log=tmp_path / "flows.jsonl"
+    )  # fmt: skip
+    try:
+        marker = tag()
+        curl = subprocess.Popen(
+            ["curl", "-sS", "--http2-prior-knowledge", "-T", "-", "-X", "POST",
+             f"{p.url}/slow-upload?{marker}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert curl.stdin is not None
+
+        def feed() -> None:
+            assert curl.stdin is not None
+            try:
+                for chunk in pattern_chunks(GIB, 1 << 20):
+                    curl.stdin.write(chunk)
+            finally:
+                curl.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        started = time.monotonic()
+        feeder.start()
+        assert curl.stdout is not None and curl.stderr is not None
+        out = curl.stdout.read()  # the answer comes once the whole body is in
+        feeder.join(60)
+        took = time.monotonic() - started
+        peak = _status_kb(p.proc.pid, "VmHWM")
+        assert curl.wait(60) == 0, curl.stderr.read()
+        seen = json.loads(out)
+        assert seen == {"sha256": pattern_sha256(GIB), "size": GIB}, seen
+        assert took > 0.8 * GIB / READ_RATE, f"the upstream was not slow ({took:.1f} s)"
+        assert peak < RSS_LIMIT_KB, f"VmHWM {peak} kB"
+        [rec] = records_for(p, marker)
+        assert_h2_record(rec)
+        assert rec["request"]["body_size"] == GIB
+    finally:
+        p.stop()
+        upstreams.call(runner.cleanup())
