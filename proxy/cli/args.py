@@ -11,6 +11,7 @@ import argparse
 import os
 
 from proxy import __version__
+from proxy.cli.grpc_args import add_grpc_options
 from proxy.cli.replay_args import add_replay_options
 from proxy.http1 import DEFAULT_LIMITS
 from proxy.server.context import Timeouts
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="append NSS key-log lines for both sides (default: $SSLKEYLOGFILE)",
     )
     add_replay_options(p)
+    add_grpc_options(p)
     t = p.add_argument_group("timeouts (seconds)")
     for name, default in Timeouts().__class__.__dataclass_fields__.items():
         t.add_argument(

@@ -22,6 +22,7 @@ from pathlib import Path
 from OpenSSL import SSL
 
 from proxy.cli.args import build_parser, preview_bytes
+from proxy.cli.grpc_args import grpc_settings
 from proxy.cli.preflight import check_outputs
 from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
 from proxy.cli.routing_setup import with_routing
@@ -119,6 +120,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             args.capture_bodies, args.capture_max_body, CaptureBudget(args.capture_max_total)
         ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
+        grpc=grpc_settings(args),
     )
     options = ServerOptions(
         modes=modes,

@@ -27,6 +27,9 @@ class HookKind(Enum):
     ERROR = "error"  # the flow failed (its record says why)
     TUNNEL = "tunnel"  # the connection became a tunnel (CONNECT, 101 Upgrade)
     DONE = "done"  # the flow ended: its record is final
+    # A message of a streaming protocol completed (gRPC): the flow is its own
+    # record (kind ``grpc_message``), written as it comes, before DONE.
+    MESSAGE = "message"
 
 
 HOLDABLE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})

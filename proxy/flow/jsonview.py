@@ -11,6 +11,8 @@ import datetime as dt
 import math
 from typing import Any
 
+from proxy.flow.grpcinfo import GrpcCall, GrpcMessage
+from proxy.flow.grpcjson import call_json, message_json
 from proxy.flow.record import (
     SCHEMA_VERSION,
     FlowRecord,
@@ -74,6 +76,8 @@ def _message_json(out: dict[str, Any], m: Message) -> dict[str, Any]:
     out["body_size"] = m.body_size
     if m.preview:
         out["body_preview"] = preview_json(m.preview, m.body_size)
+    if m.trailers:
+        out["trailers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in m.trailers]
     return out
 
 
@@ -107,6 +111,8 @@ def _ms(t: float | None, start: float) -> float | None:
 
 
 def record_to_json(r: FlowRecord) -> dict[str, Any]:
+    if isinstance(r.grpc, GrpcMessage):
+        return _grpc_message_record(r, r.grpc)
     out: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "id": r.id,
@@ -165,8 +171,22 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
             "size": r.refused.size,
             "truncated": len(r.refused.data) < r.refused.size,
         }
+    if isinstance(r.grpc, GrpcCall):
+        out["grpc"] = call_json(r.grpc)
     out["error"] = r.error
     return out
+
+
+def _grpc_message_record(r: FlowRecord, m: GrpcMessage) -> dict[str, Any]:
+    """A gRPC message's own record: linked to its call by ``flow`` (docs/flow-log.md)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "id": r.id,
+        "kind": r.kind,
+        "mode": r.mode,
+        "time": _iso(r.start),
+        "grpc_message": message_json(m),
+    }
 
 
 _ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}

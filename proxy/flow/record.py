@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from proxy.flow.grpcinfo import GrpcCall, GrpcMessage
 from proxy.http1.events import Fields
 
-SCHEMA_VERSION = 2  # 2: request.forwarded, response.upstream and response.source
+SCHEMA_VERSION = 3  # 2: request.forwarded, response.upstream, response.source;
+# 3: response.trailers, gRPC calls (``grpc``) and ``grpc_message`` records
 
 Address = tuple[str, int]
 
@@ -28,6 +30,7 @@ class Message:
     body_size: int
     preview: bytes  # the first bytes of the body (length configurable)
     version: bytes = b"1.1"
+    trailers: Fields = ()  # the trailer fields that ended the body (gRPC's status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,8 @@ class FlowRecord:
     bodies: CapturedBodies | None = None  # body files to write (--capture-bodies)
     refused: Refused | None = None  # the bytes of a request the proxy refused
     route: RouteInfo | None = None  # None: no server connection was attempted
+    # A gRPC call (on its HTTP flow), or one of its messages (kind grpc_message).
+    grpc: GrpcCall | GrpcMessage | None = None
 
     def to_record(self) -> FlowRecord:
         """A record is its own flow source (see ``proxy.flow.FlowSource``)."""

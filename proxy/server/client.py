@@ -309,6 +309,10 @@ class ClientConnection(asyncio.Protocol):
             self._head_since = time.monotonic()  # a pipelined head starts its clock now
             if not bus.subscribers:
                 return
+        elif cmd.kind is HookKind.MESSAGE:  # a gRPC message: its own record, now
+            self.ctx.submit(cmd.flow)
+            if not bus.subscribers:
+                return
         bus.deliver(cmd, self._resumed)
 
     def _resumed(self, event: Event) -> None:

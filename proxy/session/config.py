@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from proxy.flow.hooks import HookSettings
 from proxy.flow.record import Address, TlsSide
+from proxy.grpc.settings import GrpcSettings
 from proxy.http1 import DEFAULT_LIMITS, Limits
 from proxy.rules import RuleSet
 from proxy.session.capture import CaptureConfig
@@ -79,5 +80,7 @@ class SessionConfig:
     route: Callable[[str, int], str | None] | None = None
     # Transparent mode: where the client was going (SO_ORIGINAL_DST), for records.
     original_dst: Address | None = None
+    # gRPC calls: observed per message, decoded with these schemas (proxy.grpc).
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -14,7 +14,7 @@ from proxy.flow.hooks import HookKind
 from proxy.flow.record import TlsInfo
 from proxy.http1 import FramingKind
 from proxy.layers.commands import Command, Hook
-from proxy.session import auth
+from proxy.session import auth, grpcout
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints
 from proxy.session.messages import wants_close
@@ -31,6 +31,11 @@ class Endings:
     def __init__(self, session: Sequencer, hooks: HookPoints) -> None:
         self.s = session
         self.hooks = hooks
+
+    def done(self, ex: Exchange, out: list[Command]) -> None:
+        """The exchange's last gRPC messages (if any), then its record."""
+        grpcout.drain(ex, self.s.config, out)
+        out.append(self.record(ex))
 
     def record(self, ex: Exchange) -> Hook:
         """The exchange's final record, as the ``DONE`` hook."""
@@ -79,7 +84,7 @@ class Endings:
         )
         s.ex = None
         self.hooks.notice(HookKind.RESPONSE, ex, out)
-        out.append(self.record(ex))
+        self.done(ex, out)
         if ex.close_client or s.client_side.eof:
             s.server.release(out, reusable=reusable)
             self._close(out)
@@ -100,7 +105,7 @@ class Endings:
         s = self.s
         s.ex = None
         self.hooks.notice(HookKind.ERROR, ex, out)
-        out.append(self.record(ex))
+        self.done(ex, out)
         if server_open:
             s.server.release(out, reusable=False)
         else:
@@ -111,7 +116,7 @@ class Endings:
     def quietly(self, ex: Exchange, out: list[Command]) -> list[Command]:
         """End without a word to the client (a rule's hang, when its timeout comes)."""
         self.s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         self.s.server.release(out, reusable=False)
         self._close(out)
         return out
@@ -121,7 +126,7 @@ class Endings:
         ex.error = "killed by a hook"
         self.s.ex = None
         self.hooks.notice(HookKind.ERROR, ex, out)
-        out.append(self.record(ex))
+        self.done(ex, out)
         self.s.server.release(out, reusable=False, abort=True)
         self._close(out, abort=True)
 
@@ -133,14 +138,14 @@ class Endings:
         ex.error = f"client: {message}"
         self.s.client_side.send_whole(ex, self.own_response(ex, answer), out, paced=False)
         self.s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         self._next_or_close(ex, out)
 
     def answer_locally(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """A request for a name the proxy answers itself (http://tapproxy.ca/)."""
         self.s.client_side.send_whole(ex, self.own_response(ex, data), out, paced=False)
         self.s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         self._next_or_close(ex, out)
 
     def _next_or_close(self, ex: Exchange, out: list[Command]) -> None:
@@ -174,7 +179,7 @@ class Endings:
         else:
             complete = False
         s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         if response_phase:
             s.server.release(out, reusable=False)
         if not complete or s.client_side.eof or wants_close(ex.request):
@@ -197,7 +202,7 @@ class Endings:
             return
         s = self.s
         s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         if s.server.key is not None:
             s.server.release(out, reusable=False)
         self._close(out, abort=outcome.kind == "reset", code=outcome.h2_error)
@@ -212,7 +217,7 @@ class Endings:
         s.client_side.body(ex, data, out)
         ex.error = f"closed after {ex.cut_after} body bytes by a rule"
         s.ex = None
-        out.append(self.record(ex))
+        self.done(ex, out)
         s.server.release(out, reusable=False)
         self._close(out)
 

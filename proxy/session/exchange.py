@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.flow.grpcinfo import GrpcCall
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import (
     Address,
@@ -19,7 +20,9 @@ from proxy.flow.record import (
     TunnelInfo,
     tcp_rules_info,
 )
+from proxy.grpc.observer import GrpcObserver
 from proxy.http1 import RequestHead, ResponseHead
+from proxy.http1.events import Fields
 from proxy.rules import RequestPlan, ResponsePlan, RuleSet
 from proxy.session.capture import BodyCapture
 from proxy.session.ruling import RulesNote
@@ -39,6 +42,7 @@ class Exchange:
         "error",
         "finished",
         "forward",
+        "grpc",
         "held",
         "held_response",
         "hook_body",
@@ -79,6 +83,7 @@ class Exchange:
         "start",
         "target",
         "tcp_rules",
+        "trailers",
         "upgrade",
         "upstream_head",
         "upstream_preview",
@@ -152,6 +157,10 @@ class Exchange:
         self.server_tls: TlsSide | None = None
         self.route: RouteInfo | None = None  # the way to the server (proxy.session.routing)
         self.finished: tuple[str, Address, float, TunnelInfo | None, TlsInfo | None] | None = None
+        # gRPC: the call's observer (None for anything else), and the response's
+        # trailers as they went to the client (a gRPC call's status is there).
+        self.grpc: GrpcObserver | None = None
+        self.trailers: Fields = ()
 
     @property
     def response_head(self) -> ResponseHead | None:
@@ -173,12 +182,16 @@ class Exchange:
         self.request_size += len(data)
         if self.capture is not None:
             self.capture.add(data, True)
+        if self.grpc is not None:
+            self.grpc.request_data(data)
 
     def count_upstream(self, data: bytes, preview: int) -> None:
         """Response body bytes as the server sent them: size and preview."""
         if self.upstream_size < preview:
             self.upstream_preview += data[: preview - self.upstream_size]
         self.upstream_size += len(data)
+        if self.grpc is not None:
+            self.grpc.response_data(data)
 
     def count_delivered(self, data: bytes, preview: int) -> None:
         """Response body bytes as the client gets them: size, preview and capture."""
@@ -235,7 +248,13 @@ class Exchange:
             rules=self._rules_info(),
             bodies=self.captured,
             route=self.route,
+            grpc=None if self.grpc is None else self._grpc_call(),
         )
+
+    def _grpc_call(self) -> GrpcCall:
+        assert self.grpc is not None
+        head = self.response if self.response_started or self.by_proxy else None
+        return self.grpc.call(None if head is None else head.fields, self.trailers, self.by_proxy)
 
     def _request_info(self) -> RequestInfo:
         req = self.request
@@ -262,7 +281,9 @@ class Exchange:
         if head is None or not delivered:
             return None
         source = Source.PROXY if self.by_proxy else Source.UPSTREAM
-        message = Message(head.fields, self.response_size, self.response_preview, head.version)
+        message = Message(
+            head.fields, self.response_size, self.response_preview, head.version, self.trailers
+        )
         upstream = None
         if up is not None and (
             self.by_proxy

@@ -15,7 +15,7 @@ from proxy.flow.hooks import HookKind
 from proxy.flow.record import RouteInfo
 from proxy.http1 import FramingKind, ProtocolError, RequestHead
 from proxy.layers.commands import CLIENT, Command, Intercept, SendData, SetTimer, StartHttp2
-from proxy.session import auth, messages, routing
+from proxy.session import auth, grpcout, messages, routing
 from proxy.session.capture import BodyCapture
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
@@ -48,6 +48,7 @@ class RequestPath:
                 return
         ex = Exchange(config.new_id(), config.clock(), head, config.preview_bytes)
         self.s.ex = ex
+        grpcout.watch(ex, config)  # a gRPC call: its messages become MESSAGE hooks
         self.hooks.notice(HookKind.STARTED, ex, out)
         if config.capture.on:
             ex.capture = BodyCapture(config.capture.directory or "", config.capture.max_body)

@@ -19,6 +19,7 @@ from proxy.layers.commands import (
     ResumeReading,
     StartTunnel,
 )
+from proxy.session import grpcout
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
@@ -81,6 +82,8 @@ class ResponsePath:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
         ex.response_head_at = self.s.config.clock()
         ex.upstream_head = head
+        if ex.grpc is not None:
+            ex.grpc.response_head(head.fields)
         if ex.plan is not None and head.status != 101:
             assert self.rules is not None
             outcome = self.rules.on_response(ex, head)
@@ -159,6 +162,7 @@ class ResponsePath:
 
     def _body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         ex.count_upstream(data, self.s.config.preview_bytes)
+        grpcout.drain(ex, self.s.config, out)
         if ex.resp_buffer is not None:
             assert self.rules is not None
             outcome = self.rules.response_body(ex, data)
@@ -177,6 +181,7 @@ class ResponsePath:
 
     def _end(self, ex: Exchange, event: EndOfMessage, out: list[Command]) -> None:
         assert ex.response is not None
+        ex.trailers = event.trailers  # for the record: a gRPC call's status is there
         if ex.resp_buffer is not None:
             assert self.rules is not None
             self._carry_out(ex, self.rules.response_end(ex), out)

@@ -24,7 +24,7 @@ from proxy.layers.commands import (
     TlsRequest,
     server_conn,
 )
-from proxy.session import h2out, routing
+from proxy.session import grpcout, h2out, routing
 from proxy.session.codec import RequestSource
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
@@ -176,6 +176,7 @@ class ServerSide:
             h2out.send_request(
                 self.channel, ex, requests, self.config.preview_bytes, self.config.clock(), out
             )
+            grpcout.drain(ex, self.config, out)
             return
         if ex.request.version == b"2.0" and is_grpc(ex):
             raise ProtocolError(502, "gRPC needs HTTP/2 to the server, which answered in HTTP/1.1")
@@ -198,6 +199,7 @@ class ServerSide:
         self.responses.expect(ex.forward.method)
         self.send(ex.out_head, out)
         out.extend(body)
+        grpcout.drain(ex, self.config, out)
 
     def request_event(self, ex: Exchange, event: object, out: list[Command]) -> None:
         """A body event of the request being forwarded."""
@@ -205,9 +207,11 @@ class ServerSide:
             h2out.request_event(
                 self.channel, ex, event, self.config.preview_bytes, self.config.clock(), out
             )
+            grpcout.drain(ex, self.config, out)
             return
         if isinstance(event, BodyData):
             ex.count_request(event.data, self.config.preview_bytes)
+            grpcout.drain(ex, self.config, out)
             self.forward_body(ex, event.data, out)
         elif isinstance(event, EndOfMessage):
             if ex.forward.framing.kind is FramingKind.CHUNKED:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from proxy.flow.grpcinfo import MESSAGE_KIND, GrpcCall
 from proxy.flow.record import FlowRecord
 from proxy.sinks.marks import marks
 from proxy.words import plural
@@ -57,6 +58,8 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
         else:
             status, size = "---", "-"
         extra = f" [{r.kind}]" if r.kind != "http" else ""
+        if isinstance(r.grpc, GrpcCall):
+            extra += grpc_summary(r.grpc)
         extra += marks(r.rules)
         line = f"{ts} {client} {method} {r.request.url} {status} {size} {ms:.0f}ms{extra}"
     if r.error:
@@ -88,6 +91,15 @@ def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
     return line
 
 
+def grpc_summary(call: GrpcCall) -> str:
+    """`` [grpc OK 1>2<]``: the call's status and its messages each way."""
+    status = call.status
+    name = "no-status" if status is None else (status.name or f"status {status.raw}")
+    if status is not None and status.message:
+        name += f" {status.message!r}"
+    return f" [{call.protocol} {name} {call.requests}> {call.responses}<]"
+
+
 class ConsoleSink:
     def __init__(self, stream: IO[str], verbose: bool = False) -> None:
         self.stream = stream
@@ -98,12 +110,13 @@ class ConsoleSink:
         """One console line per flow (pure: runs on the event loop).
 
         A ``rules_error`` record is not a flow: the reload already printed its
-        notice once, so it has no console line (it stays in the flow log).
+        notice once, so it has no console line (it stays in the flow log); nor
+        has a gRPC message (its call's line counts it).
         """
         return [
             (format_line(r, self.colour, self.verbose) + "\n").encode("utf-8", "surrogatepass")
             for r in records
-            if r.kind != NOT_A_FLOW
+            if r.kind != NOT_A_FLOW and r.kind != MESSAGE_KIND
         ]
 
     def write_prepared(self, lines: list[bytes]) -> None:

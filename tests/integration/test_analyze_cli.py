@@ -61,7 +61,7 @@ def test_records_to_stdout(cap: Path, capsys: pytest.CaptureFixture[str]) -> Non
     web, tls, raw = recs
     # The live proxy's flow-log schema (docs/flow-log.md), mode "capture".
     assert {k: web[k] for k in ("schema", "id", "kind", "mode", "client", "server", "error")} == {
-        "schema": 2, "id": "1-1", "kind": "http", "mode": "capture",
+        "schema": 3, "id": "1-1", "kind": "http", "mode": "capture",
         "client": {"ip": "10.0.0.1", "port": 40000}, "server": {"ip": "10.0.0.2", "port": 80},
         "error": None,
     }  # fmt: skip

@@ -35,7 +35,7 @@ def test_flow_log_record(fresh_proxy: ProxyProcess, upstreams: Upstreams) -> Non
     )
     assert r.status_code == 200
     (rec,) = fresh_proxy.records(1)
-    assert rec["schema"] == 2 and rec["kind"] == "http" and rec["mode"] == "regular"
+    assert rec["schema"] == 3 and rec["kind"] == "http" and rec["mode"] == "regular"
     assert rec["request"]["method"] == "POST"
     assert rec["request"]["url"] == f"{upstreams.url}/echo/rec?x=1"
     names = [h[0] for h in rec["request"]["headers"]]

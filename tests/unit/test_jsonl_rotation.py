@@ -182,7 +182,7 @@ def test_jsonl_sink_rotates_records_whole(tmp_path: Path) -> None:
     for p in files:
         assert p.stat().st_size <= 2000
         for line in p.read_text().splitlines():
-            assert json.loads(line)["schema"] == 2
+            assert json.loads(line)["schema"] == 3
 
 
 def test_jsonl_stdout_ignores_rotation(monkeypatch: pytest.MonkeyPatch) -> None:

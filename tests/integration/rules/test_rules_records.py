@@ -51,7 +51,7 @@ def test_edited_request_and_response_are_recorded_both_ways(tmp_path: Path, orig
         assert r.status == 200 and json.loads(r.body) == {"total": 0, "items": [1, 2]}
         rec = record_for(p, "/cart")
     jsonschema.validate(rec, SCHEMA)
-    assert rec["schema"] == 2
+    assert rec["schema"] == 3
     # What the client sent, and what went upstream.
     req = rec["request"]
     assert req["url"] == "http://shop.test/cart"
