@@ -42,11 +42,12 @@ from proxy.layers.events import (
     ServerFailed,
     ServerOpened,
     TimeoutKind,
+    TimerFired,
     TooManyConnections,
     TunnelEnded,
 )
 from proxy.layers.http2.server import Http2Server
-from proxy.layers.http2.upstream import UpstreamMux
+from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
 from proxy.layers.recorder import TunnelRecorder
 from proxy.layers.tcp import tcp_plan
@@ -261,6 +262,10 @@ class ClientLayers:
         conn = getattr(event, "conn", None)
         if conn is not None and not conn.is_client and mux.owns(conn):
             out = mux.handle(event)
+            mux.keepalive(out)
+        elif type(event) is TimerFired and event.token == KEEPALIVE_TOKEN:
+            out = []
+            mux.keepalive(out, fired=True)
         else:
             out = session.handle(event)
             if isinstance(event, ConnectionClosed) and event.conn.is_client:

@@ -29,12 +29,14 @@ from proxy.layers.commands import (
     ReleaseServer,
     ResumeReading,
     SendData,
+    SetTimer,
     server_conn,
 )
-from proxy.layers.events import DataReceived, ServerOpened
+from proxy.layers.events import DataReceived, ServerOpened, TimerFired
 from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
 from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
+from proxy.layers.http2.upstream import KEEPALIVE, KEEPALIVE_TOKEN
 from proxy.layers.root import ClientLayers
 from proxy.rules import SourceText, load_sources
 from proxy.session.config import SessionConfig, Upstream
@@ -211,9 +213,10 @@ def test_h2c_upstream_is_shared_by_the_streams() -> None:
     server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
     server.initiate_connection()
     out = layer.handle(ServerOpened(S1, UP, reused=False))
-    assert all(isinstance(c, SendData) and c.conn == S1 for c in out)
+    assert out[-1] == SetTimer(KEEPALIVE, KEEPALIVE_TOKEN)  # PINGs keep it alive
+    assert all(isinstance(c, SendData) and c.conn == S1 for c in out[:-1])
     got = []
-    for cmd in out:
+    for cmd in out[:-1]:
         got += server.receive_data(cmd.data)
     requests = [e for e in got if isinstance(e, ev.RequestReceived)]
     assert [r.stream_id for r in requests] == [1, 3]
@@ -228,6 +231,14 @@ def test_h2c_upstream_is_shared_by_the_streams() -> None:
     statuses = {e.stream_id: e.headers[0][1] for e in client.of(ev.ResponseReceived)}
     assert statuses == {1: b"404", 3: b"200"}
     assert not layer.sessions and layer.mux.owns(S1)  # the connection stays for more
+    # Keepalive: a quiet tick sends a PING; a second one without an answer ends it.
+    out = layer.handle(TimerFired(KEEPALIVE_TOKEN))  # the server spoke: nothing to do
+    assert out == [SetTimer(KEEPALIVE, KEEPALIVE_TOKEN)]
+    out = layer.handle(TimerFired(KEEPALIVE_TOKEN))
+    assert [type(e) for e in server.receive_data(out[0].data)] == [ev.PingReceived]
+    assert out[1:] == [SetTimer(KEEPALIVE, KEEPALIVE_TOKEN)]
+    out = layer.handle(TimerFired(KEEPALIVE_TOKEN))
+    assert out == [CloseConnection(S1, abort=True)] and not layer.mux.owns(S1)
 
 
 def test_rapid_reset_is_stopped_with_goaway_and_a_record() -> None:

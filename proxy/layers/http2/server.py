@@ -32,6 +32,7 @@ from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
+    Conn,
     Hook,
     PauseReading,
     ResumeReading,
@@ -53,7 +54,7 @@ from proxy.layers.http2.link import ClientLink
 from proxy.layers.http2.names import StreamNames
 from proxy.layers.http2.request import MalformedRequest, request_head
 from proxy.layers.http2.streamcodec import StreamCodec
-from proxy.layers.http2.upstream import UpstreamMux
+from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
 from proxy.session.responses import error_response
@@ -117,36 +118,41 @@ class Http2Server:
     def handle(self, event: Event) -> list[Command]:
         if self.closed:
             return []
-        kind = type(event)
-        if kind is DataReceived or kind is EofReceived or kind is ConnectionClosed:
-            conn = event.conn  # type: ignore[union-attr]
+        conn: Conn | None = getattr(event, "conn", None)
+        if conn is not None:  # data, end, close; a server opened or failed
             if conn.is_client:
                 return self._client_event(event)
             if self.mux.owns(conn):
                 return self._shared(event)
             return self._to_stream(self.names.servers.get(conn), event)
+        kind = type(event)
         if kind is TimerFired:
-            stream, token = self.names.timer(event.token)  # type: ignore[union-attr]
-            return self._to_stream(stream, TimerFired(token))
+            return self._timer(event.token)  # type: ignore[union-attr]
         if kind is HookResumed:
             return self._to_stream(event.stream, event)  # type: ignore[union-attr]
         if kind is TimedOut:
             return self._timed_out(event)  # type: ignore[arg-type]
+        out: list[Command] = []
         if kind is Stopping:
             self.link.conn.close_connection()
-            out: list[Command] = []
             self._take(out)
-            return out
-        conn = getattr(event, "conn", None)  # ServerOpened, ServerFailed
-        if conn is not None and self.mux.owns(conn):
-            return self._shared(event)
-        return self._to_stream(self.names.servers.get(conn) if conn is not None else None, event)
+        return out
+
+    def _timer(self, token: int) -> list[Command]:
+        if token != KEEPALIVE_TOKEN:
+            stream, token = self.names.timer(token)
+            return self._to_stream(stream, TimerFired(token))
+        out: list[Command] = []
+        self.mux.keepalive(out, fired=True)
+        self._wake(out)
+        return out
 
     def _shared(self, event: Event) -> list[Command]:
         """An event on a shared server connection: to the mux, then to the streams it woke."""
         out = self.mux.handle(event)
         self._wake(out)
         self._take(out)
+        self.mux.keepalive(out)
         return out
 
     def _wake(self, out: list[Command]) -> None:

@@ -34,7 +34,14 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from proxy.http1 import BodyData, EndOfMessage
-from proxy.layers.commands import CloseConnection, Command, Conn, ReleaseServer, SendData
+from proxy.layers.commands import (
+    CloseConnection,
+    Command,
+    Conn,
+    ReleaseServer,
+    SendData,
+    SetTimer,
+)
 from proxy.layers.events import (
     ConnectionClosed,
     DataReceived,
@@ -48,6 +55,8 @@ from proxy.layers.http2.link import CONNECTION_WINDOW, MAX_HEADER_LIST_SIZE, STR
 from proxy.session.shared import ServerKey
 
 MAX_STREAMS = 100  # per connection, whatever the server allows beyond
+KEEPALIVE = 30.0  # seconds of silence before a PING; as long again without an answer: dead
+KEEPALIVE_TOKEN = 999  # the keepalive timer of the layer that owns a mux
 
 
 def client_config() -> H2Configuration:
@@ -64,7 +73,10 @@ def client_config() -> H2Configuration:
 class Upstream:
     """One server connection that is, or may become, HTTP/2."""
 
-    __slots__ = ("active", "channels", "conn", "draining", "h2", "key", "opened", "waiters")
+    __slots__ = (
+        "active", "channels", "conn", "draining", "h2", "heard", "key", "opened", "pinged",
+        "waiters",
+    )  # fmt: skip
 
     def __init__(self, conn: Conn, key: ServerKey) -> None:
         self.conn = conn
@@ -75,6 +87,8 @@ class Upstream:
         self.channels: dict[int, Channel] = {}  # by stream id once its head is out
         self.active: set[Channel] = set()
         self.draining = False
+        self.heard = True  # the server sent something since the last keepalive tick
+        self.pinged = False  # a keepalive PING is unanswered
 
     @property
     def room(self) -> int:
@@ -86,9 +100,10 @@ class Upstream:
 
 
 class UpstreamMux:
-    __slots__ = ("by_conn", "by_key", "reopen", "wakes")
+    __slots__ = ("by_conn", "by_key", "reopen", "ticking", "wakes")
 
     def __init__(self) -> None:
+        self.ticking = False
         self.by_conn: dict[Conn, Upstream] = {}
         self.by_key: dict[ServerKey, Upstream] = {}
         self.wakes: list[tuple[int, Event]] = []
@@ -154,6 +169,38 @@ class UpstreamMux:
         if isinstance(event, EofReceived | ConnectionClosed):
             self._gone(up, "the server closed the connection")
         return []
+
+    def tick(self) -> list[Command]:
+        """Keepalive, every ``KEEPALIVE`` seconds while there are shared connections:
+        a connection the server said nothing on since the last tick gets a PING;
+        one whose PING went unanswered a whole tick is taken for dead (its
+        streams fail, waiters open anew) and closed."""
+        out: list[Command] = []
+        for up in list(self.by_conn.values()):
+            if up.h2 is None:
+                continue
+            if up.pinged and not up.heard:
+                self._gone(up, f"the server did not answer a PING in {KEEPALIVE:g} s")
+                out.append(CloseConnection(up.conn, abort=True))
+                continue
+            if not up.heard:
+                up.h2.ping(b"tapproxy")
+                up.pinged = True
+                self._take(up, out)
+            up.heard = False
+        return out
+
+    def keepalive(self, out: list[Command], fired: bool = False) -> None:
+        """Keep the keepalive timer running while some connection speaks HTTP/2.
+
+        ``fired``: the timer just fired (tick, then run it again if needed).
+        """
+        if fired:
+            self.ticking = False
+            out += self.tick()
+        if not self.ticking and any(up.h2 is not None for up in self.by_conn.values()):
+            self.ticking = True
+            out.append(SetTimer(KEEPALIVE, KEEPALIVE_TOKEN))
 
     def close_all(self) -> list[Command]:
         """The client connection is gone: GOAWAY and close every shared connection."""
@@ -238,6 +285,8 @@ class UpstreamMux:
         out: list[Command] = []
         if h2 is None:
             return out
+        up.heard = True
+        up.pinged = False
         try:
             events = h2.receive_data(data)
         except H2ProtocolError as e:
