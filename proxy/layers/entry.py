@@ -136,6 +136,10 @@ class EntryLayers:
         return self.inner.flow_id if self.entered else None
 
     @property
+    def http2(self) -> bool:
+        return self.entered and self.inner.http2
+
+    @property
     def idle(self) -> bool:
         return self.entered and self.inner.idle
 

@@ -144,6 +144,11 @@ class ClientLayers:
         return None
 
     @property
+    def http2(self) -> bool:
+        """The client speaks HTTP/2 (for --pcap: its frames start a stream of their own)."""
+        return type(self.current) is Http2Server
+
+    @property
     def flow_id(self) -> str | None:
         """The id of the HTTP exchange under way, if any (for the --pcap notes)."""
         http = self.http

@@ -104,6 +104,10 @@ class TcpLayers:
     def flow_id(self) -> str | None:
         return None
 
+    @property
+    def http2(self) -> bool:
+        return False
+
     def refuse(self) -> list[Command]:
         return self.handle(TooManyConnections())
 

@@ -58,8 +58,8 @@ from proxy.server.clienttls import ClientTlsStarter, TlsHost
 from proxy.server.context import ListenerContext
 from proxy.server.ends import EndsHost, ServerEnds
 from proxy.server.pacing import DelayedWriter
+from proxy.server.tapping import ClientTap
 from proxy.server.transport import reset, tune
-from proxy.sinks.pcap import PcapTap
 from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 
 _BACKLOG, _PEER = 1, 2  # why reading from the client is paused
@@ -84,7 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self.servers = ServerEnds(ctx, self._me)
         self.last_active = time.monotonic()
         self._head_since = self.last_active
-        self._tap: PcapTap | None = None
+        self._tap: ClientTap | None = None  # --pcap of the client side
         self._writer: DelayedWriter | None = None  # timed writes to the client
         self._timers: list[asyncio.TimerHandle] = []
         self._paused = 0  # bit set of reasons reading from the client is paused
@@ -112,10 +112,9 @@ class ClientConnection(asyncio.Protocol):
             return
         self.ctx.registry.connections.add(self)
         tap = self.ctx.tap
-        self._tap = tap if tap is not None and tap.client_side else None
-        if self._tap is not None:
+        if tap is not None and tap.client_side:
             local = transport.get_extra_info("sockname")
-            self._tap.open(id(self), client, (local[0], local[1]))
+            self._tap = ClientTap(tap, id(self), client, (local[0], local[1]))
         self.run(self.layers.start())
 
     def data_received(self, data: bytes) -> None:
@@ -135,12 +134,8 @@ class ClientConnection(asyncio.Protocol):
         tap = self._tap
         if tap is None:
             self.run(layers.handle(DataReceived(CLIENT, data)))
-            return
-        tap.data(id(self), True, data, await_note=True)
-        before = layers.flow_id
-        self.run(layers.handle(DataReceived(CLIENT, data)))
-        after = layers.flow_id
-        tap.note(id(self), f"tapproxy flow {after}" if after and after != before else None)
+        else:
+            tap.feed(layers, data, self.run)
 
     def eof_received(self) -> bool:
         if self.tls is not None and not self.tls.handshake_done:
@@ -165,7 +160,7 @@ class ClientConnection(asyncio.Protocol):
         for timer in self._timers:
             timer.cancel()
         if self._tap is not None:
-            self._tap.close(id(self), reset=exc is not None, from_client=True)
+            self._tap.close(reset=exc is not None)
         self.ctx.registry.connections.discard(self)
         if self.layers is not None:
             self.run(self.layers.handle(ConnectionClosed(CLIENT, reset=exc is not None)))
@@ -275,7 +270,7 @@ class ClientConnection(asyncio.Protocol):
                 return
         transport.write(wire)
         if self._tap is not None:
-            self._tap.data(id(self), False, data)
+            self._tap.sent(data)
 
     def loop_time(self, at: float | None) -> float:
         """A layer's time (its clock is time.time) as the event loop's."""

@@ -130,7 +130,8 @@ def forward_target(head: RequestHead) -> Target:
         raise ProtocolError(400, "empty host in request target")
     if host_value is not None and host_value != m.group(2):
         parse_authority(host_value, DEFAULT_PORTS[scheme])  # must at least be valid
-    path = m.group(3) or b"/"
+    # RFC 9112 §3.2.4: an empty path is "/", except for OPTIONS, where it is "*".
+    path = m.group(3) or (b"*" if head.method == b"OPTIONS" else b"/")
     if path.startswith(b"?"):
         path = b"/" + path
     return Target(scheme, host, port, path)

@@ -34,7 +34,7 @@ from proxy.sinks.shared_file import LockedAppender
 from proxy.words import plural
 
 Address = tuple[str, int]
-_OPEN, _DATA, _NOTE, _CLOSE, _STOP = range(5)
+_OPEN, _DATA, _NOTE, _CLOSE, _STOP, _RESTART = range(6)
 #: Seconds a held data event waits for its flow id before it is written without.
 NOTE_WAIT = 1.0
 
@@ -96,6 +96,12 @@ class PcapTap:
     def note(self, key: int, text: str | None) -> None:
         """Comment (or None) for ``key``'s data sent with ``await_note``."""
         self._queue.put((_NOTE, key, text))
+
+    def restart(self, key: int, client: Address, server: Address) -> None:
+        """End ``key``'s conversation and start another between the same ends:
+        what follows is a stream of its own for the dissectors (HTTP/2 after a
+        CONNECT and a ClientHello)."""
+        self._queue.put((_RESTART, key, time.time(), client, server))
 
     def close(self, key: int, reset: bool, from_client: bool) -> None:
         self._queue.put((_CLOSE, key, time.time(), reset, from_client))
@@ -175,6 +181,9 @@ class PcapTap:
                 self._pending -= len(event[4])
         elif kind == _CLOSE and key in convs:
             convs.pop(key).close(event[2], rst=event[3], from_client=event[4])
+        elif kind == _RESTART and key in convs:
+            convs.pop(key).close(event[2])
+            convs[key] = writer.open_conversation(event[3], event[4], event[2])
 
     def _release(
         self, writer: PcapngWriter, convs: dict[int, Conversation], held: dict[int, list[Any]]

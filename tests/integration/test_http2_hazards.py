@@ -214,14 +214,6 @@ def test_options_star_is_forwarded_as_asterisk_form(
     assert data.startswith(b"OPTIONS * HTTP/1.1\r\n"), data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: on a forward listener request_head() (request.py) makes the target '*' "
-    "for OPTIONS *, and the HTTP/1 session then refuses it with 400 'this is a proxy: send "
-    "the absolute URL as request target', which an HTTP/2 client cannot do; the fix needs "
-    "the session to take an asterisk-form target with the authority from :authority "
-    "(RFC 9112 §3.2.4), not only request.py",
-)
 def test_options_star_on_a_forward_listener(fproxy: ProxyProcess, backend: H1Backend) -> None:
     mark = backend.mark()
     with RawH2(fproxy.port) as c:
@@ -460,6 +452,7 @@ def test_grpc_is_never_downgraded_to_http1(rproxy: ProxyProcess, backend: H1Back
     assert r.status == 502 or (r.status is None and r.reset not in (None, 0)), r
     rec = refusal_record(rproxy, before, "upstream")
     assert rec["request"] is not None, rec
+    assert "does not speak HTTP/2" in str(rec["error"]), rec  # the reason, named
     control_path = control(rproxy, backend)
     got = backend.since(mark)
     assert all(data.startswith(H2_PREFACE) for _, data in got if control_path not in data), got

@@ -143,13 +143,6 @@ def test_reset_rule_resets_the_stream_only(ruled: Route, tmp_path: Path) -> None
     assert (other.status, other.body) == (200, next(pattern_chunks(1000))), other
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: `block: {close: true}` on an HTTP/2 stream closes the whole client "
-    "connection (TCP close, no GOAWAY), killing every other stream on it, and their records "
-    "say 'client closed the connection'; on HTTP/2 the exchange's own 'connection' is its "
-    "stream (RST_STREAM, as `fault: reset` does)",
-)
 def test_block_close_ends_the_stream_only(ruled: Route) -> None:
     with RawH2(ruled.proxy.port) as c:
         beside = c.request(_get("/bytes/1000?slow=1"))

@@ -133,8 +133,9 @@ def request_head(
         fields.insert(0, (b"host", authority))
     if pseudo.method == b"CONNECT":
         target = authority
-    elif absolute and pseudo.path != b"*":
-        target = pseudo.scheme + b"://" + authority + pseudo.path
+    elif absolute:  # OPTIONS *: the authority alone (RFC 9112 §3.2.4)
+        path = b"" if pseudo.path == b"*" else pseudo.path
+        target = pseudo.scheme + b"://" + authority + path
     else:
         target = pseudo.path
     framing = _framing(fields, ended)

@@ -107,7 +107,7 @@ class StreamRequests:
 class StreamCodec:
     """The client end of one exchange on HTTP/2 stream ``stream``."""
 
-    __slots__ = ("config", "ended", "eof", "link", "requests", "stream")
+    __slots__ = ("config", "ended", "eof", "headed", "link", "requests", "stream")
 
     def __init__(self, config: SessionConfig, link: ClientLink, stream: int) -> None:
         self.config = config
@@ -116,6 +116,7 @@ class StreamCodec:
         self.requests = StreamRequests(link, stream)
         self.eof = False  # the client ended its side of the stream
         self.ended = False  # we ended (or reset) ours
+        self.headed = False  # the response head went out
 
     @property
     def multiplexed(self) -> bool:
@@ -141,6 +142,7 @@ class StreamCodec:
         ex.response = replace(head, version=HTTP2)
         ex.server_closes = wants_close(head)
         ex.response_started = True
+        self.headed = True
         self.link.headers(self.stream, response_block(head, ex.request.method))
         self._paced(ex, b"", out)
 
@@ -166,6 +168,7 @@ class StreamCodec:
         assert head is not None
         ex.response = replace(head, version=HTTP2)
         body = data[data.index(b"\r\n\r\n") + 4 :]
+        self.headed = True
         self.link.headers(self.stream, response_block(head, ex.request.method))
         self.link.data(self.stream, body)
         self.ended = True
@@ -177,10 +180,14 @@ class StreamCodec:
 
         A client still sending a request the response made moot is asked to
         stop without error (RFC 9113 §8.1: RST_STREAM with NO_ERROR). A reset
-        is CANCEL unless a rule named the code.
+        is CANCEL unless a rule named the code; a stream closed before any
+        response (a rule's ``block: {close: true}``) is reset with NO_ERROR,
+        since HTTP/2 has no response without a head.
         """
         if abort:
             self.link.reset(self.stream, ErrorCodes[code] if code else ErrorCodes.CANCEL)
+        elif not self.headed:  # closed without an answer (a rule's block close)
+            self.link.reset(self.stream, ErrorCodes.NO_ERROR)
         elif not self.ended:
             self.link.end(self.stream)
         elif not self.eof:

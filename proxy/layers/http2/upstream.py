@@ -75,7 +75,7 @@ class Upstream:
 
     __slots__ = (
         "active", "channels", "conn", "draining", "h2", "heard", "key", "opened", "pinged",
-        "waiters",
+        "settled", "waiters",
     )  # fmt: skip
 
     def __init__(self, conn: Conn, key: ServerKey) -> None:
@@ -89,6 +89,13 @@ class Upstream:
         self.draining = False
         self.heard = True  # the server sent something since the last keepalive tick
         self.pinged = False  # a keepalive PING is unanswered
+        self.settled = False  # the server's SETTINGS came: it does speak HTTP/2
+
+    def failure(self, message: str) -> str:
+        """Why streams fail: said plainly when an h2c server never spoke HTTP/2."""
+        if self.key[3] and not self.settled:
+            return "the server does not speak HTTP/2 with prior knowledge (h2c)"
+        return message
 
     @property
     def room(self) -> int:
@@ -167,7 +174,7 @@ class UpstreamMux:
         if isinstance(event, DataReceived):
             return self._frames(up, event.data)
         if isinstance(event, EofReceived | ConnectionClosed):
-            self._gone(up, "the server closed the connection")
+            self._gone(up, up.failure("the server closed the connection"))
         return []
 
     def tick(self) -> list[Command]:
@@ -291,7 +298,7 @@ class UpstreamMux:
             events = h2.receive_data(data)
         except H2ProtocolError as e:
             self._take(up, out)
-            self._gone(up, f"HTTP/2 protocol error from the server: {e}")
+            self._gone(up, up.failure(f"HTTP/2 protocol error from the server: {e}"))
             out.append(CloseConnection(up.conn))
             return out
         woken: set[int] = set()
@@ -308,6 +315,8 @@ class UpstreamMux:
     def _event(self, up: Upstream, event: object, woken: set[int]) -> None:
         stream = getattr(event, "stream_id", 0)
         channel = self._by_stream(up, stream) if stream else None
+        if isinstance(event, ev.RemoteSettingsChanged):
+            up.settled = True
         if isinstance(event, ev.WindowUpdated | ev.RemoteSettingsChanged):
             for c in up.active:
                 c.flush()
