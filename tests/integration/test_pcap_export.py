@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.certs import CertAuthority
-from tests.support.proxyproc import start_proxy
+from tests.support.proxyproc import ProxyProcess, start_proxy
 from tests.support.upstreams import Upstreams, make_app, start_https
 
 pytestmark = pytest.mark.skipif(not shutil.which("tshark"), reason="tshark not installed")
@@ -21,17 +22,25 @@ def tshark(*args: str) -> str:
     return out.stdout
 
 
-def test_pcap_matches_flow_log_plain_and_intercepted(upstreams: Upstreams, tmp_path: Path) -> None:
+def mitm_with_https(
+    upstreams: Upstreams, tmp_path: Path, cap: Path
+) -> tuple[ProxyProcess, Any, int, Path]:
+    """An HTTPS upstream with a test CA, and a --mitm proxy writing ``cap``."""
     ca = CertAuthority.create(tmp_path / "ca")
     runner, https_port = upstreams.call(
         start_https(make_app(), str(ca.server_cert(["localhost"], "s.pem")))
     )
-    cap = tmp_path / "live.pcapng"
     certs = tmp_path / "certs"
     p = start_proxy(
         "--mitm", "--certs", str(certs), "--upstream-ca", str(ca.cert_path), "--pcap", str(cap),
         flow_log=tmp_path / "flows.jsonl",
     )  # fmt: skip
+    return p, runner, https_port, certs
+
+
+def test_pcap_matches_flow_log_plain_and_intercepted(upstreams: Upstreams, tmp_path: Path) -> None:
+    cap = tmp_path / "live.pcapng"
+    p, runner, https_port, certs = mitm_with_https(upstreams, tmp_path, cap)
     try:
         urls = [
             f"{upstreams.url}/echo/plain-1",
@@ -120,16 +129,8 @@ def test_pcap_holds_http2_as_wireshark_decodes_it(upstreams: Upstreams, tmp_path
     """curl --http2 through --mitm: the decrypted HTTP/2 is a TCP stream of its own
     (after the CONNECT and the ClientHello), so tshark, told the port is HTTP/2
     (it has no port of its own), lists the request and its response."""
-    ca = CertAuthority.create(tmp_path / "ca")
-    runner, https_port = upstreams.call(
-        start_https(make_app(), str(ca.server_cert(["localhost"], "s.pem")))
-    )
     cap = tmp_path / "h2.pcapng"
-    certs = tmp_path / "certs"
-    p = start_proxy(
-        "--mitm", "--certs", str(certs), "--upstream-ca", str(ca.cert_path), "--pcap", str(cap),
-        flow_log=tmp_path / "flows.jsonl",
-    )  # fmt: skip
+    p, runner, https_port, certs = mitm_with_https(upstreams, tmp_path, cap)
     try:
         out = subprocess.run(
             ["curl", "-sS", "--fail", "--http2", "-x", p.url, "--cacert",

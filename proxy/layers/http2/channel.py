@@ -34,6 +34,7 @@ from proxy.http1 import (
 )
 from proxy.http1.events import Fields
 from proxy.layers.commands import Command, Conn, SendData
+from proxy.layers.http2.link import end_stream, send_window
 from proxy.session.hop import ALWAYS_HOP, connection_tokens, strip_hop_by_hop
 
 Header = tuple[bytes, bytes]
@@ -193,25 +194,13 @@ class Channel:
             self.queued.clear()
             self.ending = None
             return
-        queue = self.queued
-        if queue:
-            window = h2.local_flow_control_window(stream)
-            size = h2.max_outbound_frame_size
-            while queue and window > 0:
-                n = min(len(queue), size, window)
-                h2.send_data(stream, bytes(queue[:n]))
-                del queue[:n]
-                window -= n
-            if queue:
-                return
+        if self.queued and not send_window(h2, stream, self.queued):
+            return
         if self.ending is not None:
             (trailers,) = self.ending
             self.ending = None
             block = [(k.lower(), v) for k, v in trailers if k.lower() not in _DROPPED]
-            if block:
-                h2.send_headers(stream, block, end_stream=True)
-            else:
-                h2.end_stream(stream)
+            end_stream(h2, stream, block)
 
     def _open(self) -> bool:
         s = self.h2.streams.get(self.stream)

@@ -52,6 +52,27 @@ def server_config() -> H2Configuration:
     )
 
 
+def send_window(conn: H2Connection, stream: int, queue: bytearray) -> bool:
+    """Send as much of ``queue`` on ``stream`` as the peer's windows and frame
+    size allow (RFC 9113 §5.2, §4.2); True when it is all gone."""
+    size = conn.max_outbound_frame_size
+    window = conn.local_flow_control_window(stream)
+    while queue and window > 0:
+        n = min(len(queue), size, window)
+        conn.send_data(stream, bytes(queue[:n]))
+        del queue[:n]
+        window -= n
+    return not queue
+
+
+def end_stream(conn: H2Connection, stream: int, trailers: list[Header] | None) -> None:
+    """END_STREAM: on a last header block when there are trailers, else an empty DATA."""
+    if trailers:
+        conn.send_headers(stream, trailers, end_stream=True)
+    else:
+        conn.end_stream(stream)
+
+
 class ClientLink:
     __slots__ = ("conn", "ends", "queued")
 
@@ -123,23 +144,11 @@ class ClientLink:
         """Send what the windows allow of ``stream``'s queue, then its end."""
         queue = self.queued.get(stream)
         if queue:
-            conn = self.conn
-            size = conn.max_outbound_frame_size
-            window = conn.local_flow_control_window(stream)
-            while queue and window > 0:
-                n = min(len(queue), size, window)
-                conn.send_data(stream, bytes(queue[:n]))
-                del queue[:n]
-                window -= n
-            if queue:
+            if not send_window(self.conn, stream, queue):
                 return
             del self.queued[stream]
         if stream in self.ends:
-            trailers = self.ends.pop(stream)
-            if trailers:
-                self.conn.send_headers(stream, trailers, end_stream=True)
-            else:
-                self.conn.end_stream(stream)
+            end_stream(self.conn, stream, self.ends.pop(stream))
 
     def flush_all(self) -> list[int]:
         """After a window opened: flush every stream; the ones that drained."""
