@@ -8,6 +8,8 @@ protocol (or flooded us) gets one naming why it was closed.
 
 from __future__ import annotations
 
+from h2.errors import ErrorCodes
+
 from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
 from proxy.session.config import SessionConfig
 from proxy.session.refusals import answer_info
@@ -40,3 +42,11 @@ def broken(config: SessionConfig, client: Address, message: str) -> FlowRecord:
         config.new_id(), "http", config.mode, now, now, client, None,
         error=f"client: HTTP/2 protocol error: {message}",
     )  # fmt: skip
+
+
+def code_name(code: int) -> str:
+    """An HTTP/2 error code's name (RFC 9113 §7), for records."""
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return f"error {code}"

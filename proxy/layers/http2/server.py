@@ -281,7 +281,7 @@ class Http2Server:
             return
         ex = session.ex
         if ex is not None:
-            ex.error = f"client reset the stream ({_code_name(code)})"
+            ex.error = f"client reset the stream ({refusals.code_name(code)})"
         codec = session.client_side
         assert isinstance(codec, StreamCodec)
         codec.ended = True
@@ -327,12 +327,7 @@ class Http2Server:
 
     # -- refusals and errors ----------------------------------------------------------------
     def _refuse(
-        self,
-        stream: int,
-        headers: list[tuple[bytes, bytes]],
-        error: str,
-        out: list[Command],
-        status: int = 400,
+        self, stream: int, headers: Headers, error: str, out: list[Command], status: int = 400
     ) -> None:
         """A malformed request (RFC 9113 §8.1.1): a 400 that says why, then the
         stream is reset so nothing more of it is read; recorded like any refusal."""
@@ -398,10 +393,3 @@ class Http2Server:
         send = self.link.take()
         if send is not None:
             out.append(send)
-
-
-def _code_name(code: int) -> str:
-    try:
-        return ErrorCodes(code).name
-    except ValueError:
-        return f"error {code}"
