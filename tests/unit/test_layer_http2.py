@@ -32,7 +32,7 @@ from proxy.layers.commands import (
     SetTimer,
     server_conn,
 )
-from proxy.layers.events import DataReceived, ServerOpened, TimerFired
+from proxy.layers.events import DataReceived, ServerFailed, ServerOpened, TimerFired
 from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
 from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
@@ -324,3 +324,23 @@ def test_a_reset_rule_names_the_http2_error_code() -> None:
     (reset,) = client.of(ev.StreamReset)
     assert reset.error_code == ErrorCodes.REFUSED_STREAM
     assert rest[0].flow.to_record().error == "rule refuse: reset"
+
+
+def test_a_body_nobody_read_is_acknowledged_when_its_stream_ends() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.send()
+    post = [(b":method", b"POST"), *GET[1:], (b"content-length", b"32768")]
+    # 8 MiB of bodies that wait for a server that never comes, twice the
+    # connection's window: were they not acknowledged when their streams
+    # end, the client could not send the last ones at all.
+    for i in range(256):
+        stream = 2 * i + 1
+        assert client.h2.outbound_flow_control_window >= 32768, i
+        client.h2.send_headers(stream, post)
+        client.h2.send_data(stream, b"x" * 16384)
+        client.h2.send_data(stream, b"y" * 16384, end_stream=True)
+        (opened,) = client.send()
+        client.read(layer.handle(ServerFailed(opened.conn, "connection refused")))
+    statuses = [e.headers[0] for e in client.of(ev.ResponseReceived)]
+    assert statuses == [(b":status", b"502")] * 256

@@ -276,9 +276,10 @@ class Http2Server:
             self._run(stream, session, session.pump_client([]), out)
 
     def _reset_by_client(self, stream: int, code: int, out: list[Command]) -> None:
-        session = self.sessions.pop(stream, None)
+        session = self.sessions.get(stream)
         if session is None:
             return
+        self._forget(stream, session)
         ex = session.ex
         if ex is not None:
             ex.error = f"client reset the stream ({refusals.code_name(code)})"
@@ -306,11 +307,20 @@ class Http2Server:
     ) -> None:
         out += self.names.commands(commands, stream)
         if session.closed and session.tunnel is None:
-            self.sessions.pop(stream, None)
-            self.paused.discard(stream)
+            self._forget(stream, session)
         self._balance(stream, out)
         if wake:
             self._wake(out)
+
+    def _forget(self, stream: int, session: HttpSession) -> None:
+        """A finished stream: what it received and nobody took is acknowledged
+        anyway, or the connection's window would shrink for good."""
+        self.sessions.pop(stream, None)
+        self.paused.discard(stream)
+        codec = session.client_side
+        assert isinstance(codec, StreamCodec)
+        self.link.consumed(stream, codec.requests.buffered)
+        codec.requests.buffered = 0
 
     def _balance(self, stream: int, out: list[Command]) -> None:
         """Pause a stream's server while the client is slow to take its data."""
