@@ -40,6 +40,7 @@ class GrpcCall:
     status: GrpcStatusInfo | None
     schema: bool  # the method was in the schema
     errors: tuple[str, ...] = ()  # framing problems (a message cut short at the end...)
+    rules: tuple[str, ...] = ()  # what gRPC rules did to its messages
 
 
 @dataclass(frozen=True, slots=True)

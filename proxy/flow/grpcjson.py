@@ -23,6 +23,7 @@ def call_json(c: GrpcCall) -> dict[str, Any]:
         "status": None if c.status is None else status_json(c.status),
         "schema": c.schema,
         "errors": list(c.errors),
+        **({"rules": list(c.rules)} if c.rules else {}),
     }
 
 

@@ -153,7 +153,9 @@ class GrpcObserver:
             m.mode, m.at = mode, now
         return done
 
-    def call(self, headers: Fields | None, trailers: Fields, by_proxy: bool) -> GrpcCall:
+    def call(
+        self, headers: Fields | None, trailers: Fields, by_proxy: bool, rules: tuple[str, ...] = ()
+    ) -> GrpcCall:
         """The call's summary, from the response head and trailers as delivered."""
         service, method = self.service_method
         registry = self.settings.registry
@@ -182,6 +184,7 @@ class GrpcObserver:
             status=self._status(headers, trailers, by_proxy),
             schema=schema is not None,
             errors=tuple(errors),
+            rules=rules,
         )
 
     def _status(

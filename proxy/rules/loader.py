@@ -26,6 +26,7 @@ from proxy.rules.actions import Action
 from proxy.rules.engine import RuleSet
 from proxy.rules.errors import RuleError, RulesError
 from proxy.rules.match import Phase
+from proxy.rules.parse_grpc import parse_grpc_section
 from proxy.rules.parse_match import parse_match
 from proxy.rules.parse_tcp import TcpRule, parse_tcp_rule
 from proxy.rules.yamlnodes import Doc, check_keys, compose, integer, items, mapping, nonempty
@@ -42,9 +43,10 @@ RULE_KEYS = (
     "block",
     "fault",
     "log",
+    "grpc",
 )
 TERMINALS = ("respond", "map_local", "map_remote", "block")
-_EFFECTS = ("request", "response", *TERMINALS, "fault", "log")
+_EFFECTS = ("request", "response", *TERMINALS, "fault", "log", "grpc")
 _RESPONSE_KEYS = "status, response_headers, content_type, response_body"
 
 
@@ -195,6 +197,15 @@ def parse_rule(doc: Doc, node: Node, path: str, order: int, name: str) -> model.
         pt.parse_fault(doc, entries["fault"][1], f"{path}.fault") if "fault" in entries else None
     )
     log = pt.parse_log(doc, entries["log"][1], f"{path}.log") if "log" in entries else None
+    grpc = (
+        parse_grpc_section(doc, entries["grpc"][1], f"{path}.grpc") if "grpc" in entries else None
+    )
+    if grpc is not None and grpc[0] is not None:
+        if terminal is not None:
+            doc.error(
+                node, path, "a rule answers once: grpc.status or one of " + ", ".join(TERMINALS)
+            )
+        terminal = grpc[0]
     if parsed is None or len(doc.errors) > before:
         return None
     parts = parsed.matcher.parts
@@ -219,6 +230,7 @@ def parse_rule(doc: Doc, node: Node, path: str, order: int, name: str) -> model.
         request_fault=None if fault_on_response else fault_spec,
         response_fault=fault_spec if fault_on_response else None,
         log=log,
+        grpc=grpc[1] if grpc is not None and grpc[1] else None,
     )
     return rule if _consistent(doc, node, path, rule, entries) else None
 
@@ -254,7 +266,7 @@ def _consistent(
     """Cross-field checks: phases, dead edits, one terminal, doing something."""
     problems = []
     if rule.response_phase:
-        for key in ("request", *TERMINALS):
+        for key in ("request", "grpc", *TERMINALS):
             if key in entries:
                 problems.append(f"'{key}' cannot depend on response matchers ({_RESPONSE_KEYS})")
         if rule.request_fault is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from proxy.http1.events import Fields
 from proxy.rules.actions import Action
+from proxy.rules.grpcspec import GrpcSpec
 from proxy.rules.match import All, Matcher
 
 
@@ -127,6 +128,7 @@ class Rule:
     request_fault: FaultSpec | None = None
     response_fault: FaultSpec | None = None
     log: LogSpec | None = None
+    grpc: GrpcSpec | None = None  # gRPC message actions (the status answer is ``terminal``)
 
     # Derived once, so evaluating a matching rule does no string work.
     where: str = field(init=False, compare=False)
@@ -138,6 +140,7 @@ class Rule:
     def __post_init__(self) -> None:
         log = (self.log.summary(),) if self.log else ()
         req_fault = tuple(self.request_fault.summary()) if self.request_fault else ()
+        req_fault += self.grpc.summary() if self.grpc else ()
         resp_fault = tuple(self.response_fault.summary()) if self.response_fault else ()
         response_phase = bool(self.on_response or self.on_response_body)
         acts = bool(self.response or self.response_terminal or self.response_fault)

@@ -18,6 +18,8 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from proxy.rules import match as m
 from proxy.rules.facts import Facts
 from proxy.rules.jsonpatch import parse_pointer
+from proxy.rules.parse_grpc import parse_grpc_match
+from proxy.rules.patterns import patterns
 from proxy.rules.textmatch import Pattern, StrPred, check_regex
 from proxy.rules.yamlnodes import (
     Doc,
@@ -35,7 +37,7 @@ from proxy.rules.yamlnodes import (
 MATCH_KEYS = (
     "scheme", "host", "port", "method", "path", "query", "headers", "client", "mode",
     "body", "status", "response_headers", "content_type", "response_body",
-    "not", "any", "percent", "times",
+    "not", "any", "percent", "times", "grpc",
 )  # fmt: skip
 STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -114,49 +116,6 @@ def _text(
         return m.Text(label, get, pred, cost, phase)
 
     return parse
-
-
-def patterns(
-    doc: Doc, node: Node, path: str, kinds: tuple[str, ...], fold: bool = False
-) -> list[Pattern] | None:
-    """One pattern or a list of them; plain text with ``*``/``?`` is a glob."""
-    out: list[Pattern] = []
-    for item, sub in items(node, path):
-        pat = _pattern(doc, item, sub, kinds, fold)
-        if pat is None:
-            return None
-        out.append(pat)
-    if not out:
-        doc.error(node, path, "expected at least one value")
-        return None
-    return out
-
-
-def _pattern(doc: Doc, node: Node, path: str, kinds: tuple[str, ...], fold: bool) -> Pattern | None:
-    if isinstance(node, MappingNode):
-        entries = mapping(doc, node, path)
-        if entries is None or not check_keys(doc, entries, node, path, kinds, what="matcher"):
-            return None
-        if len(entries) != 1:
-            doc.error(node, path, f"expected exactly one of {', '.join(kinds)}")
-            return None
-        ((kind, (_, node)),) = entries.items()
-        path = f"{path}.{kind}"
-        text = string(doc, node, path)
-    else:
-        text = string(doc, node, path)
-        kind = "glob" if text and "glob" in kinds and ("*" in text or "?" in text) else "exact"
-    if text is None:
-        return None
-    if kind == "regex":
-        error = check_regex(text, re.IGNORECASE if fold else 0)
-        if error:
-            doc.error(node, path, error)
-            return None
-    text = text.lower() if fold and kind != "regex" else text
-    if kind == "glob" and re.fullmatch(r"\*\.[^*?]+", text):
-        return Pattern("suffix", text[1:])  # "*.svc": a plain suffix test, and indexable
-    return Pattern(kind, text)
 
 
 def _method(doc: Doc, node: Node, path: str, depth: int) -> m.Matcher | None:
@@ -399,4 +358,5 @@ _PARSERS: dict[str, Parser] = {
     "response_body": _body(True),
     "not": _not,
     "any": _any,
+    "grpc": parse_grpc_match,
 }

@@ -23,7 +23,7 @@ from yaml.nodes import Node
 
 from proxy.rules import tcp
 from proxy.rules.model import Source
-from proxy.rules.parse_match import patterns
+from proxy.rules.patterns import patterns
 from proxy.rules.textmatch import StrPred, check_regex, check_template
 from proxy.rules.yamlnodes import (
     Doc,

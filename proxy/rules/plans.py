@@ -17,6 +17,7 @@ from proxy.rules import body as codec
 from proxy.rules.actions import EDIT_FAILURES, Action, Head
 from proxy.rules.bodyedit import BodyResult, apply_body_edits
 from proxy.rules.facts import DEFAULT_PORTS, RequestInfo, make_url
+from proxy.rules.grpcspec import MessageActions
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,9 @@ class Decision:
     warnings: tuple[str, ...] = ()
     pending: bool = False  # body matchers wait for the body: call RuleSet.complete_*
     max_body: int = codec.DEFAULT_LIMIT
+    grpc: MessageActions = field(
+        default_factory=MessageActions
+    )  # gRPC message actions (proxy.grpc.edit)
 
 
 class _PlanView:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from proxy.rules import model
 from proxy.rules.actions import Action
 from proxy.rules.facts import Facts
+from proxy.rules.grpcspec import MessageActions
 from proxy.rules.maplocal import resolve_map_local
 from proxy.rules.plans import (
     CloseConnection,
@@ -30,7 +31,9 @@ NO_LOG = Decision().log
 class Run:
     """Accumulated hits, edits, faults, log settings and response-phase rules."""
 
-    __slots__ = ("body", "facts", "faults", "head", "hits", "later", "log", "terminal", "warnings")
+    __slots__ = (
+        "body", "facts", "faults", "grpc", "head", "hits", "later", "log", "terminal", "warnings",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.hits: list[RuleHit] = []
@@ -42,17 +45,21 @@ class Run:
         self.warnings: list[str] = []
         self.later: list[tuple[model.Rule, bool]] = []  # (rule, decided in the request phase)
         self.facts: Facts | None = None
+        self.grpc = MessageActions()
 
     def copy(self) -> Run:
         other = Run()
         other.hits, other.head, other.body = list(self.hits), list(self.head), list(self.body)
         other.terminal, other.faults, other.log = self.terminal, self.faults, self.log
         other.warnings, other.later = list(self.warnings), list(self.later)
+        other.grpc = self.grpc
         return other
 
     def fire_request(self, rule: model.Rule, facts: Facts, rng: Callable[[], float]) -> bool:
         """Apply a matching rule's request side; True when it ended the chain."""
         self._edits(rule.request)
+        if rule.grpc is not None:
+            self.grpc = self.grpc.plus(rule.grpc)
         notes = rule.request_notes
         if rule.request_fault is not None:
             self._fault(rule.request_fault, rng)
@@ -104,6 +111,8 @@ class Run:
             self.terminal = Respond(
                 spec.status, spec.fields, spec.body, spec.file, spec.kind, rule.name
             )
+            if spec.kind == "grpc_status":
+                return "grpc status " + dict(spec.fields)[b"grpc-status"].decode()
             return f"{'fault ' if spec.kind == 'abort' else ''}{spec.kind} {spec.status}"
         if isinstance(spec, model.MapLocalSpec):
             self.terminal, note = resolve_map_local(spec, facts.info.path, rule.name)
@@ -139,4 +148,5 @@ class Run:
             warnings=tuple(facts.warnings + self.warnings),
             pending=pending,
             max_body=max_body,
+            grpc=self.grpc,
         )

@@ -20,6 +20,7 @@ from proxy.flow.record import (
     TunnelInfo,
     tcp_rules_info,
 )
+from proxy.grpc.edit import GrpcEditor
 from proxy.grpc.observer import GrpcObserver
 from proxy.http1 import RequestHead, ResponseHead
 from proxy.http1.events import Fields
@@ -43,6 +44,7 @@ class Exchange:
         "finished",
         "forward",
         "grpc",
+        "grpc_edit",
         "held",
         "held_response",
         "hook_body",
@@ -160,6 +162,7 @@ class Exchange:
         # gRPC: the call's observer (None for anything else), and the response's
         # trailers as they went to the client (a gRPC call's status is there).
         self.grpc: GrpcObserver | None = None
+        self.grpc_edit: GrpcEditor | None = None  # gRPC rules acting on its messages
         self.trailers: Fields = ()
 
     @property
@@ -254,7 +257,13 @@ class Exchange:
     def _grpc_call(self) -> GrpcCall:
         assert self.grpc is not None
         head = self.response if self.response_started or self.by_proxy else None
-        return self.grpc.call(None if head is None else head.fields, self.trailers, self.by_proxy)
+        edit = self.grpc_edit
+        return self.grpc.call(
+            None if head is None else head.fields,
+            self.trailers,
+            self.by_proxy,
+            () if edit is None else tuple(edit.notes),
+        )
 
     def _request_info(self) -> RequestInfo:
         req = self.request

@@ -86,8 +86,11 @@ def request_event(
     """A body event of the request being forwarded on ``channel``."""
     if isinstance(event, BodyData):
         ex.count_request(event.data, preview)
-        channel.send_data(event.data)
+        edit = ex.grpc_edit
+        channel.send_data(event.data if edit is None else edit.request(event.data))
     elif isinstance(event, EndOfMessage):
+        if ex.grpc_edit is not None:  # a message cut short goes as it came
+            channel.send_data(ex.grpc_edit.rest(True))
         channel.end(event.trailers)
         _complete(ex, now)
     channel.take(out)

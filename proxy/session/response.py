@@ -168,8 +168,18 @@ class ResponsePath:
             outcome = self.rules.response_body(ex, data)
             if outcome is not None:
                 self._carry_out(ex, outcome, out)
+        elif ex.grpc_edit is not None:
+            self._edited(ex, ex.grpc_edit.response(data), out)
         else:
             self._to_client(ex, data, out)
+
+    def _edited(self, ex: Exchange, pieces: list[tuple[bytes, float]], out: list[Command]) -> None:
+        """gRPC messages as rules left them; a delayed one (and all after it) waits."""
+        for piece, delay in pieces:
+            if delay:
+                ex.next_at = max(ex.next_at or 0.0, self.s.config.clock()) + delay
+            if piece:
+                self._to_client(ex, piece, out)
 
     def _to_client(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         if ex.cut_after is not None:
@@ -191,6 +201,8 @@ class ResponsePath:
             if self.s.ex is not ex or ex.waiting:
                 return  # ended by the rule's outcome, or a hang
         else:
+            if ex.grpc_edit is not None:
+                self._edited(ex, [(ex.grpc_edit.rest(False), 0.0)], out)
             self.s.client_side.end(ex, event.trailers, out)
         self._complete(ex, out)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from proxy.grpc.content import Protocol
+from proxy.grpc.edit import GrpcEditor
 from proxy.http1 import NO_BODY, BodyData, FramingKind, ResponseHead
 from proxy.rules import CloseConnection, LogDirective, RequestPlan, Respond, ResponsePlan, RuleHit
 from proxy.session import ruling
@@ -137,6 +139,9 @@ class RulePhase:
         buffered = ex.req_buffer is not None and not ex.overflow
         if plan.head_edits or term is not None or buffered:
             self._edit_request(ex, plan, buffered)
+        grpc = self.config.grpc
+        if plan.decision.grpc and ex.grpc is not None and ex.grpc.protocol is Protocol.GRPC:
+            ex.grpc_edit = GrpcEditor(plan.decision.grpc, ex.grpc, grpc.registry, grpc.max_message)
         if plan.faults.delay > 0:
             return Delay(plan.faults.delay)
         return Forward()

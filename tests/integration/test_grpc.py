@@ -354,3 +354,23 @@ def test_hostile_message_is_a_decode_error_in_the_record(
     assert "decoded" not in bad and "fields" not in bad
     assert bad["error"].startswith("schema: not a demo.Req")
     assert "not a protobuf message: length" in bad["error"]
+
+
+@pytest.mark.xfail(strict=True, reason="see CODEC_BUG in test_grpc_rules.py")
+def test_upstream_trailers_only_error_reaches_the_client(
+    gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path
+) -> None:
+    p = start_proxy(
+        "--mode", f"reverse:h2c://127.0.0.1:{server.port}", flow_log=tmp_path / "flows.jsonl"
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{p.port}")
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            gen.grpc.EchoStub(channel).Unary(gen.pb2.Req(text="fail"), timeout=10)
+        recs = grpc_records(p, 1)
+    finally:
+        channel.close()
+        p.stop()
+    status = calls_by_method(recs)["Unary"]["grpc"]["status"]
+    assert status["name"] == "INVALID_ARGUMENT" and status["from"] == "headers"
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT

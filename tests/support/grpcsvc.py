@@ -7,7 +7,8 @@ Python modules and a FileDescriptorSet, and imports them. ``serve`` runs
 the service on loopback (insecure or TLS); the behaviour is:
 
 * ``Unary``: echoes ``text`` with ``count`` doubled; a request whose text
-  is ``fail`` ends with ``INVALID_ARGUMENT`` and a detail message;
+  is ``fail`` ends with ``INVALID_ARGUMENT`` and a detail message, one whose
+  text is ``metadata`` gets the ``x-`` metadata the server received;
 * ``ServerStream``: ``count`` replies of ``size`` bytes of payload each;
 * ``ClientStream``: one reply summing the requests' counts;
 * ``Bidi``: one reply per request, as it comes.
@@ -110,6 +111,10 @@ def servicer(gen: Generated) -> Any:
         def Unary(self, request: Any, context: Any) -> Any:
             if request.text == "fail":
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "fail: asked to fail")
+            metadata = dict(context.invocation_metadata())
+            if request.text == "metadata":  # what the server got, for metadata rules
+                seen = sorted(k for k in metadata if k.startswith("x-"))
+                return pb2.Reply(text=",".join(f"{k}={metadata[k]}" for k in seen))
             return pb2.Reply(text=request.text, count=request.count * 2)
 
         def ServerStream(self, request: Any, context: Any) -> Iterator[Any]:
