@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tests.fuzz._harness import CORPUS_ROOT, DICT_ROOT, FUZZ_DIR, REPO
 
-TARGETS = ("http1", "rules", "clienthello", "pcap", "tls")
+TARGETS = ("http1", "rules", "clienthello", "pcap", "tls", "grpc")
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "tapproxy-fuzz"
 MAX_RESTARTS = 20
 _STAT = re.compile(r"^stat::(\w+):\s*(\d+)", re.M)

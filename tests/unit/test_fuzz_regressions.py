@@ -26,11 +26,11 @@ import pytest
 from proxy.pcap.analyze import analyze
 from proxy.pcap.reader import CaptureError
 from proxy.rules import RulesError, RuleSet, SourceText, load_sources
-from tests.fuzz import fuzz_clienthello, fuzz_http1, fuzz_pcap, fuzz_rules
+from tests.fuzz import fuzz_clienthello, fuzz_grpc, fuzz_http1, fuzz_pcap, fuzz_rules
 from tests.fuzz._harness import CORPUS_ROOT, corpus_files
 
 HARNESSES: dict[str, ModuleType] = {
-    m.TARGET: m for m in (fuzz_http1, fuzz_rules, fuzz_clienthello, fuzz_pcap)
+    m.TARGET: m for m in (fuzz_http1, fuzz_rules, fuzz_clienthello, fuzz_pcap, fuzz_grpc)
 }
 
 # Open findings: corpus file -> (the exception it raises today, the bug).
