@@ -58,7 +58,8 @@ def status_of(block: Fields) -> CallStatus | None:
     if raw is None:
         return None
     text = raw.decode("latin-1").strip()
-    code = int(text) if text.isdigit() and len(text) < 10 else None
+    # ASCII digits only: str.isdigit() is also true of "²" and other digits int() refuses
+    code = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
     message = field_value(block, b"grpc-message")
     details = field_value(block, b"grpc-status-details-bin")
     return CallStatus(

@@ -115,6 +115,10 @@ def test_status_from_trailers_percent_decoded_with_details() -> None:
         {"n": 1, "type": "string", "value": "retry"},
         {"n": 2, "type": "varint", "value": 3},
     ]
+    # found by fuzz_grpc: "²" is a digit to str.isdigit() but not to int()
+    for raw in (b"abc", b"\xb2", b"1\xb9"):
+        weird = status_of(((b"grpc-status", raw),))
+        assert weird is not None and weird.code is None and weird.raw_code == raw.decode("latin-1")
     odd = status_of(((b"grpc-status", b"abc"),))
     assert odd is not None and odd.code is None and odd.raw_code == "abc"
     assert status_of(((b"content-type", b"application/grpc"),)) is None
