@@ -52,6 +52,8 @@ from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLa
 from proxy.layers.recorder import TunnelRecorder
 from proxy.layers.tcp import tcp_plan
 from proxy.layers.tunnel import TunnelLayer
+from proxy.layers.websocket.layer import WebSocketLayer
+from proxy.layers.websocket.setup import websocket_plan, websocket_setup
 from proxy.session import routing
 from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
@@ -59,6 +61,7 @@ from proxy.session.refusals import H2_PREFACE
 
 _SWITCHES = (StartTunnel, Intercept, StartHttp2)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
+Layer = HttpSession | Http2Server | TunnelLayer | WebSocketLayer | NextLayer
 
 
 class ClientLayers:
@@ -88,7 +91,7 @@ class ClientLayers:
         self.session = HttpSession(config, client, mux=self.mux)  # the listener's own session
         # Where events go now: an HTTP session, an HTTP/2 connection, a
         # tunnel, the next-layer choice.
-        self.current: HttpSession | Http2Server | TunnelLayer | NextLayer | None = self.session
+        self.current: Layer | None = self.session
         # The client's first bytes, while they may still be an HTTP/2 preface.
         self._probe: bytearray | None = bytearray() if config.http2 else None
         self.tunnel_owner: HttpSession | TunnelRecorder | None = None  # records the tunnel
@@ -122,7 +125,7 @@ class ClientLayers:
         if current is None:
             return []
         out = current.handle(event)
-        if type(current) is TunnelLayer:
+        if type(current) is TunnelLayer or type(current) is WebSocketLayer:
             if current.done is not None:
                 out += self._tunnel_done(current)
         elif type(current) is NextLayer and current.choice is not None:
@@ -135,7 +138,7 @@ class ClientLayers:
         current = self.current
         if type(current) is HttpSession:
             return current.deadline()
-        if type(current) is TunnelLayer:
+        if type(current) is TunnelLayer or type(current) is WebSocketLayer:
             return TimeoutKind.TUNNEL_IDLE
         if type(current) is NextLayer:
             return TimeoutKind.TLS_HANDSHAKE
@@ -196,6 +199,15 @@ class ClientLayers:
             return out + http2.start(cmd.data, (cmd.settings, cmd.request))
         if isinstance(cmd, StartTunnel):
             self.tunnel_owner = session
+            ex = session.tunnel
+            setup = websocket_setup(ex, session.config) if ex is not None else None
+            if setup is not None and ex is not None:  # a WebSocket: messages, not bytes
+                ws = WebSocketLayer(
+                    cmd.server, setup, self.config.clock, websocket_plan(ex, session.config)
+                )
+                self.current = ws
+                out.append(ResumeReading(CLIENT))
+                return out + ws.start(cmd.to_server, cmd.to_client)
             key = session.server.key
             assert key is not None
             tunnel = TunnelLayer(
@@ -280,6 +292,7 @@ class ClientLayers:
         while True:
             wakes, reopen = mux.drain()
             if not wakes and not reopen:
+                mux.flush(out)
                 return out
             for _token, woken in wakes:
                 out += session.handle(woken)
@@ -340,12 +353,11 @@ class ClientLayers:
             return [CloseConnection(conn, discard=True)]
         return []
 
-    def _tunnel_done(self, tunnel: TunnelLayer) -> list[Command]:
+    def _tunnel_done(self, tunnel: TunnelLayer | WebSocketLayer) -> list[Command]:
         self.current = None
         assert tunnel.done is not None
-        return self._record_tunnel(
-            TunnelEnded(tunnel.done, None, self.tunnel_tls, tunnel.matched_rules)
-        )
+        rules = tunnel.matched_rules if type(tunnel) is TunnelLayer else ()
+        return self._record_tunnel(TunnelEnded(tunnel.done, None, self.tunnel_tls, rules))
 
     def _record_tunnel(self, ended: TunnelEnded) -> list[Command]:
         owner, self.tunnel_owner = self.tunnel_owner, None

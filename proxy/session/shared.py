@@ -50,6 +50,11 @@ class StreamChannel(Protocol):
         """The server's window keeps enough of the request queued: read no more of it."""
         ...
 
+    def hold(self, held: bool) -> None:
+        """Take no more of the response for now (the stream's window closes
+        behind it: the server waits), or take it again."""
+        ...
+
     def send_head(
         self, head: RequestHead, scheme: str, authority: str, path: bytes, end: bool
     ) -> None: ...

@@ -344,3 +344,72 @@ def test_a_body_nobody_read_is_acknowledged_when_its_stream_ends() -> None:
         client.read(layer.handle(ServerFailed(opened.conn, "connection refused")))
     statuses = [e.headers[0] for e in client.of(ev.ResponseReceived)]
     assert statuses == [(b":status", b"502")] * 256
+
+
+def test_data_for_a_stream_we_gave_up_is_acknowledged_on_the_shared_connection() -> None:
+    layer = Http2Server(reverse(h2c=True), PEER)
+    client = Client(layer)
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+
+    def to_server(commands: list[Any]) -> None:
+        for cmd in commands:
+            if isinstance(cmd, SendData) and cmd.conn == S1:
+                server.receive_data(cmd.data)
+
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    to_server(layer.handle(ServerOpened(S1, UP, reused=False)))
+    layer.handle(DataReceived(S1, server.data_to_send()))
+    # 8 MiB in answers to streams the client resets at once: twice the
+    # shared connection's window, so each must be given back.
+    for i in range(128):
+        stream = 2 * i + 1
+        if i:
+            client.h2.send_headers(stream, GET, end_stream=True)
+            to_server(client.send())
+        to_server(layer.handle(DataReceived(S1, server.data_to_send())))
+        assert server.outbound_flow_control_window >= 65536, i
+        server.send_headers(stream, [(b":status", b"200")])
+        for _ in range(4):
+            server.send_data(stream, b"z" * 16384)
+        in_flight = server.data_to_send()  # sent before the server hears of the reset
+        client.h2.reset_stream(stream, ErrorCodes.CANCEL)
+        resets = client.send()
+        to_server(layer.handle(DataReceived(S1, in_flight)))
+        to_server(resets)
+
+
+def test_a_slow_client_holds_its_stream_on_a_shared_server_connection() -> None:
+    layer = Http2Server(reverse(h2c=True), PEER)
+    client = Client(layer)
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+
+    def to_server(commands: list[Any]) -> list[Any]:
+        for cmd in commands:
+            if isinstance(cmd, SendData) and cmd.conn == S1:
+                server.receive_data(cmd.data)
+        return commands
+
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    to_server(layer.handle(ServerOpened(S1, UP, reused=False)))
+    to_server(client.read(layer.handle(DataReceived(S1, server.data_to_send()))))
+    server.send_headers(1, [(b":status", b"200")])
+    sent = 0
+    while server.local_flow_control_window(1) > 0 and sent < 4 * STREAM_WINDOW:
+        n = min(16384, server.local_flow_control_window(1))
+        server.send_data(1, b"d" * n)
+        sent += n
+        to_server(client.read(layer.handle(DataReceived(S1, server.data_to_send()))))
+    # The client took 64 KiB (its window) and no more: the proxy queued some,
+    # then stopped taking from the server, whose window closed behind it.
+    assert sent < STREAM_WINDOW + 2 * STREAM_BACKLOG + 65535
+    assert server.local_flow_control_window(1) == 0
+    assert layer.link.pending(1) <= STREAM_BACKLOG + 65535
+    # The client reads: the stream is taken from again, the server may send.
+    client.h2.increment_flow_control_window(8 * STREAM_WINDOW, 1)
+    client.h2.increment_flow_control_window(8 * STREAM_WINDOW)
+    to_server(client.send())
+    assert server.local_flow_control_window(1) > 0

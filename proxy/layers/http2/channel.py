@@ -97,7 +97,7 @@ def response_head(headers: list[Header], ended: bool, method: bytes) -> Response
 class ChannelResponses:
     """The response of one stream, as events; a ``ResponseSource``."""
 
-    __slots__ = ("buffered", "complete", "error", "events", "h2", "stream")
+    __slots__ = ("buffered", "complete", "error", "events", "h2", "held", "stream")
 
     def __init__(self, h2: H2Connection) -> None:
         self.h2 = h2
@@ -106,6 +106,7 @@ class ChannelResponses:
         self.buffered = 0
         self.complete = False  # the end of the response is among the events
         self.error: str | None = None
+        self.held = False  # the client is slow: nothing is taken (nor acknowledged)
 
     def push(self, event: Event) -> None:
         if type(event) is BodyData:
@@ -115,6 +116,8 @@ class ChannelResponses:
         self.events.append(event)
 
     def next_event(self) -> Event | None:
+        if self.held:
+            return None
         if self.events:
             event = self.events.popleft()
             if type(event) is BodyData:
@@ -169,6 +172,10 @@ class Channel:
     def blocked(self) -> bool:
         return len(self.queued) > BACKLOG
 
+    def hold(self, held: bool) -> None:
+        """Take no more of the response (its window closes behind it), or again."""
+        self.responses.held = held
+
     def send_head(
         self, head: RequestHead, scheme: str, authority: str, path: bytes, end: bool
     ) -> None:
@@ -220,6 +227,12 @@ class Channel:
         if s is not None and not s.closed:
             with contextlib.suppress(H2Error):
                 self.h2.reset_stream(self.stream, ErrorCodes.CANCEL)
+        responses = self.responses
+        if responses.buffered and self.stream:  # taken by nobody: the connection gets it back
+            with contextlib.suppress(H2Error):
+                self.h2.acknowledge_received_data(responses.buffered, self.stream)
+            responses.buffered = 0
+            responses.events.clear()
         self.queued.clear()
         self.ending = None
         self.take(out)

@@ -11,10 +11,33 @@ from __future__ import annotations
 from h2.errors import ErrorCodes
 
 from proxy.flow.record import Address, FlowRecord, Message, RequestInfo
+from proxy.layers.http2.link import ClientLink
 from proxy.session.config import SessionConfig
 from proxy.session.refusals import answer_info
+from proxy.session.responses import error_response
 
 Headers = list[tuple[bytes, bytes]]
+
+
+def refuse_stream(
+    link: ClientLink,
+    config: SessionConfig,
+    client: Address,
+    stream: int,
+    headers: Headers,
+    error: str,
+    status: int = 400,
+) -> FlowRecord:
+    """A request refused on its stream (RFC 9113 §8.1.1 for a malformed one): a
+    response that says why, then the stream is reset so nothing more of it is
+    read; its record."""
+    answer = error_response(status, error, close=False)
+    block = [(b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8")]
+    link.headers(stream, block)
+    link.data(stream, answer[answer.index(b"\r\n\r\n") + 4 :])
+    link.end(stream)
+    link.reset(stream, ErrorCodes.NO_ERROR)  # a body still coming is not read
+    return malformed(config, client, headers, error, answer)
 
 
 def malformed(

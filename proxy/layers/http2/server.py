@@ -57,7 +57,6 @@ from proxy.layers.http2.streamcodec import StreamCodec
 from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
-from proxy.session.responses import error_response
 
 STREAM_BACKLOG = 256 * 1024  # response bytes queued for a slow client before its server waits
 FIRST_SERVER_ID = 2_000_000  # server connections of streams: one range per client connection
@@ -160,6 +159,7 @@ class Http2Server:
         while True:
             wakes, reopen = self.mux.drain()
             if not wakes and not reopen:
+                self.mux.flush(out)
                 return
             for token, event in wakes:
                 session = self.sessions.get(token)
@@ -325,30 +325,31 @@ class Http2Server:
     def _balance(self, stream: int, out: list[Command]) -> None:
         """Pause a stream's server while the client is slow to take its data."""
         session = self.sessions.get(stream)
-        conn = session.server.pausable if session is not None else None
+        if session is None:
+            return
+        server = session.server
         backlog = self.link.pending(stream)
-        if conn is not None and backlog > STREAM_BACKLOG and stream not in self.paused:
+        if backlog > STREAM_BACKLOG and stream not in self.paused:
             self.paused.add(stream)
-            out.append(PauseReading(conn))
+            if server.channel is not None:  # a shared server: its stream waits
+                server.channel.hold(True)
+            elif server.conn is not None:
+                out.append(PauseReading(server.conn))
         elif stream in self.paused and backlog <= STREAM_BACKLOG // 2:
             self.paused.discard(stream)
-            if conn is not None:
-                out.append(ResumeReading(conn))
+            if server.channel is not None and server.conn is not None:
+                server.channel.hold(False)  # and take what waited
+                self._run(stream, session, session.handle(DataReceived(server.conn, b"")), out)
+            elif server.conn is not None:
+                out.append(ResumeReading(server.conn))
 
     # -- refusals and errors ----------------------------------------------------------------
     def _refuse(
         self, stream: int, headers: Headers, error: str, out: list[Command], status: int = 400
     ) -> None:
-        """A malformed request (RFC 9113 §8.1.1): a 400 that says why, then the
-        stream is reset so nothing more of it is read; recorded like any refusal."""
-        answer = error_response(status, error, close=False)
-        head_end = answer.index(b"\r\n\r\n") + 4
-        block = [(b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8")]
-        self.link.headers(stream, block)
-        self.link.data(stream, answer[head_end:])
-        self.link.end(stream)
-        self.link.reset(stream, ErrorCodes.NO_ERROR)  # a body still coming is not read
-        record = refusals.malformed(self.config, self.client, headers, error, answer)
+        record = refusals.refuse_stream(
+            self.link, self.config, self.client, stream, headers, error, status
+        )
         out.append(Hook(HookKind.DONE, record, stream))
 
     def _connection_error(self, message: str, out: list[Command]) -> list[Command]:

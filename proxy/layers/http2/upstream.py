@@ -162,6 +162,12 @@ class UpstreamMux:
         reopen, self.reopen = self.reopen, []
         return wakes, reopen
 
+    def flush(self, out: list[Command]) -> None:
+        """What the connections have to send now: above all the WINDOW_UPDATEs
+        for data the sessions just took, which a server may be waiting for."""
+        for up in self.by_conn.values():
+            self._take(up, out)
+
     def handle(self, event: Event) -> list[Command]:
         """An event on a connection this mux owns; sessions to wake go to ``wakes``."""
         up = self.by_conn[event.conn]  # type: ignore[union-attr]
@@ -327,7 +333,9 @@ class UpstreamMux:
         if isinstance(event, ev.ConnectionTerminated):
             self._goaway(up, event, woken)
             return
-        if channel is None:
+        if channel is None:  # a stream we gave up: its data still counts for the connection
+            if isinstance(event, ev.DataReceived) and up.h2 is not None:
+                up.h2.acknowledge_received_data(event.flow_controlled_length, stream)
             return
         if isinstance(event, ev.ResponseReceived | ev.InformationalResponseReceived):
             ended = isinstance(event, ev.ResponseReceived) and event.stream_ended is not None
