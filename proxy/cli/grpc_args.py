@@ -4,8 +4,10 @@ and the per-message cap. See docs/grpc.md."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from proxy.config import ConfigError
+from proxy.cli.grpc_reflect import ReflectionError, fetch
+from proxy.config import ConfigError, ModeSpec
 from proxy.grpc.protoload import load
 from proxy.grpc.schema import SchemaError, SchemaRegistry
 from proxy.grpc.settings import DEFAULT_MAX_MESSAGE, GrpcSettings
@@ -37,14 +39,34 @@ def add_grpc_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def grpc_settings(
-    args: argparse.Namespace, reflected: SchemaRegistry | None = None
-) -> GrpcSettings:
-    """The listener's gRPC settings; raises ``ConfigError`` for a bad schema."""
-    registry = reflected
+def grpc_settings(args: argparse.Namespace, modes: list[ModeSpec]) -> GrpcSettings:
+    """The listeners' gRPC settings; raises ``ConfigError`` for a bad schema, or
+    when reflection was asked for and no reverse upstream answers it."""
+    registry = reflected(modes) if args.grpc_reflection else None
     if args.proto_path:
         try:
             registry = load(list(args.proto_path), registry)
         except (SchemaError, OSError) as e:
             raise ConfigError(str(e)) from e
     return GrpcSettings(registry=registry, max_message=max(1, int(args.grpc_max_message)))
+
+
+def reflected(modes: list[ModeSpec]) -> SchemaRegistry:
+    """The schemas the reverse-mode upstreams offer by server reflection."""
+    registry = SchemaRegistry()
+    upstreams = [m.upstream for m in modes if m.kind == "reverse" and m.upstream is not None]
+    if not upstreams:
+        raise ConfigError("--grpc-reflection asks a reverse-mode upstream; there is none")
+    for up in upstreams:
+        before = set(registry.services)
+        try:
+            fetch(up.host, up.port, up.scheme == "https", up.sni, registry=registry)
+        except (ReflectionError, OSError) as e:
+            raise ConfigError(f"--grpc-reflection: {up.host}:{up.port}: {e}") from e
+        found = [s for s in registry.services if s not in before]
+        print(
+            f"tapproxy: {up.host}:{up.port} offered {len(found)} gRPC services by "
+            f"reflection: {', '.join(found) or '-'}",
+            file=sys.stderr,
+        )
+    return registry

@@ -120,7 +120,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             args.capture_bodies, args.capture_max_body, CaptureBudget(args.capture_max_total)
         ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
-        grpc=grpc_settings(args),
+        grpc=grpc_settings(args, modes),
     )
     options = ServerOptions(
         modes=modes,
