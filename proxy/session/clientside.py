@@ -11,6 +11,7 @@ carries its time). It is the HTTP/1 ``ClientCodec`` (``proxy.session.codec``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from proxy.http1 import FramingKind, RequestParser, ResponseHead
 from proxy.http1.events import Fields
@@ -87,7 +88,8 @@ class ClientSide:
             out.append(SendData(CLIENT, messages.informational_out(head)))
 
     def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        ex.response = head
+        # An HTTP/2 server's response goes out as HTTP/1.1; the record says so.
+        ex.response = head if head.version != b"2.0" else replace(head, version=b"1.1")
         data, close, ex.server_closes = messages.response_out(
             ex.request, head, ex.upgrade, ex.close_client
         )

@@ -297,6 +297,7 @@ class Exchange:
         if up is not None and (
             self.by_proxy
             or (up.status, up.reason, up.fields) != (head.status, head.reason, head.fields)
+            or up.version != head.version  # translated: HTTP/2 on one side, HTTP/1.1 on the other
             or self.upstream_size != self.response_size
         ):
             sent = Message(up.fields, self.upstream_size, self.upstream_preview, up.version)
