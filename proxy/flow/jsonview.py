@@ -22,6 +22,9 @@ from proxy.flow.record import (
     TlsInfo,
     TlsSide,
 )
+from proxy.flow.wsinfo import WsMessage
+from proxy.flow.wsjson import event_json, info_json
+from proxy.flow.wsjson import message_json as ws_message_json
 
 
 class _IsoClock:
@@ -113,6 +116,8 @@ def _ms(t: float | None, start: float) -> float | None:
 def record_to_json(r: FlowRecord) -> dict[str, Any]:
     if isinstance(r.grpc, GrpcMessage):
         return _grpc_message_record(r, r.grpc)
+    if r.message is not None:
+        return _stream_message_record(r)
     out: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "id": r.id,
@@ -147,6 +152,8 @@ def record_to_json(r: FlowRecord) -> dict[str, Any]:
             "client_close": tu.client_close,
             "server_close": tu.server_close,
         }
+        if tu.websocket is not None:
+            out["websocket"] = info_json(tu.websocket)
     if r.tls is not None:
         out["tls"] = tls_json(r.tls)
     if r.rules is not None:
@@ -187,6 +194,23 @@ def _grpc_message_record(r: FlowRecord, m: GrpcMessage) -> dict[str, Any]:
         "time": _iso(r.start),
         "grpc_message": message_json(m),
     }
+
+
+def _stream_message_record(r: FlowRecord) -> dict[str, Any]:
+    """A WebSocket message's or a server-sent event's own record (docs/flow-log.md)."""
+    m = r.message
+    out: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "id": r.id,
+        "kind": r.kind,
+        "mode": r.mode,
+        "time": _iso(r.start),
+    }
+    if isinstance(m, WsMessage):
+        out["websocket_message"] = ws_message_json(m)
+    elif m is not None:
+        out["sse_event"] = event_json(m)
+    return out
 
 
 _ESCAPES = {0x5C: "\\\\", 0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}

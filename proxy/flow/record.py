@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Protocol
 
 from proxy.flow.grpcinfo import GrpcCall, GrpcMessage
+from proxy.flow.wsinfo import SseEvent, WsInfo, WsMessage
 from proxy.http1.events import Fields
 
 SCHEMA_VERSION = 3  # 2: request.forwarded, response.upstream, response.source;
@@ -69,6 +70,7 @@ class TunnelInfo:
     bytes_down: int  # server -> client
     client_close: str  # "fin", "reset", "proxy" (we closed it), "timeout"
     server_close: str
+    websocket: WsInfo | None = None  # a WebSocket's messages and close (kind websocket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,8 @@ class FlowRecord:
     route: RouteInfo | None = None  # None: no server connection was attempted
     # A gRPC call (on its HTTP flow), or one of its messages (kind grpc_message).
     grpc: GrpcCall | GrpcMessage | None = None
+    # A WebSocket message (kind websocket_message) or a server-sent event (sse_event).
+    message: WsMessage | SseEvent | None = None
 
     def to_record(self) -> FlowRecord:
         """A record is its own flow source (see ``proxy.flow.FlowSource``)."""

@@ -30,6 +30,7 @@ from proxy.rules.match import Matcher
 from proxy.rules.parse_tcp import TcpRule
 from proxy.rules.plans import Decision, RequestPlan, ResponsePlan
 from proxy.rules.run import Run
+from proxy.rules.wsrules import WsPlan, WsRule
 
 Random = Callable[[], float]
 Plan = TypeVar("Plan", RequestPlan, ResponsePlan)
@@ -65,9 +66,11 @@ class RuleSet:
         rng: Random = random.random,
         max_body: int = codec.DEFAULT_LIMIT,
         files: Sequence[Path] = (),
+        ws_rules: Sequence[WsRule] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.tcp_rules = tuple(tcp_rules)
+        self.ws_rules = tuple(ws_rules)
         self.rng = rng
         self.max_body = max_body
         self.files = tuple(files)
@@ -77,7 +80,7 @@ class RuleSet:
         self.no_response = ResponsePlan(self.nothing)
 
     def __len__(self) -> int:
-        return len(self.rules) + len(self.tcp_rules)
+        return len(self.rules) + len(self.tcp_rules) + len(self.ws_rules)
 
     def fresh(self, rng: Random | None = None) -> RuleSet:
         """The same rules with counters at zero (``explain``, tests)."""
@@ -87,6 +90,7 @@ class RuleSet:
             rng=rng or self.rng,
             max_body=self.max_body,
             files=self.files,
+            ws_rules=self.ws_rules,
         )
 
     # -- request ---------------------------------------------------------
@@ -223,6 +227,10 @@ class RuleSet:
             tcp.Transformer(stages["downstream"]),
             tuple(matched),
         )
+
+    def ws_for(self, host: str, path: str) -> WsPlan:
+        """The WebSocket message rules for a connection upgraded at ``host`` ``path``."""
+        return WsPlan(tuple(r for r in self.ws_rules if r.for_connection(host, path)))
 
     def route_for(self, host: str, port: int, mode: str) -> str | None:
         """The route the first matching ``route:`` rule chooses ("direct" or a

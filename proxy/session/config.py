@@ -12,6 +12,7 @@ from proxy.flow.hooks import HookSettings
 from proxy.flow.record import Address, TlsSide
 from proxy.grpc.settings import GrpcSettings
 from proxy.http1 import DEFAULT_LIMITS, Limits
+from proxy.layers.websocket.settings import WsSettings
 from proxy.rules import RuleSet
 from proxy.session.capture import CaptureConfig
 
@@ -82,5 +83,7 @@ class SessionConfig:
     original_dst: Address | None = None
     # gRPC calls: observed per message, decoded with these schemas (proxy.grpc).
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    # WebSocket limits (proxy.layers.websocket); messages are held for rules up to max_body.
+    websocket: WsSettings = field(default_factory=WsSettings)
     clock: Callable[[], float] = field(default=time.time)
     new_id: Callable[[], str] = field(default=new_flow_id)

@@ -139,7 +139,10 @@ def test_every_kind_of_record_validates(records_and_capture: tuple[list[Any], Pa
     for rec in records:
         valid(rec)
     kinds = {r["kind"] for r in records}
-    assert kinds == {"http", "tunnel", "websocket", "tcp", "rules_error"}, kinds
+    kinds_expected = {"http", "tunnel", "websocket", "websocket_message", "tcp", "rules_error"}
+    assert kinds == kinds_expected, kinds
+    ws = next(r for r in records if r["kind"] == "websocket")
+    assert ws["websocket"]["messages"] == {"upstream": 1, "downstream": 1}
     http = [r for r in records if r["kind"] == "http"]
     assert any(r["error"] and r["server"] is None for r in http)  # upstream refused
     assert any(r.get("tls", {}).get("server", {}).get("certificate") for r in http)  # MitM
@@ -151,7 +154,10 @@ def test_every_kind_of_record_validates(records_and_capture: tuple[list[Any], Pa
 def test_flow_ids_are_a_process_prefix_and_a_counter(
     records_and_capture: tuple[list[Any], Path],
 ) -> None:
-    ids = [r["id"] for r in records_and_capture[0] if r["kind"] != "rules_error"]
+    flows = [
+        r for r in records_and_capture[0] if r["kind"] not in ("rules_error", "websocket_message")
+    ]
+    ids = [r["id"] for r in flows]
     assert len({i[:8] for i in ids}) == 1, ids  # one process: one random prefix
     counters = sorted(int(i[8:], 16) for i in ids)
     assert len(set(counters)) == len(counters) and counters[0] >= 1, ids

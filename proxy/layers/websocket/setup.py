@@ -1,0 +1,56 @@
+"""Whether a ``101`` starts a WebSocket we can read, and with what (RFC 6455 §4).
+
+The proxy relays the handshake as the peers wrote it; afterwards the
+exchange that switched says whether the upgrade was to ``websocket`` and
+which extensions the server accepted. Only permessage-deflate is known: a
+connection with another extension (it could give meaning to the reserved
+bits) stays an opaque tunnel.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from proxy.http1.events import Fields
+from proxy.layers.websocket.deflate import extension_names, negotiated
+from proxy.layers.websocket.layer import WsSetup
+from proxy.rules.wsrules import WsPlan
+from proxy.session.config import SessionConfig
+from proxy.session.exchange import Exchange
+
+
+def _values(fields: Fields, name: bytes) -> str:
+    return ", ".join(v.decode("latin-1") for k, v in fields if k.lower() == name)
+
+
+def websocket_setup(ex: Exchange, config: SessionConfig) -> WsSetup | None:
+    """The layer's setup when ``ex`` switched to a WebSocket we can decode, else None."""
+    head = ex.response
+    if head is None or head.status != 101 or not ex.upgrade:
+        return None
+    upgrade = [p.strip().lower() for p in _values(ex.request.fields, b"upgrade").split(",")]
+    if "websocket" not in upgrade:
+        return None
+    extensions = _values(head.fields, b"sec-websocket-extensions")
+    deflate = negotiated(extensions) if extensions else None
+    if any(name != "permessage-deflate" for name in extension_names(extensions)):
+        return None
+    return WsSetup(
+        ex.id,
+        config.mode,
+        extensions,
+        deflate,
+        config.websocket,
+        config.max_body,
+        config.preview_bytes,
+    )
+
+
+def websocket_plan(ex: Exchange, config: SessionConfig) -> WsPlan | None:
+    """The message rules for this connection (by the upgrade's host and path)."""
+    rules = ex.ruleset
+    if rules is None and config.rules is not None:
+        rules = config.rules()
+    if rules is None or ex.target is None:
+        return None
+    return rules.ws_for(ex.target.host, urlsplit(ex.url).path or "/")
