@@ -413,3 +413,19 @@ def test_a_slow_client_holds_its_stream_on_a_shared_server_connection() -> None:
     client.h2.increment_flow_control_window(8 * STREAM_WINDOW)
     to_server(client.send())
     assert server.local_flow_control_window(1) > 0
+
+
+def test_after_the_client_says_goaway_the_last_stream_ends_then_the_connection() -> None:
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    layer.handle(ServerOpened(S1, UP, reused=False))
+    client.h2.close_connection()
+    assert CloseConnection(CLIENT) not in client.send()  # stream 1 is still under way
+    # h2 sends nothing after a GOAWAY it received (its connection state is
+    # closed), so the answer cannot go out; the exchange ends and is recorded.
+    rest = layer.handle(DataReceived(S1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert kinds(rest) == [
+        (Hook, HookKind.DONE), ReleaseServer(S1, reusable=True), CloseConnection(CLIENT)
+    ]  # fmt: skip

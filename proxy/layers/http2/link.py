@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
@@ -162,6 +162,8 @@ class ClientLink:
 
     def _open(self, stream: int) -> bool:
         """The stream can still take frames from us (not ended by us, closed or reset)."""
+        if self.conn.state_machine.state is ConnectionState.CLOSED:
+            return False  # after a GOAWAY from the client h2 sends nothing more
         s = self.conn.streams.get(stream)
         return s is not None and s.state_machine.state in _SENDING
 

@@ -71,6 +71,7 @@ class Http2Server:
         "closed",
         "config",
         "conn_ids",
+        "draining",
         "guard",
         "link",
         "mux",
@@ -88,6 +89,7 @@ class Http2Server:
         self.conn_ids = itertools.count(FIRST_SERVER_ID)
         self.paused: set[int] = set()  # streams whose server we stopped reading
         self.mux = UpstreamMux()  # HTTP/2 server connections the streams share
+        self.draining = False  # the client said GOAWAY: close after the last stream
         self.guard = FloodGuard(config.clock)
         self.closed = False
 
@@ -308,6 +310,8 @@ class Http2Server:
         out += self.names.commands(commands, stream)
         if session.closed and session.tunnel is None:
             self._forget(stream, session)
+            if self.draining and not self.sessions:
+                self._goaway(out)
         self._balance(stream, out)
         if wake:
             self._wake(out)
@@ -367,9 +371,12 @@ class Http2Server:
 
     def _goaway(self, out: list[Command]) -> None:
         """The client said GOAWAY: finish what is under way, then close."""
+        self.draining = True
         if not self.sessions:
-            self.closed = True
+            self._take(out)
+            out += self.mux.close_all()
             out.append(CloseConnection(CLIENT))
+            self.closed = True
 
     def _timed_out(self, event: TimedOut) -> list[Command]:
         out: list[Command] = []
