@@ -58,12 +58,13 @@ def malformed(
     )  # fmt: skip
 
 
-def broken(config: SessionConfig, client: Address, message: str) -> FlowRecord:
-    """A connection closed for breaking the protocol (or flooding)."""
+def broken(config: SessionConfig, client: Address, message: str, who: str) -> FlowRecord:
+    """A connection closed for breaking the protocol (``who``: "client"), flooding,
+    or a state the proxy's HTTP/2 engine refused (``who``: "proxy")."""
     now = config.clock()
     return FlowRecord(
         config.new_id(), "http", config.mode, now, now, client, None,
-        error=f"client: HTTP/2 protocol error: {message}",
+        error=f"{who}: HTTP/2 protocol error: {message}",
     )  # fmt: skip
 
 

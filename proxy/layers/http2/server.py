@@ -22,6 +22,7 @@ import itertools
 
 import h2.events as ev
 from h2.errors import ErrorCodes
+from h2.exceptions import H2Error
 from h2.exceptions import ProtocolError as H2ProtocolError
 
 from proxy.flow.hooks import HookKind
@@ -119,6 +120,12 @@ class Http2Server:
     def handle(self, event: Event) -> list[Command]:
         if self.closed:
             return []
+        try:
+            return self._dispatch(event)
+        except H2Error as e:  # a state h2 refuses (a race with a reset): end it, recorded
+            return self._connection_error(f"{type(e).__name__}: {e}", [], who="proxy")
+
+    def _dispatch(self, event: Event) -> list[Command]:
         conn: Conn | None = getattr(event, "conn", None)
         if conn is not None:  # data, end, close; a server opened or failed
             if conn.is_client:
@@ -356,15 +363,17 @@ class Http2Server:
         )
         out.append(Hook(HookKind.DONE, record, stream))
 
-    def _connection_error(self, message: str, out: list[Command]) -> list[Command]:
+    def _connection_error(
+        self, message: str, out: list[Command], who: str = "client"
+    ) -> list[Command]:
         """The client broke the protocol: GOAWAY (h2 queued it), a record, the end."""
         self._take(out)
         for session in list(self.sessions.values()):
             if session.ex is not None:
-                session.ex.error = f"client: HTTP/2 connection error: {message}"
+                session.ex.error = f"{who}: HTTP/2 connection error: {message}"
             out += self.names.commands(session.handle(ConnectionClosed(CLIENT, reset=True)), 0)
         self.sessions.clear()
-        out.append(Hook(HookKind.DONE, refusals.broken(self.config, self.client, message)))
+        out.append(Hook(HookKind.DONE, refusals.broken(self.config, self.client, message, who)))
         out.append(CloseConnection(CLIENT))
         self.closed = True
         return out
