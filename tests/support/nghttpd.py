@@ -7,7 +7,8 @@ PUT with the body it received. With ``-v`` it logs every frame it receives
 and the request fields it decoded from HEADERS frames
 (``recv (stream_id=N) :path: /x``): the proof that a request reached it
 over HTTP/2. nghttpd takes a port number and cannot report one the OS
-picked, so we find a free one and retry if another process took it first.
+picked, so we find a free one and retry if another process took it first;
+it is ready when ``ss`` shows its own listening socket.
 """
 
 from __future__ import annotations
@@ -60,11 +61,20 @@ def _free_port() -> int:
         return port
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a listening socket on ``port`` (nghttpd prints
+    nothing when not verbose, and a connection could reach another process)."""
+    out = subprocess.run(
+        ["ss", "-Hltnp", f"( sport = :{port} )"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    return f"pid={pid}," in out.stdout
+
+
 def _listening(n: Nghttpd, deadline: float) -> bool:
-    """True once nghttpd says it listens; False if it exited (port taken)."""
-    needle = f"listen 127.0.0.1:{n.port}"
+    """True once nghttpd listens; False if it exited (another process took the port)."""
     while time.monotonic() < deadline:
-        if needle in n.log_text():
+        if _listens(n.proc.pid, n.port):
             return True
         if n.proc.poll() is not None:
             return False
