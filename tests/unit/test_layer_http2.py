@@ -33,9 +33,10 @@ from proxy.layers.commands import (
     server_conn,
 )
 from proxy.layers.events import DataReceived, ServerFailed, ServerOpened, TimerFired
+from proxy.layers.http2.backpressure import STREAM_BACKLOG
 from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
-from proxy.layers.http2.server import FIRST_SERVER_ID, STREAM_BACKLOG, Http2Server
+from proxy.layers.http2.server import FIRST_SERVER_ID, Http2Server
 from proxy.layers.http2.upstream import KEEPALIVE, KEEPALIVE_TOKEN
 from proxy.layers.root import ClientLayers
 from proxy.rules import SourceText, load_sources

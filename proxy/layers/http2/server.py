@@ -13,7 +13,7 @@ server connections by the session that opened them (``OpenServer.conn``,
 named from one shared source), timers by a token this layer hands out,
 hook verdicts by ``HookResumed.stream``. Per-stream backpressure: while the
 client's window keeps a stream's response data queued beyond
-``STREAM_BACKLOG``, reading from that stream's server pauses.
+``backpressure.STREAM_BACKLOG``, that stream's server waits (``Backpressure``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from proxy.layers.commands import (
     Command,
     Conn,
     Hook,
-    PauseReading,
-    ResumeReading,
 )
 from proxy.layers.events import (
     ConnectionClosed,
@@ -50,6 +48,7 @@ from proxy.layers.events import (
     TimerFired,
 )
 from proxy.layers.http2 import refusals
+from proxy.layers.http2.backpressure import Backpressure
 from proxy.layers.http2.floods import LIMITS, WINDOW, FloodGuard, flood_kind
 from proxy.layers.http2.link import ClientLink
 from proxy.layers.http2.names import StreamNames
@@ -59,7 +58,6 @@ from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
 
-STREAM_BACKLOG = 256 * 1024  # response bytes queued for a slow client before its server waits
 FIRST_SERVER_ID = 2_000_000  # server connections of streams: one range per client connection
 Headers = list[tuple[bytes, bytes]]
 
@@ -73,11 +71,11 @@ class Http2Server:
         "config",
         "conn_ids",
         "draining",
+        "flow",
         "guard",
         "link",
         "mux",
         "names",
-        "paused",
         "sessions",
     )  # fmt: skip
 
@@ -88,7 +86,7 @@ class Http2Server:
         self.sessions: dict[int, HttpSession] = {}
         self.names = StreamNames()  # server connections, timers and hooks, per stream
         self.conn_ids = itertools.count(FIRST_SERVER_ID)
-        self.paused: set[int] = set()  # streams whose server we stopped reading
+        self.flow = Backpressure(self.link)
         self.mux = UpstreamMux()  # HTTP/2 server connections the streams share
         self.draining = False  # the client said GOAWAY: close after the last stream
         self.guard = FloodGuard(config.clock)
@@ -324,35 +322,16 @@ class Http2Server:
             self._wake(out)
 
     def _forget(self, stream: int, session: HttpSession) -> None:
-        """A finished stream: what it received and nobody took is acknowledged
-        anyway, or the connection's window would shrink for good."""
         self.sessions.pop(stream, None)
-        self.paused.discard(stream)
-        codec = session.client_side
-        assert isinstance(codec, StreamCodec)
-        self.link.consumed(stream, codec.requests.buffered)
-        codec.requests.buffered = 0
+        self.flow.ended(stream, session)
 
     def _balance(self, stream: int, out: list[Command]) -> None:
-        """Pause a stream's server while the client is slow to take its data."""
+        """A slow client's stream: its server waits; a fast one again: it goes on."""
         session = self.sessions.get(stream)
-        if session is None:
-            return
-        server = session.server
-        backlog = self.link.pending(stream)
-        if backlog > STREAM_BACKLOG and stream not in self.paused:
-            self.paused.add(stream)
-            if server.channel is not None:  # a shared server: its stream waits
-                server.channel.hold(True)
-            elif server.conn is not None:
-                out.append(PauseReading(server.conn))
-        elif stream in self.paused and backlog <= STREAM_BACKLOG // 2:
-            self.paused.discard(stream)
-            if server.channel is not None and server.conn is not None:
-                server.channel.hold(False)  # and take what waited
-                self._run(stream, session, session.handle(DataReceived(server.conn, b"")), out)
-            elif server.conn is not None:
-                out.append(ResumeReading(server.conn))
+        if session is not None and self.flow.balance(stream, session, out):
+            conn = session.server.conn  # take what waited on the shared connection
+            if conn is not None:
+                self._run(stream, session, session.handle(DataReceived(conn, b"")), out)
 
     # -- refusals and errors ----------------------------------------------------------------
     def _refuse(
