@@ -30,9 +30,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from proxy.flow.jsonview import record_to_json
+from proxy.grpc.protoload import load as load_protos
+from proxy.grpc.schema import SchemaError
+from proxy.grpc.settings import GrpcSettings
 from proxy.pcap.analyze import AnalyzeOptions, AnalyzeStats, analyze
 from proxy.pcap.filter import FilterError
-from proxy.pcap.flowrecord import to_flow_record
+from proxy.pcap.flowrecord import message_records, to_flow_record
 from proxy.pcap.keylog import KeyLog
 from proxy.pcap.reader import CaptureError
 from proxy.pcap.records import CapturedExchange
@@ -81,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="tag flows with the rules (YAML, as for the proxy) that match them",
+    )
+    p.add_argument(
+        "--proto-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="decode gRPC messages with these schemas (.proto, a folder, a descriptor set)",
     )
     return p  # fmt: skip
 
@@ -153,7 +163,17 @@ def _run(args: argparse.Namespace, capture: Any, out: TextIO) -> int:
     except OSError as e:
         print(f"{_PROG}: cannot read key log {args.keylog}: {e.strerror or e}", file=sys.stderr)
         return 1
-    options = AnalyzeOptions(filter=args.filter, preview=max(args.body_preview, 0), keylog=keylog)
+    try:
+        registry = load_protos(list(args.proto_path)) if args.proto_path else None
+    except (SchemaError, OSError) as e:
+        print(f"{_PROG}: {e}", file=sys.stderr)
+        return 2
+    options = AnalyzeOptions(
+        filter=args.filter,
+        preview=max(args.body_preview, 0),
+        keylog=keylog,
+        grpc=GrpcSettings(registry=registry),
+    )
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     try:
@@ -163,6 +183,8 @@ def _run(args: argparse.Namespace, capture: Any, out: TextIO) -> int:
         return 2
 
     def write(record: CapturedExchange) -> None:
+        for message in message_records(record):  # a gRPC call's messages, then the call
+            out.write(dumps(record_to_json(message)) + "\n")
         out.write(dumps(record_to_dict(record, rules)) + "\n")
 
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from proxy.grpc.settings import GrpcSettings
 from proxy.pcap.decode import IPPROTO_TCP, Decoder, DecodeStats
 from proxy.pcap.filter import Predicate, compile_filter
 from proxy.pcap.keylog import KeyLog
@@ -49,6 +50,7 @@ class AnalyzeOptions:
     limits: ReassemblyLimits = field(default_factory=ReassemblyLimits)
     block_size: int = DEFAULT_BLOCK_SIZE
     keylog: KeyLog | None = field(default=None, compare=False)  # decrypts TLS (tlsstream)
+    grpc: GrpcSettings | None = field(default=None, compare=False)  # decodes gRPC calls
 
 
 def analyze(
@@ -91,7 +93,7 @@ def build_stages(
         emit(record)
 
     def consumer(info: ConnectionInfo) -> ConnectionAnalyzer:
-        return ConnectionAnalyzer(info, counted, opts.preview, opts.keylog)
+        return ConnectionAnalyzer(info, counted, opts.preview, opts.keylog, opts.grpc)
 
     decoder = Decoder()
     reassembler = Reassembler(consumer, opts.limits)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from proxy.flow.grpcinfo import MESSAGE_KIND
 from proxy.flow.record import (
     FlowRecord,
     Message,
@@ -65,7 +66,7 @@ def to_flow_record(r: CapturedExchange, rules: RuleSet | None = None) -> FlowRec
     return FlowRecord(
         r.id, "http", MODE, r.start, r.end, client, server, request=request, response=response,
         timings=timings, error=error, rules=_tag(r, rules) if rules is not None else None,
-        tls=_tls(r) if r.tls is not None else None,
+        tls=_tls(r) if r.tls is not None else None, grpc=r.grpc.call if r.grpc else None,
     )  # fmt: skip
 
 
@@ -111,3 +112,23 @@ def _tag(r: CapturedExchange, rules: RuleSet) -> RulesInfo | None:
     if not hits:
         return None
     return RulesInfo(tuple((h.rule, h.source, h.actions) for h in hits), (), tags, None)
+
+
+def message_records(r: CapturedExchange) -> list[FlowRecord]:
+    """The gRPC messages of an exchange, each its own record (before the call's)."""
+    if r.grpc is None:
+        return []
+    client, server = (r.client.ip, r.client.port), (r.server.ip, r.server.port)
+    return [
+        FlowRecord(
+            f"{r.id}:{m.direction}:{m.index}",
+            MESSAGE_KIND,
+            MODE,
+            m.at,
+            m.at,
+            client,
+            server,
+            grpc=m,
+        )
+        for m in r.grpc.messages
+    ]

@@ -12,7 +12,8 @@ streams (RFC 9113 §5.1, §8.1):
 * a client's first header block on a stream is the request, the server's
   first final one the response (1xx ones are informational, §8.1); a later
   block with END_STREAM is a trailer section, decoded (the HPACK state
-  needs it) and, as for HTTP/1, not recorded;
+  needs it) and, as for HTTP/1, not recorded (but a gRPC call's status in
+  it is, with its messages: ``proxy.pcap.grpccapture``);
 * DATA is counted per stream and its first ``preview`` bytes kept;
   END_STREAM ends a side; a PUSH_PROMISE opens a pushed stream whose request
   is the promised header block (§8.4);
@@ -42,6 +43,8 @@ from typing import Protocol
 
 from hpack import Decoder, HPACKError
 
+from proxy.grpc.settings import GrpcSettings
+from proxy.pcap.grpccapture import GrpcTap
 from proxy.pcap.h2fields import Headers, regular, request_line, response_status
 from proxy.pcap.h2frames import (
     ACK,
@@ -119,9 +122,10 @@ class H2Conversation:
 
     def __init__(
         self, host: Host, preview: int = 256, scheme: str = "http",
-        upgraded: CapturedExchange | None = None,
+        upgraded: CapturedExchange | None = None, grpc: GrpcSettings | None = None,
     ) -> None:  # fmt: skip
         self.host = host
+        self.grpc = GrpcTap(grpc, preview) if grpc is not None and grpc.enabled else None
         self.preview = preview
         self.scheme = scheme  # when a request has no :scheme
         self.client = _Side(preface=True)
@@ -280,8 +284,12 @@ class H2Conversation:
             if 100 <= status < 200 and not end:
                 return  # informational (§8.1)
             stream.status, stream.response = status, headers
+            if self.grpc is not None:
+                self.grpc.head(stream, headers)
         elif not end:
             stream.errors.append("response: header block after the head without END_STREAM")
+        elif self.grpc is not None:  # a trailer section: a gRPC call's status
+            self.grpc.trailers(stream, headers)
         if end:
             stream.resp_end = ts
             self._maybe_done(sid, stream, ts)
@@ -297,6 +305,8 @@ class H2Conversation:
         if len(self.streams) >= MAX_STREAMS:
             raise FrameError(f"more than {MAX_STREAMS} streams open at once")
         self.streams[sid] = stream
+        if self.grpc is not None:
+            self.grpc.open(stream, stream.request, stream.start)
         return stream
 
     def _data(self, from_client: bool, ts: float, chunk: DataChunk) -> None:
@@ -304,6 +314,8 @@ class H2Conversation:
         if stream is None:
             return  # a closed or reset stream: late data is discarded (§5.1)
         data = chunk.data
+        if self.grpc is not None:
+            self.grpc.data(stream, from_client, data, ts)
         if from_client:
             stream.req_body += len(data)
             if self.preview:
@@ -354,6 +366,8 @@ class H2Conversation:
     def _record(self, s: _Stream, end: float, errors: list[str] | None = None) -> CapturedExchange:
         base = s.upgraded if s.upgraded is not None else self._request(s)
         final = s.status is not None
+        if self.grpc is not None:
+            base = self.grpc.finish(s, base, s.response if final else None)
         return dataclasses.replace(
             base, end=end, response_start=s.resp_start, response_end=s.resp_end, status=s.status,
             reason="" if final else None, response_version="2.0" if final else None,

@@ -23,6 +23,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from proxy.flow.grpcinfo import GrpcCall, GrpcMessage
+
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -52,6 +54,12 @@ class TlsFacts:
     decrypted: bool = False  # a key log held this connection's secrets
     cert_subject: str | None = None  # end-entity certificate (TLS 1.3: if decrypted)
     cert_issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcCapture:
+    call: GrpcCall
+    messages: tuple[GrpcMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +96,4 @@ class CapturedExchange:
     bytes_server_to_client: int = 0
     close: str | None = None  # "fin", "rst", "eof" (capture ended), "timeout", "evicted"
     errors: tuple[str, ...] = ()
+    grpc: GrpcCapture | None = None  # a gRPC call and its messages (proxy.pcap.grpccapture)

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
+from proxy.grpc.settings import GrpcSettings
 from proxy.pcap.h2decode import H2Conversation
 from proxy.pcap.h2frames import PREFACE
 from proxy.pcap.http import HttpConversation
@@ -84,10 +85,16 @@ class ConnectionAnalyzer:
     """The reassembler's consumer for one connection; emits its records."""
 
     def __init__(
-        self, info: ConnectionInfo, emit: Emit, preview: int = 256, keylog: KeyLog | None = None
+        self,
+        info: ConnectionInfo,
+        emit: Emit,
+        preview: int = 256,
+        keylog: KeyLog | None = None,
+        grpc: GrpcSettings | None = None,
     ) -> None:
         self.info = info
         self.keylog = keylog  # TLS secrets (``tapproxy analyze --keylog``)
+        self.grpc = grpc  # gRPC calls in HTTP/2 streams decoded (``--proto-path``)
         self.connection = info.id
         self.client = endpoint(*info.client)
         self.server = endpoint(*info.server)
@@ -127,7 +134,7 @@ class ConnectionAnalyzer:
         h2c: CapturedExchange | None = None,
     ) -> None:  # fmt: skip
         if h2c is not None:
-            self.mode = H2Conversation(self, self.preview, upgraded=h2c)
+            self.mode = H2Conversation(self, self.preview, upgraded=h2c, grpc=self.grpc)
         else:
             self.mode = _Sniff(self, ts, allow_swap=False)
         if client_rest:
@@ -182,7 +189,7 @@ class _Sniff:
         if kind == "http":
             conn.mode = HttpConversation(conn, conn.preview)
         elif kind == "h2":
-            conn.mode = H2Conversation(conn, conn.preview)
+            conn.mode = H2Conversation(conn, conn.preview, grpc=conn.grpc)
         elif kind == "tls":
             conn.mode = TlsStream(conn, self.start, conn.keylog, conn.preview)
         else:

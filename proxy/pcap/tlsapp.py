@@ -18,6 +18,7 @@ import enum
 from collections.abc import Callable
 from typing import Protocol
 
+from proxy.grpc.settings import GrpcSettings
 from proxy.pcap.h2decode import H2Conversation
 from proxy.pcap.http import HttpConversation
 from proxy.pcap.records import CapturedExchange, Endpoint, TlsFacts
@@ -31,6 +32,7 @@ class Connection(Protocol):
     client: Endpoint
     server: Endpoint
     connection: int
+    # Optionally ``grpc: GrpcSettings | None``: gRPC calls in decrypted HTTP/2 decoded.
 
     def next_id(self) -> str: ...
     def emit(self, record: CapturedExchange) -> None: ...
@@ -73,7 +75,8 @@ class TlsApplication:
                 self.http = HttpConversation(self, self.preview, scheme="https")
             elif alpn == "h2":
                 self.mode = AppMode.HTTP2
-                self.http = H2Conversation(self, self.preview, scheme="https")
+                grpc: GrpcSettings | None = getattr(self.conn, "grpc", None)  # optional
+                self.http = H2Conversation(self, self.preview, "https", grpc=grpc)
             else:
                 self.mode = AppMode.UNDECODED
                 self.errors.append(f"decrypted; ALPN {alpn!r} is not decoded")
