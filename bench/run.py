@@ -1,7 +1,7 @@
 """tapproxy against mitmdump, proxy.py and a bare asyncio relay, side by side.
 
-    python -m bench.run                  # everything, 3 runs each (about 20-30 min)
-    python -m bench.run --quick          # 1 run, shorter durations (about 6-8 min)
+    python -m bench.run                  # everything, 3 runs each (about 35-45 min)
+    python -m bench.run --quick          # 1 run, shorter durations (about 8-10 min)
     python -m bench.run --only a,b,d     # a subset of the scenarios
     python -m bench.run --peers tapproxy,bare\\ relay --runs 5
 
@@ -14,6 +14,8 @@ d. HTTPS interception, fresh connection per request, same / distinct SNI (bench/
 e. memory: RSS idle, with 1000 idle keep-alive connections, after 1k vs 100k requests
 f. added latency: one request at a time over one keep-alive connection, proxy minus direct
 g. tapproxy --workers 2 against 1 worker under a's load (bench/workers_bench.py)
+h. HTTP/2: h2load -c 10 -m 100 through reverse proxies to nghttpd, h2c and TLS with
+   interception: req/s, CPU per request, RSS (bench/h2_bench.py)
 
 Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0, the
 load generators and the origin (nginx from Debian, with its own config in a
@@ -40,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import tls_bench, workers_bench
+from bench import h2_bench, tls_bench, workers_bench
 from bench.common import (
     LOAD_CPU,
     PROXY_CPU,
@@ -60,7 +62,7 @@ from bench.peers import PEERS, RELAY, Running, peer_version, start_or_reason
 from bench.report import Column, Table
 
 GiB, MiB = 1024**3, 1024**2
-SCENARIOS = "abcdefg"
+SCENARIOS = "abcdefgh"
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Settings:
     flows_large: int = 100_000
     seq_requests: int = 2000  # f
     seq_warmup: int = 200
+    h2_requests: int = 20_000  # h, per h2load run
     quiet_wait: float = 5.0  # max wait for other processes to calm down before a measurement
 
 
@@ -531,6 +534,7 @@ def header(settings: Settings, peers: tuple[str, ...], argv: list[str]) -> str:
         "nginx": tool_version(["nginx", "-v"]).replace("nginx version: ", ""),
         "wrk": tool_version(["wrk", "-v"]).split(" Copyright")[0],
         "curl": tool_version(["curl", "--version"]),
+        "h2load, nghttpd": tool_version(["h2load", "--version"]),
         "kernel": platform.release(),
     }
     lines = [
@@ -583,6 +587,7 @@ def main() -> int:
         load_seconds=3.0 if args.quick else 10.0,
         warmup_seconds=1.0 if args.quick else 2.0,
         tls_seconds=3.0 if args.quick else 10.0,
+        h2_requests=5_000 if args.quick else 20_000,
         quiet_wait=args.quiet_wait,
     )
     raise_nofile()
@@ -627,6 +632,19 @@ def main() -> int:
                         quiet_wait=settings.quiet_wait,
                         commands=bench.commands,
                     ).markdown()
+                elif letter == "h":
+                    md = "\n".join(
+                        t.markdown()
+                        for t in h2_bench.run_scenario(
+                            Path(d) / "h2",
+                            runs=runs,
+                            requests=settings.h2_requests,
+                            peers=peers,
+                            log=log,
+                            quiet_wait=settings.quiet_wait,
+                            commands=bench.commands,
+                        )
+                    )
                 else:
                     md = bench.latency().markdown()
                 md += f"\n_{letter}: {time.monotonic() - t0:.0f} s_\n"
