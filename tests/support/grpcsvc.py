@@ -74,29 +74,30 @@ class Generated:
         return self.directory / "demo.desc"
 
 
-def build(directory: Path) -> Generated:
+def build(directory: Path, proto: str = PROTO, name: str = "demo") -> Generated:
+    """``proto`` compiled as ``NAME.proto`` in ``directory``, its modules imported."""
     from grpc_tools import protoc
 
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "demo.proto").write_text(PROTO)
+    (directory / f"{name}.proto").write_text(proto)
     code = protoc.main(
         [
             "protoc",
             f"-I{directory}",
             f"--python_out={directory}",
             f"--grpc_python_out={directory}",
-            f"--descriptor_set_out={directory / 'demo.desc'}",
+            f"--descriptor_set_out={directory / f'{name}.desc'}",
             "--include_imports",
-            str(directory / "demo.proto"),
+            str(directory / f"{name}.proto"),
         ]
     )
     assert code == 0, "protoc failed"
     sys.path.insert(0, str(directory))
     try:
-        for name in ("demo_pb2", "demo_pb2_grpc"):
-            sys.modules.pop(name, None)
-        pb2 = importlib.import_module("demo_pb2")
-        grpc_mod = importlib.import_module("demo_pb2_grpc")
+        for module in (f"{name}_pb2", f"{name}_pb2_grpc"):
+            sys.modules.pop(module, None)
+        pb2 = importlib.import_module(f"{name}_pb2")
+        grpc_mod = importlib.import_module(f"{name}_pb2_grpc")
     finally:
         sys.path.remove(str(directory))
     return Generated(directory, pb2, grpc_mod)
