@@ -2,7 +2,8 @@
 
 nghttpd (``tests.support.nghttpd``, not verbose here: logging every DATA
 frame of a GiB would slow it down; ``test_http2_upstreams`` proves from its
-verbose log that these routes reach it over HTTP/2) serves a 1 GiB file of
+verbose log that these routes reach it over HTTP/2, and the records here
+say so: ``server_version``, ``tls.server.alpn``) serves a 1 GiB file of
 the deterministic test pattern, written for this module and deleted after,
 and echoes uploads. Through ``reverse:h2c://`` (curl prior knowledge) and
 ``--mitm`` (curl ``--http2 -x``, h2 in TLS on both legs):
@@ -34,6 +35,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests.integration.test_http2_upstreams import server_version
 from tests.support.certs import CertAuthority
 from tests.support.h2clients import records_for, tag, write_pattern
 from tests.support.nghttpd import NGHTTPD, Nghttpd, start_nghttpd
@@ -150,6 +152,7 @@ def check_record(leg: Leg, marker: str) -> dict[str, Any]:
     assert rec["error"] is None, rec["error"]
     assert rec["request"]["http_version"] == "HTTP/2.0", rec["request"]
     assert rec["response"]["http_version"] == "HTTP/2.0", rec["response"]
+    assert server_version(rec) == "HTTP/2.0", rec["response"]
     assert rec["response"]["status"] == 200
     assert rec["server"]["port"] == leg.origin.port
     if leg.url.startswith("https:"):
