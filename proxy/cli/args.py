@@ -13,6 +13,7 @@ import os
 from proxy import __version__
 from proxy.cli.grpc_args import add_grpc_options
 from proxy.cli.replay_args import add_replay_options
+from proxy.cli.ws_args import add_ws_options
 from proxy.http1 import DEFAULT_LIMITS
 from proxy.server.context import Timeouts
 from proxy.sinks.rotate import count_arg, size_arg
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_replay_options(p)
     add_grpc_options(p)
+    add_ws_options(p)
     t = p.add_argument_group("timeouts (seconds)")
     for name, default in Timeouts().__class__.__dataclass_fields__.items():
         t.add_argument(

@@ -28,6 +28,7 @@ from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
 from proxy.cli.routing_setup import with_routing
 from proxy.cli.startup import active_line
 from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
+from proxy.cli.ws_args import ws_settings
 from proxy.config import ConfigError, ModeSpec, parse_modes
 from proxy.http1 import Limits
 from proxy.rules import RulesError, RulesWatcher
@@ -121,6 +122,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         ),
         proxy_auth=expected_credentials(args.proxy_auth) if args.proxy_auth else None,
         grpc=grpc_settings(args, modes),
+        websocket=ws_settings(args),
     )
     options = ServerOptions(
         modes=modes,

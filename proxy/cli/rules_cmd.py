@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from proxy.cli.rules_ws import explain_ws
 from proxy.rules import RequestInfo, RulesError, RuleSet, load_rules
 from proxy.rules.explain import EditStep, Explanation, Verdict, explain
 from proxy.rules.facts import DEFAULT_PORTS
@@ -41,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     ex = sub.add_parser("explain", help="which rules match a request, and what they do")
     ex.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    ex.add_argument("request", metavar="REQUEST", help="'METHOD URL' or 'URL', or tcp://host:port")
+    ex.add_argument(
+        "request",
+        metavar="REQUEST",
+        help="'METHOD URL' or 'URL', tcp://host:port, or ws://host/path (with --message)",
+    )
     ex.add_argument(
         "-H", "--header", action="append", default=[], help="request header 'name: value'"
     )
@@ -49,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--client", default="127.0.0.1", help="client address")
     ex.add_argument("--mode", default="regular", help="listener mode name")
     ex.add_argument("--status", type=int, help="also evaluate a response with this status")
+    ex.add_argument("--message", default="", help="a WebSocket message (ws:// URLs)")
+    ex.add_argument(
+        "--direction", choices=("upstream", "downstream"), default="downstream",
+        help="the WebSocket message's direction (upstream: client to server)",
+    )  # fmt: skip
+    ex.add_argument("--binary", action="store_true", help="the WebSocket message is binary")
     ex.add_argument("-R", "--response-header", action="append", default=[], help="'name: value'")
     ex.add_argument("--response-body", default="", help="response body")
     return p
@@ -68,6 +79,8 @@ def _check(files: Sequence[Path], out: TextIO, err: TextIO) -> int:
     if rules is None:
         return 1
     counts = f"{plural(len(rules.rules), 'HTTP rule')}, {plural(len(rules.tcp_rules), 'TCP rule')}"
+    if rules.ws_rules:
+        counts += f", {plural(len(rules.ws_rules), 'WebSocket rule')}"
     print(f"ok: {counts} in {plural(len(rules.files), 'file')}", file=out)
     return 0
 
@@ -114,6 +127,8 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     if args.request.startswith("tcp://"):
         return _explain_tcp(rules, args, out, err)
+    if args.request.startswith(("ws://", "wss://")):
+        return explain_ws(rules, args, out, err)
     try:
         info = parse_request(args.request, args.header, args.client, args.mode)
     except ValueError as e:

@@ -29,9 +29,11 @@ from proxy.rules.match import Phase
 from proxy.rules.parse_grpc import parse_grpc_section
 from proxy.rules.parse_match import parse_match
 from proxy.rules.parse_tcp import TcpRule, parse_tcp_rule
+from proxy.rules.parse_ws import parse_ws_rule
+from proxy.rules.wsrules import WsRule
 from proxy.rules.yamlnodes import Doc, check_keys, compose, integer, items, mapping, nonempty
 
-TOP_KEYS = ("version", "rules", "tcp")
+TOP_KEYS = ("version", "rules", "tcp", "websocket")
 RULE_KEYS = (
     "name",
     "match",
@@ -97,19 +99,26 @@ def load_sources(
 ) -> RuleSet:
     rules: list[model.Rule] = []
     tcp_rules: list[TcpRule] = []
+    ws_rules: list[WsRule] = []
     errors: list[RuleError] = []
     names: dict[str, str] = {}
     for src in sources:
         doc = Doc(str(src.path), src.path.parent.resolve())
-        _parse_file(doc, src.text, rules, tcp_rules, names)
+        _parse_file(doc, src.text, rules, tcp_rules, names, ws_rules)
         errors += sorted(doc.errors, key=lambda e: (e.line, e.column))
     if errors:
         raise RulesError(errors)
-    return RuleSet(rules, tcp_rules, rng=rng, max_body=max_body, files=[s.path for s in sources])
+    files = [s.path for s in sources]
+    return RuleSet(rules, tcp_rules, rng=rng, max_body=max_body, files=files, ws_rules=ws_rules)
 
 
 def _parse_file(
-    doc: Doc, text: str, rules: list[model.Rule], tcp_rules: list[TcpRule], names: dict[str, str]
+    doc: Doc,
+    text: str,
+    rules: list[model.Rule],
+    tcp_rules: list[TcpRule],
+    names: dict[str, str],
+    ws_rules: list[WsRule],
 ) -> None:
     root = compose(doc, text)
     if root is None:
@@ -129,6 +138,22 @@ def _parse_file(
     for key in ("rules", "tcp"):
         if key in entries:
             _parse_list(doc, entries[key][1], key, rules, tcp_rules, names)
+    if "websocket" in entries:
+        _parse_ws_list(doc, entries["websocket"][1], ws_rules, names)
+
+
+def _parse_ws_list(doc: Doc, node: Node, ws_rules: list[WsRule], names: dict[str, str]) -> None:
+    """The ``websocket:`` section (``proxy.rules.parse_ws``)."""
+    if node.tag.endswith(":null"):
+        return
+    if not node.tag.endswith(":seq"):
+        doc.error(node, "websocket", "expected a list of WebSocket rules")
+        return
+    for item, path in items(node, "websocket"):
+        name = _rule_name(doc, item, path, names)
+        rule = parse_ws_rule(doc, item, path, len(ws_rules), name)
+        if rule is not None:
+            ws_rules.append(rule)
 
 
 def _parse_list(

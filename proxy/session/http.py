@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import cast
 
 from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
-from proxy.flow.record import Address
+from proxy.flow.record import Address, TlsInfo
 from proxy.http1 import ProtocolError, RequestHead
 from proxy.layers.commands import (
     CLIENT,
@@ -211,9 +211,12 @@ class HttpSession:
             ex.error = event.error
         if event.tcp_rules:
             ex.tcp_rules = event.tcp_rules
-        record = ex.finish(
-            self.config.mode, self.client, self.config.clock(), event.info, event.tls
-        )
+        tls, config = event.tls, self.config
+        if tls is None and (config.client_tls is not None or ex.server_tls is not None):
+            # a 101 inside intercepted TLS, or to an https upstream: as for its exchange
+            intercepted = config.client_tls is not None
+            tls = TlsInfo(intercepted, config.client_tls, ex.server_tls, config.keylog)
+        record = ex.finish(config.mode, self.client, config.clock(), event.info, tls)
         return [Hook(HookKind.DONE, record)]
 
     def _timer(self, event: TimerFired) -> list[Command]:

@@ -10,25 +10,17 @@ from typing import IO
 
 from proxy.flow.grpcinfo import MESSAGE_KIND, GrpcCall
 from proxy.flow.record import FlowRecord
+from proxy.flow.wsinfo import SSE_EVENT_KIND, WS_MESSAGE_KIND
 from proxy.sinks.marks import marks
+from proxy.sinks.streamlines import human_size, stream_line
 from proxy.words import plural
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 #: The record kind of a rules reload error (proxy/server/app.py), not a flow.
 NOT_A_FLOW = "rules_error"
+_STREAM_KINDS = frozenset({WS_MESSAGE_KIND, SSE_EVENT_KIND})
 _COLOURS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[31m"}
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n}b"
-    for unit in ("k", "m", "g"):
-        n_f = n / 1024
-        if n_f < 1024 or unit == "g":
-            return f"{n_f:.1f}{unit}"
-        n = int(n_f)
-    return f"{n}b"
 
 
 def format_line(r: FlowRecord, colour: bool, verbose: bool) -> str:
@@ -111,13 +103,27 @@ class ConsoleSink:
 
         A ``rules_error`` record is not a flow: the reload already printed its
         notice once, so it has no console line (it stays in the flow log); nor
-        has a gRPC message (its call's line counts it).
+        has a gRPC message (its call's line counts it). WebSocket messages and
+        server-sent events have a line each with ``-v``.
         """
+        if self.verbose:
+            streams = [r for r in records if r.kind in _STREAM_KINDS]
+            if streams:
+                return [self._line(r) for r in records if r.kind != NOT_A_FLOW]
         return [
             (format_line(r, self.colour, self.verbose) + "\n").encode("utf-8", "surrogatepass")
             for r in records
-            if r.kind != NOT_A_FLOW and r.kind != MESSAGE_KIND
+            if r.kind != NOT_A_FLOW and r.kind != MESSAGE_KIND and r.kind not in _STREAM_KINDS
         ]
+
+    def _line(self, r: FlowRecord) -> bytes:
+        if r.kind in _STREAM_KINDS:
+            line = stream_line(r)
+        elif r.kind == MESSAGE_KIND:
+            return b""
+        else:
+            line = format_line(r, self.colour, self.verbose)
+        return (line + "\n").encode("utf-8", "surrogatepass")
 
     def write_prepared(self, lines: list[bytes]) -> None:
         try:

@@ -50,7 +50,7 @@ class Msg:
         self.preview = bytearray()
         self.raw: list[bytes] | None = [] if hold else None  # held wire bytes
         self.payload: bytearray | None = bytearray() if hold else None  # held payload
-        self.truncated = False  # over the limit: streamed, rules did not see it
+        self.truncated = False  # longer than --max-body: streamed, rules did not see it
         self.plain = False  # streamed uncompressed (after a desync)
 
     @property
@@ -173,9 +173,11 @@ class Direction:
         room = self.preview_cap - len(msg.preview)
         if room > 0:
             msg.preview += piece[:room]
+        if msg.size > self.limit:
+            msg.truncated = True  # longer than rules may see (held or not)
         if msg.payload is not None:
             msg.payload += piece
-            if msg.size > self.limit:
+            if msg.truncated:
                 self._stream(msg, items)
         elif msg.plain:
             items.append(Forward(encode(Opcode.CONTINUATION, piece, not self.from_client, False)))
@@ -183,7 +185,6 @@ class Direction:
     def _stream(self, msg: Msg, items: list[Item]) -> None:
         """Over the limit: what was held goes on, the rest follows as it comes."""
         assert msg.payload is not None and msg.raw is not None
-        msg.truncated = True
         if self.desync and msg.compressed:
             msg.plain = True  # the receiver cannot inflate the original frames
             first = encode(msg.opcode, bytes(msg.payload), not self.from_client, False)
