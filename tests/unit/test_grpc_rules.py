@@ -18,8 +18,7 @@ from proxy.grpc.fieldedit import MISSING, FieldError, assign, value
 from proxy.grpc.observer import GrpcObserver
 from proxy.grpc.settings import GrpcSettings
 from proxy.grpc.wire import WireType, encode_field
-from proxy.http1 import RequestHead
-from proxy.http1.framing import Framing, FramingKind
+from proxy.http1 import Framing, FramingKind, RequestHead
 from proxy.rules import RequestInfo, Respond, RulesError, SourceText, load_sources
 from proxy.rules.grpcspec import MessageAction, MessageActions
 
