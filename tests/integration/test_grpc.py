@@ -374,3 +374,30 @@ def test_upstream_trailers_only_error_reaches_the_client(
     status = calls_by_method(recs)["Unary"]["grpc"]["status"]
     assert status["name"] == "INVALID_ARGUMENT" and status["from"] == "headers"
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_status_details_decoded_in_the_record(
+    gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path
+) -> None:
+    """grpc-message percent-decoded, grpc-status-details-bin as google.rpc.Status."""
+    p = start_proxy(
+        "--mode", f"reverse:h2c://127.0.0.1:{server.port}", flow_log=tmp_path / "flows.jsonl"
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{p.port}")
+    try:
+        with pytest.raises(grpc.RpcError):
+            gen.grpc.EchoStub(channel).Unary(gen.pb2.Req(text="details"), timeout=10)
+        recs = grpc_records(p, 1)
+    finally:
+        channel.close()
+        p.stop()
+    valid(recs)
+    status = calls_by_method(recs)["Unary"]["grpc"]["status"]
+    assert (status["code"], status["name"], status["message"]) == (14, "UNAVAILABLE", "dépôt down")
+    details = status["details"]
+    assert details["code"] == 14 and details["message"] == "dépôt down"
+    [any_] = details["details"]
+    assert any_["type_url"] == "type.googleapis.com/demo.Reply"
+    assert any_["fields"] == [
+        {"n": 1, "type": "string", "value": "retry later"}, {"n": 2, "type": "varint", "value": 3},
+    ]  # fmt: skip

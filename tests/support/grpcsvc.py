@@ -8,7 +8,8 @@ the service on loopback (insecure or TLS); the behaviour is:
 
 * ``Unary``: echoes ``text`` with ``count`` doubled; a request whose text
   is ``fail`` ends with ``INVALID_ARGUMENT`` and a detail message, one whose
-  text is ``metadata`` gets the ``x-`` metadata the server received;
+  text is ``details`` with ``UNAVAILABLE`` and ``grpc-status-details-bin``,
+  one whose text is ``metadata`` gets the ``x-`` metadata the server received;
 * ``ServerStream``: ``count`` replies of ``size`` bytes of payload each;
 * ``ClientStream``: one reply summing the requests' counts;
 * ``Bidi``: one reply per request, as it comes.
@@ -112,6 +113,8 @@ def servicer(gen: Generated) -> Any:
         def Unary(self, request: Any, context: Any) -> Any:
             if request.text == "fail":
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "fail: asked to fail")
+            if request.text == "details":  # a rich error: google.rpc.Status in the trailers
+                context.abort_with_status(rich_status(pb2))
             metadata = dict(context.invocation_metadata())
             if request.text == "metadata":  # what the server got, for metadata rules
                 seen = sorted(k for k in metadata if k.startswith("x-"))
@@ -136,6 +139,31 @@ def servicer(gen: Generated) -> Any:
                 yield pb2.Reply(text=r.text.upper(), index=i, count=r.count)
 
     return Echo()
+
+
+def rich_status(pb2: Any) -> Any:
+    """UNAVAILABLE with ``grpc-status-details-bin``: a google.rpc.Status whose one
+    detail is an Any holding a demo.Reply (written with the wire format by hand:
+    google.rpc's modules are not a dependency)."""
+    import grpc
+
+    from proxy.grpc.wire import WireType, encode_field
+
+    detail = encode_field(1, WireType.LEN, b"type.googleapis.com/demo.Reply") + encode_field(
+        2, WireType.LEN, pb2.Reply(text="retry later", count=3).SerializeToString()
+    )
+    status = (
+        encode_field(1, WireType.VARINT, 14)
+        + encode_field(2, WireType.LEN, "dépôt down".encode())
+        + encode_field(3, WireType.LEN, detail)
+    )
+
+    class _Status(grpc.Status):  # type: ignore[misc]
+        code = grpc.StatusCode.UNAVAILABLE
+        details = "dépôt down"
+        trailing_metadata = (("grpc-status-details-bin", status),)
+
+    return _Status()
 
 
 @dataclass
