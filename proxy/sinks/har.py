@@ -37,6 +37,7 @@ from proxy.flow.record import FlowRecord
 from proxy.oserrors import reason
 from proxy.sinks.har_bodies import BodySource, RecordBodies
 from proxy.sinks.har_entry import har_entry
+from proxy.sinks.har_grpc import GrpcMessages
 from proxy.sinks.har_ws import WsMessages
 from proxy.sinks.jsonenc import dumps as _dumps
 
@@ -51,6 +52,7 @@ class HarLog:
         self.skipped: Counter[str] = Counter()
         self.invalid = 0  # records that could not be mapped (malformed input)
         self.ws = WsMessages()  # WebSocket messages waiting for their connection's entry
+        self.grpc = GrpcMessages()  # gRPC messages waiting for their call's entry
         self.last_error: str | None = None
 
     def head(self) -> bytes:
@@ -77,9 +79,14 @@ class HarLog:
                 if rec.get("kind") == "websocket_message":
                     self.ws.add(rec)
                     continue
+                if rec.get("kind") == "grpc_message":
+                    self.grpc.add(rec)
+                    continue
                 entry = har_entry(rec, bodies)
                 if entry is not None and rec.get("kind") == "websocket":
                     self.ws.attach(rec, entry)
+                if entry is not None and "grpc" in rec:
+                    self.grpc.attach(rec, entry)
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 # one malformed record must not cost the batch (or the conversion)
                 self.invalid += 1

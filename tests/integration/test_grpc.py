@@ -401,3 +401,42 @@ def test_status_details_decoded_in_the_record(
     assert any_["fields"] == [
         {"n": 1, "type": "string", "value": "retry later"}, {"n": 2, "type": "varint", "value": 3},
     ]  # fmt: skip
+
+
+def test_har_carries_the_decoded_messages(
+    gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path
+) -> None:
+    """--har live, and ``tapproxy convert`` of the flow log: the same entries."""
+    har, log = tmp_path / "calls.har", tmp_path / "flows.jsonl"
+    p = start_proxy(
+        "--mode", f"reverse:h2c://127.0.0.1:{server.port}", "--proto-path", str(gen.proto),
+        "--har", str(har), flow_log=log,
+    )  # fmt: skip
+    try:
+        assert run_client(gen, f"127.0.0.1:{p.port}") == EXPECTED
+        grpc_records(p, 4)
+    finally:
+        p.stop()
+    converted = tmp_path / "converted.har"
+    subprocess.run(
+        [sys.executable, "-m", "proxy", "convert", str(log), "--to", "har", "-o", str(converted)],
+        cwd=REPO, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    har_schema = json.loads((REPO / "tests" / "data" / "har-1.2.schema.json").read_text())
+    for path in (har, converted):
+        doc = json.loads(path.read_text())
+        Draft202012Validator(har_schema).validate(doc)
+        entries = {e["request"]["url"].rsplit("/", 1)[1]: e for e in doc["log"]["entries"]}
+        bidi = entries["Bidi"]
+        assert json.loads(bidi["request"]["postData"]["text"]) == [
+            {"text": "a", "count": 1}, {"text": "b", "count": 2},
+        ]  # fmt: skip
+        assert json.loads(bidi["response"]["content"]["text"]) == [
+            {"text": "A", "count": 1}, {"text": "B", "count": 2, "index": 1},
+        ]  # fmt: skip
+        assert "gRPC messages decoded" in bidi["response"]["content"]["comment"]
+        assert bidi["_tapproxy"]["grpc"]["status"]["name"] == "OK"
+        unary = json.loads(entries["Unary"]["request"]["postData"]["text"])
+        assert unary == [
+            {"text": "hello", "count": 21, "inner": {"label": "in", "values": [1, 2, 300]}}
+        ]
