@@ -84,8 +84,8 @@ def test_convert_from_stdin(
     ("line", "message"),
     [
         (
-            '{"schema":3,"kind":"http"}',
-            "flow log schema 3 is not supported (this tapproxy reads schemas 1 to 2)",
+            '{"schema":4,"kind":"http"}',
+            "flow log schema 4 is not supported (this tapproxy reads schemas 1 to 3)",
         ),
         ('{"kind":"http"}', "not a tapproxy flow record (no 'schema')"),
         ("[1,2]", "not a tapproxy flow record"),
