@@ -100,14 +100,15 @@ class Inflater:
     def pieces(self, data: bytes, last: bool) -> Iterator[bytes]:
         """Inflate ``data`` (the message's end when ``last``) in pieces of at
         most ``STEP`` bytes, each counted against the caps before it is seen."""
-        self.size_in += len(data)
         if last:
             data += TAIL
         z = self._z
         try:
             while True:
+                before = len(data)
                 piece = z.decompress(data, STEP)
                 data = z.unconsumed_tail
+                self.size_in += before - len(data)  # the input this output came from
                 self._count(len(piece))
                 if piece:
                     yield piece
