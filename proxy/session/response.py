@@ -25,10 +25,11 @@ from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
 from proxy.session.rulephase import Answer, CloseBy, ResponseOutcome, RulePhase, SendResponse
 from proxy.session.sequencer import Sequencer
+from proxy.session.sse import SseObserver, is_event_stream
 
 
 class ResponsePath:
-    __slots__ = ("endings", "hooks", "rules", "s")
+    __slots__ = ("endings", "hooks", "rules", "s", "sse")
 
     def __init__(
         self, session: Sequencer, endings: Endings, rules: RulePhase | None, hooks: HookPoints
@@ -37,6 +38,7 @@ class ResponsePath:
         self.endings = endings
         self.rules = rules
         self.hooks = hooks
+        self.sse: SseObserver | None = None  # the events of a text/event-stream response
 
     def pump(self, out: list[Command]) -> list[Command]:
         """Take the server's parsed events for the current exchange."""
@@ -80,8 +82,14 @@ class ResponsePath:
             return
         if head.status == 101 and not ex.upgrade:
             raise ProtocolError(502, "101 Switching Protocols without an upgrade request")
-        ex.response_head_at = self.s.config.clock()
+        config = self.s.config
+        ex.response_head_at = config.clock()
         ex.upstream_head = head
+        self.sse = (
+            SseObserver(ex.id, config.mode, config.preview_bytes)
+            if is_event_stream(head.fields)
+            else None
+        )
         if ex.grpc is not None:
             ex.grpc.response_head(head.fields)
         if ex.plan is not None and head.status != 101:
@@ -163,6 +171,9 @@ class ResponsePath:
     def _body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         ex.count_upstream(data, self.s.config.preview_bytes)
         grpcout.drain(ex, self.s.config, out)
+        if self.sse is not None:
+            self.sse.feed(data, self.s.config.clock())
+            self.sse.drain(out)
         if ex.resp_buffer is not None:
             assert self.rules is not None
             outcome = self.rules.response_body(ex, data)
