@@ -238,3 +238,46 @@ def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
         actions = {(m["direction"], m["action"]) for m in ws_records(p, rec["id"])}
         assert {("downstream", "replaced"), ("upstream", "dropped")} <= actions
         assert ("downstream", "injected") in actions
+
+
+def vm_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+@pytest.mark.slow
+def test_one_gib_of_messages_keeps_the_proxy_flat(ws: WsUpstreams, tmp_path: Path) -> None:
+    """16,384 binary messages of 64 KiB from the server, each recorded: the
+    proxy's peak resident size stays under 80 MB."""
+    count, size = 16384, 65536
+    with running_proxy(flow_log=tmp_path / "f.jsonl") as p:
+        pid = p.proc.pid
+        samples: list[int] = []
+
+        async def run() -> int:
+            url = f"ws://127.0.0.1:{ws.plain}/stream?count={count}&size={size}"
+            got = 0
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(url, proxy=p.url, max_msg_size=0) as w,
+            ):
+                async for msg in w:
+                    assert msg.type is aiohttp.WSMsgType.BINARY
+                    assert len(msg.data) == size
+                    got += 1
+                    if got % 512 == 0:
+                        samples.append(vm_kb(pid, "VmRSS"))
+            return got
+
+        start = time.monotonic()
+        assert asyncio.run(asyncio.wait_for(run(), 600)) == count
+        took = time.monotonic() - start
+        peak = vm_kb(pid, "VmHWM")
+        print(f"1 GiB of WebSocket messages in {took:.1f} s; VmHWM {peak} kB; RSS {samples[::8]}")
+        assert peak < 80_000, (peak, samples)
+        rec = connection(p, "/stream?count=16384&size=65536", timeout=30)
+        assert rec["websocket"]["messages"]["downstream"] == count
+        assert rec["tunnel"]["bytes_server_to_client"] > count * size
+        assert len(ws_records(p, rec["id"], expect=count)) == count
