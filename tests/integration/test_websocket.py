@@ -9,8 +9,11 @@ the close is recorded. Rules are seen by the real client.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -281,3 +284,52 @@ def test_one_gib_of_messages_keeps_the_proxy_flat(ws: WsUpstreams, tmp_path: Pat
         assert rec["websocket"]["messages"]["downstream"] == count
         assert rec["tunnel"]["bytes_server_to_client"] > count * size
         assert len(ws_records(p, rec["id"], expect=count)) == count
+
+
+def test_har_websocket_messages_and_console_lines(ws: WsUpstreams, tmp_path: Path) -> None:
+    """--har: the entry of the upgrade has _webSocketMessages as Chrome DevTools
+    writes them; -v: a console line per message; `tapproxy convert` of the flow
+    log gives the same messages."""
+    har = tmp_path / "s.har"
+    log = tmp_path / "f.jsonl"
+    p = start_proxy("-v", "--har", str(har), flow_log=log, quiet=False)
+    try:
+
+        async def run() -> None:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(f"ws://127.0.0.1:{ws.plain}/echo", proxy=p.url) as w,
+            ):
+                await w.send_str("hi there")
+                assert (await asyncio.wait_for(w.receive(), 10)).data == "hi there"
+                await w.send_bytes(b"\x00\x01\x02")
+                assert (await asyncio.wait_for(w.receive(), 10)).data == b"\x00\x01\x02"
+
+        asyncio.run(run())
+        connection(p, "/echo")
+    finally:
+        p.stop()
+    entries = json.loads(har.read_text())["log"]["entries"]
+    [entry] = [e for e in entries if e.get("_resourceType") == "websocket"]
+    msgs = entry["_webSocketMessages"]
+    assert [(m["type"], m["opcode"], m["data"]) for m in msgs] == [
+        ("send", 1, "hi there"),
+        ("receive", 1, "hi there"),
+        ("send", 2, "AAEC"),
+        ("receive", 2, "AAEC"),
+    ]
+    assert all(isinstance(m["time"], float) and m["time"] > 1.7e9 for m in msgs)
+    out = p.stdout_text()
+    flow = entry["_tapproxy"]["id"]
+    assert f"ws {flow} > #0 text 8b 'hi there'" in out, out
+    assert f"ws {flow} < #1 binary 3b 000102" in out, out
+    converted = tmp_path / "c.har"
+    subprocess.run(
+        [sys.executable, "-m", "proxy", "convert", str(log), "--to", "har", "-o", str(converted)],
+        check=True,
+        timeout=60,
+    )
+    [again] = [
+        e for e in json.loads(converted.read_text())["log"]["entries"] if "_webSocketMessages" in e
+    ]
+    assert again["_webSocketMessages"] == msgs
