@@ -211,6 +211,8 @@ class ResponsePath:
                 return
             if self.s.ex is not ex or ex.waiting:
                 return  # ended by the rule's outcome, or a hang
+            if event.trailers:  # the edited body's trailers (a gRPC call's status)
+                self.s.client_side.end(ex, event.trailers, out)
         else:
             if ex.grpc_edit is not None:
                 self._edited(ex, [(ex.grpc_edit.rest(False), 0.0)], out)

@@ -280,3 +280,26 @@ def test_rules_check_names_the_place_of_a_mistake(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert f"{bad}:3:20: rules[0].match.grpc: unknown key 'servce'" in out.stderr
     assert f"{bad}:4:27: rules[0].grpc.status.code: unknown gRPC status 'NOPE'" in out.stderr
+
+
+def test_a_body_rule_on_a_call_keeps_its_trailers(
+    server: grpcsvc.Server, tmp_path: Path, stub_for: Any, gen: grpcsvc.Generated
+) -> None:
+    """A response body buffered for an HTTP rule goes out with the call's trailers
+    (grpc-status), or the client would see the call fail."""
+    rules = """\
+  - name: body
+    match: {grpc: {method: ServerStream}}
+    response: [{replace_body: {literal: "xxxxxxxxxx", with: "yyyyyyyyyy"}}]
+"""
+    p = proxy_with(tmp_path, server, rules)
+    try:
+        replies = list(
+            stub_for(p).ServerStream(gen.pb2.Req(text="s", count=2, size=10), timeout=10)
+        )
+        [rec] = calls(p, 1)
+    finally:
+        p.stop()
+    assert [r.payload for r in replies] == [b"y" * 10, b"y" * 10]
+    assert rec["grpc"]["status"]["name"] == "OK"
+    assert ["grpc-status", "0"] in rec["response"]["trailers"]
