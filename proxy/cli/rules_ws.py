@@ -3,7 +3,7 @@
 Shows, for one message in one direction, which ``websocket:`` rules apply to
 the connection (host and path), which match the message, and the verdict:
 the message as it would be forwarded, dropped, delayed, what is injected,
-and a close. The ``on: open`` injections of the connection are listed too.
+and a close. The ``when: open`` injections of the connection are listed too.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ websocket:
     replace: {regex: '"price":\\d+', with: '"price":0'}    # or json_patch: [...]
   - match: {text: {contains: ping}}
     drop: true
-  - inject: {to: client, text: hello, on: open, every_ms: 1000, count: 3}
+  - inject: {to: client, text: hello, when: open, every_ms: 1000, count: 3}
   - match: {text: {contains: bye}}
     close: {code: 4000, reason: "rule said so"}
 ```
@@ -63,7 +63,7 @@ def parse_ws_rule(doc: Doc, node: Node, path: str, order: int, name: str) -> WsR
     if len(doc.errors) > before:
         return None
     if rule.inject is not None and rule.inject.on == "open" and rule.acts:
-        doc.error(node, path, "an 'on: open' inject goes in a rule of its own")
+        doc.error(node, path, "an 'when: open' inject goes in a rule of its own")
         return None
     return WsRule(**{f: getattr(rule, f) for f in _FIELDS}, actions=summary(rule))
 
@@ -214,7 +214,7 @@ def _ms(doc: Doc, node: Node, path: str) -> float | None:
     return number(doc, entries["ms"][1], f"{path}.ms", 0, 3_600_000)
 
 
-_INJECT_KEYS = ("to", "text", "binary", "on", "delay_ms", "every_ms", "count")
+_INJECT_KEYS = ("to", "text", "binary", "when", "delay_ms", "every_ms", "count")
 
 
 def _inject(doc: Doc, node: Node, path: str) -> WsInject | None:
@@ -229,9 +229,10 @@ def _inject(doc: Doc, node: Node, path: str) -> WsInject | None:
         doc.error(node, path, "expected one of text, binary (base64)")
         return None
     payload = _payload(doc, entries, path)
-    on = string(doc, entries["on"][1], f"{path}.on") if "on" in entries else "match"
+    # "when", not "on": YAML 1.1 readers take a bare ``on`` key for true
+    on = string(doc, entries["when"][1], f"{path}.when") if "when" in entries else "match"
     if on not in ("match", "open"):
-        doc.error(entries["on"][1], f"{path}.on", "expected match or open")
+        doc.error(entries["when"][1], f"{path}.when", "expected match or open")
         return None
     nums = {
         k: number(doc, entries[k][1], f"{path}.{k}", 0, 86_400_000)
@@ -240,7 +241,7 @@ def _inject(doc: Doc, node: Node, path: str) -> WsInject | None:
     }
     count = integer(doc, entries["count"][1], f"{path}.count", 1) if "count" in entries else None
     if on == "match" and ("every_ms" in entries or "count" in entries):
-        doc.error(node, path, "every_ms and count are for 'on: open' injections")
+        doc.error(node, path, "every_ms and count are for 'when: open' injections")
         return None
     if payload is None:
         return None

@@ -62,7 +62,7 @@ class WsRule:
 
     @property
     def on_messages(self) -> bool:
-        """Acts on messages (an ``on: open`` inject alone does not)."""
+        """Acts on messages (an ``when: open`` inject alone does not)."""
         return self.inject is None or self.inject.on == "match" or self.acts
 
     @property

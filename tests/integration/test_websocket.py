@@ -195,7 +195,7 @@ websocket:
     match: {direction: upstream, text: {contains: hello}}
     inject: {to: client, text: "injected after hello"}
   - name: welcome
-    inject: {to: client, text: "welcome", on: open}
+    inject: {to: client, text: "welcome", when: open}
   - name: kick
     match: {direction: upstream, text: {contains: kick-me}}
     close: {code: 4003, reason: "kicked by rule"}
@@ -218,7 +218,7 @@ def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
                 received.append(msg.data)
                 return msg.data
 
-            assert await recv() == "welcome"  # on: open
+            assert await recv() == "welcome"  # when: open
             await w.send_str("my secret-1234 here")
             assert await recv() == "my secret-XXX here"  # replaced on the way back
             await w.send_str('{"kind":"price","value":99}')

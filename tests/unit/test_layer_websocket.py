@@ -187,7 +187,7 @@ def test_deflate_untouched_messages_keep_their_frames() -> None:
 
 
 def test_inject_on_open_repeats_on_its_timer_and_stopping_closes_1001() -> None:
-    rules = "  - inject: {to: client, text: tick, on: open, every_ms: 500, count: 2}\n"
+    rules = "  - inject: {to: client, text: tick, when: open, every_ms: 500, count: 2}\n"
     ws = layer(rules)
     tick = frame(0x1, b"tick", mask=False)
     out = ws.start()

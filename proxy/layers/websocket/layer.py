@@ -38,7 +38,7 @@ from proxy.layers.websocket.frames import Chunk, Opcode, WsError, close_payload,
 from proxy.layers.websocket.settings import WsSettings
 from proxy.rules.wsrules import DOWNSTREAM, UPSTREAM, WsInject, WsPlan, WsVerdict
 
-TIMERS = 40  # timer tokens from here on: the ``on: open`` injections, by position
+TIMERS = 40  # timer tokens from here on: the ``when: open`` injections, by position
 
 
 @dataclass(frozen=True, slots=True)
