@@ -202,7 +202,11 @@ websocket:
 """
 
 
-def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
+def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path, compress: int) -> None:
+    """With permessage-deflate (context takeover both ways), a rewrite or a drop
+    leaves the receiver's window behind the sender's: the later messages are
+    re-encoded by the proxy, and both real peers still read every one."""
     rules = tmp_path / "ws.yaml"
     rules.write_text(RULES)
     received: list[Any] = []
@@ -210,7 +214,9 @@ def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
     async def run(proxy_url: str) -> None:
         async with (
             aiohttp.ClientSession() as s,
-            s.ws_connect(f"ws://127.0.0.1:{ws.plain}/echo", proxy=proxy_url) as w,
+            s.ws_connect(
+                f"ws://127.0.0.1:{ws.plain}/echo", proxy=proxy_url, compress=compress
+            ) as w,
         ):
 
             async def recv() -> Any:
@@ -227,6 +233,9 @@ def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
             await w.send_str("hello")  # matched on its way up: the injection comes first
             assert await recv() == "injected after hello"
             assert await recv() == "hello"
+            for i in range(3):  # after the rewrites: both sides still inflate what follows
+                await w.send_str(f"later message {i} " * 20)
+                assert await recv() == f"later message {i} " * 20
             await w.send_str("kick-me")
             closing = await asyncio.wait_for(w.receive(), 10)
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
@@ -241,6 +250,7 @@ def test_rules_seen_by_the_real_client(ws: WsUpstreams, tmp_path: Path) -> None:
         actions = {(m["direction"], m["action"]) for m in ws_records(p, rec["id"])}
         assert {("downstream", "replaced"), ("upstream", "dropped")} <= actions
         assert ("downstream", "injected") in actions
+        assert info["permessage_deflate"] is bool(compress)
 
 
 def vm_kb(pid: int, field: str) -> int:
