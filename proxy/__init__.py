@@ -54,8 +54,12 @@ The layers of one client connection (``proxy.layers.root``)
       reverse listener with ``--mitm`` starts here.
 
     SOCKS5 and transparent connections enter at the next-layer choice
-    (``proxy.layers.entry``); WebSocket messages are to be a layer where the
-    tunnel layer is now.
+    (``proxy.layers.entry``). A ``101`` for ``Upgrade: websocket`` hands the
+    connection to the WebSocket layer (``proxy.layers.websocket``) instead
+    of the tunnel: frames parsed both ways (wsproto's decoder), messages
+    recorded one by one (``Hook(MESSAGE)``, as gRPC's) and given to the
+    ``websocket:`` rules, the original frames forwarded when no rule changed
+    a message.
 
 The flow (``proxy.flow``)
     ``FlowRecord`` is what was seen of one flow: the request as the client
