@@ -17,6 +17,7 @@ from typing import Any
 
 from proxy.grpc import fieldedit
 from proxy.grpc.compression import CompressionError, inflate
+from proxy.grpc.firstmessage import resolve
 from proxy.grpc.framing import COMPRESSED, PREFIX
 from proxy.grpc.observer import GrpcObserver
 from proxy.grpc.schema import SchemaError, SchemaRegistry
@@ -207,7 +208,7 @@ class _Message:
         view = self._view()
         for pointer, want in where:
             got = (
-                _resolve(view, pointer) if view is not None else fieldedit.value(self.data, pointer)
+                resolve(view, pointer) if view is not None else fieldedit.value(self.data, pointer)
             )
             if got != want:
                 return False
@@ -238,17 +239,6 @@ class _Message:
         if not self.changed:
             return frame(self.flags, self.original)
         return frame(self.flags & ~COMPRESSED, self.data)
-
-
-def _resolve(view: Any, pointer: Pointer) -> Any:
-    for token in pointer:
-        if isinstance(view, dict) and token in view:
-            view = view[token]
-        elif isinstance(view, list) and token.isdigit() and int(token) < len(view):
-            view = view[int(token)]
-        else:
-            return fieldedit.MISSING
-    return view
 
 
 def _assign(view: dict[str, Any], pointer: Pointer, value: Any) -> None:

@@ -13,12 +13,15 @@ import enum
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 from proxy.http1.events import Fields
 from proxy.rules import body as codec
+
+if TYPE_CHECKING:
+    from proxy.grpc.schema import SchemaRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,8 @@ class RequestInfo:
     fields: Fields = ()
     client_ip: str = ""
     mode: str = "regular"
+    # gRPC schemas (--proto-path): rules matching message fields decode with them.
+    schemas: SchemaRegistry | None = field(default=None, compare=False)
 
     @property
     def url(self) -> str:

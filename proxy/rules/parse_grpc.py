@@ -2,6 +2,7 @@
 
 ```yaml
 match: {grpc: {service: demo.Echo, method: [Unary, Bidi]}}   # or grpc: true (any call)
+match: {grpc: {method: Pay, message: {/amount: 0}}}  # the first request message's fields
 grpc:
   status: {code: UNAVAILABLE, message: "try later"}   # answer: trailers-only response
   request:  [{set: {/text: bye}, where: {/text: hello}}]
@@ -22,6 +23,7 @@ from urllib.parse import quote
 
 from yaml.nodes import Node, ScalarNode
 
+from proxy.grpc.firstmessage import MessageView, first_message
 from proxy.grpc.status import CODE_OF, CODES
 from proxy.rules import match as m
 from proxy.rules.facts import Facts
@@ -72,8 +74,15 @@ def parse_grpc_match(doc: Doc, node: Node, path: str, depth: int) -> m.Matcher |
             return None
         return m.All(parts)
     entries = mapping(doc, node, path)
-    if entries is None or not check_keys(doc, entries, node, path, ("service", "method")):
+    if entries is None or not check_keys(
+        doc, entries, node, path, ("service", "method", "message")
+    ):
         return None
+    if "message" in entries:
+        conditions = _pointers(doc, entries["message"][1], f"{path}.message")
+        if conditions is None:
+            return None
+        parts.append(MessageFields(conditions))
     for key, get in (("service", _service), ("method", _method)):
         if key in entries:
             pats = patterns(doc, entries[key][1], f"{path}.{key}", _KINDS)
@@ -81,6 +90,39 @@ def parse_grpc_match(doc: Doc, node: Node, path: str, depth: int) -> m.Matcher |
                 return None
             parts.append(m.Text(f"grpc {key}", get, StrPred(pats), 2))
     return m.All(parts)
+
+
+class MessageFields(m.Matcher):
+    """The first request message has these field values (decided with the body,
+    like ``body`` matchers: the request is buffered, up to --max-body)."""
+
+    __slots__ = ("conditions",)
+
+    def __init__(self, conditions: tuple[tuple[Pointer, Any], ...]) -> None:
+        super().__init__("grpc message", m.Phase.REQUEST_BODY, cost=5)
+        self.conditions = conditions
+
+    def _message(self, f: Facts) -> MessageView | None:
+        body = f.body(False)
+        if body is None:
+            return None
+        encoding = f.headers.get("grpc-encoding", [None])[0]
+        return first_message(body, f.info.path, encoding, f.info.schemas, f.max_body)
+
+    def test(self, f: Facts) -> bool:
+        message = self._message(f)
+        if message is None:
+            return False
+        return all(message.value(p) == want for p, want in self.conditions)
+
+    def describe(self) -> str:
+        return "grpc message " + ", ".join(f"/{'/'.join(p)} is {v!r}" for p, v in self.conditions)
+
+    def observed(self, f: Facts) -> str:
+        message = self._message(f)
+        if message is None:
+            return "no whole message"
+        return ", ".join(f"/{'/'.join(p)}={message.value(p)!r}" for p, _ in self.conditions)
 
 
 def parse_grpc_section(

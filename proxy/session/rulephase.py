@@ -97,7 +97,9 @@ class RulePhase:
         if rules is None or not rules.rules:  # none for HTTP (maybe TCP ones only)
             return Forward()
         head = ex.request
-        info = ruling.request_info(head, ex.target, self.client_ip, self.config.mode)
+        info = ruling.request_info(
+            head, ex.target, self.client_ip, self.config.mode, self.config.grpc.registry
+        )
         plan = rules.on_request(info)
         if rules.inert(plan):  # the common case; its response phase is skipped too
             return Forward()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass, replace
 
+from proxy.grpc.schema import SchemaRegistry
 from proxy.http1 import Framing, FramingKind, RequestHead, ResponseHead
 from proxy.http1.writer import framed_fields, response_head
 from proxy.rules import EditedRequest, RequestInfo, Respond, RuleHit
@@ -58,7 +59,13 @@ class RulesNote:
         )
 
 
-def request_info(head: RequestHead, target: Target, client_ip: str, mode: str) -> RequestInfo:
+def request_info(
+    head: RequestHead,
+    target: Target,
+    client_ip: str,
+    mode: str,
+    schemas: SchemaRegistry | None = None,
+) -> RequestInfo:
     path, _, query = target.path.partition(b"?")
     return RequestInfo(
         scheme=target.scheme,
@@ -70,6 +77,7 @@ def request_info(head: RequestHead, target: Target, client_ip: str, mode: str) -
         fields=head.fields,
         client_ip=client_ip,
         mode=mode,
+        schemas=schemas,
     )
 
 

@@ -303,3 +303,28 @@ def test_a_body_rule_on_a_call_keeps_its_trailers(
     assert [r.payload for r in replies] == [b"y" * 10, b"y" * 10]
     assert rec["grpc"]["status"]["name"] == "OK"
     assert ["grpc-status", "0"] in rec["response"]["trailers"]
+
+
+def test_match_on_a_request_message_field(
+    server: grpcsvc.Server, tmp_path: Path, stub_for: Any, gen: grpcsvc.Generated
+) -> None:
+    """Only the calls whose request says so are reset; the schema names the field."""
+    rules = """\
+  - name: cancel-some
+    match: {grpc: {method: Unary, message: {/inner/label: cancel-me}}}
+    fault: {phase: request, reset: {h2_error: CANCEL}}
+"""
+    p = proxy_with(tmp_path, server, rules, "--proto-path", str(gen.proto))
+    try:
+        stub = stub_for(p)
+        pb2 = gen.pb2
+        assert stub.Unary(pb2.Req(text="a", inner=pb2.Inner(label="keep")), timeout=10).text == "a"
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Unary(pb2.Req(text="b", inner=pb2.Inner(label="cancel-me")), timeout=10)
+        assert stub.Unary(pb2.Req(text="c"), timeout=10).text == "c"
+        recs = calls(p, 3)
+    finally:
+        p.stop()
+    assert info.value.code() is grpc.StatusCode.CANCELLED
+    hit = [r for r in recs if r.get("rules")]
+    assert len(hit) == 1 and hit[0]["rules"]["matched"][0]["rule"] == "cancel-some"

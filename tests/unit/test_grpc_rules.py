@@ -152,3 +152,34 @@ def test_the_example_file_does_what_it_says() -> None:
     assert [a.kind for a in users.decision.grpc.response] == ["delay"]
     assert rules.on_request(info("/x.Orders/Upload")).terminal is not None
     assert rules.on_request(info("/shop.Payments/Charge", ())).terminal is None  # not gRPC
+
+
+def test_match_on_the_first_message_by_number_and_with_the_schema(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from proxy.grpc.protoload import load as load_protos
+
+    rules = load(
+        "  - match: {grpc: {method: M, message: {/1: hello, /4/1: in}}}\n    fault: {reset: true}\n"
+    )
+    inner = encode_field(1, WireType.LEN, b"in")
+    msg = frame(0, encode_field(1, WireType.LEN, b"hello") + encode_field(4, WireType.LEN, inner))
+    plan = rules.on_request(info("/s.S/M"))  # type: ignore[attr-defined]
+    assert plan.pending  # the body decides
+    assert rules.complete_request(plan, msg).terminal is not None  # type: ignore[attr-defined]
+    other = frame(0, encode_field(1, WireType.LEN, b"bye"))
+    assert rules.complete_request(plan, other).terminal is None  # type: ignore[attr-defined]
+    assert rules.complete_request(plan, b"\x00\x00").terminal is None  # type: ignore[attr-defined]
+    proto = tmp_path / "s.proto"
+    proto.write_text(
+        'syntax = "proto3"; package s; message In { string label = 1; }\n'
+        "message Q { string text = 1; In inner = 4; }\nservice S { rpc M(Q) returns (Q); }\n"
+    )
+    named = load(
+        "  - match: {grpc: {method: M, message: {/text: hello, /inner/label: in}}}\n"
+        "    fault: {reset: true}\n"
+    )
+    with_schema = replace(info("/s.S/M"), schemas=load_protos([str(proto)]))
+    plan = named.on_request(with_schema)  # type: ignore[attr-defined]
+    assert named.complete_request(plan, msg).terminal is not None  # type: ignore[attr-defined]
+    assert named.complete_request(plan, other).terminal is None  # type: ignore[attr-defined]
