@@ -356,7 +356,6 @@ def test_hostile_message_is_a_decode_error_in_the_record(
     assert "not a protobuf message: length" in bad["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="see CODEC_BUG in test_grpc_rules.py")
 def test_upstream_trailers_only_error_reaches_the_client(
     gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path
 ) -> None:

@@ -23,13 +23,6 @@ from tests.support import grpcsvc
 from tests.support.h2raw import RawH2
 from tests.support.proxyproc import ProxyProcess, start_proxy
 
-CODEC_BUG = (
-    "proxy/layers/http2/streamcodec.py sends a bodiless response as HEADERS then an empty "
-    "DATA frame with END_STREAM; gRPC's trailers-only response needs END_STREAM on the "
-    "HEADERS frame, so grpcio reports UNKNOWN 'Data frame with END_STREAM flag received' "
-    "(the same happens to an upstream's own trailers-only response)"
-)
-
 
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory: pytest.TempPathFactory) -> grpcsvc.Generated:
@@ -110,7 +103,6 @@ def test_status_answer_is_a_trailers_only_response(server: grpcsvc.Server, tmp_p
     assert rec["rules"]["matched"][0]["actions"] == ["grpc status 14"]
 
 
-@pytest.mark.xfail(strict=True, reason=CODEC_BUG)
 def test_status_answer_seen_by_grpcio(
     server: grpcsvc.Server, tmp_path: Path, stub_for: Any, gen: grpcsvc.Generated
 ) -> None:

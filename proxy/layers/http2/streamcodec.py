@@ -143,7 +143,14 @@ class StreamCodec:
         ex.server_closes = wants_close(head)
         ex.response_started = True
         self.headed = True
-        self.link.headers(self.stream, response_block(head, ex.request.method))
+        # No body: END_STREAM on the HEADERS frame itself, as gRPC's
+        # trailers-only responses must be (and nothing else is the worse for it).
+        framing = head.framing
+        end = framing.kind is FramingKind.NONE or (
+            framing.kind is FramingKind.LENGTH and framing.length == 0
+        )
+        self.link.headers(self.stream, response_block(head, ex.request.method), end)
+        self.ended = self.ended or end
         self._paced(ex, b"", out)
 
     def body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
@@ -169,10 +176,11 @@ class StreamCodec:
         ex.response = replace(head, version=HTTP2)
         body = data[data.index(b"\r\n\r\n") + 4 :]
         self.headed = True
-        self.link.headers(self.stream, response_block(head, ex.request.method))
-        self.link.data(self.stream, body)
+        self.link.headers(self.stream, response_block(head, ex.request.method), not body)
+        if body:
+            self.link.data(self.stream, body)
+            self.link.end(self.stream)
         self.ended = True
-        self.link.end(self.stream)
         self._take(out, ex.next_at if paced else None)
 
     def close(self, out: list[Command], abort: bool = False, code: str | None = None) -> None:
