@@ -152,8 +152,7 @@ class HttpSession:
                 )
             return out
         ex.error = ex.error or "client closed the connection"
-        end = self.config.clock()
-        out.append(Hook(HookKind.DONE, ex.finish(self.config.mode, self.client, end)))
+        self.endings.done(ex, out)  # its last messages (gRPC), then its record
         self.server.release(out, reusable=False, abort=True)
         return out
 
