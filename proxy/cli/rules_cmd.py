@@ -81,6 +81,8 @@ def _check(files: Sequence[Path], out: TextIO, err: TextIO) -> int:
     counts = f"{plural(len(rules.rules), 'HTTP rule')}, {plural(len(rules.tcp_rules), 'TCP rule')}"
     if rules.ws_rules:
         counts += f", {plural(len(rules.ws_rules), 'WebSocket rule')}"
+    if rules.sse_rules:
+        counts += f", {plural(len(rules.sse_rules), 'event rule')}"
     print(f"ok: {counts} in {plural(len(rules.files), 'file')}", file=out)
     return 0
 

@@ -30,6 +30,7 @@ from proxy.rules.match import Matcher
 from proxy.rules.parse_tcp import TcpRule
 from proxy.rules.plans import Decision, RequestPlan, ResponsePlan
 from proxy.rules.run import Run
+from proxy.rules.sserules import SsePlan, SseRule
 from proxy.rules.wsrules import WsPlan, WsRule
 
 Random = Callable[[], float]
@@ -67,10 +68,12 @@ class RuleSet:
         max_body: int = codec.DEFAULT_LIMIT,
         files: Sequence[Path] = (),
         ws_rules: Sequence[WsRule] = (),
+        sse_rules: Sequence[SseRule] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.tcp_rules = tuple(tcp_rules)
         self.ws_rules = tuple(ws_rules)
+        self.sse_rules = tuple(sse_rules)
         self.rng = rng
         self.max_body = max_body
         self.files = tuple(files)
@@ -80,7 +83,7 @@ class RuleSet:
         self.no_response = ResponsePlan(self.nothing)
 
     def __len__(self) -> int:
-        return len(self.rules) + len(self.tcp_rules) + len(self.ws_rules)
+        return len(self.rules) + len(self.tcp_rules) + len(self.ws_rules) + len(self.sse_rules)
 
     def fresh(self, rng: Random | None = None) -> RuleSet:
         """The same rules with counters at zero (``explain``, tests)."""
@@ -91,6 +94,7 @@ class RuleSet:
             max_body=self.max_body,
             files=self.files,
             ws_rules=self.ws_rules,
+            sse_rules=self.sse_rules,
         )
 
     # -- request ---------------------------------------------------------
@@ -231,6 +235,11 @@ class RuleSet:
     def ws_for(self, host: str, path: str) -> WsPlan:
         """The WebSocket message rules for a connection upgraded at ``host`` ``path``."""
         return WsPlan(tuple(r for r in self.ws_rules if r.for_connection(host, path)))
+
+    def sse_for(self, host: str, path: str) -> SsePlan | None:
+        """The event rules for a ``text/event-stream`` response to ``host`` ``path``."""
+        rules = tuple(r for r in self.sse_rules if r.for_response(host, path))
+        return SsePlan(rules) if rules else None
 
     def route_for(self, host: str, port: int, mode: str) -> str | None:
         """The route the first matching ``route:`` rule chooses ("direct" or a

@@ -28,12 +28,14 @@ from proxy.rules.errors import RuleError, RulesError
 from proxy.rules.match import Phase
 from proxy.rules.parse_grpc import parse_grpc_section
 from proxy.rules.parse_match import parse_match
+from proxy.rules.parse_sse import parse_sse_rule
 from proxy.rules.parse_tcp import TcpRule, parse_tcp_rule
 from proxy.rules.parse_ws import parse_ws_rule
+from proxy.rules.sserules import SseRule
 from proxy.rules.wsrules import WsRule
 from proxy.rules.yamlnodes import Doc, check_keys, compose, integer, items, mapping, nonempty
 
-TOP_KEYS = ("version", "rules", "tcp", "websocket")
+TOP_KEYS = ("version", "rules", "tcp", "websocket", "sse")
 RULE_KEYS = (
     "name",
     "match",
@@ -99,7 +101,7 @@ def load_sources(
 ) -> RuleSet:
     rules: list[model.Rule] = []
     tcp_rules: list[TcpRule] = []
-    ws_rules: list[WsRule] = []
+    ws_rules: list[WsRule | SseRule] = []  # the websocket: and sse: sections
     errors: list[RuleError] = []
     names: dict[str, str] = {}
     for src in sources:
@@ -109,7 +111,11 @@ def load_sources(
     if errors:
         raise RulesError(errors)
     files = [s.path for s in sources]
-    return RuleSet(rules, tcp_rules, rng=rng, max_body=max_body, files=files, ws_rules=ws_rules)
+    ws = [r for r in ws_rules if isinstance(r, WsRule)]
+    sse = [r for r in ws_rules if isinstance(r, SseRule)]
+    return RuleSet(
+        rules, tcp_rules, rng=rng, max_body=max_body, files=files, ws_rules=ws, sse_rules=sse
+    )
 
 
 def _parse_file(
@@ -118,7 +124,7 @@ def _parse_file(
     rules: list[model.Rule],
     tcp_rules: list[TcpRule],
     names: dict[str, str],
-    ws_rules: list[WsRule],
+    ws_rules: list[WsRule | SseRule],
 ) -> None:
     root = compose(doc, text)
     if root is None:
@@ -138,22 +144,28 @@ def _parse_file(
     for key in ("rules", "tcp"):
         if key in entries:
             _parse_list(doc, entries[key][1], key, rules, tcp_rules, names)
-    if "websocket" in entries:
-        _parse_ws_list(doc, entries["websocket"][1], ws_rules, names)
+    for key in ("websocket", "sse"):
+        if key in entries:
+            _parse_stream_list(doc, entries[key][1], key, ws_rules, names)
 
 
-def _parse_ws_list(doc: Doc, node: Node, ws_rules: list[WsRule], names: dict[str, str]) -> None:
-    """The ``websocket:`` section (``proxy.rules.parse_ws``)."""
+def _parse_stream_list(
+    doc: Doc, node: Node, key: str, out: list[WsRule | SseRule], names: dict[str, str]
+) -> None:
+    """The ``websocket:`` and ``sse:`` sections (``proxy.rules.parse_ws``, ``parse_sse``)."""
     if node.tag.endswith(":null"):
         return
     if not node.tag.endswith(":seq"):
-        doc.error(node, "websocket", "expected a list of WebSocket rules")
+        what = "WebSocket" if key == "websocket" else "event"
+        doc.error(node, key, f"expected a list of {what} rules")
         return
-    for item, path in items(node, "websocket"):
+    for item, path in items(node, key):
         name = _rule_name(doc, item, path, names)
-        rule = parse_ws_rule(doc, item, path, len(ws_rules), name)
+        order = sum(1 for r in out if isinstance(r, WsRule) == (key == "websocket"))
+        parse = parse_ws_rule if key == "websocket" else parse_sse_rule
+        rule = parse(doc, item, path, order, name)
         if rule is not None:
-            ws_rules.append(rule)
+            out.append(rule)
 
 
 def _parse_list(

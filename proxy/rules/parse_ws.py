@@ -46,7 +46,7 @@ from proxy.rules.yamlnodes import (
 ACTIONS = ("replace", "json_patch", "drop", "delay", "inject", "close")
 WS_RULE_KEYS = ("name", "match", *ACTIONS)
 WS_MATCH_KEYS = ("host", "path", "direction", "opcode", "text", "json", "times")
-_KINDS = ("exact", "prefix", "glob", "regex")
+KINDS = ("exact", "prefix", "glob", "regex")
 
 
 def parse_ws_rule(doc: Doc, node: Node, path: str, order: int, name: str) -> WsRule | None:
@@ -79,18 +79,18 @@ def _match(doc: Doc, node: Node, path: str, rule: WsRule) -> WsRule | None:
     for key, (_, vnode) in entries.items():
         sub = f"{path}.{key}"
         if key in ("host", "path"):
-            pats = patterns(doc, vnode, sub, _KINDS, fold=key == "host")
+            pats = patterns(doc, vnode, sub, KINDS, fold=key == "host")
             if pats is not None:
                 segment = "/" if key == "path" else None
                 values[key] = StrPred(pats, ignore_case=key == "host", segment=segment)
         elif key == "direction":
-            values["directions"] = _choice(doc, vnode, sub, (UPSTREAM, DOWNSTREAM))
+            values["directions"] = choice_of(doc, vnode, sub, (UPSTREAM, DOWNSTREAM))
         elif key == "opcode":
-            values["opcodes"] = _choice(doc, vnode, sub, ("text", "binary"))
+            values["opcodes"] = choice_of(doc, vnode, sub, ("text", "binary"))
         elif key == "text":
-            values["text"] = _text(doc, vnode, sub)
+            values["text"] = text_regex(doc, vnode, sub)
         elif key == "json":
-            values["json"] = _json(doc, vnode, sub)
+            values["json"] = json_conditions(doc, vnode, sub)
         else:
             values["times"] = integer(doc, vnode, sub, 1)
     return _with(rule, values)
@@ -102,7 +102,7 @@ def _with(rule: WsRule, values: dict[str, object]) -> WsRule:
     return WsRule(**fields)
 
 
-def _choice(doc: Doc, node: Node, path: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
+def choice_of(doc: Doc, node: Node, path: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
     out: set[str] = set()
     for item, sub in items(node, path):
         value = string(doc, item, sub)
@@ -115,7 +115,7 @@ def _choice(doc: Doc, node: Node, path: str, allowed: tuple[str, ...]) -> frozen
     return frozenset(out)
 
 
-def _text(doc: Doc, node: Node, path: str) -> re.Pattern[str] | None:
+def text_regex(doc: Doc, node: Node, path: str) -> re.Pattern[str] | None:
     """``{regex: ...}`` or ``{contains: ...}``: searched in a text message."""
     entries = mapping(doc, node, path, "a mapping with regex or contains")
     if entries is None or not check_keys(doc, entries, node, path, ("regex", "contains")):
@@ -136,7 +136,9 @@ def _text(doc: Doc, node: Node, path: str) -> re.Pattern[str] | None:
     return re.compile(text)
 
 
-def _json(doc: Doc, node: Node, path: str) -> tuple[tuple[tuple[str, ...], object], ...] | None:
+def json_conditions(
+    doc: Doc, node: Node, path: str
+) -> tuple[tuple[tuple[str, ...], object], ...] | None:
     """JSON Pointer (RFC 6901) to value, as in body rules."""
     entries = mapping(doc, node, path, "a mapping of JSON Pointers to values")
     if entries is None:
@@ -161,9 +163,9 @@ def _actions(doc: Doc, entries: Entries, path: str, rule: WsRule) -> WsRule:
             continue
         vnode, sub = entries[key][1], f"{path}.{key}"
         if key == "replace":
-            values["replace"] = _replace(doc, vnode, sub)
+            values["replace"] = replace_spec(doc, vnode, sub)
         elif key == "json_patch":
-            values["json_patch"] = _patch(doc, vnode, sub)
+            values["json_patch"] = patch_ops(doc, vnode, sub)
         elif key == "drop":
             values["drop"] = boolean(doc, vnode, sub)
         elif key == "delay":
@@ -175,7 +177,7 @@ def _actions(doc: Doc, entries: Entries, path: str, rule: WsRule) -> WsRule:
     return _with(rule, values)
 
 
-def _replace(doc: Doc, node: Node, path: str) -> tuple[re.Pattern[str], str] | None:
+def replace_spec(doc: Doc, node: Node, path: str) -> tuple[re.Pattern[str], str] | None:
     entries = mapping(doc, node, path, "a mapping with regex and with")
     if entries is None or not check_keys(
         doc, entries, node, path, ("regex", "with"), ("regex", "with")
@@ -197,7 +199,7 @@ def _replace(doc: Doc, node: Node, path: str) -> tuple[re.Pattern[str], str] | N
     return regex, template
 
 
-def _patch(doc: Doc, node: Node, path: str) -> tuple[PatchOp, ...] | None:
+def patch_ops(doc: Doc, node: Node, path: str) -> tuple[PatchOp, ...] | None:
     ops: list[PatchOp] = []
     for item, sub in items(node, path):
         op = pa._patch_op(doc, item, sub)

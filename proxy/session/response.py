@@ -25,7 +25,7 @@ from proxy.session.exchange import Exchange
 from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
 from proxy.session.rulephase import Answer, CloseBy, ResponseOutcome, RulePhase, SendResponse
 from proxy.session.sequencer import Sequencer
-from proxy.session.sse import SseObserver, is_event_stream
+from proxy.session.sse import SseObserver, is_event_stream, with_rules
 
 
 class ResponsePath:
@@ -114,6 +114,8 @@ class ResponsePath:
             ex.resp_buffer = bytearray()  # the upstream's body is read and dropped
             return
         self.send_head(ex, head, out)
+        if self.sse is not None:  # an event stream: event rules, if any
+            with_rules(self.sse, ex, head, self.s.config)
         if send.body:
             self._to_client(ex, send.body, out)
         elif head.framing.kind is FramingKind.TUNNEL:
@@ -171,9 +173,14 @@ class ResponsePath:
     def _body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         ex.count_upstream(data, self.s.config.preview_bytes)
         grpcout.drain(ex, self.s.config, out)
-        if self.sse is not None:
-            self.sse.feed(data, self.s.config.clock())
-            self.sse.drain(out)
+        sse = self.sse
+        if sse is not None:
+            sse.feed(data, self.s.config.clock())
+            sse.drain(out)
+            if sse.plan is not None:  # what event rules let through, so far
+                data = sse.take()
+                if not data:
+                    return
         if ex.resp_buffer is not None:
             assert self.rules is not None
             outcome = self.rules.response_body(ex, data)
@@ -216,6 +223,9 @@ class ResponsePath:
         else:
             if ex.grpc_edit is not None:
                 self._edited(ex, [(ex.grpc_edit.rest(False), 0.0)], out)
+            rest = self.sse.rest() if self.sse is not None and self.sse.plan else b""
+            if rest:
+                self._to_client(ex, rest, out)  # an event left unfinished
             self.s.client_side.end(ex, event.trailers, out)
         self._complete(ex, out)
 

@@ -88,3 +88,36 @@ def test_sse_http2_client_reverse(sse_port: int, tmp_path: Path) -> None:
             assert r.http_version == "HTTP/2"
             events = read_events(r.iter_raw(), start)
         check(p, events, path)
+
+
+SSE_RULES = """
+version: 1
+sse:
+  - name: tock
+    match: {path: /sse, event: tick, text: {regex: 'tick 1$'}}
+    replace: {regex: tick, with: TOCK}
+  - name: no-two
+    match: {text: {contains: tick 2}}
+    drop: true
+"""
+
+
+def test_sse_rules_rewrite_and_drop_events(sse_port: int, tmp_path: Path) -> None:
+    rules = tmp_path / "sse.yaml"
+    rules.write_text(SSE_RULES)
+    path = f"/sse?count={COUNT}&every=1&rules"
+    with running_proxy("--rules", str(rules), flow_log=tmp_path / "f.jsonl") as p:
+        start = time.monotonic()
+        with (
+            httpx.Client(proxy=p.url, timeout=10) as c,
+            c.stream("GET", f"http://127.0.0.1:{sse_port}{path}") as r,
+        ):
+            events = read_events(r.iter_raw(), start)
+        assert [e for _, e in events] == [
+            b"id: 0\nevent: tick\ndata: tick 0",
+            b"id: 1\nevent: tick\ndata: TOCK 1",
+        ]
+        assert events[0][0] < 1.0  # held only until the event's end
+        recs = p.records(COUNT + 1, timeout=10)
+        actions = [r["sse_event"]["action"] for r in recs if r["kind"] == "sse_event"]
+        assert actions == [None, "replaced", "dropped"]
