@@ -37,6 +37,7 @@ class WsUpstreams:
     plain: int  # aiohttp
     tls: int  # aiohttp over TLS (certificate from ``ca``)
     wsp: int  # websockets, plain
+    wss: int  # websockets over TLS
     ca: CertAuthority
 
 
@@ -49,10 +50,12 @@ def ws(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     r1, plain = upstreams.call(start_app(ws_app()))
     r2, secure = upstreams.call(start_app(ws_app(), tls))
     s3, wsp = upstreams.call(start_websockets())
-    yield WsUpstreams(plain, secure, wsp, ca)
+    s4, wss = upstreams.call(start_websockets(tls))
+    yield WsUpstreams(plain, secure, wsp, wss, ca)
     upstreams.call(r1.cleanup())
     upstreams.call(r2.cleanup())
     s3.close()
+    s4.close()
 
 
 @pytest.fixture(scope="module")
@@ -146,23 +149,32 @@ def test_aiohttp_through_mitm(mitm: ProxyProcess, ws: WsUpstreams, compress: int
     assert connection(mitm, path)["tls"]["intercepted"] is True
 
 
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
 @pytest.mark.parametrize("compression", [None, "deflate"], ids=["plain", "deflate"])
 def test_websockets_fragmented_messages(
-    mitm: ProxyProcess, ws: WsUpstreams, compression: str | None
+    mitm: ProxyProcess, ws: WsUpstreams, compression: str | None, scheme: str
 ) -> None:
     """websockets goes through an HTTP proxy with CONNECT: the MitM proxy reads
-    the plain HTTP inside the tunnel, so the upgrade is seen and decoded."""
+    the plain HTTP inside the tunnel (ws), or terminates its TLS (wss), so the
+    upgrade is seen and decoded."""
     proxy = mitm
-    path = f"/frag-{compression}"
+    path = f"/frag-{compression}-{scheme}"
     pieces = ["frag", "mented ", "text ✓" * 1000]
+    big = os.urandom(BIG)
 
     async def run() -> None:
-        url = f"ws://127.0.0.1:{ws.wsp}{path}"
-        async with connect(url, proxy=proxy.url, compression=compression, max_size=None) as c:
+        port = ws.wsp if scheme == "ws" else ws.wss
+        url = f"{scheme}://localhost:{port}{path}"
+        tls = ssl.create_default_context(cafile=our_ca(proxy)) if scheme == "wss" else None
+        async with connect(
+            url, proxy=proxy.url, compression=compression, max_size=None, ssl=tls
+        ) as c:
             await c.send(iter(pieces))  # one message, three frames
             assert await asyncio.wait_for(c.recv(), 10) == "".join(pieces)
             await c.send(iter([b"\x01" * 70000, b"\x02" * 10]))
             assert await asyncio.wait_for(c.recv(), 10) == b"\x01" * 70000 + b"\x02" * 10
+            await c.send(big)
+            assert await asyncio.wait_for(c.recv(), 30) == big
 
     asyncio.run(run())
     rec = connection(proxy, path)
@@ -176,7 +188,11 @@ def test_websockets_fragmented_messages(
     assert [(m["opcode"], m["frames"], m["size"]) for m in up] == [
         ("text", 4, len("".join(pieces).encode())),
         ("binary", 3, 70010),
+        ("binary", 1, BIG),
     ]
+    assert all(m["compressed"] is (compression is not None) for m in up)
+    if scheme == "wss":
+        assert rec["tls"]["intercepted"] is True
 
 
 RULES = r"""
