@@ -201,3 +201,27 @@ def test_inject_on_open_repeats_on_its_timer_and_stopping_closes_1001() -> None:
     assert closes == [struct.pack("!H", 1001)] * 2
     assert ws.done is not None and ws.done.websocket is not None
     assert ws.done.websocket.injected == 2 and ws.done.websocket.closed_by == "proxy"
+
+
+def test_a_good_message_before_a_violation_in_the_same_read_still_goes() -> None:
+    good, bad = frame(0x1, b"fine"), frame(0x1, b"x", mask=False)
+    ws = layer()
+    out = ws.handle(DataReceived(CLIENT, good + bad))
+    assert out[0] == SendData(S, good)
+    assert isinstance(out[1], Hook)
+    assert ws.done is not None and ws.done.websocket is not None
+    assert ws.done.websocket.upstream == 1 and ws.done.websocket.error is not None
+
+
+def test_delay_holds_the_message_and_those_after_it() -> None:
+    rules = "  - match: {text: {contains: slow}}\n    delay: {ms: 200}\n"
+    slow, fast = frame(0x1, b"slow"), frame(0x1, b"fast")
+    assert (
+        Playbook(layer(rules))
+        >> DataReceived(CLIENT, slow)
+        << SendData(S, slow, 100.2)
+        << message(action="delayed")
+        >> DataReceived(CLIENT, fast)
+        << SendData(S, fast, 100.2)  # not before the delayed one
+        << message(action=None)
+    )

@@ -113,15 +113,19 @@ class Direction:
         self._frame_open = False
         self._utf8: codecs.IncrementalDecoder | None = None
 
-    def feed(self, data: bytes) -> list[Item]:
-        """What ``data`` completes; raises ``WsError`` (the connection fails)."""
+    def feed(self, data: bytes) -> tuple[list[Item], WsError | None]:
+        """What ``data`` completes, and the violation that stopped it, if any
+        (what came before the violation is still handed back, in order)."""
         items: list[Item] = []
-        for chunk in self.reader.feed(data):
-            if chunk.opcode not in _DATA and chunk.opcode is not Opcode.CONTINUATION:
-                items.append(Control(chunk))
-            else:
-                self._data(chunk, items)
-        return items
+        try:
+            for chunk in self.reader.feed(data):
+                if chunk.opcode not in _DATA and chunk.opcode is not Opcode.CONTINUATION:
+                    items.append(Control(chunk))
+                else:
+                    self._data(chunk, items)
+        except WsError as e:
+            return items, e
+        return items, None
 
     # -- data frames -------------------------------------------------------------
     def _data(self, chunk: Chunk, items: list[Item]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from wsproto.extensions import Extension
@@ -95,12 +96,12 @@ class FrameReader:
         self._size = 0
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """The payload pieces ``data`` completes; raises ``WsError``."""
+    def feed(self, data: bytes) -> Iterator[Chunk]:
+        """The payload pieces ``data`` completes, in order; raises ``WsError``
+        at a violation (after the pieces before it)."""
         dec = self._decoder
         dec.receive_bytes(data)
         self._fed += data
-        out: list[Chunk] = []
         while True:
             had_header = dec.header is not None
             try:
@@ -123,18 +124,15 @@ class FrameReader:
             del self._fed[:used]
             payload = frame.payload
             assert isinstance(payload, bytes)  # no extension of ours changes it
-            out.append(
-                Chunk(
-                    frame.opcode,
-                    payload,
-                    frame.frame_finished,
-                    frame.message_finished,
-                    rsv1,
-                    raw,
-                    self._size,
-                )
+            yield Chunk(
+                frame.opcode,
+                payload,
+                frame.frame_finished,
+                frame.message_finished,
+                rsv1,
+                raw,
+                self._size,
             )
-        return out
 
     @property
     def buffered(self) -> int:

@@ -128,9 +128,11 @@ class WebSocketLayer:
         if self._closing:
             return
         d = self.up if up else self.down
+        items, error = d.feed(data)
         try:
-            items = d.feed(data)
             for item in items:
+                if self.done is not None:  # a rule closed it
+                    return
                 if isinstance(item, Forward):
                     self._send(up, item.data, out)
                 elif isinstance(item, Control):
@@ -138,9 +140,11 @@ class WebSocketLayer:
                 else:
                     assert isinstance(item, Complete)
                     self._complete(up, d, item.msg, out)
-        except WsError as e:
-            self.error = f"{'client' if up else 'server'}: {e.why}"
-            self._close_both(e.code, e.why, "proxy", out)
+        except WsError as e:  # a malformed Close
+            error = e
+        if error is not None:
+            self.error = f"{'client' if up else 'server'}: {error.why}"
+            self._close_both(error.code, error.why, "proxy", out)
 
     def _send(self, up: bool, data: bytes, out: list[Command], delay: float = 0.0) -> None:
         now = self.clock()
