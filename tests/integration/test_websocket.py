@@ -359,3 +359,26 @@ def test_har_websocket_messages_and_console_lines(ws: WsUpstreams, tmp_path: Pat
         e for e in json.loads(converted.read_text())["log"]["entries"] if "_webSocketMessages" in e
     ]
     assert again["_webSocketMessages"] == msgs
+
+
+def test_reverse_listener(ws: WsUpstreams, tmp_path: Path) -> None:
+    mode = f"reverse:http://127.0.0.1:{ws.plain}"
+    with running_proxy("--mode", mode, flow_log=tmp_path / "f.jsonl") as p:
+
+        async def run() -> None:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(f"http://127.0.0.1:{p.port}/echo?rev", compress=15) as w,
+            ):
+                await w.send_str("through the reverse proxy")
+                assert (await asyncio.wait_for(w.receive(), 10)).data == (
+                    "through the reverse proxy"
+                )
+                await w.send_str("close:4002")  # the server closes with 4002
+                msg = await asyncio.wait_for(w.receive(), 10)
+                assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 4002
+
+        asyncio.run(run())
+        info = connection(p, "/echo?rev")["websocket"]
+        assert info["closed_by"] == "server" and info["server_close"]["code"] == 4002
+        assert info["permessage_deflate"] is True
