@@ -65,6 +65,8 @@ class RecordingSink:
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         lines = []
         for r in records:
+            if r.message is not None:
+                continue  # a WebSocket message or an event: not a flow to replay
             flow: RecordedFlow | None = recorded(r)
             for keep in self.filters:
                 if flow is None:

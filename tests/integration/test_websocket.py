@@ -382,3 +382,23 @@ def test_reverse_listener(ws: WsUpstreams, tmp_path: Path) -> None:
         info = connection(p, "/echo?rev")["websocket"]
         assert info["closed_by"] == "server" and info["server_close"]["code"] == 4002
         assert info["permessage_deflate"] is True
+
+
+def test_recording_keeps_the_connection_not_its_messages(ws: WsUpstreams, tmp_path: Path) -> None:
+    tap = tmp_path / "ws.tap"
+    with running_proxy("--save", str(tap), flow_log=tmp_path / "f.jsonl") as p:
+
+        async def run() -> None:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(f"ws://127.0.0.1:{ws.plain}/echo?save", proxy=p.url) as w,
+            ):
+                await w.send_str("x")
+                assert (await asyncio.wait_for(w.receive(), 10)).data == "x"
+
+        asyncio.run(run())
+        connection(p, "/echo?save")
+    shown = subprocess.run(
+        [sys.executable, "-m", "proxy", "-r", str(tap)], capture_output=True, text=True, timeout=60
+    )
+    assert "1 flow" in shown.stderr and "[websocket]" in shown.stdout, shown
