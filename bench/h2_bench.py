@@ -23,19 +23,23 @@ each proxy is a reverse proxy in front of nghttpd, in two modes:
 
 tapproxy runs as in every scenario (flow log on, ten non-matching rules),
 mitmdump as in every scenario (``-q``, ``stream_large_bodies=1``). Each proxy
-is started fresh, warmed with max(N/10, 1000) requests (so that all 1000
-streams of the load have been open at once), then measured: h2load's req/s,
-requests that succeeded, the proxy's CPU per request (``/proc``, all its
-processes), RSS before the measured run, its peak during it (VmHWM reset by
-``clear_refs`` after the warm-up) and RSS one second after, and the most
-connections to the origin seen during it. ``direct`` is h2load straight to
-nghttpd: the ceiling of this client and origin on this machine. The proxy is
-pinned to CPU 0, h2load and nghttpd to CPU 1.
+is started fresh and warmed with the same load (N requests), then measured:
+the measured run is the second batch, so "RSS after ÷ before" says whether
+memory stays flat from one batch to the next (as scenario e does for
+HTTP/1). Figures: h2load's req/s, requests that succeeded, the proxy's CPU
+per request (``/proc``, all its processes), RSS before the measured run, its
+peak during it (VmHWM reset by ``clear_refs`` after the warm-up), RSS one
+second after and, for tapproxy, after a full collection (its SIGUSR1 stats),
+and the most connections to the origin seen during the run. ``direct`` is
+h2load straight to nghttpd: the ceiling of this client and origin on this
+machine. The proxy is pinned to CPU 0, h2load and nghttpd to CPU 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -139,8 +143,10 @@ def _probe(run: Running, url: str) -> str:
 
 
 def warmup_for(n: int) -> int:
-    """Warm-up requests: N/10, and enough that every stream of the load was open at once."""
-    return max(CONNECTIONS * STREAMS, n // 10)
+    """Warm-up requests: a whole first batch, so that the measured one finds the proxy
+    in the state a long-running proxy is in (pools, caches, heap) and growth from
+    one batch to the next shows."""
+    return n
 
 
 def h2_table(mode: str, peers: tuple[str, ...], runs: int, n: int) -> Table:
@@ -160,19 +166,23 @@ def h2_table(mode: str, peers: tuple[str, ...], runs: int, n: int) -> Table:
             Column("peak", "peak RSS MB", 1),
             Column("rss1", "RSS after MB", 1),
             Column("growth", "after ÷ before %", 1),
+            Column("rss_gc", "RSS after gc MB", 1),
             Column("up", "origin conns (max)"),
             Column("bg", "others' CPUs", 2),
         ],
         list(peers),
     )
     table.footnotes.append(
-        f"Each proxy started fresh and warmed with {warmup} requests first (not "
-        "counted). req/s: h2load's (all N requests over the time from its first "
+        f"Each proxy started fresh and warmed with the same load first ({warmup} "
+        "requests, not counted). req/s: h2load's (all N requests over the time from its first "
         "connection); ratios within each run. CPU: utime+stime of the proxy's processes "
-        "over the measured run ÷ requests that succeeded. RSS before: after the warm-up; "
+        "over the measured run ÷ requests that succeeded. RSS before: after the warm-up "
+        "batch; "
         "peak: VmHWM reset after the warm-up; after: 1 s after h2load ended; growth = "
         "after ÷ before - 1. origin conns: established connections to nghttpd's port, "
-        "sampled every 0.2 s: the proxy's upstream connections."
+        "sampled every 0.2 s: the proxy's upstream connections. RSS after gc: tapproxy "
+        "only, after its SIGUSR1 stats (a full gc.collect() and malloc_trim), which tells "
+        "garbage waiting for the cyclic collector from memory still held."
     )
     return table
 
@@ -258,6 +268,7 @@ class H2Scenario:
             table.add(name, "rss1", rss1 / 1024)
             table.add(name, "growth", (rss1 / rss0 - 1) * 100 if rss0 else None)
             self._check_records(run, table)
+            table.add(name, "rss_gc", self._rss_after_gc(run))
             self.log(f"  h {mode} {name:9} {res.rps:8.0f} req/s {res.succeeded}/{res.total} ok, "
                      f"cpu {cpu * 1e6 / done:.0f} µs/req, rss {rss0 / 1024:.1f} -> "
                      f"{rss1 / 1024:.1f} MB (peak {(peak or 0) / 1024:.1f}), "
@@ -282,6 +293,20 @@ class H2Scenario:
         have = wait_for_lines(self._wd / "flows.jsonl", want)
         if have != want:
             table.note(run.name, f"{have} flow records for {want} requests")
+
+    def _rss_after_gc(self, run: Running) -> float | None:
+        """tapproxy's RSS in MB after its SIGUSR1 stats (gc + heap trim), None if no answer."""
+        if run.name != "tapproxy" or run.proc is None:
+            return None
+        log = self._wd / "tapproxy.log"
+        before = log.read_text(errors="replace").count("tapproxy-stats")
+        os.kill(run.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and run.alive():
+            if log.read_text(errors="replace").count("tapproxy-stats") > before:
+                return tree_rss_kb(run.proc.pid) / 1024
+            time.sleep(0.1)
+        return None
 
     def close(self) -> None:
         self.origin.stop()
