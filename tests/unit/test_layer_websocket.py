@@ -7,6 +7,9 @@ import struct
 import zlib
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxy.flow.hooks import HookKind
 from proxy.flow.wsinfo import WsMessage
 from proxy.layers.commands import CLIENT, CloseConnection, Hook, SendData, SetTimer, server_conn
@@ -225,3 +228,45 @@ def test_delay_holds_the_message_and_those_after_it() -> None:
         << SendData(S, fast, 100.2)  # not before the delayed one
         << message(action=None)
     )
+
+
+_MESSAGES = st.lists(
+    st.tuples(st.booleans(), st.lists(st.binary(max_size=300), min_size=1, max_size=4)),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=_MESSAGES, cuts=st.lists(st.integers(1, 50), max_size=30), ping=st.booleans())
+def test_any_reads_forward_the_same_bytes_and_record_every_message(
+    messages: list[tuple[bool, list[bytes]]], cuts: list[int], ping: bool
+) -> None:
+    """Valid frames, cut anywhere: the server gets exactly the client's bytes,
+    and each message is recorded whole, in order."""
+    wire = b""
+    for text, parts in messages:
+        parts = [p.decode("latin-1").encode("utf-8") for p in parts] if text else parts
+        for i, part in enumerate(parts):
+            wire += frame(
+                0x1 if text and i == 0 else 0x2 if i == 0 else 0x0, part, i == len(parts) - 1
+            )
+            if ping and i == 0:
+                wire += frame(0x9, b"p")
+    ws = layer()
+    sent, recorded, at = b"", [], 0
+    for cut in [*cuts, len(wire)]:
+        for c in ws.handle(DataReceived(CLIENT, wire[at : at + cut])):
+            if isinstance(c, SendData):
+                sent += c.data
+            elif isinstance(c, Hook):
+                recorded.append(c.flow.message)
+        at += cut
+        if at >= len(wire):
+            break
+    assert sent == wire and ws.done is None
+    expected = [
+        sum(len(p.decode("latin-1").encode()) if t else len(p) for p in ps) for t, ps in messages
+    ]
+    assert [m.size for m in recorded] == expected
+    assert [m.index for m in recorded] == list(range(len(messages)))
