@@ -52,12 +52,13 @@ from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLa
 from proxy.layers.recorder import TunnelRecorder
 from proxy.layers.tcp import tcp_plan
 from proxy.layers.tunnel import TunnelLayer
+from proxy.layers.tunnelsniff import TunnelSniff, Verdict, preface
 from proxy.layers.websocket.layer import WebSocketLayer
 from proxy.layers.websocket.setup import websocket_plan, websocket_setup
 from proxy.session import routing
 from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
-from proxy.session.refusals import H2_PREFACE
+from proxy.session.shared import ServerKey
 
 _SWITCHES = (StartTunnel, Intercept, StartHttp2)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
@@ -68,8 +69,8 @@ class ClientLayers:
     """The layer stack of one client connection (HTTP listeners)."""
 
     __slots__ = (
-        "_next_target", "_probe", "_relay", "client", "config", "current", "intercept", "mux",
-        "session", "tunnel_owner", "tunnel_tls",
+        "_next_target", "_probe", "_relay", "_sniff", "client", "config", "current",
+        "intercept", "mux", "session", "tunnel_owner", "tunnel_tls",
     )  # fmt: skip
 
     def __init__(
@@ -94,6 +95,7 @@ class ClientLayers:
         self.current: Layer | None = self.session
         # The client's first bytes, while they may still be an HTTP/2 preface.
         self._probe: bytearray | None = bytearray() if config.http2 else None
+        self._sniff: TunnelSniff | None = None  # a relayed CONNECT's first bytes
         self.tunnel_owner: HttpSession | TunnelRecorder | None = None  # records the tunnel
         self.tunnel_tls: TlsInfo | None = None
         self._relay: tuple[Conn, bytes, bool] | None = None  # raw relay being connected
@@ -124,6 +126,10 @@ class ClientLayers:
             return self._connecting_relay(event)
         if current is None:
             return []
+        if self._sniff is not None and type(current) is TunnelLayer:
+            sniffed = self._sniff_tunnel(self._sniff, event)
+            if sniffed is not None:
+                return sniffed
         out = current.handle(event)
         if type(current) is TunnelLayer or type(current) is WebSocketLayer:
             if current.done is not None:
@@ -210,6 +216,14 @@ class ClientLayers:
                 return out + ws.start(cmd.to_server, cmd.to_client)
             key = session.server.key
             assert key is not None
+            if ex is not None and ex.request.method == b"CONNECT" and self.config.http2:
+                # h2c inside a CONNECT (gRPC's http_proxy): the client's first bytes tell.
+                first = bytearray()
+                if not cmd.to_server or preface(first, cmd.to_server) is None:
+                    self._sniff = TunnelSniff()
+                    self._sniff.client += first
+                elif preface(bytearray(), cmd.to_server):
+                    return out + self._tunnel_to_http2(cmd.server, key, cmd.to_server)
             tunnel = TunnelLayer(
                 cmd.server,
                 self.config.clock,
@@ -305,13 +319,40 @@ class ClientLayers:
         knowledge, RFC 9113 §3.3) hands the connection to HTTP/2."""
         probe = self._probe
         assert probe is not None
-        probe += data
-        if len(probe) < len(H2_PREFACE) and H2_PREFACE.startswith(probe):
+        verdict = preface(probe, data)
+        if verdict is None:
             return []  # could still be the preface
         self._probe = None
-        if probe.startswith(H2_PREFACE):
+        if verdict:
             return self._http2(session.config, bytes(probe))
         return self.handle(DataReceived(CLIENT, bytes(probe)))
+
+    def _sniff_tunnel(self, sniff: TunnelSniff, event: Event) -> list[Command] | None:
+        """The first bytes of a relayed CONNECT (``tunnelsniff``); None: relay ``event``."""
+        if type(event) not in (DataReceived, EofReceived, ConnectionClosed):
+            return None
+        verdict = sniff.feed(event)  # type: ignore[arg-type]
+        if verdict is Verdict.WAIT:
+            return []
+        self._sniff = None
+        owner = self.tunnel_owner
+        if verdict is Verdict.HTTP2 and type(owner) is HttpSession and owner.server.key:
+            tunnel = self.current
+            assert type(tunnel) is TunnelLayer
+            return self._tunnel_to_http2(tunnel.server, owner.server.key, bytes(sniff.client))
+        out: list[Command] = []
+        for held in sniff.replay:
+            out += self.handle(held)
+        return out
+
+    def _tunnel_to_http2(self, server: Conn, key: ServerKey, data: bytes) -> list[Command]:
+        """The tunnel's client speaks h2c: its streams go to the CONNECT's target
+        (as h2c for gRPC, HTTP/1.1 otherwise); the CONNECT is recorded as done."""
+        out: list[Command] = [CloseConnection(server, discard=True)]
+        out += self._record_tunnel(TunnelEnded(None, None, None))
+        up = Upstream("http", key[0], key[1])
+        config = replace(self.config, upstream=up, keep_host=True, intercept=None)
+        return out + self._http2(config, data)
 
     def _http2(self, config: SessionConfig, data: bytes) -> list[Command]:
         layer = Http2Server(config, self.client)

@@ -202,13 +202,15 @@ def test_descriptor_set_and_console_line(
     assert "[grpc OK 2> 2<]" in bidi
 
 
-def test_forward_grpc_proxy_with_mitm(
-    gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path
+@pytest.mark.parametrize("mitm", [False, True], ids=["plain", "mitm"])
+def test_forward_grpc_proxy(
+    gen: grpcsvc.Generated, server: grpcsvc.Server, tmp_path: Path, mitm: bool
 ) -> None:
-    """grpc_proxy: CONNECT, then h2c inside the intercepted tunnel."""
+    """grpc_proxy: CONNECT, then h2c inside the tunnel, decoded with or without
+    --mitm (cleartext needs no certificate: the tunnel's first bytes tell)."""
+    extra = ["--mitm", "--certs", str(tmp_path / "certs")] if mitm else []
     p = start_proxy(
-        "--mitm", "--certs", str(tmp_path / "certs"), "--proto-path", str(gen.proto),
-        flow_log=tmp_path / "flows.jsonl",
+        *extra, "--proto-path", str(gen.proto), flow_log=tmp_path / "flows.jsonl"
     )  # fmt: skip
     try:
         env = {"grpc_proxy": p.url}
