@@ -57,8 +57,16 @@ def frame(
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-def handshake(proxy: ProxyProcess, port: int, path: str, deflate: bool = False) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+class Conn(socket.socket):
+    """The client socket, with what came after the 101's head (read with it)."""
+
+    rest = b""
+
+
+def handshake(proxy: ProxyProcess, port: int, path: str, deflate: bool = False) -> Conn:
+    plain = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    s = Conn(fileno=plain.detach())
+    s.settimeout(10)
     key = base64.b64encode(os.urandom(16)).decode()
     ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
     s.sendall(
@@ -72,14 +80,15 @@ def handshake(proxy: ProxyProcess, port: int, path: str, deflate: bool = False) 
         assert chunk, head
         head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head
+    head, _, s.rest = head.partition(b"\r\n\r\n")
     if deflate:
         assert b"permessage-deflate" in head.lower()
     return s
 
 
-def close_code(s: socket.socket) -> int | None:
+def close_code(s: Conn) -> int | None:
     """Read frames until a Close (the code in it) or the end of the stream (None)."""
-    buf = b""
+    buf = s.rest
     while True:
         while len(buf) >= 2:
             n = buf[1] & 0x7F
