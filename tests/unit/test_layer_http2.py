@@ -32,7 +32,13 @@ from proxy.layers.commands import (
     SetTimer,
     server_conn,
 )
-from proxy.layers.events import DataReceived, ServerFailed, ServerOpened, TimerFired
+from proxy.layers.events import (
+    ConnectionClosed,
+    DataReceived,
+    ServerFailed,
+    ServerOpened,
+    TimerFired,
+)
 from proxy.layers.http2.backpressure import STREAM_BACKLOG
 from proxy.layers.http2.floods import LIMITS, Flood
 from proxy.layers.http2.link import STREAM_WINDOW
@@ -430,3 +436,23 @@ def test_after_the_client_says_goaway_the_last_stream_ends_then_the_connection()
     assert kinds(rest) == [
         (Hook, HookKind.DONE), ReleaseServer(S1, reusable=True), CloseConnection(CLIENT)
     ]  # fmt: skip
+
+
+def test_an_ended_connection_is_freed_without_waiting_for_the_collector() -> None:
+    """h2's connection object holds a cycle (its dispatch table of bound
+    methods); breaking it when the client goes frees it, and its streams, at once."""
+    import gc
+    import weakref
+
+    layer = Http2Server(reverse(), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    ref = weakref.ref(layer.link.conn)
+    gc.disable()
+    try:
+        layer.handle(ConnectionClosed(CLIENT))
+        del layer, client
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -52,6 +52,16 @@ def server_config() -> H2Configuration:
     )
 
 
+def release(conn: H2Connection) -> None:
+    """Free an ended connection at once: h2 keeps a table of its own bound
+    methods (``_frame_dispatch_table``), a reference cycle that would hold it,
+    its streams and their buffers until the next full collection (seen as
+    +20 MB of RSS over 60,000 HTTP/2 requests in scenario h)."""
+    table = getattr(conn, "_frame_dispatch_table", None)
+    if isinstance(table, dict):
+        table.clear()
+
+
 def send_window(conn: H2Connection, stream: int, queue: bytearray) -> bool:
     """Send as much of ``queue`` on ``stream`` as the peer's windows and frame
     size allow (RFC 9113 §5.2, §4.2); True when it is all gone."""

@@ -50,7 +50,7 @@ from proxy.layers.events import (
 from proxy.layers.http2 import refusals
 from proxy.layers.http2.backpressure import Backpressure
 from proxy.layers.http2.floods import LIMITS, WINDOW, FloodGuard, flood_kind
-from proxy.layers.http2.link import ClientLink
+from proxy.layers.http2.link import ClientLink, release
 from proxy.layers.http2.names import StreamNames
 from proxy.layers.http2.request import MalformedRequest, request_head
 from proxy.layers.http2.streamcodec import StreamCodec
@@ -190,7 +190,7 @@ class Http2Server:
             out += self.names.commands(session.handle(ConnectionClosed(CLIENT)), 0)
         self.sessions.clear()
         out += self.mux.close_all()
-        self.closed = True
+        self._end()
         if isinstance(event, EofReceived):
             out.append(CloseConnection(CLIENT))
         return out
@@ -354,7 +354,7 @@ class Http2Server:
         self.sessions.clear()
         out.append(Hook(HookKind.DONE, refusals.broken(self.config, self.client, message, who)))
         out.append(CloseConnection(CLIENT))
-        self.closed = True
+        self._end()
         return out
 
     def _goaway(self, out: list[Command]) -> None:
@@ -364,7 +364,7 @@ class Http2Server:
             self._take(out)
             out += self.mux.close_all()
             out.append(CloseConnection(CLIENT))
-            self.closed = True
+            self._end()
 
     def _timed_out(self, event: TimedOut) -> list[Command]:
         out: list[Command] = []
@@ -372,7 +372,7 @@ class Http2Server:
             self.link.conn.close_connection()
             self._take(out)
             out.append(CloseConnection(CLIENT))
-            self.closed = True
+            self._end()
             return out
         for stream, session in list(self.sessions.items()):
             self._run(stream, session, session.handle(event), out)
@@ -394,6 +394,11 @@ class Http2Server:
     @property
     def flow_id(self) -> str | None:
         return None
+
+    def _end(self) -> None:
+        """No more from this client: its h2 connection object can go at once."""
+        self.closed = True
+        release(self.link.conn)
 
     def _take(self, out: list[Command]) -> None:
         send = self.link.take()

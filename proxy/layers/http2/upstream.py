@@ -51,7 +51,12 @@ from proxy.layers.events import (
     ServerOpened,
 )
 from proxy.layers.http2.channel import Channel, response_head
-from proxy.layers.http2.link import CONNECTION_WINDOW, MAX_HEADER_LIST_SIZE, STREAM_WINDOW
+from proxy.layers.http2.link import (
+    CONNECTION_WINDOW,
+    MAX_HEADER_LIST_SIZE,
+    STREAM_WINDOW,
+    release,
+)
 from proxy.session.shared import ServerKey
 
 MAX_STREAMS = 100  # per connection, whatever the server allows beyond
@@ -223,6 +228,8 @@ class UpstreamMux:
                 up.h2.close_connection()
                 self._take(up, out)
             out.append(CloseConnection(up.conn))
+            if up.h2 is not None:
+                release(up.h2)
         self.by_conn.clear()
         self.by_key.clear()
         return out
@@ -282,6 +289,8 @@ class UpstreamMux:
         self.by_conn.pop(up.conn, None)
         if self.by_key.get(up.key) is up:
             del self.by_key[up.key]
+        if up.h2 is not None:
+            release(up.h2)
 
     def _gone(self, up: Upstream, message: str) -> None:
         """The connection ended: every stream on it fails, waiters open anew."""
