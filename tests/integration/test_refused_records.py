@@ -84,7 +84,8 @@ def test_tls_hello_on_a_plain_listener_is_named(tmp_path: Path) -> None:
 
 
 def test_http2_preface_on_an_http1_listener_is_named(tmp_path: Path) -> None:
-    with running_proxy(flow_log=tmp_path / "f.jsonl") as p:
+    """With --no-http2 the listener speaks HTTP/1.1 only (else the preface is HTTP/2)."""
+    with running_proxy("--no-http2", flow_log=tmp_path / "f.jsonl") as p:
         got = exchange(p, H2_PREFACE)
         assert got.startswith(b"HTTP/1.1 ")
         rec = only_record(p)

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -300,3 +301,37 @@ def test_tcp_record_names_the_rule(tcp: TcpSetup) -> None:
     s.close()
     rec = tcp_record(tcp, "STATSD")
     assert "mask-tokens" in str(rec.get("rules")), rec
+
+
+def test_route_example_sends_each_host_its_own_way(tmp_path: Path) -> None:
+    """rules/examples/route.yaml, verbatim: a *.onion host goes through the SOCKS5
+    proxy at 127.0.0.1:9050 (none runs here, so the 502 names it), a
+    *.corp.example host goes direct (its name does not resolve: the 502 names
+    the origin), and the records say which route each took."""
+    folder = rules_dir(tmp_path, "examples/route.yaml")
+    p = start_proxy("--rules", str(folder), flow_log=tmp_path / "flows.jsonl")
+    try:
+        onion = http_get(p, "http://hidden.onion/")
+        corp = http_get(p, "http://wiki.corp.example/")
+        records = p.records(2)
+    finally:
+        p.stop()
+    assert onion.startswith(b"HTTP/1.1 502") and b"next proxy 127.0.0.1:9050" in onion, onion
+    assert corp.startswith(b"HTTP/1.1 502") and b"next proxy" not in corp, corp
+    routes = {r["request"]["url"]: r["route"]["via"] for r in records}
+    assert routes == {
+        "http://hidden.onion/": "socks5://127.0.0.1:9050",
+        "http://wiki.corp.example/": "direct",
+    }
+
+
+def http_get(p: ProxyProcess, url: str) -> bytes:
+    """One plain request through the proxy, the whole answer (bounded wait)."""
+    host = url.split("/")[2]
+    with socket.create_connection(("127.0.0.1", p.port), timeout=30) as s:
+        head = b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+        s.sendall(head % (url.encode(), host.encode()))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data

@@ -47,10 +47,12 @@ def websocket_setup(ex: Exchange, config: SessionConfig) -> WsSetup | None:
 
 
 def websocket_plan(ex: Exchange, config: SessionConfig) -> WsPlan | None:
-    """The message rules for this connection (by the upgrade's host and path)."""
+    """The message rules for this connection, by the upgrade's host and path as
+    the client asked for them (before a rule's map_remote, as HTTP rules match)."""
     rules = ex.ruleset
     if rules is None and config.rules is not None:
         rules = config.rules()
     if rules is None or ex.target is None:
         return None
-    return rules.ws_for(ex.target.host, urlsplit(ex.url).path or "/")
+    asked = urlsplit(ex.received_url)
+    return rules.ws_for(asked.hostname or ex.target.host, asked.path or "/")
