@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proxy.cli.grpc_reflect import ReflectionError, fetch
 from proxy.config import ConfigError, ModeSpec
 from proxy.grpc.protoload import load
 from proxy.grpc.schema import SchemaError, SchemaRegistry
@@ -53,6 +52,8 @@ def grpc_settings(args: argparse.Namespace, modes: list[ModeSpec]) -> GrpcSettin
 
 def reflected(modes: list[ModeSpec]) -> SchemaRegistry:
     """The schemas the reverse-mode upstreams offer by server reflection."""
+    from proxy.cli.grpc_reflect import ReflectionError, fetch  # protobuf: only when asked
+
     registry = SchemaRegistry()
     upstreams = [m.upstream for m in modes if m.kind == "reverse" and m.upstream is not None]
     if not upstreams:

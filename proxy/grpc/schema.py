@@ -12,11 +12,12 @@ well-known types come out as protobuf's own JSON mapping
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from google.protobuf.descriptor import Descriptor
-from google.protobuf.message import DecodeError, Message
+if TYPE_CHECKING:  # protobuf itself loads with the first schema: ~8 MB a process spares
+    from google.protobuf import descriptor_pb2
+    from google.protobuf.descriptor import Descriptor
+    from google.protobuf.message import Message
 
 
 class SchemaError(ValueError):
@@ -46,6 +47,8 @@ class SchemaRegistry:
     """The message and service descriptors the user gave (or a server offered)."""
 
     def __init__(self) -> None:
+        from google.protobuf import descriptor_pool
+
         self.pool = descriptor_pool.DescriptorPool()
         self.files: list[str] = []
         self.problems: list[str] = []
@@ -68,6 +71,9 @@ class SchemaRegistry:
 
     def add_set(self, data: bytes) -> None:
         """A serialized ``FileDescriptorSet`` (protoc --descriptor_set_out)."""
+        from google.protobuf import descriptor_pb2
+        from google.protobuf.message import DecodeError
+
         fds = descriptor_pb2.FileDescriptorSet()
         try:
             fds.ParseFromString(data)
@@ -114,11 +120,16 @@ class SchemaRegistry:
 
     def decode(self, data: bytes, kind: Descriptor) -> dict[str, Any]:
         """``data`` as ``kind``, in protobuf's JSON mapping (field names as in the .proto)."""
+        from google.protobuf import json_format
+
         message = self.message(data, kind)
         out: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
         return out
 
     def message(self, data: bytes, kind: Descriptor) -> Message:
+        from google.protobuf import message_factory
+        from google.protobuf.message import DecodeError
+
         cls = message_factory.GetMessageClass(kind)
         message: Message = cls()
         try:
@@ -129,6 +140,8 @@ class SchemaRegistry:
 
     def encode(self, value: dict[str, Any], kind: Descriptor) -> bytes:
         """Protobuf JSON back to wire bytes (rules that replace fields)."""
+        from google.protobuf import json_format, message_factory
+
         cls = message_factory.GetMessageClass(kind)
         message: Message = cls()
         try:
