@@ -69,8 +69,14 @@ def index_of(head: RequestHead | ResponseHead) -> FieldIndex:
     """The head's field index, built from its fields if it was made by hand."""
     if head.index is not None:
         return head.index
+    return build_index(head.fields)
+
+
+def build_index(fields: Fields) -> FieldIndex:
+    """The index of the fields the proxy acts on, for a head made by hand (built
+    once, so that nobody rescans its fields: HTTP/2 heads are made this way)."""
     index: FieldIndex = {}
-    for name, value in head.fields:
+    for name, value in fields:
         lname = name.lower()
         if lname in INDEXED:
             index.setdefault(lname, []).append(value)

@@ -33,6 +33,7 @@ from proxy.http1 import (
     ResponseHead,
 )
 from proxy.http1.events import Fields
+from proxy.http1.fields import build_index
 from proxy.layers.commands import Command, Conn, SendData
 from proxy.layers.http2.link import end_stream, send_window
 from proxy.session.hop import ALWAYS_HOP, connection_tokens, strip_hop_by_hop
@@ -91,7 +92,8 @@ def response_head(headers: list[Header], ended: bool, method: bytes) -> Response
         framing = Framing(FramingKind.LENGTH, 0)
     else:
         framing = _CHUNKED
-    return ResponseHead(b"2.0", status, reason, tuple(fields), framing)
+    kept = tuple(fields)
+    return ResponseHead(b"2.0", status, reason, kept, framing, build_index(kept))
 
 
 class ChannelResponses:

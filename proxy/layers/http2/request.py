@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.http1 import NO_BODY, Framing, FramingKind, RequestHead
+from proxy.http1.fields import build_index
 
 # RFC 9110 §5.6.2 token characters, lowercase only for HTTP/2 names (RFC 9113 §8.2.1).
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
@@ -139,5 +140,6 @@ def request_head(
     else:
         target = pseudo.path
     framing = _framing(fields, ended)
-    head = RequestHead(pseudo.method, target, b"2.0", tuple(fields), framing)
+    kept = tuple(fields)
+    head = RequestHead(pseudo.method, target, b"2.0", kept, framing, build_index(kept))
     return head, Pseudo(pseudo.method, pseudo.scheme, authority, pseudo.path)
