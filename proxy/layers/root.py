@@ -1,19 +1,23 @@
 """All the layers of one client connection, and the switches between them.
 
 ``ClientLayers`` is what the shell drives: every event goes to the layer in
-charge now, and the commands that come back go to the shell, except the two
-by which an HTTP session hands the connection on (always its last command,
-so that finding one costs a look at the end of the list):
+charge now, and the commands that come back go to the shell, except those
+by which an HTTP session hands the connection on (always its last command):
 
 * ``StartTunnel`` (a CONNECT relayed as is, a 101 Upgrade): a
-  ``TunnelLayer`` relays from now on; when it ends, the session that opened
-  it records the tunnel (``TunnelEnded``);
+  ``TunnelLayer`` relays from now on (a ``WebSocketLayer`` after a WebSocket
+  101; a relayed CONNECT first watches for h2c, ``tunnelsniff``); when it
+  ends, the session that opened it records the tunnel (``TunnelEnded``);
 * ``Intercept`` (a CONNECT to a host we intercept): a ``NextLayer`` sniffs
   the client's first bytes and chooses: a nested HTTP session (over the TLS
-  the shell terminates, or plain), a raw relay, or a failure to record.
+  the shell terminates, or plain; HTTP/2 when ALPN says h2), a raw relay,
+  or a failure to record;
+* ``StartHttp2`` (an accepted ``Upgrade: h2c``): the HTTP/2 layer.
 
-A reverse listener with interception on starts with a ``NextLayer`` in
-listener mode; the ``tcp:`` mode starts by opening its server and relaying.
+The HTTP/2 preface as a connection's first bytes also hands it to HTTP/2.
+A reverse listener for https or h2c shares HTTP/2 server connections among
+its sessions (``UpstreamMux``). A reverse listener with interception on
+starts with a ``NextLayer`` in listener mode.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from proxy.layers.tcp import tcp_plan
 from proxy.layers.tunnel import TunnelLayer
 from proxy.layers.tunnelsniff import TunnelSniff, Verdict, preface
 from proxy.layers.websocket.layer import WebSocketLayer
-from proxy.layers.websocket.setup import websocket_plan, websocket_setup
+from proxy.layers.websocket.setup import websocket_layer
 from proxy.session import routing
 from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
@@ -206,11 +210,8 @@ class ClientLayers:
         if isinstance(cmd, StartTunnel):
             self.tunnel_owner = session
             ex = session.tunnel
-            setup = websocket_setup(ex, session.config) if ex is not None else None
-            if setup is not None and ex is not None:  # a WebSocket: messages, not bytes
-                ws = WebSocketLayer(
-                    cmd.server, setup, self.config.clock, websocket_plan(ex, session.config)
-                )
+            ws = websocket_layer(ex, session.config, cmd.server)
+            if ws is not None:  # a WebSocket: messages, not bytes
                 self.current = ws
                 out.append(ResumeReading(CLIENT))
                 return out + ws.start(cmd.to_server, cmd.to_client)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from proxy.http1.events import Fields
+from proxy.layers.commands import Conn
 from proxy.layers.websocket.deflate import extension_names, negotiated
-from proxy.layers.websocket.layer import WsSetup
+from proxy.layers.websocket.layer import WebSocketLayer, WsSetup
 from proxy.rules.wsrules import WsPlan
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
@@ -56,3 +57,14 @@ def websocket_plan(ex: Exchange, config: SessionConfig) -> WsPlan | None:
         return None
     asked = urlsplit(ex.received_url)
     return rules.ws_for(asked.hostname or ex.target.host, asked.path or "/")
+
+
+def websocket_layer(
+    ex: Exchange | None, config: SessionConfig, server: Conn
+) -> WebSocketLayer | None:
+    """The layer for a 101 that upgraded to WebSocket (None: not one, or an
+    extension we do not read: the connection stays an opaque tunnel)."""
+    setup = websocket_setup(ex, config) if ex is not None else None
+    if setup is None or ex is None:
+        return None
+    return WebSocketLayer(server, setup, config.clock, websocket_plan(ex, config))
