@@ -126,8 +126,11 @@ class UpgradeServer:
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id != 1:
                     self._respond(conn, ev.stream_id, paths[ev.stream_id])
-            sock.sendall(conn.data_to_send())
-            data = sock.recv(65536)
+            try:
+                sock.sendall(conn.data_to_send())
+                data = sock.recv(65536)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client had what it wanted and left (our ACKs had nowhere to go)
             if not data:
                 return
 

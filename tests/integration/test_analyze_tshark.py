@@ -156,6 +156,8 @@ def _capture_command(cap: Path, port: int) -> list[str]:
             "-n",
             "-U",
             "--immediate-mode",
+            "-B",  # a 32 MiB kernel buffer: no packet dropped when the machine is busy
+            "32768",
             "-Z",
             "root",
             "-w",
