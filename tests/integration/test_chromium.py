@@ -35,6 +35,29 @@ FLAGS = [
 ]  # fmt: skip
 
 
+def chromium_through(
+    proxy_url: str, ca_pem: Path, url: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium trusting only ``ca_pem`` (a fresh NSS database), through
+    ``proxy_url``, dumping the DOM of ``url``; bounded by a 90 s timeout."""
+    assert CHROMIUM is not None
+    home = tmp_path / "home"
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    env = dict(os.environ, HOME=str(home))
+    db = f"sql:{nssdb}"
+    subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True, env=env)
+    subprocess.run(
+        ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "tapproxy", "-i", str(ca_pem)],
+        check=True, env=env,
+    )  # fmt: skip
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+         f"--proxy-server={proxy_url}", "--proxy-bypass-list=<-loopback>", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90, env=env,
+    )  # fmt: skip
+
+
 async def _page(request: web.Request) -> web.Response:
     return web.Response(
         text="<html><body><h1 id=t>intercepted hello</h1></body></html>", content_type="text/html"
@@ -49,29 +72,14 @@ def test_chromium_loads_https_page_through_mitm(upstreams: Upstreams, tmp_path: 
     app = web.Application()
     app.router.add_get("/page", _page)
     runner, port = upstreams.call(start_https(app, str(cert)))
-    home = tmp_path / "home"
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
     certs = tmp_path / "certs"
-    env = dict(os.environ, HOME=str(home))
     try:
         with running_proxy(
             "--mitm", "--certs", str(certs), "--upstream-ca", str(test_ca.cert_path),
             flow_log=tmp_path / "flows.jsonl",
         ) as p:  # fmt: skip
-            db = f"sql:{nssdb}"
-            subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True, env=env)
-            subprocess.run(
-                ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "tapproxy", "-i",
-                 str(certs / "tapproxy-ca.pem")],
-                check=True, env=env,
-            )  # fmt: skip
-            out = subprocess.run(
-                [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                 f"--proxy-server={p.url}", "--proxy-bypass-list=<-loopback>",
-                 "--dump-dom", f"https://localhost:{port}/page"],
-                capture_output=True, text=True, timeout=90, env=env,
-            )  # fmt: skip
+            url = f"https://localhost:{port}/page"
+            out = chromium_through(p.url, certs / "tapproxy-ca.pem", url, tmp_path)
             assert '<h1 id="t">intercepted hello</h1>' in out.stdout, out.stderr[-2000:]
             recs = [r for r in p.records(1) if r["request"]["url"].endswith("/page")]
         assert recs and recs[0]["tls"]["intercepted"] is True

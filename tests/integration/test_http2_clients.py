@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.integration.test_chromium import CHROMIUM, FLAGS
+from tests.integration.test_chromium import CHROMIUM, chromium_through
 from tests.support.certs import CertAuthority
 from tests.support.h2clients import (
     Route,
@@ -259,29 +257,14 @@ def test_chromium_gets_h2_through_mitm(upstreams: Upstreams, tmp_path: Path) -> 
     runner, port = upstreams.call(
         start_https(app, str(origin_ca.server_cert(["localhost"], "page.pem")))
     )
-    home = tmp_path / "home"
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
     certs = tmp_path / "certs"
-    env = dict(os.environ, HOME=str(home))
     p = start_proxy(
         "--mitm", "--certs", str(certs), "--upstream-ca", str(origin_ca.cert_path),
         flow_log=tmp_path / "flows.jsonl",
     )  # fmt: skip
     try:
-        db = f"sql:{nssdb}"
-        subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True, env=env)
-        subprocess.run(
-            ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "tapproxy", "-i",
-             str(certs / "tapproxy-ca.pem")],
-            check=True, env=env,
-        )  # fmt: skip
-        out = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-             f"--proxy-server={p.url}", "--proxy-bypass-list=<-loopback>",
-             "--dump-dom", f"https://localhost:{port}/page"],
-            capture_output=True, text=True, timeout=90, env=env,
-        )  # fmt: skip
+        url = f"https://localhost:{port}/page"
+        out = chromium_through(p.url, certs / "tapproxy-ca.pem", url, tmp_path)
         assert '<h1 id="t">h2 hello</h1>' in out.stdout, out.stderr[-2000:]
         page = [r for r in p.records(1) if r.get("request", {}).get("url", "").endswith("/page")]
         assert page, [r.get("request") for r in p.records()]

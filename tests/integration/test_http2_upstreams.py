@@ -36,10 +36,8 @@ Headless Chromium, last, gets h2 on both legs through ``--mitm``.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +45,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_chromium import CHROMIUM, FLAGS
+from tests.integration.test_chromium import CHROMIUM, chromium_through
 from tests.support.certs import CertAuthority
 from tests.support.h2clients import Route, records_for, tag, write_pattern
 from tests.support.nghttpd import NGHTTPD, Nghttpd, start_nghttpd
@@ -240,29 +238,14 @@ def test_chromium_gets_h2_on_both_legs_through_mitm(
     (www / "page.html").write_text(PAGE)
     (www / "h2up.css").write_text("h1 { color: #336; }\n")
     origin = start_nghttpd(tmp_path / "nghttpd", www, cert=cert)
-    home = tmp_path / "home"
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
     certs = tmp_path / "certs"
-    env = dict(os.environ, HOME=str(home))
     p = start_proxy(
         "--mitm", "--certs", str(certs), "--upstream-ca", str(ca.cert_path),
         flow_log=tmp_path / "flows.jsonl",
     )  # fmt: skip
     try:
-        db = f"sql:{nssdb}"
-        subprocess.run(["certutil", "-d", db, "-N", "--empty-password"], check=True, env=env)
-        subprocess.run(
-            ["certutil", "-d", db, "-A", "-t", "C,,", "-n", "tapproxy", "-i",
-             str(certs / "tapproxy-ca.pem")],
-            check=True, env=env,
-        )  # fmt: skip
-        out = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-             f"--proxy-server={p.url}", "--proxy-bypass-list=<-loopback>",
-             "--dump-dom", f"https://localhost:{origin.port}/page.html"],
-            capture_output=True, text=True, timeout=90, env=env,
-        )  # fmt: skip
+        url = f"https://localhost:{origin.port}/page.html"
+        out = chromium_through(p.url, certs / "tapproxy-ca.pem", url, tmp_path)
         assert '<h1 id="t">nghttpd says hello</h1>' in out.stdout, out.stderr[-2000:]
         page = records_for(p, "/page.html")[0]
         css = records_for(p, "/h2up.css")[0]
