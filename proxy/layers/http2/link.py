@@ -39,17 +39,40 @@ MAX_HEADER_LIST_SIZE = 64 * 1024
 _SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
 
 
-def server_config() -> H2Configuration:
-    """h2 as the client-facing end: validation of what comes in stays on;
-    what goes out is built by us (``heads``) and not rewritten."""
-    return H2Configuration(
-        client_side=False,
+def connection(client_side: bool) -> H2Connection:
+    """h2 as both our ends use it: validation of what comes in stays on; what
+    goes out is built by us (``heads``, ``channel``) and not rewritten. Our
+    SETTINGS are the initial values, not changes: h2 sends what is in force,
+    and streams get their windows from it at once. A client-facing end also
+    bounds the streams a client may open."""
+    config = H2Configuration(
+        client_side=client_side,
         header_encoding=None,
         validate_inbound_headers=True,
         normalize_inbound_headers=False,
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
     )
+    values = {
+        SettingCodes.ENABLE_PUSH: 0,
+        SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+    }
+    if not client_side:
+        values[SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_CONCURRENT_STREAMS
+    conn = H2Connection(config)
+    conn.local_settings = Settings(client=client_side, initial_values=values)
+    return conn
+
+
+def initiate(conn: H2Connection, upgrade_settings: bytes | None = None) -> None:
+    """The preface and our SETTINGS (after an ``Upgrade: h2c``, the client's came
+    in its header), and the connection's window raised to ``CONNECTION_WINDOW``."""
+    if upgrade_settings is None:
+        conn.initiate_connection()
+    else:
+        conn.initiate_upgrade_connection(upgrade_settings)
+    conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
 
 
 def release(conn: H2Connection) -> None:
@@ -87,31 +110,12 @@ class ClientLink:
     __slots__ = ("conn", "ends", "queued")
 
     def __init__(self) -> None:
-        self.conn = H2Connection(server_config())
+        self.conn = connection(client_side=False)
         self.queued: dict[int, bytearray] = {}  # DATA waiting for window, per stream
         self.ends: dict[int, list[Header] | None] = {}  # stream ends waiting behind it
 
     def start(self, upgrade_settings: bytes | None = None) -> None:
-        """Our SETTINGS (after an ``Upgrade: h2c``, the client's came in its header).
-
-        Set as the initial values, not as changes: h2 sends what is in force,
-        and streams get their windows from it at once.
-        """
-        conn = self.conn
-        conn.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
-                SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
-        if upgrade_settings is None:
-            conn.initiate_connection()
-        else:
-            conn.initiate_upgrade_connection(upgrade_settings)
-        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        initiate(self.conn, upgrade_settings)
 
     def take(self, at: float | None = None) -> SendData | None:
         data = self.conn.data_to_send()

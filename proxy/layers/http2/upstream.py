@@ -27,11 +27,9 @@ from __future__ import annotations
 from collections import deque
 
 import h2.events as ev
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.settings import SettingCodes, Settings
 
 from proxy.http1 import BodyData, EndOfMessage
 from proxy.layers.commands import (
@@ -51,28 +49,12 @@ from proxy.layers.events import (
     ServerOpened,
 )
 from proxy.layers.http2.channel import Channel, response_head
-from proxy.layers.http2.link import (
-    CONNECTION_WINDOW,
-    MAX_HEADER_LIST_SIZE,
-    STREAM_WINDOW,
-    release,
-)
+from proxy.layers.http2.link import connection, initiate, release
 from proxy.session.shared import ServerKey
 
 MAX_STREAMS = 100  # per connection, whatever the server allows beyond
 KEEPALIVE = 30.0  # seconds of silence before a PING; as long again without an answer: dead
 KEEPALIVE_TOKEN = 999  # the keepalive timer of the layer that owns a mux
-
-
-def client_config() -> H2Configuration:
-    return H2Configuration(
-        client_side=True,
-        header_encoding=None,
-        validate_inbound_headers=True,
-        normalize_inbound_headers=False,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-    )
 
 
 class Upstream:
@@ -240,17 +222,8 @@ class UpstreamMux:
         if alpn != "h2" and not up.key[3]:
             return self._http1(up, event)
         up.opened = event
-        h2 = up.h2 = H2Connection(client_config())
-        h2.local_settings = Settings(
-            client=True,
-            initial_values={
-                SettingCodes.ENABLE_PUSH: 0,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
-            },
-        )
-        h2.initiate_connection()
-        h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        h2 = up.h2 = connection(client_side=True)
+        initiate(h2)
         out: list[Command] = []
         self._take(up, out)
         self._wake_waiters(up)
