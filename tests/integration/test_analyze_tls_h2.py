@@ -31,6 +31,7 @@ from tests.integration.test_analyze_tls import _ended
 from tests.integration.test_analyze_tshark import _capture_command, _wait_listening
 from tests.support.certs import CertAuthority
 from tests.support.h2compare import our_h2, tshark_h2
+from tests.support.nginx import nginx_conf
 
 NGINX, CURL, TSHARK = (shutil.which(t) or shutil.which(t, path="/usr/sbin") for t in
                        ("nginx", "curl", "tshark"))  # fmt: skip
@@ -38,21 +39,7 @@ pytestmark = pytest.mark.skipif(
     None in (NGINX, CURL, TSHARK), reason="nginx, curl and tshark are needed"
 )
 
-CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+SERVER = """\
     server {{
         listen 127.0.0.1:{port} ssl http2;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -62,7 +49,6 @@ http {{
         location = /h2 {{ return 200 "h2 body\\n"; }}
         location = /post {{ client_body_buffer_size 64k; return 201 "posted\\n"; }}
     }}
-}}
 """
 
 
@@ -93,7 +79,7 @@ def h2_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     (tmp / "www" / "big.txt").write_text(
         "".join(f"line {i:06d} of the big file\n" for i in range(6000))
     )
-    (tmp / "nginx.conf").write_text(CONF.format(tmp=tmp, port=port, cert=cert))
+    (tmp / "nginx.conf").write_text(nginx_conf(tmp, SERVER.format(tmp=tmp, port=port, cert=cert)))
     nginx = subprocess.Popen(
         [str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

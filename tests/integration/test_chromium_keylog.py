@@ -48,6 +48,7 @@ from tests.integration.test_analyze_tshark import _capture_command, _wait_listen
 from tests.integration.test_chromium import FLAGS
 from tests.support.certs import CertAuthority
 from tests.support.h2compare import our_h2, tshark_h2
+from tests.support.nginx import nginx_conf
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NGINX, TSHARK = (shutil.which(t) or shutil.which(t, path="/usr/sbin") for t in ("nginx", "tshark"))
@@ -68,29 +69,13 @@ FILES = {
     "dot.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"></svg>\n',
     "favicon.ico": b"icon\n",
 }
-CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    include /etc/nginx/mime.types;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+SITES = """\
     ssl_protocols TLSv1.3;
     ssl_certificate {cert};
     ssl_certificate_key {cert};
     root {tmp}/www;
     server {{ listen 127.0.0.1:{h2} ssl http2; }}
     server {{ listen 127.0.0.1:{h1} ssl; }}
-}}
 """
 
 
@@ -158,9 +143,8 @@ def captures(
         check=True, env=env, timeout=30,
     )  # fmt: skip
     ports = {"h2": _free_port(), "http/1.1": _free_port()}
-    (tmp / "nginx.conf").write_text(
-        CONF.format(tmp=tmp, cert=cert, h2=ports["h2"], h1=ports["http/1.1"])
-    )
+    sites = SITES.format(tmp=tmp, cert=cert, h2=ports["h2"], h1=ports["http/1.1"])
+    (tmp / "nginx.conf").write_text(nginx_conf(tmp, sites, mime=True))
     nginx = subprocess.Popen(
         [str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -19,27 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import CertAuthority
+from tests.support.nginx import nginx_conf
 from tests.support.proxyproc import ProxyProcess, start_proxy
 from tests.support.upstreams import Upstreams
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is needed")
 
-CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+SERVER = """\
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -49,7 +36,6 @@ http {{
         ssl_verify_client on;
         location / {{ return 200 "client $ssl_client_s_dn verify $ssl_client_verify\\n"; }}
     }}
-}}
 """
 
 
@@ -103,7 +89,8 @@ def servers(upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory) -> I
     certs.mkdir()
     ca.client_cert("tapproxy-client", "client.pem").rename(certs / "localhost.pem")
     port = _free_port()
-    (tmp / "nginx.conf").write_text(CONF.format(tmp=tmp, port=port, cert=cert, ca=ca.cert_path))
+    server = SERVER.format(port=port, cert=cert, ca=ca.cert_path)
+    (tmp / "nginx.conf").write_text(nginx_conf(tmp, server))
     nginx = subprocess.Popen(
         [str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
