@@ -16,16 +16,14 @@ import json
 import socket
 import ssl
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.certs import CertAuthority
-from tests.support.proxyproc import ProxyProcess, start_proxy
+from tests.support.proxyproc import ProxyProcess, our_ca, record_for, start_proxy
 from tests.support.upstreams import RawConnection, Upstreams, make_app, start_https
 
 
@@ -90,24 +88,6 @@ def curl(proxy: ProxyProcess, url: str, *extra: str) -> subprocess.CompletedProc
 def body_status(out: subprocess.CompletedProcess[str]) -> tuple[str, int]:
     body, _, status = out.stdout.rpartition("\n")
     return body, int(status)
-
-
-def our_ca(p: ProxyProcess) -> str:
-    args = p.proc.args
-    assert isinstance(args, list)
-    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
-
-
-def record_for(p: ProxyProcess, pred: Callable[[Any], bool], timeout: float = 10.0) -> Any:
-    """The last record satisfying ``pred``, waiting (bounded) until it is written."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [r for r in p.records() if pred(r)]
-        if found:
-            return found[-1]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no matching record in {p.records()}")
-        time.sleep(0.05)
 
 
 def test_plain_http_goes_in_absolute_form_over_a_kept_connection(

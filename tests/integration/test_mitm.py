@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import CertAuthority
-from tests.support.proxyproc import ProxyProcess, running_proxy, start_proxy
+from tests.support.proxyproc import ProxyProcess, our_ca, running_proxy, start_proxy
 from tests.support.rawhttp import connect, recv_response
 from tests.support.upstreams import Upstreams, make_app, pattern_sha256, start_https
 
@@ -59,12 +59,6 @@ def mitm(https: HttpsUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )  # fmt: skip
     yield p
     p.stop()
-
-
-def our_ca(p: ProxyProcess) -> str:
-    args = p.proc.args
-    assert isinstance(args, list)
-    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
 
 
 def curl(p: ProxyProcess, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:

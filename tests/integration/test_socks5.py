@@ -13,10 +13,8 @@ import json
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from python_socks import ProxyError
 from python_socks.sync import Proxy
 
 from tests.support.certs import CertAuthority
-from tests.support.proxyproc import ProxyProcess, start_proxy
+from tests.support.proxyproc import ProxyProcess, our_ca, record_for, start_proxy
 from tests.support.upstreams import Upstreams, make_app, start_https
 
 
@@ -82,23 +80,6 @@ def curl(*args: str) -> tuple[str, int, str]:
     )
     body, _, status = out.stdout.rpartition("\n")
     return body, int(status or 0), out.stderr
-
-
-def our_ca(p: ProxyProcess) -> str:
-    args = p.proc.args
-    assert isinstance(args, list)
-    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
-
-
-def record_for(p: ProxyProcess, pred: Callable[[Any], bool], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [r for r in p.records() if pred(r)]
-        if found:
-            return found[-1]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no matching record in {p.records()}")
-        time.sleep(0.05)
 
 
 def url_is(url: str) -> Callable[[Any], bool]:

@@ -25,7 +25,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.certs import CertAuthority
-from tests.support.proxyproc import ProxyProcess, running_proxy, start_proxy
+from tests.support.proxyproc import ProxyProcess, our_ca, running_proxy, start_proxy
 from tests.support.upstreams import Upstreams
 from tests.support.wsservers import start_app, start_websockets, ws_app
 
@@ -67,12 +67,6 @@ def mitm(ws: WsUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )  # fmt: skip
     yield p
     p.stop()
-
-
-def our_ca(p: ProxyProcess) -> str:
-    args = p.proc.args
-    assert isinstance(args, list)
-    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
 
 
 def ws_records(p: ProxyProcess, flow: str | None = None, expect: int = 0) -> list[Any]:

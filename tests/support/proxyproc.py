@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,3 +131,22 @@ def complete_records(path: Path) -> list[Any]:
     text = path.read_text("utf-8") if path.exists() else ""
     lines = text.split("\n")[:-1]  # after the last newline: incomplete (or empty)
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def our_ca(p: ProxyProcess) -> str:
+    """The CA certificate of a proxy started with ``--certs DIR`` (to trust it)."""
+    args = p.proc.args
+    assert isinstance(args, list)
+    return str(Path(args[args.index("--certs") + 1]) / "tapproxy-ca.pem")
+
+
+def record_for(p: ProxyProcess, pred: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+    """The last record satisfying ``pred``, waiting (bounded) until it is written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in p.records() if pred(r)]
+        if found:
+            return found[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching record in {p.records()}")
+        time.sleep(0.05)
