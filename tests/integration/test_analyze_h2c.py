@@ -115,11 +115,16 @@ class UpgradeServer:
         )
         conn.initiate_upgrade_connection(fields["http2-settings"].encode())
         paths = {1: path}
-        self._respond(conn, 1, path)
-        sock.sendall(conn.data_to_send())
+        # Stream 1's answer waits for the client's preface: curl keeps what
+        # follows the 101 in a 32 KiB buffer until it has switched to HTTP/2,
+        # and a 50 kB answer sent at once overflows it (curl error 16).
+        upgraded_pending = True
         data = rest
         while True:
             for ev in conn.receive_data(data) if data else ():
+                if upgraded_pending and isinstance(ev, h2.events.RemoteSettingsChanged):
+                    upgraded_pending = False
+                    self._respond(conn, 1, path)
                 if isinstance(ev, h2.events.RequestReceived):
                     paths[ev.stream_id] = dict(ev.headers)[b":path"].decode()
                 elif isinstance(ev, h2.events.DataReceived):
