@@ -75,6 +75,7 @@ class ResponseEdit:
 @dataclass(frozen=True, slots=True)
 class Proceed:
     edit: RequestEdit | ResponseEdit | None = None
+    note: str | None = None  # said in the record's warnings (a breakpoint that timed out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,22 @@ class Reply:
     headers: Fields = ()
     body: bytes = b""
     reason: bytes | None = None  # None: the standard phrase (a replay keeps the recorded one)
+    # Trailer fields after the body (gRPC's grpc-status): an HTTP/1.1 client
+    # gets the body chunked with them (RFC 9112 §7.1.2), an HTTP/2 client a
+    # trailing HEADERS frame with END_STREAM (RFC 9113 §8.1).
+    trailers: Fields = ()
+    # A ``101`` to ``Upgrade: websocket``: the session played to the client
+    # after it (``proxy.layers.websocket.replayed``); None: no WebSocket.
+    websocket: tuple[ScriptedMessage, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedMessage:
+    """One message of a WebSocket session a ``Reply`` plays (server replay)."""
+
+    from_client: bool
+    data: bytes  # the payload (uncompressed)
+    text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +121,22 @@ class HookSettings:
     # REQUEST is offered once the request body is whole (up to --max-body), so
     # a subscriber can read it (``LiveFlow.body``: server replay matches on it).
     request_body: bool = False
+    # Holdable points armed while the proxy runs (a breakpoint set in the web UI).
+    switch: HoldSwitch | None = None
+
+
+class HoldSwitch:
+    """Holdable points armed at run time, read by every session at each point.
+
+    A static ``HookSettings.hold`` makes every exchange stop at the point and
+    wait for a verdict, and ``request_body`` buffers every request body; a
+    breakpoint that is off should cost nothing, so the web UI arms its points
+    here only while a breakpoint is set. Mutable on purpose: one object,
+    shared by the subscriber that sets it and the sessions that read it.
+    """
+
+    __slots__ = ("kinds", "request_body")
+
+    def __init__(self) -> None:
+        self.kinds: frozenset[HookKind] = frozenset()
+        self.request_body = False  # REQUEST waits for the whole body (to edit it)

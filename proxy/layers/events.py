@@ -88,6 +88,7 @@ class TimeoutKind(Enum):
     TRANSFER_IDLE = "transfer_idle"
     TUNNEL_IDLE = "tunnel_idle"
     TLS_HANDSHAKE = "tls_handshake"
+    HELD = "held"  # a flow waits at a breakpoint or for an addon
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ class Timeouts:
     tunnel_idle: float = 600.0
     tls_handshake: float = 15.0  # client TLS handshake inside an intercepted tunnel
     upstream_idle: float = 60.0  # pooled connection unused
+    held: float = 3600.0  # a flow held by a hook (the web UI's breakpoints time out first)
 
     def for_kind(self, kind: TimeoutKind) -> float:
         return _BY_KIND[kind](self)
@@ -47,6 +48,7 @@ _BY_KIND: dict[TimeoutKind, Callable[[Timeouts], float]] = {
     TimeoutKind.TRANSFER_IDLE: lambda t: t.transfer_idle,
     TimeoutKind.TUNNEL_IDLE: lambda t: t.tunnel_idle,
     TimeoutKind.TLS_HANDSHAKE: lambda t: t.tls_handshake,
+    TimeoutKind.HELD: lambda t: t.held,
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from proxy.flow.hooks import HookKind, HookSettings, Proceed, Verdict
+from proxy.flow.hooks import HoldSwitch, HookKind, HookSettings, Proceed, Verdict
 from proxy.flow.record import FlowSource
 from proxy.layers.commands import Hook
 from proxy.layers.events import HookResumed
@@ -34,7 +34,8 @@ class HookSubscriber(Protocol):
     def holds(self) -> frozenset[HookKind]: ...
 
     # Optionally ``request_body = True``: REQUEST waits for the whole body
-    # (``HookSettings.request_body``).
+    # (``HookSettings.request_body``); or ``switch``, a ``HoldSwitch`` whose
+    # armed points are this subscriber's ``holds`` (the web UI's breakpoints).
 
     def on_hook(self, kind: HookKind, flow: FlowSource, resume: Resume | None) -> bool:
         """``resume`` is given where the flow may be held: return True to hold it
@@ -53,11 +54,16 @@ class HookBus:
         notify: set[HookKind] = set()
         hold: set[HookKind] = set()
         body = False
+        switch: HoldSwitch | None = None
         for sub in self.subscribers:
             notify |= sub.kinds
+            own = getattr(sub, "switch", None)  # optional: points armed at run time
+            if isinstance(own, HoldSwitch):
+                switch = own  # its ``holds`` follow the switch: not held statically
+                continue
             hold |= sub.holds
             body |= bool(getattr(sub, "request_body", False))  # optional: see HookSettings
-        return HookSettings(frozenset(notify), frozenset(hold), body)
+        return HookSettings(frozenset(notify), frozenset(hold), body, switch)
 
     def deliver(self, hook: Hook, feed: Callable[[HookResumed], None]) -> None:
         """Call the subscribers of ``hook``; a held hook's verdict goes to ``feed``."""

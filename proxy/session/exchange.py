@@ -52,6 +52,7 @@ class Exchange:
         "id",
         "keep_host",
         "next_at",
+        "notes",
         "out_head",
         "overflow",
         "plan",
@@ -153,6 +154,7 @@ class Exchange:
         # response that waits while its head is held.
         self.held: HookKind | None = None
         self.hooked: set[HookKind] = set()
+        self.notes: tuple[str, ...] = ()  # what hooks said of the flow (a breakpoint timed out)
         self.hook_body = False  # the request body is being buffered for the REQUEST hook
         # (head, edited body, head only, the response had ended)
         self.held_response: tuple[ResponseHead, bytes | None, bool, bool] | None = None
@@ -307,6 +309,8 @@ class Exchange:
     def _rules_info(self) -> RulesInfo | None:
         note = self.rules_note
         if note is None:
+            if self.notes:
+                return RulesInfo(warnings=self.notes)
             return tcp_rules_info(self.tcp_rules)
         matched = tuple((h.rule, h.source, h.actions) for h in note.hits)
-        return RulesInfo(matched, note.warnings, note.tags, note.detail)
+        return RulesInfo(matched, note.warnings + self.notes, note.tags, note.detail)

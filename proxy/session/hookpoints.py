@@ -26,7 +26,7 @@ from proxy.session.target import DEFAULT_PORTS, Target
 
 
 class HookPoints:
-    __slots__ = ("body", "hold", "max_body", "notify", "preview")
+    __slots__ = ("body", "hold", "max_body", "notify", "preview", "switch")
 
     def __init__(self, config: SessionConfig) -> None:
         self.notify = config.hooks.notify
@@ -34,6 +34,7 @@ class HookPoints:
         self.body = config.hooks.request_body and HookKind.REQUEST in config.hooks.hold
         self.max_body = config.max_body
         self.preview = config.preview_bytes
+        self.switch = config.hooks.switch
 
     def notice(self, kind: HookKind, ex: Exchange, out: list[Command]) -> None:
         if kind in self.notify:
@@ -41,17 +42,29 @@ class HookPoints:
 
     def holds(self, kind: HookKind, ex: Exchange, out: list[Command]) -> bool:
         """Offer ``ex`` at a holdable point, once; True: it now waits for the verdict."""
-        if kind not in self.hold or kind in ex.hooked:
+        if kind in ex.hooked or (kind not in self.hold and not self._armed(kind)):
             return False
         ex.hooked.add(kind)
         ex.held = kind
         out.append(Hook(kind, ex, hold=True))
         return True
 
+    def _armed(self, kind: HookKind) -> bool:
+        switch = self.switch
+        return switch is not None and kind in switch.kinds
+
+    def _wants_body(self) -> bool:
+        switch = self.switch
+        if switch is not None and switch.request_body and HookKind.REQUEST in switch.kinds:
+            return True
+        return self.body
+
     def collects(self, ex: Exchange, out: list[Command]) -> bool:
         """Before the REQUEST hook, buffer the request body when a subscriber asked
         to see it whole (True: wait for it; ``body_event`` takes it)."""
-        if not self.body or HookKind.REQUEST in ex.hooked or ex.prepared_body is not None:
+        if HookKind.REQUEST in ex.hooked or ex.prepared_body is not None:
+            return False
+        if not self._wants_body():
             return False
         framing = ex.forward.framing
         if ex.req_buffer is not None or not (

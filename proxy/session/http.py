@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import cast
 
-from proxy.flow.hooks import HookKind, Kill, Reply, RequestEdit
+from proxy.flow.hooks import HookKind, Kill, Proceed, Reply, RequestEdit
 from proxy.flow.record import Address, TlsInfo
 from proxy.http1 import ProtocolError, RequestHead
 from proxy.layers.commands import (
@@ -236,6 +236,8 @@ class HttpSession:
             return out
         ex.held = None
         verdict = event.verdict
+        if isinstance(verdict, Proceed) and verdict.note:
+            ex.notes += (verdict.note,)
         if event.kind is HookKind.RESPONSE_HEAD:
             self.responses.resume(ex, verdict, out)
         elif isinstance(verdict, Reply):
@@ -257,6 +259,8 @@ class HttpSession:
         if self.tunnel is not None:
             return TimeoutKind.TUNNEL_IDLE
         ex = self.ex
+        if ex is not None and ex.held is not None:
+            return TimeoutKind.HELD
         if ex is None:
             if self.client_side.requests.buffered:
                 return TimeoutKind.CLIENT_HEAD
@@ -268,6 +272,8 @@ class HttpSession:
     def _timed_out(self, event: TimedOut) -> list[Command]:
         kind = event.kind
         ex = self.ex
+        if ex is not None and ex.held is not None and kind is not TimeoutKind.HELD:
+            return []  # another stream's limit; a held flow keeps waiting
         if ex is None or kind in _CONNECTION_TIMEOUTS:
             self.closed = True
             out: list[Command] = []

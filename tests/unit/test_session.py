@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from proxy.flow.hooks import HookKind, HookSettings, Kill, Proceed, Reply, RequestEdit, ResponseEdit
+from proxy.flow.hooks import (
+    HoldSwitch,
+    HookKind,
+    HookSettings,
+    Kill,
+    Proceed,
+    Reply,
+    RequestEdit,
+    ResponseEdit,
+)
 from proxy.flow.record import FlowRecord, TunnelInfo
 from proxy.layers.commands import (
     CLIENT,
@@ -636,4 +645,27 @@ def test_a_mocked_answer_to_head_has_no_body_and_the_connection_goes_on() -> Non
         >> DataReceived(CLIENT, GET)  # the next request is read as a request, not a body
         << Match(SendData, data=lambda d: d.endswith(b"\r\n\r\nhello"))
         << done()
+    )
+
+
+def test_switch_arms_the_request_point_at_run_time_and_a_note_reaches_the_record() -> None:
+    switch = HoldSwitch()
+    s = make(hooks=HookSettings(switch=switch))
+    pb = Playbook(s) >> DataReceived(CLIENT, GET) << OpenServer(S1, "a.test", 80)
+    assert pb  # not armed: nothing held, straight upstream
+    switch.kinds = frozenset({HookKind.REQUEST})
+    s = make(hooks=HookSettings(switch=switch))
+    assert s.deadline() is TimeoutKind.CLIENT_IDLE
+    assert Playbook(s) >> DataReceived(CLIENT, GET) << held(HookKind.REQUEST)
+    assert s.deadline() is TimeoutKind.HELD  # only the breakpoint's own limit applies
+    assert s.handle(TimedOut(TimeoutKind.RESPONSE_HEAD)) == []  # another stream's limit
+    assert (
+        Playbook(s)
+        >> HookResumed(HookKind.REQUEST, Proceed(note="held 300 s at a breakpoint: went on"))
+        << OpenServer(S1, "a.test", 80)
+        >> ServerOpened(S1, SERVER, reused=False)
+        << SendData(S1, GET_OUT)
+        >> DataReceived(S1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        << SendData(CLIENT, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        << done(lambda r: r.rules.warnings == ("held 300 s at a breakpoint: went on",))
     )

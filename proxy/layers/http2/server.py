@@ -383,6 +383,8 @@ class Http2Server:
         if not self.sessions:
             return TimeoutKind.CLIENT_IDLE
         kinds = {session.deadline() for session in self.sessions.values()}
+        if kinds == {TimeoutKind.HELD}:
+            return TimeoutKind.HELD
         if TimeoutKind.RESPONSE_HEAD in kinds:
             return TimeoutKind.RESPONSE_HEAD
         return TimeoutKind.TRANSFER_IDLE
