@@ -1,0 +1,124 @@
+"""A subject from a finished flow-log record (the dict ``record_to_json`` makes).
+
+The web UI's store keeps records in this shape (docs/flow-log.md) and bodies
+beside them; ``body`` is its reader, called only when the expression looks
+at bodies. When it has no body for a side, the record's ``body_preview`` is
+scanned instead. A message record (``grpc_message``, ``websocket_message``,
+``sse_event``) is a subject of its own: its protocol, its direction as the
+side (client to server is ``request``) and its payload preview as the body;
+it has no URL, host or method (those are on its flow's record).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+from proxy.flowfilter.subject import (
+    Fields,
+    FlowSubject,
+    Kind,
+    Side,
+    address,
+    host_of,
+    is_event_stream,
+    version_kind,
+)
+
+Json = dict[str, Any]
+BodyReader = Callable[[str], bytes | None]
+
+
+def json_subject(record: Json, body: BodyReader, marked: bool = False) -> FlowSubject:
+    """The subject of one flow-log record; ``body("request"|"response")`` reads
+    a side's body as it went over the wire (None: not kept)."""
+    kind = record.get("kind")
+    if kind == "grpc_message":
+        m = record.get("grpc_message") or {}
+        side: Side = "request" if m.get("direction") == "request" else "response"
+        return _message(Kind.GRPC, side, m.get("raw"), marked)
+    if kind == "websocket_message":
+        m = record.get("websocket_message") or {}
+        side = "request" if m.get("direction") == "upstream" else "response"
+        return _message(Kind.WEBSOCKET, side, m.get("preview"), marked)
+    if kind == "sse_event":
+        m = record.get("sse_event") or {}
+        return _message(Kind.SSE, "response", m.get("data"), marked)
+    request: Json | None = record.get("request")
+    response: Json | None = record.get("response")
+    url = request.get("url") if request else None
+    server = record.get("server") or {}
+    client = record.get("client") or {}
+
+    def read(side: Side) -> bytes | None:
+        data = body(side)
+        if data is None:
+            message = request if side == "request" else response
+            data = preview_bytes(message.get("body_preview") if message else None)
+        return data
+
+    return FlowSubject(
+        kind=_kind(record, request, response),
+        url=url,
+        host=host_of(url) if url else server.get("ip"),
+        method=request.get("method") if request else None,
+        status=response.get("status") if response else None,
+        request_headers=_fields(request),
+        response_headers=_fields(response) if response is not None else None,
+        error=record.get("error") or (record.get("websocket") or {}).get("error"),
+        marked=marked,
+        client=address(client.get("ip"), client.get("port")),
+        server=address(server.get("ip"), server.get("port")),
+        read_body=read,
+    )
+
+
+def _kind(record: Json, request: Json | None, response: Json | None) -> Kind:
+    kind = record.get("kind")
+    if kind == "tcp":
+        return Kind.TCP
+    if kind == "tunnel":
+        return Kind.TUNNEL
+    if kind == "websocket":
+        return Kind.WEBSOCKET
+    if record.get("grpc") is not None:
+        return Kind.GRPC
+    if response is not None and is_event_stream(_fields(response)):
+        return Kind.SSE
+    return version_kind(
+        request.get("http_version") if request else None,
+        response.get("http_version") if response else None,
+    )
+
+
+def _fields(message: Json | None) -> Fields:
+    if not message:
+        return ()
+    return tuple(
+        (str(k).encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+        for k, v in message.get("headers") or ()
+    )
+
+
+def preview_bytes(preview: Json | None) -> bytes | None:
+    """The bytes of a ``{"data", "encoding"}`` preview (None when there is none)."""
+    if not preview or not isinstance(preview.get("data"), str):
+        return None
+    data: str = preview["data"]
+    if preview.get("encoding") == "base64":
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return data.encode("utf-8", "surrogatepass")
+
+
+def _message(kind: Kind, side: Side, preview: Json | None, marked: bool) -> FlowSubject:
+    data = preview_bytes(preview)
+
+    def read(s: Side) -> bytes | None:
+        return data if s == side else None
+
+    return FlowSubject(kind=kind, marked=marked, read_body=read)
