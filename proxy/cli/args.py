@@ -13,6 +13,7 @@ import os
 from proxy import __version__
 from proxy.cli.grpc_args import add_grpc_options
 from proxy.cli.replay_args import add_replay_options
+from proxy.cli.view_filter import FilterAction
 from proxy.cli.ws_args import add_ws_options
 from proxy.http1 import DEFAULT_LIMITS
 from proxy.server.context import Timeouts
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="no console line per flow")
     o.add_argument("-v", "--verbose", action="store_true", help="add headers to the console line")
+    o.add_argument(
+        "--view-filter",
+        action=FilterAction,
+        metavar="EXPR",
+        help="only flows matching EXPR reach the console and the flow log (docs/filters.md)",
+    )
     o.add_argument(
         "--flow-log", metavar="FILE", help="append JSON Lines flow records to FILE ('-' = stdout)"
     )

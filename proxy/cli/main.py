@@ -27,6 +27,7 @@ from proxy.cli.preflight import check_outputs
 from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
 from proxy.cli.routing_setup import with_routing
 from proxy.cli.startup import active_line
+from proxy.cli.view_filter import record_predicate
 from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
 from proxy.cli.ws_args import ws_settings
 from proxy.config import ConfigError, ModeSpec, parse_modes
@@ -176,13 +177,16 @@ def load_rules_watcher(args: argparse.Namespace) -> RulesWatcher | None:
 
 def make_sinks(args: argparse.Namespace, options: ServerOptions | None = None) -> list[Sink]:
     sinks: list[Sink] = []
+    only = record_predicate(args.view_filter)
     if args.flow_log == "-" and args.har == "-":
         print("tapproxy: --flow-log and --har cannot both write to stdout", file=sys.stderr)
         raise SystemExit(2)
     if args.flow_log:
         shared = args.workers > 1  # several processes rotate one log: under a lock
         sinks.append(
-            JsonlSink(args.flow_log, args.flow_log_max_size, args.flow_log_keep, shared=shared)
+            JsonlSink(
+                args.flow_log, args.flow_log_max_size, args.flow_log_keep, shared=shared, only=only
+            )
         )
     if args.har:
         sinks.append(SharedHarSink(args.har) if args.workers > 1 else HarSink(args.har))
@@ -193,7 +197,7 @@ def make_sinks(args: argparse.Namespace, options: ServerOptions | None = None) -
         sinks.append(recording)
     if not args.quiet:
         stream = sys.stderr if "-" in (args.flow_log, args.har) else sys.stdout
-        sinks.append(ConsoleSink(stream, verbose=args.verbose))
+        sinks.append(ConsoleSink(stream, verbose=args.verbose, only=only))
     return sinks
 
 

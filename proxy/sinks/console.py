@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from proxy.flow.grpcinfo import MESSAGE_KIND, GrpcCall
@@ -93,9 +93,15 @@ def grpc_summary(call: GrpcCall) -> str:
 
 
 class ConsoleSink:
-    def __init__(self, stream: IO[str], verbose: bool = False) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        verbose: bool = False,
+        only: Callable[[FlowRecord], bool] | None = None,
+    ) -> None:
         self.stream = stream
         self.verbose = verbose
+        self.only = only  # --view-filter: only the records it keeps have a line
         self.colour = stream.isatty()
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
@@ -106,6 +112,8 @@ class ConsoleSink:
         has a gRPC message (its call's line counts it). WebSocket messages and
         server-sent events have a line each with ``-v``.
         """
+        if self.only is not None:
+            records = [r for r in records if self.only(r)]
         if self.verbose:
             streams = [r for r in records if r.kind in _STREAM_KINDS]
             if streams:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from proxy.flow.jsonview import record_to_json
@@ -31,9 +31,16 @@ class JsonlSink:
     unit = ("flow-log record", "flow-log records")
 
     def __init__(
-        self, path: str, max_size: int | None = None, keep: int = 5, *, shared: bool = False
+        self,
+        path: str,
+        max_size: int | None = None,
+        keep: int = 5,
+        *,
+        shared: bool = False,
+        only: Callable[[FlowRecord], bool] | None = None,
     ) -> None:
         self.path = path
+        self.only = only  # --view-filter: only the records it keeps are logged
         self.max_size = max_size
         self.keep = keep
         self.shared = shared
@@ -83,6 +90,8 @@ class JsonlSink:
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         """One JSON line per record (pure: runs on the event loop)."""
+        if self.only is not None:
+            records = [r for r in records if self.only(r)]
         return [dumps(record_to_json(r)) + b"\n" for r in records]
 
     def write_prepared(self, lines: list[bytes]) -> None:
