@@ -31,7 +31,9 @@ def wants_close(head: RequestHead | ResponseHead, tokens: set[bytes] | None = No
 
 
 def _is_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
-    if head.version != b"1.1" or b"upgrade" not in tokens:
+    """An HTTP/1.1 upgrade, or the handshake an HTTP/2 extended CONNECT stands for
+    (``proxy.layers.http2.extconnect``: only it gives an HTTP/2 head these fields)."""
+    if head.version not in (b"1.1", b"2.0") or b"upgrade" not in tokens:
         return False
     return any(split_list(v) for v in indexed_values(index_of(head), b"upgrade"))
 

@@ -60,6 +60,7 @@ def connection(client_side: bool) -> H2Connection:
     }
     if not client_side:
         values[SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_CONCURRENT_STREAMS
+        values[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 §3: WebSockets (wsstream)
     conn = H2Connection(config)
     conn.local_settings = Settings(client=client_side, initial_values=values)
     return conn

@@ -6,7 +6,8 @@ CONNECT tunnel, or ``Upgrade: h2c``). h2 turns the client's bytes into
 stream events; each request stream gets an ``HttpSession`` of its own with
 a ``StreamCodec`` (``streamcodec``), so rules, hooks, faults and records
 work per stream exactly as for an HTTP/1 exchange, and its server side is
-HTTP/1.1 (translation, RFC 9113 §8.2.2 and RFC 9112).
+HTTP/1.1 (translation, RFC 9113 §8.2.2 and RFC 9112). An extended CONNECT
+(RFC 8441) is a WebSocket on its stream (``streams``, ``wsstream``).
 
 Events name the stream they belong to: client frames by their stream id,
 server connections by the session that opened them (``OpenServer.conn``,
@@ -52,8 +53,8 @@ from proxy.layers.http2.backpressure import Backpressure
 from proxy.layers.http2.floods import LIMITS, WINDOW, FloodGuard, flood_kind
 from proxy.layers.http2.link import ClientLink, release
 from proxy.layers.http2.names import StreamNames
-from proxy.layers.http2.request import MalformedRequest, request_head
 from proxy.layers.http2.streamcodec import StreamCodec
+from proxy.layers.http2.streams import Refused, StreamOpener
 from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
@@ -76,6 +77,7 @@ class Http2Server:
         "link",
         "mux",
         "names",
+        "opener",
         "sessions",
     )  # fmt: skip
 
@@ -88,6 +90,7 @@ class Http2Server:
         self.conn_ids = itertools.count(FIRST_SERVER_ID)
         self.flow = Backpressure(self.link)
         self.mux = UpstreamMux()  # HTTP/2 server connections the streams share
+        self.opener = StreamOpener(config, client, self.link, self.conn_ids, self.mux)
         self.draining = False  # the client said GOAWAY: close after the last stream
         self.guard = FloodGuard(config.clock)
         self.closed = False
@@ -109,7 +112,7 @@ class Http2Server:
             except (H2ProtocolError, ValueError) as e:  # a bad HTTP2-Settings value
                 return self._connection_error(f"HTTP2-Settings: {e}", out)
             self._take(out)
-            self._open_stream(1, head, True, out)
+            self._open_stream(1, self.opener.session(1, head, True), out)
         if data:
             out += self.handle(DataReceived(CLIENT, data))
         return out
@@ -139,7 +142,9 @@ class Http2Server:
         if kind is TimedOut:
             return self._timed_out(event)  # type: ignore[arg-type]
         out: list[Command] = []
-        if kind is Stopping:
+        if kind is Stopping:  # WebSockets get their Close first, then the GOAWAY
+            for stream, session in list(self.sessions.items()):
+                self._run(stream, session, session.handle(event), out)
             self.link.conn.close_connection()
             self._take(out)
         return out
@@ -233,29 +238,16 @@ class Http2Server:
             self._goaway(out)
 
     # -- streams ------------------------------------------------------------------------
-    def _request(
-        self, stream: int, headers: list[tuple[bytes, bytes]], ended: bool, out: list[Command]
-    ) -> None:
-        absolute = self.config.upstream is None
+    def _request(self, stream: int, headers: Headers, ended: bool, out: list[Command]) -> None:
         try:
-            head, _pseudo = request_head(headers, ended, absolute)
-        except MalformedRequest as e:
-            self._refuse(stream, headers, str(e), out)
+            session = self.opener.request(stream, headers, ended)
+        except Refused as e:
+            self._refuse(stream, headers, str(e), out, e.status)
             return
-        if head.method == b"CONNECT":
-            self._refuse(stream, headers, "CONNECT over HTTP/2 is not supported", out, 501)
-            return
-        self._open_stream(stream, head, ended, out)
+        self._open_stream(stream, session, out)
 
-    def _open_stream(self, stream: int, head: RequestHead, ended: bool, out: list[Command]) -> None:
-        """A request stream: an exchange of its own, starting with ``head``."""
-        codec = StreamCodec(self.config, self.link, stream)
-        session = HttpSession(self.config, self.client, codec, self.conn_ids, self.mux, stream)
+    def _open_stream(self, stream: int, session: HttpSession, out: list[Command]) -> None:
         self.sessions[stream] = session
-        codec.requests.push(head)
-        if ended:
-            codec.requests.push(EndOfMessage())
-            codec.eof = True
         self._run(stream, session, session.pump_client([]), out)
 
     def _push(self, stream: int, event: BodyData | EndOfMessage, out: list[Command]) -> None:
@@ -387,6 +379,8 @@ class Http2Server:
             return TimeoutKind.HELD
         if TimeoutKind.RESPONSE_HEAD in kinds:
             return TimeoutKind.RESPONSE_HEAD
+        if kinds == {TimeoutKind.TUNNEL_IDLE}:  # WebSockets only (RFC 8441)
+            return TimeoutKind.TUNNEL_IDLE
         return TimeoutKind.TRANSFER_IDLE
 
     @property

@@ -1,0 +1,151 @@
+"""A WebSocket on an HTTP/2 stream (RFC 8441): the handshake's exchange, then the layer.
+
+``WsSession`` is the session of an extended CONNECT stream (``extconnect``):
+until the server switches it is an ordinary ``HttpSession`` (rules, hooks,
+its HTTP/1.1 server connection, the record); the ``StartTunnel`` that a
+``101`` ends with starts the same ``WebSocketLayer`` an HTTP/1.1 upgrade
+gets (``proxy.layers.websocket``), whose client is the stream:
+
+* what the layer sends the client goes out as DATA on the stream, within the
+  client's windows (``ClientLink``; a slow client pauses the server as for
+  any stream, ``backpressure``);
+* the stream's DATA is the client's frames, acknowledged as the layer takes
+  them; the client's END_STREAM is its FIN, its RST_STREAM a reset (§6);
+* the layer closing the client is END_STREAM after what is queued (the
+  Close frame first), or RST_STREAM CANCEL for an abrupt end (§6).
+
+The WebSocket's end records the exchange (kind ``websocket``), as a tunnel's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+from h2.errors import ErrorCodes
+
+from proxy.flow.record import Address
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Command,
+    Conn,
+    SendData,
+    StartTunnel,
+)
+from proxy.layers.events import DataReceived, EofReceived, Event, TunnelEnded
+from proxy.layers.http2.extconnect import WsStreamCodec
+from proxy.layers.http2.link import ClientLink
+from proxy.layers.websocket.layer import WebSocketLayer
+from proxy.layers.websocket.setup import websocket_layer
+from proxy.session.config import SessionConfig
+from proxy.session.http import HttpSession
+
+
+def ws_session(
+    config: SessionConfig, client: Address, link: ClientLink, ids: Iterator[int], stream: int
+) -> HttpSession:
+    """The session of an extended CONNECT on ``stream``. It has no share of the
+    HTTP/2 server connections: the handshake goes to the server as HTTP/1.1."""
+    return WsSession(config, client, WsStreamCodec(config, link, stream), ids, stream)
+
+
+class WsSession(HttpSession):
+    """An extended CONNECT's exchange; after the server's ``101``, its WebSocket."""
+
+    __slots__ = ("codec", "eof_sent", "ws")
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        client: Address,
+        codec: WsStreamCodec,
+        ids: Iterator[int],
+        stream: int,
+    ) -> None:
+        super().__init__(config, client, codec, ids, None, stream)
+        self.codec = codec
+        self.ws: WebSocketLayer | None = None
+        self.eof_sent = False  # the client's END_STREAM went to the layer
+
+    def handle(self, event: Event) -> list[Command]:
+        ws = self.ws
+        if ws is None:
+            out = super().handle(event)
+            if out and type(out[-1]) is StartTunnel:
+                cmd = out.pop()
+                assert isinstance(cmd, StartTunnel)
+                self._start(cmd.server, cmd.to_client, out)
+            return out
+        if ws.done is not None:
+            return []
+        out = []
+        self._to_stream(ws.handle(event), out)
+        self._finished(ws, out)
+        return out
+
+    def pump_client(self, out: list[Command]) -> list[Command]:
+        """Before the switch, the handshake's exchange; after it, the stream's frames."""
+        ws = self.ws
+        if ws is None:
+            return super().pump_client(out)
+        if ws.done is not None:
+            return out
+        data = self.codec.ws_requests.take()
+        if data:
+            self._to_stream(ws.handle(DataReceived(CLIENT, data)), out)
+        if self.codec.eof and not self.eof_sent and ws.done is None:
+            self.eof_sent = True
+            self._to_stream(ws.handle(EofReceived(CLIENT)), out)
+        self._finished(ws, out)
+        return out
+
+    def _start(self, server: Conn, to_client: bytes, out: list[Command]) -> None:
+        """The server switched: the WebSocket layer takes the stream over."""
+        ex = self.tunnel
+        assert ex is not None and ex.response is not None
+        # The layer reads the switch from the head the client got; ours is the
+        # 200 of RFC 8441 §5, so it is shown the 101 that head stands for.
+        delivered = ex.response
+        ex.response = replace(delivered, status=101)
+        try:
+            ws = websocket_layer(ex, self.config, server)
+        finally:
+            ex.response = delivered
+        if ws is None:  # a 101 for something the layer cannot read
+            out.append(CloseConnection(server, abort=True))
+            self.codec.link.reset(self.codec.stream, ErrorCodes.CANCEL)
+            self._take(out)
+            error = "server: switched to a protocol or extension not readable over HTTP/2"
+            out += super().handle(TunnelEnded(None, error))
+            return
+        self.ws = ws
+        self._to_stream(ws.start(b"", to_client), out)
+        self.pump_client(out)
+
+    def _to_stream(self, commands: list[Command], out: list[Command]) -> None:
+        """The layer's commands, its client being the stream (RFC 8441 §6)."""
+        link, stream = self.codec.link, self.codec.stream
+        for cmd in commands:
+            if type(cmd) is SendData and cmd.conn.is_client:
+                link.data(stream, cmd.data)
+                self._take(out, cmd.at)
+            elif type(cmd) is CloseConnection and cmd.conn.is_client:
+                if cmd.abort:
+                    link.reset(stream, ErrorCodes.CANCEL)
+                else:
+                    link.end(stream)
+                self.codec.ended = True
+                self._take(out)
+            else:
+                out.append(cmd)
+
+    def _finished(self, ws: WebSocketLayer, out: list[Command]) -> None:
+        """The WebSocket ended: the exchange is recorded (and the session done)."""
+        if ws.done is not None and self.tunnel is not None:
+            out += super().handle(TunnelEnded(ws.done))
+
+    def _take(self, out: list[Command], at: float | None = None) -> None:
+        send = self.codec.link.take(at)
+        if send is not None:
+            out.append(send)
