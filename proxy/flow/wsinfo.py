@@ -32,6 +32,9 @@ class WsMessage:
     action: str | None = None  # "replaced", "dropped", "delayed", "injected" (by a rule)
     rules: tuple[str, ...] = ()  # the rules that acted on it
     at: float = 0.0  # when it completed
+    # The payload whole, or its first --capture-max-body bytes (with --save
+    # only, for the recording: a replayed session plays it); None otherwise.
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from proxy.flow.hooks import HookKind
+from proxy.flow.hooks import HookKind, ScriptedMessage
 from proxy.flow.record import FlowSource
 from proxy.http1.events import RequestHead
 
@@ -153,6 +153,9 @@ class StartTunnel:
     server: Conn
     to_server: bytes = b""
     to_client: bytes = b""
+    # Server replay: ``server`` is no connection, and this recorded WebSocket
+    # session answers the client (``proxy.layers.websocket.replayed``).
+    replay: tuple[ScriptedMessage, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,7 +210,7 @@ class ClientLayers:
         if isinstance(cmd, StartTunnel):
             self.tunnel_owner = session
             ex = session.tunnel
-            ws = websocket_layer(ex, session.config, cmd.server)
+            ws = websocket_layer(ex, session.config, cmd.server, cmd.replay)
             if ws is not None:  # a WebSocket: messages, not bytes
                 self.current = ws
                 out.append(ResumeReading(CLIENT))

@@ -6,12 +6,15 @@ latin-1 text, so any octet round-trips), bodies whole up to
 ``--capture-max-body`` (base64; ``size`` is the size on the wire, so a cut
 body says so), timings as offsets from the flow's start (server replay's
 delays). ``protocol`` says which protocol carried the exchange
-(``http/1.1`` today; ``h2``, ``websocket`` and ``grpc`` are to come) and
-``messages`` is reserved for a WebSocket session's or a gRPC call's
-messages, so those fit without a new schema.
+(``http/1.1`` or ``h2``); a response keeps its trailer fields (gRPC's
+status) and a WebSocket flow its messages (``messages``), which server
+replay plays back.
 
 The first line of a recording is a header naming the format and its
-``schema_version``; readers refuse versions they do not know.
+``schema_version``; readers refuse versions they do not know. Version 2
+(this one) writes ``response.trailers`` and a WebSocket flow's
+``messages`` with their ``size``; a version 1 recording reads as it is
+(no trailers, no messages).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 FORMAT = "tapproxy-recording"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = frozenset({1, 2})  # the versions this reader understands
 
 Fields = tuple[tuple[bytes, bytes], ...]
 Json = dict[str, Any]
@@ -66,12 +70,17 @@ class RecordedResponse:
 
 @dataclass(frozen=True, slots=True)
 class RecordedMessage:
-    """One message of a WebSocket session or gRPC call (reserved: not written yet)."""
+    """One message of a WebSocket session, as its receiver got it (uncompressed)."""
 
     from_client: bool
     offset: float  # seconds after the flow's start
-    data: bytes
+    data: bytes  # whole, or its first --capture-max-body bytes
     text: bool = False
+    size: int | None = None  # its size (None: len(data)); more than len(data) when cut
+
+    @property
+    def truncated(self) -> bool:
+        return self.size is not None and self.size > len(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +123,9 @@ def check_header(obj: Json) -> None:
     if obj.get("format") != FORMAT:
         raise FormatError(f"not a {FORMAT}")
     version = obj.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise FormatError(f"schema_version {version!r} (this tapproxy reads {SCHEMA_VERSION})")
+    if version not in READS:
+        known = ", ".join(str(v) for v in sorted(READS))
+        raise FormatError(f"schema_version {version!r} (this tapproxy reads {known})")
 
 
 # -- to JSON ---------------------------------------------------------------------
@@ -147,6 +157,14 @@ def _response(r: RecordedResponse) -> Json:
     return out
 
 
+def _message(m: RecordedMessage) -> Json:
+    out: Json = {"from_client": m.from_client, "offset": m.offset, "text": m.text,
+                 "data": base64.b64encode(m.data).decode("ascii")}  # fmt: skip
+    if m.truncated:
+        out["size"] = m.size  # cut at --capture-max-body
+    return out
+
+
 def flow_json(f: RecordedFlow) -> Json:
     o = f.offsets
     return {
@@ -168,11 +186,7 @@ def flow_json(f: RecordedFlow) -> Json:
         "offsets": {"connected": o.connected, "request_done": o.request_done,
                     "response_head": o.response_head, "response_done": o.response_done},
         "error": f.error,
-        "messages": [
-            {"from_client": m.from_client, "offset": m.offset, "text": m.text,
-             "data": base64.b64encode(m.data).decode("ascii")}
-            for m in f.messages
-        ],
+        "messages": [_message(m) for m in f.messages],
     }  # fmt: skip
 
 
@@ -243,6 +257,7 @@ def flow_of(obj: Json) -> RecordedFlow:
                     float(m["offset"]),
                     base64.b64decode(m["data"]),
                     bool(m.get("text")),
+                    None if m.get("size") is None else int(m["size"]),
                 )
                 for m in obj.get("messages") or ()
             ),

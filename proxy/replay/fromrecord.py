@@ -11,7 +11,15 @@ client got, keeps its preview only (marked truncated when longer).
 from __future__ import annotations
 
 from proxy.flow.record import FlowRecord, Message, RequestInfo, ResponseInfo
-from proxy.replay.format import Body, Offsets, RecordedFlow, RecordedRequest, RecordedResponse
+from proxy.flow.wsinfo import WsMessage
+from proxy.replay.format import (
+    Body,
+    Offsets,
+    RecordedFlow,
+    RecordedMessage,
+    RecordedRequest,
+    RecordedResponse,
+)
 
 
 def _body(message: Message, whole: bytes | None) -> Body:
@@ -27,14 +35,17 @@ def _request(info: RequestInfo, whole: bytes | None) -> RecordedRequest:
 
 def _response(info: ResponseInfo, whole: bytes | None) -> RecordedResponse:
     m = info.message
-    return RecordedResponse(info.status, info.reason, m.headers, _body(m, whole), m.version)
+    return RecordedResponse(
+        info.status, info.reason, m.headers, _body(m, whole), m.version, m.trailers
+    )
 
 
 def _offset(t: float | None, start: float) -> float | None:
     return None if t is None else round(t - start, 6)
 
 
-def recorded(r: FlowRecord) -> RecordedFlow:
+def recorded(r: FlowRecord, messages: tuple[RecordedMessage, ...] = ()) -> RecordedFlow:
+    """``r`` as a recorded flow; ``messages``: its WebSocket messages, held until it ended."""
     bodies = r.bodies
     request = forwarded = None
     if r.request is not None:
@@ -75,4 +86,17 @@ def recorded(r: FlowRecord) -> RecordedFlow:
         ),
         error=r.error,
         tls=r.tls is not None and r.tls.intercepted,
+        messages=messages,
+    )
+
+
+def recorded_message(r: FlowRecord) -> tuple[str, RecordedMessage] | None:
+    """A WebSocket message record as its connection's recorded message (with
+    the connection's flow id); None for one without its payload (not --save,
+    or injected by a rule) and for other message records."""
+    m = r.message
+    if not isinstance(m, WsMessage) or m.data is None:
+        return None
+    return m.flow, RecordedMessage(
+        m.direction == "upstream", m.at, m.data, m.opcode == "text", m.size
     )

@@ -13,16 +13,25 @@ once; with ``reuse`` the last one keeps answering. The subscriber asks for
 the request body before the hook (``request_body``), so a request is matched
 on its key (method, URL, selected fields; ``proxy.replay.match``) and its
 body; a body over ``--max-body`` streams and is matched by key alone.
+
+A reply carries the recorded trailer fields (a gRPC call's ``grpc-status``),
+and a recorded WebSocket (kind ``websocket``) is answered with a ``101``
+and its recorded messages (``Reply.websocket``, played by
+``proxy.layers.websocket.replayed``): the ``Sec-WebSocket-Accept`` is made
+for the live request's key (RFC 6455 §4.2.2) and no extension is accepted,
+so the recorded payloads go uncompressed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from proxy.flow.hooks import HookKind, LiveFlow, Reply
+from proxy.flow.hooks import HookKind, LiveFlow, Reply, ScriptedMessage
 from proxy.flow.record import FlowSource
 from proxy.http1 import FramingKind
 from proxy.replay.format import RecordedFlow
@@ -59,7 +68,24 @@ def known_body(live: LiveFlow) -> bytes | None:
 
 
 def _replayable(f: RecordedFlow) -> bool:
-    return f.kind == "http" and f.request is not None and f.response is not None
+    if f.request is None or f.response is None:
+        return False
+    return f.kind == "http" or (f.kind == "websocket" and f.response.status == 101)
+
+
+#: RFC 6455 §1.3: the GUID the accept value is made with.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: Fields of a recorded 101 made anew for the live handshake.
+_WS_OWN = {b"sec-websocket-accept", b"sec-websocket-extensions"}
+
+
+def ws_accept(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.strip() + WS_GUID).digest())
+
+
+def _field(fields: tuple[tuple[bytes, bytes], ...], name: bytes) -> bytes:
+    return next((v for k, v in fields if k.lower() == name), b"")
 
 
 def _clean(reason: bytes) -> bytes:
@@ -152,7 +178,7 @@ class ServerReplay:
             resume(Reply(404, ((b"Content-Type", b"text/plain; charset=utf-8"),), body))
             return True
         self.answered += 1
-        reply = self.reply(found.flow)
+        reply = self.reply(found.flow, live.request.fields)
         delay = self.delay(found.flow)
         if delay <= 0:
             resume(reply)
@@ -161,10 +187,16 @@ class ServerReplay:
         return True
 
     @staticmethod
-    def reply(f: RecordedFlow) -> Reply:
+    def reply(f: RecordedFlow, asked: tuple[tuple[bytes, bytes], ...] = ()) -> Reply:
+        """The recorded response; ``asked``: the live request's fields (a WebSocket key)."""
         r = f.response
         assert r is not None
-        return Reply(r.status, r.headers, r.body.data, _clean(r.reason))
+        if f.kind != "websocket":
+            return Reply(r.status, r.headers, r.body.data, _clean(r.reason), r.trailers)
+        fields = [(k, v) for k, v in r.headers if k.lower() not in _WS_OWN]
+        fields.append((b"Sec-WebSocket-Accept", ws_accept(_field(asked, b"sec-websocket-key"))))
+        script = tuple(ScriptedMessage(m.from_client, m.data, m.text) for m in f.messages)
+        return Reply(101, tuple(fields), b"", _clean(r.reason), websocket=script)
 
     def delay(self, f: RecordedFlow) -> float:
         """How long the server took: from the request's end to the response's end."""
@@ -172,6 +204,8 @@ class ServerReplay:
             return 0.0
         o = f.offsets
         end = o.response_done if o.response_done is not None else o.response_head
+        if f.kind == "websocket":  # the 101's delay: the session's messages go by order
+            end = o.response_head
         if end is None:
             return 0.0
         return max(0.0, end - (o.request_done or 0.0)) / self.options.speed

@@ -19,6 +19,11 @@ recordings concatenated are still one). Lines are encoded on the event loop
 in ``prepare`` like the flow log's (``proxy.sinks.dispatch``); the header is
 written when the sink is made, so the file exists from the start. ``save``
 filters (addons' ``save`` hook) may change or drop a flow there first.
+
+A WebSocket's messages come as records of their own before the connection's
+record (``Hook(MESSAGE)``); with ``--save`` they carry their payloads, and
+the sink holds them by connection (``HeldMessages``) until the connection's
+record is written with them, in order, as its ``messages``.
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ from __future__ import annotations
 import sys
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import IO
 
 from proxy import __version__
 from proxy.flow.record import FlowRecord
+from proxy.flow.wsinfo import MESSAGE_KINDS
 from proxy.oserrors import reason
-from proxy.replay.format import RecordedFlow, flow_json, header_line
-from proxy.replay.fromrecord import recorded
+from proxy.replay.format import RecordedFlow, RecordedMessage, flow_json, header_line
+from proxy.replay.fromrecord import recorded, recorded_message
 from proxy.sinks.jsonenc import dumps
 
 #: An addon's ``save`` hook: the flow to write (changed or not), or None to leave it out.
@@ -41,6 +49,41 @@ SaveFilter = Callable[[RecordedFlow], RecordedFlow | None]
 
 #: zlib level: 1 is several times faster than 6 on base64'd bodies and within ~10% in size.
 LEVEL = 1
+
+
+#: Held WebSocket messages: connections still open, and payload bytes per connection.
+MAX_OPEN = 1024
+MAX_HELD_BYTES = 256 * 1024 * 1024
+
+
+class HeldMessages:
+    """Each open WebSocket's messages until its record comes, bounded: past
+    ``MAX_HELD_BYTES`` a connection's later messages are left out (counted in
+    ``omitted``), past ``MAX_OPEN`` connections the oldest is dropped."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, tuple[list[RecordedMessage], list[int]]] = OrderedDict()
+        self.omitted = 0
+
+    def keep(self, flow: str, message: RecordedMessage) -> None:
+        held = self._open.get(flow)
+        if held is None:
+            held = self._open[flow] = ([], [0])
+            if len(self._open) > MAX_OPEN:
+                self._open.popitem(last=False)
+        messages, size = held
+        if size[0] + len(message.data) > MAX_HELD_BYTES:
+            self.omitted += 1
+            return
+        size[0] += len(message.data)
+        messages.append(message)
+
+    def claim(self, flow: str, start: float) -> tuple[RecordedMessage, ...]:
+        """The connection's messages, their times made offsets from ``start``."""
+        held = self._open.pop(flow, None)
+        if held is None:
+            return ()
+        return tuple(replace(m, offset=round(m.offset - start, 6)) for m in held[0])
 
 
 def gzip_member(data: bytes, level: int = LEVEL) -> bytes:
@@ -57,6 +100,7 @@ class RecordingSink:
         self.filters = list(filters)
         self.lost = 0
         self.written = 0
+        self.held = HeldMessages()
         self._file: IO[bytes] | None = None
         self._failed = False
         self._open()  # the header now: the file is there (or the failure said) from the start
@@ -65,9 +109,13 @@ class RecordingSink:
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         lines = []
         for r in records:
-            if r.message is not None:
-                continue  # a WebSocket message or an event: not a flow to replay
-            flow: RecordedFlow | None = recorded(r)
+            if r.kind in MESSAGE_KINDS:  # a message or an event: not a flow of its own
+                kept = recorded_message(r)
+                if kept is not None:
+                    self.held.keep(*kept)
+                continue
+            messages = self.held.claim(r.id, r.start) if r.kind == "websocket" else ()
+            flow: RecordedFlow | None = recorded(r, messages)
             for keep in self.filters:
                 if flow is None:
                     break

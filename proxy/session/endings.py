@@ -163,11 +163,15 @@ class Endings:
         connection is not reused. A request body no rule read is still on the
         client connection, which therefore ends after the answer.
         """
-        s = self.s
-        response_phase = ex.response_head_at is not None
         data = self.own_response(ex, data)
         ex.response_started = True
-        s.client_side.send_whole(ex, data, out, paced=True)
+        self.s.client_side.send_whole(ex, data, out, paced=True)
+        self.answered(ex, out)
+
+    def answered(self, ex: Exchange, out: list[Command]) -> None:
+        """The proxy's answer went to the client: record it, then go on or close."""
+        s = self.s
+        response_phase = ex.response_head_at is not None
         framing = ex.request.framing
         if response_phase:
             complete = ex.request_done

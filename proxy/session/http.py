@@ -52,7 +52,7 @@ from proxy.session.codec import ClientCodec
 from proxy.session.config import SessionConfig
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
-from proxy.session.hookpoints import HookPoints, edit_request, reply_bytes
+from proxy.session.hookpoints import HookPoints, edit_request
 from proxy.session.refusals import explain, refusal, refuse_connection
 from proxy.session.request import RequestPath
 from proxy.session.response import ResponsePath
@@ -241,7 +241,7 @@ class HttpSession:
         if event.kind is HookKind.RESPONSE_HEAD:
             self.responses.resume(ex, verdict, out)
         elif isinstance(verdict, Reply):
-            self.endings.answer(ex, reply_bytes(verdict), out)
+            self.responses.replies.send(ex, verdict, out)
         elif isinstance(verdict, Kill):
             self.endings.kill(ex, out)
         else:

@@ -22,14 +22,15 @@ from proxy.layers.commands import (
 from proxy.session import grpcout
 from proxy.session.endings import Endings
 from proxy.session.exchange import Exchange
-from proxy.session.hookpoints import HookPoints, edit_response, reply_bytes
+from proxy.session.hookpoints import HookPoints, edit_response
+from proxy.session.replies import Replies
 from proxy.session.rulephase import Answer, CloseBy, ResponseOutcome, RulePhase, SendResponse
 from proxy.session.sequencer import Sequencer
 from proxy.session.sse import SseObserver, is_event_stream, with_rules
 
 
 class ResponsePath:
-    __slots__ = ("endings", "hooks", "rules", "s", "sse")
+    __slots__ = ("endings", "hooks", "replies", "rules", "s", "sse")
 
     def __init__(
         self, session: Sequencer, endings: Endings, rules: RulePhase | None, hooks: HookPoints
@@ -38,6 +39,7 @@ class ResponsePath:
         self.endings = endings
         self.rules = rules
         self.hooks = hooks
+        self.replies = Replies(session, endings, hooks)  # a hook's answers
         self.sse: SseObserver | None = None  # the events of a text/event-stream response
 
     def pump(self, out: list[Command]) -> list[Command]:
@@ -126,7 +128,7 @@ class ResponsePath:
         held, ex.held_response = ex.held_response, None
         assert held is not None
         if isinstance(verdict, Reply):
-            self.endings.answer(ex, reply_bytes(verdict), out)
+            self.replies.send(ex, verdict, out)
             return
         if isinstance(verdict, Kill):
             self.endings.kill(ex, out)

@@ -35,6 +35,7 @@ from proxy.layers.events import (
 from proxy.layers.websocket.deflate import Deflate
 from proxy.layers.websocket.direction import Complete, Control, Direction, Forward, Msg
 from proxy.layers.websocket.frames import Chunk, Opcode, WsError, close_payload, encode, parse_close
+from proxy.layers.websocket.replayed import ReplayedServer
 from proxy.layers.websocket.settings import WsSettings
 from proxy.rules.wsrules import DOWNSTREAM, UPSTREAM, WsInject, WsPlan, WsVerdict
 
@@ -52,6 +53,7 @@ class WsSetup:
     settings: WsSettings
     limit: int  # messages held whole for rules up to this (--max-body)
     preview: int  # bytes of each message kept for its record
+    keep: int = 0  # bytes of each message kept whole for a recording (--save)
 
 
 class WebSocketLayer:
@@ -60,21 +62,29 @@ class WebSocketLayer:
     __slots__ = (
         "_closing", "_next_at", "_pending", "_timers", "acted", "bytes_down", "bytes_up",
         "client_close", "clock", "closed_by", "done", "down", "error", "injected", "notes", "plan",
-        "server", "server_close", "setup", "up", "ws_close",
+        "replayed", "server", "server_close", "setup", "up", "ws_close",
     )  # fmt: skip
 
     def __init__(
-        self, server: Conn, setup: WsSetup, clock: Callable[[], float], plan: WsPlan | None
+        self,
+        server: Conn,
+        setup: WsSetup,
+        clock: Callable[[], float],
+        plan: WsPlan | None,
+        replayed: ReplayedServer | None = None,
     ) -> None:
         self.server = server
+        # Server replay: no server connection; this plays the recorded server.
+        self.replayed = replayed
         self.setup = setup
         self.clock = clock
         self.plan = plan if plan is not None and plan.rules else None
         s = setup.settings
         hold_up = self.plan is not None and self.plan.holds(UPSTREAM)
         hold_down = self.plan is not None and self.plan.holds(DOWNSTREAM)
-        self.up = Direction(True, setup.deflate, s, setup.limit, hold_up, setup.preview)
-        self.down = Direction(False, setup.deflate, s, setup.limit, hold_down, setup.preview)
+        kept = max(setup.preview, setup.keep)
+        self.up = Direction(True, setup.deflate, s, setup.limit, hold_up, kept)
+        self.down = Direction(False, setup.deflate, s, setup.limit, hold_down, kept)
         self.bytes_up = self.bytes_down = 0
         self.client_close = self.server_close = ""  # as TunnelInfo: "fin", "reset", "proxy"...
         # The Close frames each side sent, and who sent the first.
@@ -96,6 +106,8 @@ class WebSocketLayer:
             for k, (name, inject) in enumerate(self.plan.on_open()):
                 self._timers.append((name, inject, 0))
                 out.append(SetTimer(inject.delay_ms / 1000, TIMERS + k))
+        if self.replayed is not None:
+            self._from(False, self.replayed.opening(), out)
         if to_server:
             self._from(True, to_server, out)
         if to_client:
@@ -147,9 +159,20 @@ class WebSocketLayer:
             self._close_both(error.code, error.why, "proxy", out)
 
     def _send(self, up: bool, data: bytes, out: list[Command], delay: float = 0.0) -> None:
+        if up and self.replayed is not None:
+            self._to_replayed(self.replayed, data, out)
+            return
         now = self.clock()
         at = max(self._next_at[up], now + delay if delay else 0.0)
         out.append(SendData(self.server if up else CLIENT, data, at if at > now else None))
+
+    def _to_replayed(self, server: ReplayedServer, data: bytes, out: list[Command]) -> None:
+        """The replayed server reads what the client sent, and answers."""
+        answer = server.feed(data)
+        if answer:
+            self._from(False, answer, out)
+        if server.closed and self.done is None:
+            self._ended(EofReceived(self.server), out)
 
     def _control(self, up: bool, chunk: Chunk, out: list[Command]) -> None:
         if chunk.opcode is Opcode.CLOSE:
@@ -232,11 +255,12 @@ class WebSocketLayer:
             msg.wire,
             msg.frames,
             msg.compressed,
-            bytes(msg.preview),
+            bytes(msg.preview[: self.setup.preview]),
             msg.truncated,
             None if verdict is None else verdict.action,
             () if verdict is None else tuple(verdict.rules),
             self.clock(),
+            bytes(msg.preview) if self.setup.keep else None,
         )
         return self._hook(message, f"{message.direction}:{msg.index}")
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from proxy.flow.hooks import ScriptedMessage
 from proxy.http1.events import Fields
 from proxy.layers.commands import Conn
 from proxy.layers.websocket.deflate import extension_names, negotiated
 from proxy.layers.websocket.layer import WebSocketLayer, WsSetup
+from proxy.layers.websocket.replayed import ReplayedServer
 from proxy.rules.wsrules import WsPlan
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
@@ -44,6 +46,7 @@ def websocket_setup(ex: Exchange, config: SessionConfig) -> WsSetup | None:
         config.websocket,
         config.max_body,
         config.preview_bytes,
+        config.capture.max_body if config.capture.record else 0,  # --save keeps payloads
     )
 
 
@@ -60,11 +63,18 @@ def websocket_plan(ex: Exchange, config: SessionConfig) -> WsPlan | None:
 
 
 def websocket_layer(
-    ex: Exchange | None, config: SessionConfig, server: Conn
+    ex: Exchange | None,
+    config: SessionConfig,
+    server: Conn,
+    replay: tuple[ScriptedMessage, ...] | None = None,
 ) -> WebSocketLayer | None:
     """The layer for a 101 that upgraded to WebSocket (None: not one, or an
-    extension we do not read: the connection stays an opaque tunnel)."""
+    extension we do not read: the connection stays an opaque tunnel);
+    ``replay``: no server, this recorded session answers (server replay)."""
     setup = websocket_setup(ex, config) if ex is not None else None
     if setup is None or ex is None:
         return None
-    return WebSocketLayer(server, setup, config.clock, websocket_plan(ex, config))
+    replayed = None
+    if replay is not None:
+        replayed = ReplayedServer(replay, config.websocket.max_message)
+    return WebSocketLayer(server, setup, config.clock, websocket_plan(ex, config), replayed)
