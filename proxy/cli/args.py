@@ -14,6 +14,7 @@ from proxy import __version__
 from proxy.cli.grpc_args import add_grpc_options
 from proxy.cli.replay_args import add_replay_options
 from proxy.cli.view_filter import FilterAction
+from proxy.cli.web_args import add_web_options
 from proxy.cli.ws_args import add_ws_options
 from proxy.http1 import DEFAULT_LIMITS
 from proxy.server.context import Timeouts
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_options(p)
     add_grpc_options(p)
     add_ws_options(p)
+    add_web_options(p)
     t = p.add_argument_group("timeouts (seconds)")
     for name, default in Timeouts().__class__.__dataclass_fields__.items():
         t.add_argument(

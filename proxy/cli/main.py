@@ -14,10 +14,12 @@ import importlib
 import ipaddress
 import re
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 
@@ -28,6 +30,7 @@ from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
 from proxy.cli.routing_setup import with_routing
 from proxy.cli.startup import active_line
 from proxy.cli.view_filter import record_predicate
+from proxy.cli.web_args import check_web_args
 from proxy.cli.workers import check_shareable, prepare_shared_outputs, run_workers
 from proxy.cli.ws_args import ws_settings
 from proxy.config import ConfigError, ModeSpec, parse_modes
@@ -51,6 +54,9 @@ from proxy.tls.endpoint import describe_ssl_error
 from proxy.tls.leaf import LeafIssuer
 from proxy.tls.policy import InterceptPolicy, PassthroughMemory
 from proxy.words import plural
+
+if TYPE_CHECKING:
+    from proxy.cli.web_setup import WebUi
 
 SUBCOMMANDS = {
     "ca": "proxy.cli.ca_cmd",
@@ -225,9 +231,11 @@ async def serve(
     shutdown_timeout: float,
     announce: bool = True,
     active: str | None = None,
+    web: WebUi | None = None,
 ) -> int:
     server = ProxyServer(options, dispatcher)
     await server.start()
+    web_line = await web.start(server) if web is not None else None
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -244,14 +252,30 @@ async def serve(
             )
     if announce and active:
         print(active, file=sys.stderr, flush=True)
+    if web_line:
+        print(web_line, file=sys.stderr, flush=True)
     await stop.wait()
     print("tapproxy: shutting down", file=sys.stderr, flush=True)
+    if web is not None:
+        await web.stop()  # held flows go on; the UI's connections close
     cut = await server.shutdown(shutdown_timeout)
     if cut:
         print(
             f"tapproxy: {plural(cut, 'connection')} cut at the shutdown deadline", file=sys.stderr
         )
     return 0
+
+
+def web_ui(args: argparse.Namespace) -> WebUi | None:
+    """The web UI's parts, with ``--web`` (its modules are imported only then)."""
+    if not args.web:
+        return None
+    from proxy.cli.web_setup import WebUi
+
+    try:
+        return WebUi(args)
+    except (OSError, sqlite3.Error) as e:
+        raise ConfigError(f"cannot open the web UI's store: {e}") from e
 
 
 def report_losses(dispatcher: Dispatcher, tap: PcapTap | None) -> None:
@@ -274,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_shareable(args)
         check_outputs(args)
         options = with_replay(options_from_args(args), args)
+        check_web_args(args, is_loopback(args.web_host))
+        web = web_ui(args)
+        if web is not None:
+            options = web.wire(options)
         active = active_line(args, options)
     except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
@@ -282,9 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_one(options: ServerOptions, announce: bool) -> int:
         if args.workers > 1 and args.pcap:  # a writer thread of this worker's own
             options = replace(options, tap=PcapTap(args.pcap, args.pcap_side, shared=True))
-        dispatcher = Dispatcher(make_sinks(args, options))  # its thread starts in this process
+        sinks = make_sinks(args, options) + ([web.sink()] if web is not None else [])
+        dispatcher = Dispatcher(sinks)  # its thread starts in this process
         try:
-            return asyncio.run(serve(options, dispatcher, args.shutdown_timeout, announce, active))
+            return asyncio.run(
+                serve(options, dispatcher, args.shutdown_timeout, announce, active, web)
+            )
+        except ConfigError as e:
+            print(f"tapproxy: {e}", file=sys.stderr)
+            return 2
         except OSError as e:
             print(f"tapproxy: {e}", file=sys.stderr)
             return 1
