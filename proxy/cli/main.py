@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(argv[1:])
         return code
     args = build_parser().parse_args(argv)
-    if args.read:
+    if args.read and not args.web:
         return read_and_print(args)
     try:
         check_shareable(args)
@@ -302,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         web = web_ui(args)
         if web is not None:
             options = web.wire(options)
+            if args.read:
+                loaded = web.preload(args.read)
+                print(f"tapproxy: {args.read}: {plural(loaded, 'flow')} loaded", file=sys.stderr)
         active = active_line(args, options)
     except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)

@@ -15,9 +15,11 @@ from dataclasses import replace
 from typing import Any
 
 from proxy import __version__
+from proxy.cli.replay_setup import load_flows
 from proxy.config import ConfigError
 from proxy.flow.hooks import HookKind, LiveFlow
 from proxy.flowfilter import json_subject, live_subject, parse
+from proxy.replay.toflow import flow_record
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.hooks import HookBus
 from proxy.web.context import Predicate, WebContext
@@ -30,6 +32,8 @@ from proxy.web.store import FlowStore, StoredFlow
 from proxy.web.storesink import StoreSink
 
 FORWARD_MODES = ("regular", "upstream")
+#: Flows of a loaded file stored per transaction.
+PRELOAD_BATCH = 512
 
 
 def store_predicate(expr: str) -> Predicate:
@@ -78,6 +82,15 @@ class WebUi:
             capture = replace(capture, max_body=self.store.max_body)
         session = replace(options.session, capture=replace(capture, record=True))
         return replace(options, hooks=hooks, session=session)
+
+    def preload(self, path: str) -> int:
+        """``-r FILE --web``: a recording's or HAR's flows into the store, oldest first."""
+        flows = load_flows(path)
+        sink = StoreSink(self.store, close_store=False)
+        for i in range(0, len(flows), PRELOAD_BATCH):
+            records = [flow_record(f) for f in flows[i : i + PRELOAD_BATCH]]
+            sink.write_prepared(sink.prepare(records))
+        return len(flows)
 
     def sink(self) -> StoreSink:
         return StoreSink(self.store, self.feed.rows, self.metrics)

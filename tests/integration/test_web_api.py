@@ -213,3 +213,27 @@ def test_resend_diff_exports_and_metrics(web: ProxyProcess, upstreams: Upstreams
         flows_total = sum(s.value for s in families["tapproxy_flows"].samples
                           if s.name == "tapproxy_flows_total")  # fmt: skip
         assert flows_total == listed
+
+
+def test_a_recording_opens_in_the_ui(upstreams: Upstreams, tmp_path: Any) -> None:
+    tap = tmp_path / "traffic.tap"
+    p = start_proxy("--save", str(tap))
+    try:
+        for i in range(3):
+            assert (
+                curl(p, f"{upstreams.url}/bytes/{1000 * (i + 1)}", "-o", "/dev/null").returncode
+                == 0
+            )
+    finally:
+        p.stop()
+    w = start_proxy("-r", str(tap), "--web", "--web-port", "0", "--web-token", TOKEN, modes=2)
+    try:
+        with api(w) as c:
+            listed = flows(c, "~u /bytes/")
+            assert sorted(f["size"] for f in listed) == [1000, 2000, 3000]
+            big = next(f for f in listed if f["size"] == 3000)
+            body = c.get(f"/api/flows/{big['id']}/body/response").content
+            assert len(body) == 3000
+            assert c.get(f"/api/flows/{big['id']}/view/response").json()["view"] == "hex"
+    finally:
+        w.stop()
