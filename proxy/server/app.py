@@ -208,6 +208,7 @@ class ProxyServer:
         fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
         return {
             "connections": len(self.registry.connections),
+            "connections_accepted": self.registry.accepted,
             "pooled_upstreams": self.pool.idle_count,
             "tasks": len(asyncio.all_tasks()),
             "fds": fds,

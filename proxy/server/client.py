@@ -106,6 +106,7 @@ class ClientConnection(asyncio.Protocol):
             self.layers = self.ctx.entry(self.ctx, client, transport)
         else:
             self.layers = ClientLayers(config, client, self.ctx.intercept_settings)
+        self.ctx.registry.accepted += 1
         if len(self.ctx.registry.connections) >= self.ctx.max_connections:
             self.run(self.layers.refuse())  # the newest connection is told and closed
             self._closed = True

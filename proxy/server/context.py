@@ -63,9 +63,11 @@ class Tracked(Protocol):
 
 @dataclass(slots=True)
 class Registry:
-    """Live client connections, for the watchdog and graceful shutdown."""
+    """Live client connections, for the watchdog and graceful shutdown;
+    ``accepted`` counts every client connection since start (``/metrics``)."""
 
     connections: set[Tracked] = field(default_factory=set)
+    accepted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
