@@ -1,0 +1,161 @@
+"""WebSockets over HTTP/2 (RFC 8441) through the proxy, with real servers.
+
+The client is ``tests.support.h2ws`` (the ``h2`` library sending the
+extended CONNECT, wsproto's frames on the stream); the servers are aiohttp
+and the ``websockets`` package, speaking HTTP/1.1 WebSocket. Each test
+checks what the client gets (echoes byte for byte, fragments, ping/pong,
+close codes, permessage-deflate) and the flow log (the connection's
+``websocket`` record over HTTP/2, a ``websocket_message`` per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_websocket import WsUpstreams, connection, ws, ws_records
+from tests.support.h2ws import H2WebSocket
+from tests.support.proxyproc import ProxyProcess, our_ca, running_proxy, start_proxy
+
+__all__ = ["ws"]  # the module's upstreams fixture, shared
+DEFLATE = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
+BIG = 1 << 20  # over the stream windows both ways
+
+
+@pytest.fixture(scope="module")
+def forward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    d = tmp_path_factory.mktemp("wsh2")
+    p = start_proxy("--max-body", "64k", flow_log=d / "flows.jsonl")
+    yield p
+    p.stop()
+
+
+def upstream_messages(p: ProxyProcess, rec: dict[str, Any], direction: str) -> list[Any]:
+    mine = [m for m in ws_records(p, rec["id"]) if m["direction"] == direction]
+    return sorted(mine, key=lambda m: m["index"])
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_echo_fragments_ping_and_close_code(
+    forward: ProxyProcess, ws: WsUpstreams, deflate: bool
+) -> None:
+    path = f"/echo?h2={int(deflate)}"
+    big = os.urandom(BIG)
+
+    async def run() -> None:
+        c = await H2WebSocket.connect(
+            forward.port, f"127.0.0.1:{ws.plain}", path, extra=DEFLATE if deflate else None
+        )
+        assert c.status == 200 and c.deflate is deflate
+        await c.send("héllo ✓")
+        assert (await c.recv()).data == "héllo ✓"
+        await c.send(big)
+        assert (await c.recv(30)).data == big
+        await c.send("frag", fin=False)
+        await c.ping(b"p1")  # between the fragments (RFC 6455 §5.5)
+        await c.send("mented")
+        got = [await c.recv(), await c.recv()]
+        assert sorted((m.kind, m.data) for m in got) == [("pong", b"p1"), ("text", "fragmented")]
+        await c.send("close:4003")  # the server closes with 4003
+        close = await c.recv()
+        assert close.kind == "close" and close.data == (4003, "asked")
+        await c.close(4003)
+        await c.wait_end()
+        assert c.ended and c.reset is None  # END_STREAM, not RST_STREAM (RFC 8441 §6)
+        await c.aclose()
+
+    asyncio.run(run())
+    rec = connection(forward, path)
+    assert rec["request"]["http_version"] == "HTTP/2.0"
+    assert rec["response"]["status"] == 200
+    info = rec["websocket"]
+    assert info["permessage_deflate"] is deflate
+    assert info["messages"] == {"upstream": 4, "downstream": 3}
+    assert info["server_close"] == {"code": 4003, "reason": "asked"}
+    assert info["closed_by"] == "server" and info["error"] is None
+    up = upstream_messages(forward, rec, "upstream")
+    assert [(m["opcode"], m["size"], m["frames"]) for m in up] == [
+        ("text", len("héllo ✓".encode()), 1),
+        ("binary", BIG, 1),
+        ("text", 10, 2),
+        ("text", 10, 1),
+    ]
+    assert up[0]["preview"]["data"] == "héllo ✓"
+    assert up[1]["truncated"] is True  # over --max-body: streamed, not held
+    assert all(m["compressed"] is deflate for m in up)
+    down = upstream_messages(forward, rec, "downstream")
+    assert [m["size"] for m in down] == [len("héllo ✓".encode()), BIG, 10]
+
+
+def test_websockets_server_behind_a_reverse_h2c_listener(ws: WsUpstreams, tmp_path: Path) -> None:
+    """A message in three frames reaches the ``websockets`` echo server whole."""
+    pieces = ["frag", "mented ", "text ✓" * 1000]
+
+    async def run(port: int) -> None:
+        c = await H2WebSocket.connect(port, "svc", "/frag")
+        assert c.status == 200
+        for piece in pieces[:-1]:
+            await c.send(piece, fin=False)
+        await c.send(pieces[-1])
+        echo = await c.recv()
+        assert echo.data == "".join(pieces)
+        await c.close(1000, "done")
+        assert (await c.recv()).data == (1000, "done")
+        await c.wait_end()
+        await c.aclose()
+
+    mode = f"reverse:http://127.0.0.1:{ws.wsp}"
+    with running_proxy("--mode", mode, flow_log=tmp_path / "f.jsonl") as p:
+        asyncio.run(run(p.port))
+        rec = connection(p, "/frag")
+        assert rec["websocket"]["closed_by"] == "client"
+        assert rec["websocket"]["client_close"] == {"code": 1000, "reason": "done"}
+        (up,) = upstream_messages(p, rec, "upstream")
+        assert up["frames"] == 3
+
+
+def test_wss_under_mitm_with_alpn_h2(ws: WsUpstreams, tmp_path: Path) -> None:
+    """A client that reaches the proxy's TLS (ALPN h2) inside a CONNECT, as a
+    browser does, and opens its WebSocket on a stream; the server is wss."""
+
+    async def run(p: ProxyProcess) -> None:
+        tls = ssl.create_default_context(cafile=our_ca(p))
+        tls.set_alpn_protocols(["h2"])
+        target = f"localhost:{ws.tls}"
+        c = await H2WebSocket.connect(
+            p.port, target, "/echo?mitm", scheme="https", tls=tls, via_connect=True
+        )
+        assert c.status == 200
+        await c.send(b"\x00\xffbinary")
+        assert (await c.recv()).data == b"\x00\xffbinary"
+        c.end_stream()  # the client's FIN: the proxy ends both sides
+        await c.wait_end()
+        await c.aclose()
+
+    args = ("--mitm", "--certs", str(tmp_path / "certs"), "--upstream-ca", str(ws.ca.cert_path))
+    with running_proxy(*args, flow_log=tmp_path / "f.jsonl") as p:
+        asyncio.run(run(p))
+        rec = connection(p, "/echo?mitm")
+        assert rec["tls"]["intercepted"] is True
+        assert rec["request"]["http_version"] == "HTTP/2.0"
+        assert rec["tunnel"]["client_close"] == "fin"
+        assert rec["websocket"]["messages"] == {"upstream": 1, "downstream": 1}
+
+
+def test_a_server_that_refuses_is_the_stream_response(
+    forward: ProxyProcess, ws: WsUpstreams
+) -> None:
+    async def run() -> None:
+        c = await H2WebSocket.connect(forward.port, f"127.0.0.1:{ws.plain}", "/nowhere")
+        assert c.status == 404
+        await c.wait_end()
+        assert c.ended and b"Not Found" in c.body
+        await c.aclose()
+
+    asyncio.run(run())
