@@ -19,7 +19,7 @@ from typing import AnyStr
 
 from proxy.flowfilter.bodies import scannable
 from proxy.flowfilter.errors import FilterError
-from proxy.flowfilter.nodes import And, Node, Not, Or, Test
+from proxy.flowfilter.nodes import And, Node, Not, Or, Term
 from proxy.flowfilter.subject import HTTP_KINDS, Fields, Kind, Side, Subject, content_types
 
 _SIDES: tuple[Side, ...] = ("request", "response")
@@ -75,7 +75,7 @@ def compile_tree(node: Node) -> Predicate:
     return _test(node)
 
 
-def _test(t: Test) -> Predicate:
+def _test(t: Term) -> Predicate:
     if isinstance(t.value, int):
         code = t.value
         return lambda c: c.subject.status == code
@@ -87,7 +87,7 @@ def _test(t: Test) -> Predicate:
     return _BYTES[t.name](rx)
 
 
-def _regex(t: Test, pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]:
+def _regex(t: Term, pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]:
     try:
         return re.compile(pattern, re.IGNORECASE | flags)
     except (re.error, OverflowError, RecursionError) as e:

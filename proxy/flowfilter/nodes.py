@@ -15,7 +15,7 @@ from proxy.flowfilter.lexer import quote
 
 
 @dataclass(frozen=True, slots=True)
-class Test:
+class Term:
     """One filter, ``~name`` with its argument (None for a filter without one)."""
 
     name: str
@@ -57,7 +57,7 @@ class Or:
         return " | ".join(str(o) for o in self.operands)
 
 
-Node = Test | Not | And | Or
+Node = Term | Not | And | Or
 
 
 def conjoin(nodes: list[Node]) -> Node:
@@ -76,9 +76,9 @@ def disjoin(nodes: list[Node]) -> Node:
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
 
 
-def walk(node: Node) -> list[Test]:
+def walk(node: Node) -> list[Term]:
     """The tests of a tree, left to right."""
-    if isinstance(node, Test):
+    if isinstance(node, Term):
         return [node]
     if isinstance(node, Not):
         return walk(node.operand)

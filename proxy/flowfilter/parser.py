@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from proxy.flowfilter.errors import FilterError
 from proxy.flowfilter.lexer import Tok, Token, tokenize
-from proxy.flowfilter.nodes import Node, Not, Test, conjoin, disjoin
+from proxy.flowfilter.nodes import Node, Not, Term, conjoin, disjoin
 from proxy.flowfilter.operators import OPERATORS, Arg
 
 #: Nesting of parentheses and ``!`` allowed (the evaluator recurses as deep).
@@ -108,14 +108,14 @@ class _Parser:
         if tok.kind is Tok.FILTER:
             return self.test(tok)
         if tok.kind in (Tok.WORD, Tok.QUOTED):
-            return Test("u", tok.value, tok.column, tok.column, tok.kind is Tok.QUOTED)
+            return Term("u", tok.value, tok.column, tok.column, tok.kind is Tok.QUOTED)
         where = f"after '{after.value}' " if after is not None else ""
         found = "" if tok.kind is Tok.END else f", found {_describe(tok)}"
         raise FilterError(
             f"expected an expression {where}at column {tok.column}{found}", tok.column
         )
 
-    def test(self, tok: Token) -> Test:
+    def test(self, tok: Token) -> Term:
         op = OPERATORS.get(tok.value)
         if op is None:
             raise FilterError(
@@ -124,7 +124,7 @@ class _Parser:
                 tok.column,
             )
         if op.arg is Arg.NONE:
-            return Test(op.name, None, tok.column)
+            return Term(op.name, None, tok.column)
         value = self.take()
         if value.kind not in (Tok.WORD, Tok.QUOTED):
             what = "a status code" if op.arg is Arg.INT else "a regex"
@@ -136,8 +136,8 @@ class _Parser:
             )
         quoted = value.kind is Tok.QUOTED
         if op.arg is Arg.INT:
-            return Test(op.name, _code(value), tok.column, value.column, quoted)
-        return Test(op.name, value.value, tok.column, value.column, quoted)
+            return Term(op.name, _code(value), tok.column, value.column, quoted)
+        return Term(op.name, value.value, tok.column, value.column, quoted)
 
     def _check_depth(self, tok: Token, depth: int) -> None:
         if depth >= MAX_DEPTH:
