@@ -74,7 +74,7 @@ class FlowStore(StoreReader):
         self._next_seq = 1
         self._next_msg = 1
         self._seq_lock = threading.Lock()
-        with self._w.use() as db:
+        with self._w as db:
             self._load_counters(db)
             self._write(db, self._evict)  # a file from a run with larger caps
 
@@ -93,12 +93,12 @@ class FlowStore(StoreReader):
         messages = [r for r in rows if isinstance(r, MessageRow)]
         if not flows and not messages:
             return
-        with self._w.use() as db:
+        with self._w as db:
             self._write(db, lambda db: self._insert(db, flows, messages))
 
     def set_marked(self, flow_id: str, marked: bool) -> bool:
         """Mark or unmark a flow (``~marked``); False when it is not stored."""
-        with self._w.use() as db:
+        with self._w as db:
             cur = db.execute("UPDATE flows SET marked = ? WHERE id = ?", (int(marked), flow_id))
             return cur.rowcount > 0
 
@@ -110,7 +110,7 @@ class FlowStore(StoreReader):
                 db.execute(f"DELETE FROM {table}")
             self.count = self.size_bytes = self.pending = 0
 
-        with self._w.use() as db:
+        with self._w as db:
             self._write(db, clear)
 
     def close(self) -> None:

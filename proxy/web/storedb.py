@@ -22,7 +22,6 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator
 
 #: Bump on any incompatible change of the tables below.
 SCHEMA_VERSION = 1
@@ -68,7 +67,7 @@ class StoreError(Exception):
 
 
 class Connection:
-    """A connection and the lock its users take (``with conn.use() as c``)."""
+    """A connection and the lock its users take (``with conn as db``)."""
 
     def __init__(self, path: str, *, reader: bool) -> None:
         self.lock = threading.Lock()
@@ -79,10 +78,14 @@ class Connection:
         if reader:
             self.db.execute("PRAGMA query_only = 1")
 
-    @contextlib.contextmanager
-    def use(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            yield self.db
+    def __enter__(self) -> sqlite3.Connection:
+        """``with conn as db``: the connection, under its lock (a class, not
+        ``contextlib.contextmanager``: a filtered scan enters it per flow)."""
+        self.lock.acquire()
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
     def close(self) -> None:
         with self.lock:

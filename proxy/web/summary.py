@@ -7,8 +7,6 @@ store sink's ``prepare``.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from proxy.flow.grpcinfo import GrpcCall
 from proxy.flow.record import FlowRecord, Message
 from proxy.web.rows import BodyRow, Summary
@@ -49,13 +47,32 @@ def protocol(r: FlowRecord) -> str:
     return "HTTP/1.1"
 
 
+def split_url(url: str) -> tuple[str, str]:
+    """Host and path (with the query) of an absolute URL, or of CONNECT's
+    ``host:port``; by hand, as ``urlsplit`` cost half the summary's time."""
+    scheme = url.find("://")
+    rest = url[scheme + 3 :] if scheme >= 0 else url
+    cut = len(rest)
+    for stop in ("/", "?", "#"):
+        at = rest.find(stop)
+        if 0 <= at < cut:
+            cut = at
+    authority, path = rest[:cut], rest[cut:].split("#", 1)[0]
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):  # an IPv6 literal (RFC 3986 §3.2.2)
+        host = host[1 : host.find("]")]
+    elif ":" in host:
+        host = host.rpartition(":")[0]
+    if path.startswith("?"):
+        path = "/" + path
+    return host.lower(), path
+
+
 def _where(r: FlowRecord) -> tuple[str, str, str]:
     """URL, host and path (with the query) of the flow."""
     if r.request is not None:
-        url = r.request.url
-        parts = urlsplit(url if "//" in url else "//" + url)  # CONNECT's authority form
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        return url, parts.hostname or "", path
+        host, path = split_url(r.request.url)
+        return r.request.url, host, path
     if r.server is not None:
         host, port = r.server
         return f"tcp://{host}:{port}", host, ""

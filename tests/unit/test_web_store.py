@@ -314,3 +314,22 @@ def test_sink_message_shapes(store: FlowStore) -> None:
     assert first["base64"] == "/wAB" and first["time"] == T0 + 1
     assert (second["type"], second["text"], second["time"]) == ("tick", "data", T0 + 2)
     assert store.count == 0 and store.pending == 2
+
+
+def test_split_url_agrees_with_urlsplit() -> None:
+    from urllib.parse import urlsplit
+
+    from proxy.web.summary import split_url
+
+    for url in (
+        "http://a.test/p?q=1",
+        "https://A.Test:8443/x/y#frag",
+        "http://u:p@h.test",
+        "http://[::1]:80/z",
+        "example.com:443",
+        "http://h/p?q=/a/b",
+    ):
+        parts = urlsplit(url if "//" in url else "//" + url)
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        assert split_url(url) == (parts.hostname, path)
+    assert split_url("http://h?x=1") == ("h", "/?x=1")
