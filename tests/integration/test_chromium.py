@@ -36,11 +36,10 @@ FLAGS = [
 
 
 def chromium_through(
-    proxy_url: str, ca_pem: Path, url: str, tmp_path: Path, extra: tuple[str, ...] = ()
+    proxy_url: str, ca_pem: Path, url: str, tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
     """Headless Chromium trusting only ``ca_pem`` (a fresh NSS database), through
-    ``proxy_url``, dumping the DOM of ``url`` (``extra``: more flags); bounded by
-    a 90 s timeout."""
+    ``proxy_url``, dumping the DOM of ``url``; bounded by a 90 s timeout."""
     assert CHROMIUM is not None
     home = tmp_path / "home"
     nssdb = home / ".pki" / "nssdb"
@@ -54,8 +53,7 @@ def chromium_through(
     )  # fmt: skip
     return subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-         f"--proxy-server={proxy_url}", "--proxy-bypass-list=<-loopback>", *extra,
-         "--dump-dom", url],
+         f"--proxy-server={proxy_url}", "--proxy-bypass-list=<-loopback>", "--dump-dom", url],
         capture_output=True, text=True, timeout=90, env=env,
     )  # fmt: skip
 
