@@ -8,6 +8,9 @@
   venv (``~/.cache/tapproxy-bench/mitmproxy-venv``), ``-q --set stream_large_bodies=1``.
 * ``proxy.py``: PyPI ``proxy.py`` in its own venv, default settings.
 * ``bare relay``: ``bench/bare_relay.py``, the ceiling for a Python proxy.
+* ``tapproxy --web`` (only when named in ``--peers``): tapproxy as above with
+  the web UI on and no browser connected (issue 18: the UI must add no
+  measurable cost then).
 
 The venvs are made with the newest CPython found (pyenv, /usr/bin, then this
 interpreter), falling back to older ones if the install fails; delete
@@ -33,6 +36,9 @@ from bench.rules_bench import write_rules
 
 CACHE = Path(os.environ.get("TAPPROXY_BENCH_CACHE", Path.home() / ".cache" / "tapproxy-bench"))
 PEERS = ("direct", "tapproxy", "mitmdump", "proxy.py", "bare relay")
+#: Peers run only when named: tapproxy with the web UI on (no browser connected).
+WEB = "tapproxy --web"
+EXTRA_PEERS = (WEB,)
 RELAY = "bare relay"
 
 
@@ -216,7 +222,7 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
     log = workdir / f"{name.replace(' ', '_')}.log"
     if name == "direct":
         return Running(name, None, 0)
-    if name == "tapproxy":
+    if name in ("tapproxy", WEB):
         cmd = [
             sys.executable,
             "-m",
@@ -229,6 +235,8 @@ def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running
             "--rules",
             str(tapproxy_rules(workdir)),
         ]
+        if name == WEB:
+            cmd += ["--web", "--web-port", "0"]
         if tls:
             certs = workdir / "tapproxy-certs"
             cmd += ["--mitm", "--certs", str(certs), "--upstream-ca", str(tls.upstream_ca)]

@@ -58,7 +58,7 @@ from bench.common import (
 )
 from bench.loadgen import curl_cmd_text, curl_fetch, run_wrk, wrk_script
 from bench.origin import Origin, start_origin
-from bench.peers import PEERS, RELAY, Running, peer_version, start_or_reason
+from bench.peers import EXTRA_PEERS, PEERS, RELAY, Running, peer_version, start_or_reason
 from bench.report import Column, Table
 
 GiB, MiB = 1024**3, 1024**2
@@ -564,7 +564,9 @@ def main() -> int:
     ap.add_argument("--only", default=SCENARIOS, help="scenarios to run, e.g. a,c (default all)")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
     ap.add_argument(
-        "--peers", default=",".join(PEERS), help=f"comma-separated subset of: {','.join(PEERS)}"
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated subset of: {','.join(PEERS + EXTRA_PEERS)}",
     )
     ap.add_argument("--out", type=Path, help="where to save the Markdown")
     ap.add_argument(
@@ -578,7 +580,7 @@ def main() -> int:
     args = ap.parse_args()
     only = [c for c in args.only.replace(",", "").strip().lower() if c in SCENARIOS]
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
-    bad = [p for p in peers if p not in PEERS]
+    bad = [p for p in peers if p not in PEERS + EXTRA_PEERS]
     if bad or not only:
         ap.error(f"unknown peers {bad}" if bad else "no scenario selected")
     runs = args.runs or (1 if args.quick else 3)
