@@ -6,7 +6,9 @@ flow, calls every addon's hook in order (awaiting the async ones in a task,
 so the loop keeps serving other flows), and resumes with what they did: a
 kill, an answer, edits, or nothing. At ``DONE`` it calls ``error`` (for a
 flow that failed) and ``done`` with the final record. ``save`` hooks run as
-the recording's filter (``proxy.replay.writer.SaveFilter``).
+the recording's filter (``proxy.replay.writer.SaveFilter``). Each message
+record (``MESSAGE``) goes to ``websocket_message`` or ``grpc_message`` with
+the flow and the message, observe-only (``proxy.addons.messages``).
 
 An addon that raises is reported once per hook and loaded version, with its
 traceback, and the flow goes on as if that addon had not been there: a
@@ -26,6 +28,7 @@ from typing import Any
 
 from proxy.addons.api import Flow, Headers, Request, Response
 from proxy.addons.loader import Script
+from proxy.addons.messages import Message, message_of
 from proxy.addons.verdicts import recorded_flow, request_verdict, response_verdict
 from proxy.flow.hooks import HookKind, LiveFlow, Proceed, Verdict
 from proxy.flow.record import FlowSource
@@ -54,7 +57,7 @@ def addon_flow(f: RecordedFlow, options: Mapping[str, Any], record: Any = None) 
 
 
 class AddonHost:
-    kinds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE})
+    kinds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE, HookKind.MESSAGE})
     holds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})
     request_body = True  # request() sees the whole body (up to --max-body)
 
@@ -87,9 +90,9 @@ class AddonHost:
             flush=True,
         )
 
-    def _call(self, script: Script, hook: str, fn: Callable[..., Any], flow: Flow) -> Any:
+    def _call(self, script: Script, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            return fn(flow)
+            return fn(*args)
         except Exception:
             self._failed(script, hook)
             return None
@@ -139,6 +142,9 @@ class AddonHost:
         if kind is HookKind.DONE:
             self._done(flow)
             return False
+        if kind is HookKind.MESSAGE:
+            self._message(flow)
+            return False
         if resume is None:
             return False
         live: LiveFlow = flow  # type: ignore[assignment]  # holdable points give live flows
@@ -157,14 +163,20 @@ class AddonHost:
 
         return then
 
+    def _messages(self) -> bool:
+        return bool(self._calls("websocket_message") or self._calls("grpc_message"))
+
     def _request(self, live: LiveFlow, resume: Resume) -> bool:
-        if not self._calls("request"):
+        wanted = self._calls("request")
+        if not wanted and not self._messages():
             return False
         head = live.forward
         request = Request(
             head.method.decode("latin-1"), live.url, Headers.of(head.fields), known_body(live)
         )
         f = self._live[live.id] = Flow(live.id, request, self.options)
+        if not wanted:
+            return False  # kept for its messages' hooks
         before = (request.method, request.url, list(request.headers.fields))
         body = request.content if live.body is not None else None  # replaceable when buffered
         self.run("request", f, self._answer(resume, lambda: request_verdict(f, before, body)))
@@ -199,6 +211,46 @@ class AddonHost:
         if record.error is not None and wants_error:
             self.run("error", f, lambda: None)
         self.run("done", f, lambda: None)
+
+    def _message(self, flow: FlowSource) -> None:
+        """A WebSocket or gRPC message: its hook, observe-only (no verdict)."""
+        if not self._messages():
+            return
+        found = message_of(flow.to_record())
+        if found is None:
+            return
+        hook, message = found
+        f = self._live.get(message.flow_id) or Flow(message.flow_id, Request("", "", Headers()),
+                                                     self.options)  # fmt: skip
+        self._observe(hook, f, message)
+
+    def _observe(self, hook: str, flow: Flow, message: Message) -> None:
+        calls = self._calls(hook)
+        for i, (script, fn) in enumerate(calls):
+            result = self._call(script, hook, fn, flow, message)
+            if inspect.isawaitable(result):  # the rest after it, in order, in a task
+                task = asyncio.get_running_loop().create_task(
+                    self._observe_rest(result, script, calls[i + 1 :], hook, flow, message)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+
+    async def _observe_rest(
+        self, first: Awaitable[Any], script: Script, calls: list[Call], hook: str, flow: Flow,
+        message: Message,
+    ) -> None:  # fmt: skip
+        try:
+            await first
+        except Exception:
+            self._failed(script, hook)
+        for script, fn in calls:
+            result = self._call(script, hook, fn, flow, message)
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception:
+                    self._failed(script, hook)
 
     # -- the recording's filter ---------------------------------------------------------
     def save(self, flow: RecordedFlow) -> RecordedFlow | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-#: Every hook an addon may define; the last three wait on WebSocket, gRPC and TCP layers.
+#: Every hook an addon may define; ``tcp_message`` is not called yet (docs/addons.md).
 HOOKS = (
     "request",
     "response",

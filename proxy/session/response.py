@@ -137,11 +137,13 @@ class ResponsePath:
         if isinstance(verdict.edit, ResponseEdit):
             head = edit_response(head, verdict.edit)
         conn = self.s.server.pausable
+        if conn is not None:
+            # Before the response goes on: a 101 ends the list with StartTunnel,
+            # and the tunnel must read the server (it was paused while held).
+            out.append(ResumeReading(conn))
         self._deliver(ex, SendResponse(head, body, head_only), out)
         if self.s.ex is not ex or self.s.tunnel is ex:
             return
-        if conn is not None:
-            out.append(ResumeReading(conn))
         if ended:
             self._complete(ex, out)
         else:

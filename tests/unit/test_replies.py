@@ -13,9 +13,20 @@ from __future__ import annotations
 import itertools
 import struct
 
-from proxy.flow.hooks import HookKind, HookSettings, Reply, ScriptedMessage
-from proxy.layers.commands import CLIENT, CloseConnection, Hook, SendData, StartTunnel
-from proxy.layers.events import DataReceived, HookResumed
+from proxy.flow.hooks import HookKind, HookSettings, Proceed, Reply, ScriptedMessage
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Hook,
+    OpenServer,
+    PauseReading,
+    ResumeReading,
+    SendData,
+    StartTunnel,
+    server_conn,
+)
+from proxy.layers.events import DataReceived, HookResumed, ServerOpened
+from proxy.layers.root import ClientLayers
 from proxy.layers.websocket.layer import WebSocketLayer, WsSetup
 from proxy.layers.websocket.replayed import ReplayedServer
 from proxy.layers.websocket.settings import WsSettings
@@ -152,3 +163,31 @@ def test_the_layer_with_a_replayed_server_records_and_relays_both_ways() -> None
     assert ws.done is not None and ws.done.websocket is not None
     info = ws.done.websocket
     assert (info.upstream, info.downstream, info.closed_by) == (1, 3, "client")
+
+
+def test_a_101_held_at_its_head_lets_the_websocket_read_the_server() -> None:
+    """An addon holds every response head: a 101's server connection, paused
+    while held, reads again before the WebSocket layer takes over."""
+    ids = (str(i) for i in itertools.count())
+    hooks = HookSettings(hold=frozenset({HookKind.RESPONSE_HEAD}))
+    layers = ClientLayers(SessionConfig(new_id=lambda: next(ids), hooks=hooks), ("127.0.0.1", 1))
+    s1 = server_conn(1)
+    switching = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    assert (
+        Playbook(layers)
+        >> DataReceived(CLIENT, UPGRADE)
+        << Match(OpenServer)
+        >> ServerOpened(s1, ("127.0.0.1", 80), reused=False)
+        << Match(SendData, conn=s1)
+        >> DataReceived(s1, switching)
+        << PauseReading(s1)
+        << Match(Hook, kind=HookKind.RESPONSE_HEAD, hold=True)
+        >> HookResumed(HookKind.RESPONSE_HEAD, Proceed())
+        << ResumeReading(s1)
+        << SendData(CLIENT, switching)
+        << ResumeReading(CLIENT)
+    )
+    assert isinstance(layers.current, WebSocketLayer)
