@@ -21,6 +21,7 @@ from proxy.flowfilter.subject import (
     FlowSubject,
     Kind,
     Side,
+    Subject,
     address,
     host_of,
     is_event_stream,
@@ -31,7 +32,7 @@ Json = dict[str, Any]
 BodyReader = Callable[[str], bytes | None]
 
 
-def json_subject(record: Json, body: BodyReader, marked: bool = False) -> FlowSubject:
+def json_subject(record: Json, body: BodyReader, marked: bool = False) -> Subject:
     """The subject of one flow-log record; ``body("request"|"response")`` reads
     a side's body as it went over the wire (None: not kept)."""
     kind = record.get("kind")
@@ -46,33 +47,84 @@ def json_subject(record: Json, body: BodyReader, marked: bool = False) -> FlowSu
     if kind == "sse_event":
         m = record.get("sse_event") or {}
         return _message(Kind.SSE, "response", m.get("data"), marked)
-    request: Json | None = record.get("request")
-    response: Json | None = record.get("response")
-    url = request.get("url") if request else None
-    server = record.get("server") or {}
-    client = record.get("client") or {}
+    return JsonSubject(record, body, marked)
 
-    def read(side: Side) -> bytes | None:
-        data = body(side)
+
+class JsonSubject:
+    """A flow record's subject, each part read from the dict when a filter asks
+    for it: a filter over many stored records pays only for what it reads."""
+
+    __slots__ = (
+        "_read", "_record", "_request", "_request_fields", "_response", "_response_fields",
+        "marked",
+    )  # fmt: skip
+
+    def __init__(self, record: Json, body: BodyReader, marked: bool) -> None:
+        self._record = record
+        self._request: Json | None = record.get("request")
+        self._response: Json | None = record.get("response")
+        self._read = body
+        self._request_fields: Fields | None = None
+        self._response_fields: Fields | None = None
+        self.marked = marked
+
+    @property
+    def kind(self) -> Kind:
+        return _kind(self._record, self._request, self._response)
+
+    @property
+    def url(self) -> str | None:
+        return self._request.get("url") if self._request else None
+
+    @property
+    def host(self) -> str | None:
+        url = self.url
+        return host_of(url) if url else (self._record.get("server") or {}).get("ip")
+
+    @property
+    def method(self) -> str | None:
+        return self._request.get("method") if self._request else None
+
+    @property
+    def status(self) -> int | None:
+        return self._response.get("status") if self._response else None
+
+    @property
+    def request_headers(self) -> Fields:
+        if self._request_fields is None:
+            self._request_fields = _fields(self._request)
+        return self._request_fields
+
+    @property
+    def response_headers(self) -> Fields | None:
+        if self._response is None:
+            return None
+        if self._response_fields is None:
+            self._response_fields = _fields(self._response)
+        return self._response_fields
+
+    @property
+    def error(self) -> str | None:
+        r = self._record
+        error: str | None = r.get("error") or (r.get("websocket") or {}).get("error")
+        return error
+
+    @property
+    def client(self) -> str | None:
+        c = self._record.get("client") or {}
+        return address(c.get("ip"), c.get("port"))
+
+    @property
+    def server(self) -> str | None:
+        s = self._record.get("server") or {}
+        return address(s.get("ip"), s.get("port"))
+
+    def body(self, side: Side) -> bytes | None:
+        data = self._read(side)
         if data is None:
-            message = request if side == "request" else response
+            message = self._request if side == "request" else self._response
             data = preview_bytes(message.get("body_preview") if message else None)
         return data
-
-    return FlowSubject(
-        kind=_kind(record, request, response),
-        url=url,
-        host=host_of(url) if url else server.get("ip"),
-        method=request.get("method") if request else None,
-        status=response.get("status") if response else None,
-        request_headers=_fields(request),
-        response_headers=_fields(response) if response is not None else None,
-        error=record.get("error") or (record.get("websocket") or {}).get("error"),
-        marked=marked,
-        client=address(client.get("ip"), client.get("port")),
-        server=address(server.get("ip"), server.get("port")),
-        read_body=read,
-    )
 
 
 def _kind(record: Json, request: Json | None, response: Json | None) -> Kind:

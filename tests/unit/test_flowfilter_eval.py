@@ -29,7 +29,7 @@ from proxy.flow.record import (
 from proxy.flow.wsinfo import SseEvent, WsInfo, WsMessage
 from proxy.flowfilter import Kind, json_subject, parse, record_subject
 from proxy.flowfilter.bodies import SCAN_LIMIT
-from proxy.flowfilter.subject import FlowSubject
+from proxy.flowfilter.subject import Subject
 from proxy.sinks.jsonenc import dumps
 
 Fields = tuple[tuple[bytes, bytes], ...]
@@ -82,7 +82,7 @@ def http_record(
     )
 
 
-def via_json(r: FlowRecord, marked: bool = False) -> FlowSubject:
+def via_json(r: FlowRecord, marked: bool = False) -> Subject:
     """As the web store does: the flow-log JSON, bodies from a store beside it."""
     bodies = r.bodies
     store = {"request": bodies.request, "response": bodies.response} if bodies else {}
@@ -90,15 +90,15 @@ def via_json(r: FlowRecord, marked: bool = False) -> FlowSubject:
     return json_subject(record, store.get, marked)
 
 
-def via_record(r: FlowRecord, marked: bool = False) -> FlowSubject:
+def via_record(r: FlowRecord, marked: bool = False) -> Subject:
     return record_subject(r, marked)
 
 
 ADAPTERS = pytest.mark.parametrize("subject", [via_json, via_record], ids=["json", "record"])
-Adapter = Callable[..., FlowSubject]
+Adapter = Callable[..., Subject]
 
 
-def check(subject: FlowSubject, expected: dict[str, bool]) -> None:
+def check(subject: Subject, expected: dict[str, bool]) -> None:
     got = {text: parse(text).matches(subject) for text in expected}
     assert got == expected
 
