@@ -60,7 +60,7 @@ class Replies:
         if reply.websocket is not None:
             if reply.status != 101 or self.s.client_side.multiplexed or not asks_websocket(ex):
                 why = "a replayed WebSocket needs an HTTP/1.1 Upgrade: websocket request"
-                self.endings.fail(ex, 502, why, out)
+                self.endings.fail(ex, 502, why, out, server_open=False)
                 return
             self._websocket(ex, reply, out)
         elif reply.trailers and ex.request.method != b"HEAD":
