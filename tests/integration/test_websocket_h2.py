@@ -6,6 +6,9 @@ and the ``websockets`` package, speaking HTTP/1.1 WebSocket. Each test
 checks what the client gets (echoes byte for byte, fragments, ping/pong,
 close codes, permessage-deflate) and the flow log (the connection's
 ``websocket`` record over HTTP/2, a ``websocket_message`` per message).
+Malformed extended CONNECTs (docs/hazards.md h2-27 to h2-31) go from a raw
+client to a reverse listener whose HTTP/1.1 backend records every byte:
+refused, recorded, and nothing forwarded.
 """
 
 from __future__ import annotations
@@ -19,11 +22,20 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_http2_hazards import (
+    backend,
+    control,
+    only_controls,
+    refusal_record,
+    rproxy,
+)
 from tests.integration.test_websocket import WsUpstreams, connection, ws, ws_records
+from tests.support.h1backend import H1Backend
+from tests.support.h2raw import RawH2
 from tests.support.h2ws import H2WebSocket
 from tests.support.proxyproc import ProxyProcess, our_ca, running_proxy, start_proxy
 
-__all__ = ["ws"]  # the module's upstreams fixture, shared
+__all__ = ["backend", "rproxy", "ws"]  # fixtures shared with those modules
 DEFLATE = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
 BIG = 1 << 20  # over the stream windows both ways
 
@@ -159,3 +171,45 @@ def test_a_server_that_refuses_is_the_stream_response(
         await c.aclose()
 
     asyncio.run(run())
+
+
+WS_BLOCK = [
+    (b":method", b"CONNECT"),
+    (b":protocol", b"websocket"),
+    (b":scheme", b"http"),
+    (b":authority", b"example.test"),
+    (b":path", b"/ws"),
+    (b"sec-websocket-version", b"13"),
+]
+# (name, block, END_STREAM on the HEADERS, status (None: GOAWAY), the record's reason)
+HAZARDS = [
+    ("protocol-on-get", [(b":method", b"GET"), *WS_BLOCK[1:]], True, None, "connect-request-only"),
+    ("no-path", [h for h in WS_BLOCK if h[0] != b":path"], False, None, ":path"),
+    ("host-not-authority",
+     [*(h for h in WS_BLOCK if h[0] != b":authority"), (b"host", b"example.test")], False, 400,
+     ":authority"),
+    ("ends-its-stream", WS_BLOCK, True, 400, "ends its stream"),
+    ("content-length", [*WS_BLOCK, (b"content-length", b"0")], False, 400, "content-length"),
+    ("other-protocol", [WS_BLOCK[0], (b":protocol", b"connect-udp"), *WS_BLOCK[2:]], False, 501,
+     "not supported"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HAZARDS, ids=[c[0] for c in HAZARDS])
+def test_malformed_extended_connect_is_refused_and_nothing_forwarded(
+    case: tuple[str, list[tuple[bytes, bytes]], bool, int | None, str],
+    rproxy: ProxyProcess,
+    backend: H1Backend,
+) -> None:
+    _name, headers, end, status, reason = case
+    mark = backend.mark()
+    before = len(rproxy.records())
+    with RawH2(rproxy.port) as c:
+        r = c.wait(c.request(headers, end=end))
+    if status is None:
+        assert r.goaway == 1, r  # PROTOCOL_ERROR, from h2 (RFC 9113 §5.4.1)
+    else:
+        assert r.status == status and r.ended, r
+    path = control(rproxy, backend)
+    only_controls(backend.since(mark), path)
+    refusal_record(rproxy, before, reason)

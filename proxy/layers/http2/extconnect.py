@@ -11,7 +11,8 @@ malformed request (RFC 9113 §8.1.1).
 
 The stream's exchange is the HTTP/1.1 opening handshake it stands for
 (RFC 6455 §4.1): ``GET`` with ``Upgrade: websocket``, ``Connection:
-Upgrade``, a ``Sec-WebSocket-Key`` of ours (RFC 8441 §5: HTTP/2 has none),
+Upgrade``, a ``Sec-WebSocket-Key`` of ours (RFC 8441 §5: HTTP/2 uses none;
+one the client sent anyway is left out),
 ``Sec-WebSocket-Version`` 13 and the client's subprotocols and extensions
 (offers of extensions other than permessage-deflate are dropped: one the
 proxy cannot read would leave a stream it cannot relay). So rules, hooks
@@ -70,13 +71,10 @@ def websocket_request(headers: Headers, ended: bool, absolute: bool) -> RequestH
         raise MalformedRequest("extended CONNECT that ends its stream (RFC 8441 §4)")
     if any(name == b"content-length" for name, _ in headers):
         raise MalformedRequest("content-length on an extended CONNECT (RFC 8441 §4)")
-    for name, _ in headers:
-        if name in (b"sec-websocket-key", b"sec-websocket-accept"):
-            raise MalformedRequest(f"{name.decode()} in an HTTP/2 WebSocket request (RFC 8441 §5)")
     block = [
         (b":method", b"GET") if name == b":method" else (name, value)
         for name, value in headers
-        if name != PROTOCOL
+        if name != PROTOCOL and name not in _NOT_IN_H2  # RFC 8441 §5: a key is ours
     ]
     head, _pseudo = request_head(block, True, absolute)
     return _handshake(head)
