@@ -15,7 +15,10 @@ messages, in one DELETE per table after each written batch, and
 ``dropped`` counts them. Messages arrive before their flow's record (the
 record is written when the flow ends): until it comes they are "pending",
 at most ``MAX_PENDING`` of them (the oldest dropped first), counted in the
-size all the same.
+size all the same. ``max_size`` counts what is stored; the file is larger
+by its indexes and summary columns (about 1.4 times in bench/web_store.py)
+and by the WAL (truncated to ``storedb.WAL_LIMIT`` after a checkpoint);
+pages freed by drops are reused, so it stops growing once the caps are reached.
 
 Writes (``add_many``, ``set_marked``, ``clear``) go through one connection,
 reads (``proxy.web.storeread``) through another, each under its own lock.

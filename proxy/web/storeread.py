@@ -4,6 +4,12 @@ its record, bodies and messages (``FlowStore`` is a ``StoreReader``).
 Every read takes the reading connection's lock for one short statement; a
 filtered scan reads ``SCAN_CHUNK`` rows at a time and holds no lock while
 the predicate runs (it may read a flow's record or bodies itself).
+
+A page without a filter is SQL's LIMIT/OFFSET on the primary key (a few ms
+at any offset of 100,000 flows); a filter visits every flow, and one that
+parses each record costs ~15-40 µs a flow (bench/web_store.py): seconds
+for a full store, so a server calls ``query`` with a predicate from a
+worker thread (``asyncio.to_thread``), not on the event loop.
 """
 
 from __future__ import annotations
