@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -235,5 +236,44 @@ def test_a_recording_opens_in_the_ui(upstreams: Upstreams, tmp_path: Any) -> Non
             body = c.get(f"/api/flows/{big['id']}/body/response").content
             assert len(body) == 3000
             assert c.get(f"/api/flows/{big['id']}/view/response").json()["view"] == "hex"
+    finally:
+        w.stop()
+
+
+def test_a_breakpoint_holds_an_http2_stream_and_its_response(upstreams: Upstreams) -> None:
+    """One stream held (request, then response) while another on the same
+    connection goes through: nghttp multiplexes both on one connection."""
+    w = start_proxy("--mode", f"reverse:{upstreams.url}", "--web", "--web-port", "0",
+                    "--web-token", TOKEN, modes=2)  # fmt: skip
+    try:
+        with api(w) as c:
+            c.put(
+                "/api/intercept", json={"filter": "~u h2-held", "request": True, "response": True}
+            )
+            result: list[subprocess.CompletedProcess[str]] = []
+            cmd = ["nghttp", "-nv", "-t", "20", f"{w.url}/echo/h2-held", f"{w.url}/echo/h2-other"]
+            t = threading.Thread(
+                target=lambda: result.append(
+                    subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+                )
+            )
+            t.start()
+            held = until(lambda: c.get("/api/held").json())
+            assert held[0]["phase"] == "request"
+            until(lambda: flows(c, "~u h2-other"))  # the other stream was not held
+            edit = {"headers": [*held[0]["headers"], ["x-from-ui", "1"]]}
+            assert c.post(f"/api/held/{held[0]['id']}/resume", json=edit).status_code == 200
+            held = until(lambda: [h for h in c.get("/api/held").json() if h["phase"] == "response"])
+            assert held[0]["status"] == 200
+            c.post(f"/api/held/{held[0]['id']}/resume", json={"status": 203})
+            t.join(20)
+            statuses = re.findall(r"recv \(stream_id=\d+\) :status: (\d+)", result[0].stdout)
+            assert sorted(statuses) == ["200", "203"], result[0].stdout[-2000:]
+            (summary,) = until(lambda: flows(c, "~u h2-held"))
+            assert summary["protocol"] == "HTTP/2" and summary["changed"]
+            record = c.get(f"/api/flows/{summary['id']}").json()["record"]
+            sent = [k for k, _ in record["request"]["forwarded"]["headers"]]
+            assert "x-from-ui" in sent
+            assert record["response"]["upstream"]["status"] == 200
     finally:
         w.stop()
