@@ -9,6 +9,7 @@ option the outputs get no predicate and pay nothing per record.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,8 +43,18 @@ def record_predicate(f: Filter | None) -> Callable[[FlowRecord], bool] | None:
     if f is None:
         return None
     matches = f.matches
+    warned: list[bool] = []
 
     def keep(r: FlowRecord) -> bool:
-        return r.kind == NOT_A_FLOW or matches(record_subject(r))
+        if r.kind == NOT_A_FLOW or matches(record_subject(r)):
+            return True
+        if f.timeouts and not warned:  # once: a regex of the filter is pathological
+            warned.append(True)
+            print(
+                f"tapproxy: --view-filter ran out of time on flow {r.id} (a regex that "
+                "backtracks without end?); such flows are left out (docs/filters.md)",
+                file=sys.stderr,
+            )
+        return False
 
     return keep

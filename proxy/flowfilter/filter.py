@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxy.flowfilter.errors import FilterError
-from proxy.flowfilter.evaluate import Context, compile_tree
+from proxy.flowfilter.evaluate import MATCH_BUDGET, Context, OutOfTime, compile_tree
 from proxy.flowfilter.nodes import Node, walk
 from proxy.flowfilter.operators import OPERATORS
 from proxy.flowfilter.parser import parse_tree
@@ -16,18 +16,28 @@ class Filter:
     ``matches(subject)`` evaluates it; ``needs_bodies`` says whether it reads
     bodies at all (callers skip loading them when not); ``str`` is the
     canonical text, which parses back to an equal filter. Filters are equal
-    when their canonical texts are.
+    when their canonical texts are. ``timeouts`` counts the evaluations that
+    ran out of time (a pathological regex), for callers to say so.
     """
 
-    __slots__ = ("_predicate", "needs_bodies", "tree")
+    __slots__ = ("_predicate", "needs_bodies", "timeouts", "tree")
 
     def __init__(self, tree: Node) -> None:
         self.tree = tree
         self._predicate = compile_tree(tree)
         self.needs_bodies = any(OPERATORS[t.name].reads_body for t in walk(tree))
+        self.timeouts = 0
 
-    def matches(self, subject: Subject) -> bool:
-        return self._predicate(Context(subject))
+    def matches(self, subject: Subject, budget: float = MATCH_BUDGET) -> bool:
+        """Whether ``subject`` matches. The regex searches of one evaluation
+        share ``budget`` seconds; an evaluation that runs out of it is a
+        non-match (whatever ``!`` surrounds the test), counted in ``timeouts``:
+        a flow is then left out of a view, not caught by a breakpoint."""
+        try:
+            return self._predicate(Context(subject, budget))
+        except OutOfTime:
+            self.timeouts += 1
+            return False
 
     def __str__(self) -> str:
         return str(self.tree)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -383,3 +384,24 @@ def test_message_records_are_subjects_of_their_own(subject: Adapter) -> None:
     )
     ev = SseEvent("f3", 0, None, "message", b"tick 42", 7)
     check(subject(message_record("sse_event", message=ev)), {"~sse": True, "~bs 'tick 4'": True})
+
+
+@pytest.mark.parametrize("text", ["~bs '(x|xx)+y'", "!~bs '(x|xx)+y'", "~u '/(x|xx)+y'"])
+def test_a_pathological_regex_runs_out_of_time(text: str) -> None:
+    """``(x|xx)+y`` backtracks exponentially (Fibonacci(40) paths over 40
+    characters): the evaluation stops at its budget and does not match."""
+    x = "x" * 40
+    s = via_record(http_record(url=f"http://a.test/{x}", response_body=x.encode()))
+    f = parse(text)
+    started = time.monotonic()
+    assert f.matches(s, budget=0.05) is False
+    assert time.monotonic() - started < 2.0
+    assert f.timeouts == 1
+    assert parse("~bs '(?>x|xx)+y' | ~u '^http://a'").matches(s)  # an atomic group is fine
+
+
+def test_the_budget_is_shared_by_one_evaluation() -> None:
+    s = via_record(http_record(response_body=b"x" * 40))
+    f = parse("~c 200 & ~bs '(x|xx)+y' | ~c 200")  # the second test never runs
+    assert f.matches(s, budget=0.05) is False and f.timeouts == 1
+    assert parse("~c 200").matches(s, budget=0.0) is True  # no regex, no clock

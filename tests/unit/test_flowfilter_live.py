@@ -8,6 +8,8 @@ import io
 import json
 from dataclasses import replace
 
+import pytest
+
 from proxy.cli.view_filter import record_predicate
 from proxy.flow.record import FlowRecord, Message, RequestInfo, ResponseInfo
 from proxy.flowfilter import Kind, live_subject, parse
@@ -122,3 +124,14 @@ def test_sinks_write_only_what_the_view_filter_keeps() -> None:
     assert "/keep" in text and "/drop" not in text
     everything = b"".join(ConsoleSink(io.StringIO()).prepare(RECORDS)).decode()
     assert "/keep" in everything and "/drop" in everything
+
+
+def test_the_view_filter_says_once_when_a_regex_runs_out_of_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    slow = [record("http://a.test/" + "x" * 40, 200), record("http://b.test/" + "x" * 40, 200)]
+    keep = record_predicate(parse("~u '/(x|xx)+y'"))
+    assert keep is not None
+    assert [keep(r) for r in slow] == [False, False]
+    err = capsys.readouterr().err
+    assert err.count("ran out of time") == 1 and "flow http://a.test/" in err
