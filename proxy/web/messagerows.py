@@ -25,6 +25,9 @@ from proxy.flow.wsjson import event_json, message_json
 from proxy.sinks.jsonenc import dumps
 from proxy.web.rows import MessageRow
 
+#: The most of one message's payload kept for the list (the UI shows text).
+MESSAGE_CAP = 64 * 1024
+
 _DIRECTION = {"upstream": "client", "downstream": "server", "request": "client"}
 
 
@@ -60,7 +63,9 @@ def _grpc(m: GrpcMessage) -> dict[str, Any]:
 
 
 def _websocket(m: WsMessage) -> dict[str, Any]:
-    payload = _payload(m.preview, m.size)
+    # The whole payload when capture kept it (``data``), else the preview.
+    kept = m.preview if m.data is None else m.data[:MESSAGE_CAP]
+    payload = _payload(kept, m.size)
     payload["truncated"] = payload["truncated"] or m.truncated
     return {
         "direction": _DIRECTION.get(m.direction, "server"),

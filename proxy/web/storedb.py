@@ -6,8 +6,9 @@ event loop reads through the other; each is used under its own lock, so
 either may also be used from another thread (a filter scan in an executor).
 
 Memory: each connection's page cache is capped at ``CACHE_KIB`` KiB
-(``PRAGMA cache_size``), and nothing is memory-mapped (``mmap_size`` 0:
-mapped pages of the file would count in the proxy's RSS), so the store
+(``PRAGMA cache_size``), SQLite's heap as a whole is held to
+``SOFT_HEAP_LIMIT`` (32 MiB), and nothing is memory-mapped (``mmap_size``
+0: mapped pages of the file would count in the proxy's RSS), so the store
 costs the proxy at most ~2 x 8 MiB of cache whatever it holds; the rest is
 on disk (or in the OS's page cache, which the kernel reclaims).
 
@@ -27,6 +28,9 @@ import threading
 SCHEMA_VERSION = 1
 #: Page cache per connection, in KiB (two connections: writer and reader).
 CACHE_KIB = 8192
+#: SQLite's own heap in this process (both caches, statements, sorting), as a
+#: soft limit: past it SQLite frees cache pages before it allocates more.
+SOFT_HEAP_LIMIT = 2 * CACHE_KIB * 1024 + 16 * 1024 * 1024
 #: The WAL file is truncated to this after a checkpoint (it grows with a burst).
 WAL_LIMIT = 64 * 1024 * 1024
 
@@ -114,6 +118,7 @@ def open_writer(path: str, *, durable: bool) -> Connection:
             raise StoreError(f"{path}: SQLite would not use WAL mode here ({mode})")
         db.execute(f"PRAGMA synchronous = {'NORMAL' if durable else 'OFF'}")
         db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        db.execute(f"PRAGMA soft_heap_limit = {SOFT_HEAP_LIMIT}")
         _schema(db, path)
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path}: {e}") from e

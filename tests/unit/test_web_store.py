@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from proxy.flow.record import CapturedBodies, FlowRecord, Message, RequestInfo, 
 from proxy.flow.wsinfo import SseEvent, WsMessage
 from proxy.web.rows import BodyRow, FlowRow, MessageRow, Summary
 from proxy.web.store import FlowStore
-from proxy.web.storedb import CACHE_KIB, StoreError
+from proxy.web.storedb import CACHE_KIB, SOFT_HEAP_LIMIT, StoreError
 from proxy.web.storesink import StoreSink
 
 T0 = 1_795_000_000.0
@@ -229,6 +230,7 @@ def test_temp_store_is_deleted_at_close_and_its_cache_bounded() -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s._w.db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
     assert s._r.db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert s._r.db.execute("PRAGMA soft_heap_limit").fetchone()[0] == SOFT_HEAP_LIMIT
     s.close()
     assert not [
         p for p in os.listdir(os.path.dirname(s.path)) if p.startswith(os.path.basename(s.path))
@@ -314,6 +316,22 @@ def test_sink_message_shapes(store: FlowStore) -> None:
     assert first["base64"] == "/wAB" and first["time"] == T0 + 1
     assert (second["type"], second["text"], second["time"]) == ("tick", "data", T0 + 2)
     assert store.count == 0 and store.pending == 2
+
+
+def test_websocket_payload_kept_whole_when_captured(store: FlowStore) -> None:
+    sink = StoreSink(store, close_store=False)
+    text = "é" * 50_000  # 100,000 bytes of UTF-8, beyond the 64 KiB message cap
+    data = text.encode()
+    message = WsMessage("w", "downstream", 0, "text", len(data), 0, 1, False, data[:10], False)
+    records = [
+        FlowRecord("m", "websocket_message", "regular", T0, T0, ("h", 1), None, message=m)
+        for m in (message, replace(message, index=1, data=data))
+    ]
+    sink.write_prepared(sink.prepare(records))
+    preview, whole = store.messages("w")
+    assert preview["text"] == text[:5] and preview["truncated"]
+    assert whole["text"] == text[: 64 * 1024 // 2] and whole["truncated"]
+    assert whole["direction"] == "server" and whole["size"] == len(data)
 
 
 def test_split_url_agrees_with_urlsplit() -> None:
