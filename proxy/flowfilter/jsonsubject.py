@@ -24,7 +24,6 @@ from proxy.flowfilter.subject import (
     Subject,
     address,
     host_of,
-    is_event_stream,
     version_kind,
 )
 
@@ -137,7 +136,7 @@ def _kind(record: Json, request: Json | None, response: Json | None) -> Kind:
         return Kind.WEBSOCKET
     if record.get("grpc") is not None:
         return Kind.GRPC
-    if response is not None and is_event_stream(_fields(response)):
+    if response is not None and _event_stream(response):
         return Kind.SSE
     return version_kind(
         request.get("http_version") if request else None,
@@ -145,13 +144,23 @@ def _kind(record: Json, request: Json | None, response: Json | None) -> Kind:
     )
 
 
+def _event_stream(message: Json) -> bool:
+    return any(
+        str(k).lower() == "content-type" and str(v).lower().startswith("text/event-stream")
+        for k, v in message.get("headers") or ()
+    )
+
+
 def _fields(message: Json | None) -> Fields:
     if not message:
         return ()
-    return tuple(
-        (str(k).encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
-        for k, v in message.get("headers") or ()
-    )
+    try:  # the flow log's headers are Latin-1 text (docs/flow-log.md)
+        return tuple([(k.encode("latin-1"), v.encode("latin-1")) for k, v in message["headers"]])
+    except (KeyError, TypeError, ValueError, AttributeError):  # not that shape
+        return tuple(
+            (str(k).encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+            for k, v in message.get("headers") or ()
+        )
 
 
 def preview_bytes(preview: Json | None) -> bytes | None:
