@@ -76,6 +76,7 @@ export class Live {
     this.table.setRows([...page.flows, ...keep.filter((f) => !ids.has(f.id))]);
     this.status.set({ stored: page.stored, dropped: page.dropped, total: page.total, filter, error: null });
     this.onFlows(page.flows);
+    document.body.dataset.listLoaded = String(gen); // (the browser test waits for it)
     const queued = this.queued.splice(0);
     if (queued.length) this.receive(queued);
     this.loadRest(gen, page.flows.length, page.total).catch((err) => this.status.set({ error: err.message }));

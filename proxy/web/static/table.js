@@ -83,6 +83,11 @@ export class FlowTable {
     this.pick = null; // a one-shot click handler ("diff with...")
     this.pool = [];
     this.frame = 0;
+    // Scroll state kept from events, so that adding flows never reads layout
+    // (a read after a DOM write forces a synchronous layout, per flow).
+    this.scrollTop = 0;
+    this.viewHeight = 600;
+    this.follow = false;
     this.build(root);
   }
 
@@ -113,10 +118,16 @@ export class FlowTable {
     );
     this.empty = h("div", { class: "ft-empty", id: "flow-empty" }, "No flows yet: send traffic through the proxy.");
     root.append(this.head, this.viewport, this.empty);
-    this.viewport.addEventListener("scroll", () => this.schedule());
+    this.viewport.addEventListener("scroll", () => {
+      this.scrollTop = this.viewport.scrollTop;
+      this.schedule();
+    });
     this.viewport.addEventListener("keydown", (e) => this.onKey(e));
     this.rowsBox.addEventListener("click", (e) => this.onClick(e));
-    new ResizeObserver(() => this.schedule()).observe(this.viewport);
+    new ResizeObserver(([entry]) => {
+      this.viewHeight = entry.contentRect.height;
+      this.schedule();
+    }).observe(this.viewport);
     this.updateHead();
   }
 
@@ -243,16 +254,16 @@ export class FlowTable {
     }
   }
 
+  /** Scrolled to the end (or nothing to scroll): new flows keep it there. */
   atBottom() {
-    const v = this.viewport;
-    return v.scrollHeight - v.scrollTop - v.clientHeight < ROW_HEIGHT * 2;
+    return this.scrollTop + this.viewHeight >= this.rows.length * ROW_HEIGHT - ROW_HEIGHT * 2;
   }
 
   /** The number of rows or the order changed: resize, maybe follow, repaint. */
   changed(followBottom) {
     this.spacer.style.height = `${this.rows.length * ROW_HEIGHT}px`;
     this.empty.hidden = this.rows.length > 0;
-    if (followBottom) this.viewport.scrollTop = this.viewport.scrollHeight;
+    if (followBottom) this.follow = true;
     this.schedule();
   }
 
@@ -264,9 +275,15 @@ export class FlowTable {
     });
   }
 
+  /** Paints the rows in view: once per frame at most, however many flows came. */
   render() {
-    const top = this.viewport.scrollTop;
-    const height = this.viewport.clientHeight || 600;
+    const height = this.viewHeight;
+    if (this.follow) {
+      this.follow = false;
+      this.scrollTop = Math.max(0, this.rows.length * ROW_HEIGHT - height);
+      this.viewport.scrollTop = this.scrollTop;
+    }
+    const top = Math.min(this.scrollTop, Math.max(0, this.rows.length * ROW_HEIGHT - height));
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
     const n = Math.max(0, last - first);
@@ -362,6 +379,7 @@ export class FlowTable {
     const y = i * ROW_HEIGHT;
     if (y < v.scrollTop) v.scrollTop = y;
     else if (y + ROW_HEIGHT > v.scrollTop + v.clientHeight) v.scrollTop = y + ROW_HEIGHT - v.clientHeight;
+    this.scrollTop = v.scrollTop;
   }
 
   onKey(e) {
