@@ -8,7 +8,9 @@ kill, an answer, edits, or nothing. At ``DONE`` it calls ``error`` (for a
 flow that failed) and ``done`` with the final record. ``save`` hooks run as
 the recording's filter (``proxy.replay.writer.SaveFilter``). Each message
 record (``MESSAGE``) goes to ``websocket_message`` or ``grpc_message`` with
-the flow and the message, observe-only (``proxy.addons.messages``).
+the flow and the message, observe-only (``proxy.addons.messages``), and
+with an addon that has ``tcp_message`` at start, each read a TCP relay
+passes on (``DATA``) to it.
 
 An addon that raises is reported once per hook and loaded version, with its
 traceback, and the flow goes on as if that addon had not been there: a
@@ -28,10 +30,11 @@ from typing import Any
 
 from proxy.addons.api import Flow, Headers, Request, Response
 from proxy.addons.loader import Script
-from proxy.addons.messages import Message, message_of
+from proxy.addons.messages import Message, message_of, tcp_message_of
 from proxy.addons.verdicts import recorded_flow, request_verdict, response_verdict
 from proxy.flow.hooks import HookKind, LiveFlow, Proceed, Verdict
 from proxy.flow.record import FlowSource
+from proxy.flow.tcpdata import TcpData
 from proxy.replay.format import RecordedFlow
 from proxy.replay.fromrecord import recorded
 from proxy.replay.server import known_body
@@ -57,7 +60,7 @@ def addon_flow(f: RecordedFlow, options: Mapping[str, Any], record: Any = None) 
 
 
 class AddonHost:
-    kinds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE, HookKind.MESSAGE})
+    BASE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE, HookKind.MESSAGE})
     holds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})
     request_body = True  # request() sees the whole body (up to --max-body)
 
@@ -66,6 +69,11 @@ class AddonHost:
     ) -> None:
         self.scripts = list(scripts)
         self.options = options
+        # TCP relays report their reads only when asked: an addon with
+        # tcp_message when the proxy starts (one added by a reload is not called).
+        self.tcp = any(s.hooks["tcp_message"] for s in self.scripts)
+        self.kinds = self.BASE | {HookKind.DATA} if self.tcp else self.BASE
+        self._reads: dict[tuple[str, bool], int] = {}  # reads so far, per relay and direction
         self.check_every = check_every
         self._checked = time.monotonic()
         self._live: dict[str, Flow] = {}  # flows between their request and their end
@@ -145,6 +153,10 @@ class AddonHost:
         if kind is HookKind.MESSAGE:
             self._message(flow)
             return False
+        if kind is HookKind.DATA:
+            if isinstance(flow, TcpData):
+                self._tcp(flow)
+            return False
         if resume is None:
             return False
         live: LiveFlow = flow  # type: ignore[assignment]  # holdable points give live flows
@@ -198,7 +210,11 @@ class AddonHost:
         return True
 
     def _done(self, flow: FlowSource) -> None:
-        live = self._live.pop(getattr(flow, "id", ""), None)
+        flow_id = getattr(flow, "id", "")
+        live = self._live.pop(flow_id, None)
+        if self.tcp:
+            self._reads.pop((flow_id, True), None)
+            self._reads.pop((flow_id, False), None)
         wants_error, wants_done = self._calls("error"), self._calls("done")
         if not wants_error and not wants_done:
             return
@@ -223,6 +239,16 @@ class AddonHost:
         f = self._live.get(message.flow_id) or Flow(message.flow_id, Request("", "", Headers()),
                                                      self.options)  # fmt: skip
         self._observe(hook, f, message)
+
+    def _tcp(self, d: TcpData) -> None:
+        key = (d.flow, d.from_client)
+        index = self._reads.get(key, 0)
+        self._reads[key] = index + 1
+        f = self._live.get(d.flow)
+        if f is None:
+            request = Request("", f"tcp://{d.host}:{d.port}", Headers())
+            f = self._live[d.flow] = Flow(d.flow, request, self.options)
+        self._observe("tcp_message", f, tcp_message_of(d, index))
 
     def _observe(self, hook: str, flow: Flow, message: Message) -> None:
         calls = self._calls(hook)

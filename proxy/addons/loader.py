@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-#: Every hook an addon may define; ``tcp_message`` is not called yet (docs/addons.md).
+#: Every hook an addon may define (docs/addons.md).
 HOOKS = (
     "request",
     "response",

@@ -1,5 +1,5 @@
-"""Messages of streaming protocols, as addons see them: ``websocket_message``
-and ``grpc_message`` hooks (observe-only).
+"""Messages of streaming protocols, as addons see them: ``websocket_message``,
+``grpc_message`` and ``tcp_message`` hooks (observe-only).
 
 The WebSocket layer and the gRPC observer report each message once it is
 complete, as a record (``Hook(MESSAGE)``, the same path as the flow log's
@@ -9,6 +9,9 @@ rules), and a gRPC message is read from the body as it streams: neither
 layer can wait for an addon per message without stalling the connection, so
 these hooks see a message and cannot change or drop it. Change or drop
 messages with the ``websocket:`` and ``grpc`` rules (docs/rules.md).
+
+A TCP relay has no messages: each read of one side is one ``tcp_message``,
+reported as it is relayed (``proxy.flow.tcpdata``), observe-only as well.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 from proxy.flow.grpcinfo import GrpcMessage
 from proxy.flow.record import FlowRecord
+from proxy.flow.tcpdata import TcpData
 from proxy.flow.wsinfo import WsMessage
 
-__all__ = ["Message", "message_of"]
+__all__ = ["Message", "message_of", "tcp_message_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,7 @@ class Message:
     """One message. ``content`` is its payload (gRPC: the message without its
     5-byte frame, decompressed), whole when ``truncated`` is False."""
 
-    protocol: str  # "websocket" or "grpc"
+    protocol: str  # "websocket", "grpc" or "tcp"
     flow_id: str  # the connection's (WebSocket) or the call's (gRPC) flow
     from_client: bool
     index: int  # from 0, per direction
@@ -75,3 +79,8 @@ def message_of(record: FlowRecord) -> tuple[str, Message] | None:
     if isinstance(record.grpc, GrpcMessage):
         return "grpc_message", _grpc(record.grpc)
     return None
+
+
+def tcp_message_of(d: TcpData, index: int) -> Message:
+    """One read of a TCP relay (``index``: from 0, per direction)."""
+    return Message("tcp", d.flow, d.from_client, index, d.data, len(d.data))

@@ -30,6 +30,10 @@ class HookKind(Enum):
     # A message of a streaming protocol completed (gRPC): the flow is its own
     # record (kind ``grpc_message``), written as it comes, before DONE.
     MESSAGE = "message"
+    # Bytes a TCP relay passed on, one read at a time (``proxy.flow.tcpdata``):
+    # emitted only when a subscriber asks for it (addons' ``tcp_message``),
+    # never written to the sinks.
+    DATA = "data"
 
 
 HOLDABLE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})

@@ -29,7 +29,7 @@ from proxy.session.config import SessionConfig
 class TunnelRecorder:
     """Owns the record of one SOCKS5 or transparent connection."""
 
-    __slots__ = ("client", "config", "host", "kind", "port", "route", "server", "start")
+    __slots__ = ("client", "config", "host", "id", "kind", "port", "route", "server", "start")
 
     def __init__(
         self, config: SessionConfig, client: Address, host: str, port: int, kind: str
@@ -40,6 +40,7 @@ class TunnelRecorder:
         self.port = port
         self.kind = kind  # "tunnel" (SOCKS5) or "tcp" (transparent)
         self.start = config.clock()
+        self.id = config.new_id()  # from the start: the relay's reads are reported under it
         self.server: Address | None = None
         self.route: RouteInfo | None = None
 
@@ -58,7 +59,7 @@ class TunnelRecorder:
             url = f"{authority}:{self.port}"
             request = RequestInfo(b"CONNECT", url, Message((), 0, b""))
         return FlowRecord(
-            id=self.config.new_id(),
+            id=self.id,
             kind=self.kind,
             mode=self.config.mode,
             start=self.start,

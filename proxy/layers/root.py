@@ -54,7 +54,7 @@ from proxy.layers.http2.server import Http2Server
 from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
 from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
 from proxy.layers.recorder import TunnelRecorder
-from proxy.layers.tcp import tcp_plan
+from proxy.layers.tcp import observed, tcp_plan
 from proxy.layers.tunnel import TunnelLayer
 from proxy.layers.tunnelsniff import TunnelSniff, Verdict, preface
 from proxy.layers.websocket.layer import WebSocketLayer
@@ -230,6 +230,7 @@ class ClientLayers:
                 self.config.clock,
                 tcp_plan(self.config, key[0], key[1], self.client[0]),
                 half_close=session.config.client_tls is None,
+                observe=observed(self.config, ex.id, key[0], key[1]) if ex is not None else None,
             )
             self.current = tunnel
             out.append(ResumeReading(CLIENT))
@@ -373,7 +374,9 @@ class ClientLayers:
             self._relay = None
             host, port = self._next_target
             plan = tcp_plan(self.config, host, port, self.client[0])
-            tunnel = TunnelLayer(conn, self.config.clock, plan)
+            owner = self.tunnel_owner.tunnel if self.tunnel_owner is not None else None
+            watch = observed(self.config, owner.id, host, port) if owner is not None else None
+            tunnel = TunnelLayer(conn, self.config.clock, plan, observe=watch)
             self.current = tunnel
             if self.tunnel_owner is not None and self.tunnel_owner.tunnel is not None:
                 self.tunnel_owner.tunnel.server = event.address

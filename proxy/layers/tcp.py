@@ -34,6 +34,11 @@ from proxy.session import routing
 from proxy.session.config import SessionConfig
 
 
+def observed(config: SessionConfig, flow: str, host: str, port: int) -> tuple[str, str, int] | None:
+    """What a relay reports its reads under (``HookKind.DATA``), when a subscriber asked."""
+    return (flow, host, port) if HookKind.DATA in config.hooks.notify else None
+
+
 def tcp_plan(config: SessionConfig, host: str, port: int, client_ip: str) -> TcpPlan | None:
     """The TCP rules (toxics) for a relay to ``host:port``, when rules are loaded."""
     get = config.rules
@@ -47,7 +52,9 @@ class TcpLayers:
     """The ``tcp:host:port`` mode: every client connection relayed raw to one server."""
 
     SERVER = server_conn(1)
-    __slots__ = ("client", "config", "ended", "host", "port", "server", "start_time", "tunnel")
+    __slots__ = (
+        "client", "config", "ended", "host", "id", "port", "server", "start_time", "tunnel",
+    )  # fmt: skip
 
     def __init__(self, config: SessionConfig, client: Address, host: str, port: int) -> None:
         self.config = config
@@ -55,6 +62,7 @@ class TcpLayers:
         self.host = host
         self.port = port
         self.start_time = config.clock()
+        self.id = config.new_id()
         self.server: Address | None = None
         self.tunnel: TunnelLayer | None = None
         self.ended = False
@@ -76,7 +84,8 @@ class TcpLayers:
         if isinstance(event, ServerOpened):
             self.server = event.address
             plan = tcp_plan(self.config, self.host, self.port, self.client[0])
-            tunnel = self.tunnel = TunnelLayer(self.SERVER, self.config.clock, plan)
+            watch = observed(self.config, self.id, self.host, self.port)
+            tunnel = self.tunnel = TunnelLayer(self.SERVER, self.config.clock, plan, observe=watch)
             return [*tunnel.start(), ResumeReading(CLIENT)]
         if isinstance(event, ServerFailed):
             return [
@@ -114,7 +123,7 @@ class TcpLayers:
     def _record(self, tunnel: TunnelLayer | None, error: str | None) -> Hook:
         self.ended = True
         record = FlowRecord(
-            id=self.config.new_id(),
+            id=self.id,
             kind="tcp",
             mode=self.config.mode,
             start=self.start_time,

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from proxy.flow.hooks import HookKind
 from proxy.flow.record import TunnelInfo
+from proxy.flow.tcpdata import TcpData
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
     Command,
     Conn,
+    Hook,
     SendData,
     SetTimer,
     Shutdown,
@@ -49,7 +52,7 @@ class TunnelLayer:
 
     __slots__ = (
         "_closing", "bytes_down", "bytes_up", "client_close", "clock", "done", "half_close",
-        "plan", "server", "server_close",
+        "observe", "plan", "server", "server_close",
     )  # fmt: skip
 
     def __init__(
@@ -58,8 +61,11 @@ class TunnelLayer:
         clock: Callable[[], float],
         rules: TcpPlan | None = None,
         half_close: bool = True,
+        observe: tuple[str, str, int] | None = None,
     ) -> None:
         self.server = server
+        # (flow id, host, port): each read goes to ``HookKind.DATA`` subscribers too.
+        self.observe = observe
         self.clock = clock
         self.plan = rules if rules is not None and rules.matched else None
         # A client side we terminated TLS for cannot half-close.
@@ -119,6 +125,8 @@ class TunnelLayer:
             self._run(self.plan.upstream.feed(self.clock(), data), True, out)
         else:
             out.append(SendData(self.server, data))
+        if self.observe is not None:
+            self._observed(True, data, out)
 
     def _from_server(self, data: bytes, out: list[Command]) -> None:
         self.bytes_down += len(data)
@@ -126,6 +134,13 @@ class TunnelLayer:
             self._run(self.plan.downstream.feed(self.clock(), data), False, out)
         else:
             out.append(SendData(CLIENT, data))
+        if self.observe is not None:
+            self._observed(False, data, out)
+
+    def _observed(self, from_client: bool, data: bytes, out: list[Command]) -> None:
+        assert self.observe is not None
+        flow, host, port = self.observe
+        out.append(Hook(HookKind.DATA, TcpData(flow, host, port, from_client, data, self.clock())))
 
     def _client_eof(self, out: list[Command]) -> None:
         self.client_close = self.client_close or "fin"

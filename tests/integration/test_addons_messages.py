@@ -1,17 +1,21 @@
 """Addon message hooks through a live proxy: ``websocket_message`` (sync) and
 ``grpc_message`` (async) see each message with its flow, in order, and one that
-raises leaves the messages flowing (observe-only hooks, docs/addons.md)."""
+raises leaves the messages flowing; ``tcp_message`` sees each read of a TCP
+relay (observe-only hooks, docs/addons.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
+import pytest
 
 from tests.support import grpcsvc
 from tests.support.proxyproc import running_proxy
@@ -123,3 +127,69 @@ def test_grpc_message_hook_sees_requests_and_replies(tmp_path: Path, monkeypatch
         r.SerializeToString() for r in replies
     ]
     assert {s["url"] for s in seen} == {f"http://127.0.0.1:{server.port}/demo.Echo/ServerStream"}
+
+
+TCP_ADDON = """
+import json, os
+
+def tcp_message(flow, message):
+    with open(os.environ["TAPPROXY_TEST_OUT"], "a") as f:
+        f.write(json.dumps({"flow": flow.id, "url": flow.request.url, "up": message.from_client,
+                            "index": message.index, "data": message.content.hex()}) + "\\n")
+"""
+
+
+def _tcp_echo() -> tuple[socket.socket, threading.Thread]:
+    """A TCP server that answers each read with the same bytes upper-cased."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data.upper())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return srv, thread
+
+
+@pytest.mark.parametrize("via", ["tcp-mode", "connect"])
+def test_tcp_message_hook_sees_each_read_of_a_tcp_relay(
+    via: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    out = tmp_path / "seen.jsonl"
+    monkeypatch.setenv("TAPPROXY_TEST_OUT", str(out))
+    addon = tmp_path / "tcp.py"
+    addon.write_text(TCP_ADDON)
+    srv, thread = _tcp_echo()
+    port = srv.getsockname()[1]
+    sent = [b"hello ", b"tcp ", b"relay"]
+    try:
+        mode = f"tcp:127.0.0.1:{port}" if via == "tcp-mode" else "regular"
+        with running_proxy("-s", str(addon), "--mode", mode) as p:
+            with socket.create_connection(("127.0.0.1", p.port), timeout=10) as c:
+                if via == "connect":  # a CONNECT tunnel of the forward listener
+                    c.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += c.recv(1)
+                    assert head.startswith(b"HTTP/1.1 200")
+                got = b""
+                for piece in sent:
+                    c.sendall(piece)
+                    while len(got) < sum(map(len, sent[: sent.index(piece) + 1])):
+                        got += c.recv(65536)
+            seen = _seen(out, 6)
+    finally:
+        srv.close()
+        thread.join(10)
+    assert got == b"HELLO TCP RELAY"
+    up = [s for s in seen if s["up"]]
+    down = [s for s in seen if not s["up"]]
+    assert b"".join(bytes.fromhex(s["data"]) for s in up) == b"".join(sent)
+    assert b"".join(bytes.fromhex(s["data"]) for s in down) == got
+    assert [s["index"] for s in up] == list(range(len(up)))
+    if via == "tcp-mode":
+        assert {s["url"] for s in seen} == {f"tcp://127.0.0.1:{port}"}
+    assert len({s["flow"] for s in seen}) == 1

@@ -585,12 +585,12 @@ def test_held_response_head_pauses_the_server_and_goes_out_edited() -> None:
         << held(HookKind.RESPONSE_HEAD)
         >> DataReceived(S1, b"i")  # in flight before the pause: kept for later
         >> HookResumed(HookKind.RESPONSE_HEAD, Proceed(edit))
+        << ResumeReading(S1)  # first: a 101 hands over with StartTunnel, the list's last
         << SendData(
             CLIENT,
             b"HTTP/1.1 203 Non-Authoritative Information\r\nX-Seen: yes\r\n"
             b"Content-Length: 2\r\n\r\n",
         )
-        << ResumeReading(S1)
         << SendData(CLIENT, b"hi")
         << done(lambda r: r.response.status == 203)
     )
