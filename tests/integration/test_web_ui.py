@@ -11,10 +11,13 @@ module's tests, in order:
 * a filter expression narrows the list, and a bad one shows its column;
 * a flow's details show its JSON request body pretty-printed;
 * a breakpoint holds a request; its header is edited in the page and the
-  flow resumed: the upstream receives the edited header;
+  flow resumed: the upstream receives the edited header, and the flow's
+  details show the request as received and as sent side by side;
 * a flow is edited and resent, and replayed as is: the new flows are listed
   and the upstream received the edit;
 * two flows are diffed;
+* a flow is marked and found with ``~marked``; a 404 and a refused
+  upstream show as such (the overview screenshot, docs/web-ui.png);
 * the table takes 100,000 flows (made in the page, not sent): it stays
   quick, keeps about a screenful of rows in the DOM, scrolls and sorts.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +70,7 @@ class Ui:
         return rows.filter(has_text=text) if text else rows
 
     def shot(self, name: str) -> None:
+        self.page.evaluate("document.getElementById('toasts').replaceChildren()")
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
@@ -205,6 +210,16 @@ def test_breakpoint_edit_resume(ui: Ui) -> None:
     page.locator("#bp-off").click()
     expect(page.get_by_test_id("bp-state")).to_contain_text("No breakpoint", timeout=WAIT)
     page.locator("#intercept-close").click()
+    # The edited flow: as received and as sent, side by side.
+    ui.open_flow("/echo/held")
+    page.get_by_test_id("tab-request").click()
+    both = page.get_by_test_id("request-changed")
+    expect(both).to_be_visible(timeout=WAIT)
+    received, sent = both.locator("table.headers").all()
+    expect(received).to_contain_text("original")
+    expect(sent).to_contain_text("edited")
+    expect(sent.locator("tr.hdr-diff")).to_contain_text("X-Debug")
+    ui.shot("4-edited-flow")
 
 
 def test_resend_and_replay(ui: Ui) -> None:
@@ -250,6 +265,38 @@ def test_diff(ui: Ui) -> None:
     ui.shot("6-diff")
     page.locator("#diff-close").click()
     expect(dialog).to_be_hidden()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_marks_errors_overview(ui: Ui) -> None:
+    page = ui.page
+    finished(ui.curl("/missing/page"))
+    finished(ui.curl("/bytes/4096"))
+    refused = f"http://127.0.0.1:{closed_port()}/api/health"
+    cmd = ["curl", "-sS", "-o", "/dev/null", "-x", ui.proxy.url, refused]
+    subprocess.run(cmd, timeout=30, check=False, capture_output=True)
+    expect(ui.rows("/missing/page")).to_contain_text("404", timeout=WAIT)
+    expect(ui.rows("/api/health")).to_contain_text("502", timeout=WAIT)
+    expect(ui.rows("/api/health").locator("[data-col=markers]")).to_contain_text("⚠")
+    ui.open_flow("/echo/orders")
+    page.locator("#act-mark").click()
+    expect(ui.rows("/echo/orders").locator("[data-col=markers]")).to_contain_text("★", timeout=WAIT)
+    box = page.get_by_test_id("filter-input")
+    box.fill("~marked")
+    box.press("Enter")
+    expect(ui.rows()).to_have_count(1, timeout=WAIT)
+    box.fill("")
+    box.press("Enter")
+    expect(ui.rows("/api/health")).to_have_count(1, timeout=WAIT)
+    page.get_by_test_id("tab-request").click()
+    expect(page.get_by_test_id("body-request")).to_contain_text('"sku": "A-1"', timeout=WAIT)
+    ui.shot("8-overview")
 
 
 FILL_100K = """async () => {
