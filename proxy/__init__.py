@@ -59,7 +59,9 @@ The layers of one client connection (``proxy.layers.root``)
     of the tunnel: frames parsed both ways (wsproto's decoder), messages
     recorded one by one (``Hook(MESSAGE)``, as gRPC's) and given to the
     ``websocket:`` rules, the original frames forwarded when no rule changed
-    a message.
+    a message. Server replay answers an upgrade with the recorded ``101``
+    and puts the recorded server (``proxy.layers.websocket.replayed``) in
+    the server connection's place.
 
 The flow (``proxy.flow``)
     ``FlowRecord`` is what was seen of one flow: the request as the client
