@@ -176,6 +176,22 @@ def test_deflate_desync_after_a_rewrite_reencodes_later_messages() -> None:
     assert ws.down.desync
 
 
+def test_rewritten_messages_are_masked_toward_the_server_only() -> None:
+    """RFC 6455 §5.1: a client closes on a masked frame, a server on an unmasked
+    one (aiohttp lets either pass; wsproto, as browsers, does not)."""
+    rules = "  - match: {text: {contains: one}}\n    replace: {regex: one, with: ONE}\n"
+    for deflate in (None, negotiated("permessage-deflate")):
+        for up in (True, False):
+            ws = layer(rules, deflate)
+            sender = zlib.compressobj(6, zlib.DEFLATED, -15)
+            data = b"message one"
+            wire = deflate_frame(sender, data, mask=up) if deflate else frame(1, data, mask=up)
+            out = ws.handle(DataReceived(CLIENT if up else S, wire))
+            [send] = [c for c in out if isinstance(c, SendData)]
+            assert send.conn == (S if up else CLIENT)
+            assert bool(send.data[1] & 0x80) is up, (deflate, up)
+
+
 def test_deflate_untouched_messages_keep_their_frames() -> None:
     deflate = negotiated("permessage-deflate; server_no_context_takeover")
     ws = layer("  - match: {text: {contains: zzz}}\n    drop: true\n", deflate)

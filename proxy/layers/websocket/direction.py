@@ -223,7 +223,7 @@ class Direction:
     def reencode(self, msg: Msg, payload: bytes) -> bytes:
         """A message the proxy writes (changed, or after a desync): compressed
         when the original was, with the proxy's own deflater."""
-        to_server = not self.from_client
+        to_server = self.from_client  # masked toward the server only (RFC 6455 §5.1)
         deflate = self.deflate
         if not msg.compressed or deflate is None:
             return encode(msg.opcode, payload, to_server)
