@@ -103,15 +103,17 @@ class H2WebSocket:
         self._flush()
         while self.status is None and self.reset is None:
             await self._pump()
-        if self.status == 200:
-            extensions = []
-            accepted = self.header(b"sec-websocket-extensions")
-            if accepted is not None and accepted.startswith(b"permessage-deflate"):
-                deflate = PerMessageDeflate()
-                deflate.finalize(accepted.decode())
-                extensions.append(deflate)
-            self.proto = FrameProtocol(client=True, extensions=extensions)
         return self
+
+    def _switched(self) -> None:
+        """The 200: frames from now on (in the same read as the head, too)."""
+        extensions = []
+        accepted = self.header(b"sec-websocket-extensions")
+        if accepted is not None and accepted.startswith(b"permessage-deflate"):
+            deflate = PerMessageDeflate()
+            deflate.finalize(accepted.decode())
+            extensions.append(deflate)
+        self.proto = FrameProtocol(client=True, extensions=extensions)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -197,6 +199,8 @@ class H2WebSocket:
         elif isinstance(event, ev.ResponseReceived):
             self.headers = list(event.headers)
             self.status = int(dict(self.headers)[b":status"])
+            if self.status == 200:
+                self._switched()
         elif isinstance(event, ev.DataReceived):
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             if self.proto is None:
