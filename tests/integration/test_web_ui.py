@@ -19,7 +19,13 @@ module's tests, in order:
 * a flow is marked and found with ``~marked``; a 404 and a refused
   upstream show as such (the overview screenshot, docs/web-ui.png);
 * the table takes 100,000 flows (made in the page, not sent): it stays
-  quick, keeps about a screenful of rows in the DOM, scrolls and sorts.
+  quick, keeps about a screenful of rows in the DOM, scrolls and sorts;
+* at a breakpoint, Reply answers the client (the upstream is not asked),
+  Kill resets it, and a response held is edited (status, a header) before
+  the client gets it;
+* a WebSocket's messages are listed both ways;
+* exports: one flow as HAR and as a curl command, the filtered view as JSONL;
+* pause keeps updates back until resume; clear empties list and store.
 
 Each view is saved as a screenshot in ``$TAPPROXY_SCREENSHOTS`` (or the
 test's temporary directory). Every wait is Playwright's bounded ``expect``
@@ -31,88 +37,35 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.support.proxyproc import ProxyProcess, start_proxy
-from tests.support.upstreams import Upstreams
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect
 
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-CHROMIUM = "/usr/bin/chromium"
-TOKEN = "web-ui-test-token"
-WAIT = 15_000  # ms, for any one thing to show in the page
+from tests.support.webui import (
+    CHROMIUM,
+    FILL_100K,
+    WAIT,
+    Ui,
+    closed_port,
+    finished,
+    running_ui,
+)
+
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs the system's Chromium")
-
-
-@dataclass
-class Ui:
-    page: sync_api.Page
-    proxy: ProxyProcess
-    upstream: Upstreams
-    web: str  # http://127.0.0.1:PORT
-    shots: Path
-    errors: list[str]
-
-    def curl(self, path: str, *args: str) -> subprocess.Popen[bytes]:
-        """curl through the proxy to the upstream, in the background."""
-        url = f"{self.upstream.url}{path}"
-        cmd = ["curl", "-sS", "--max-time", "60", "-x", self.proxy.url, url, *args]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def rows(self, text: str | None = None) -> sync_api.Locator:
-        rows = self.page.get_by_test_id("flow-row")
-        return rows.filter(has_text=text) if text else rows
-
-    def shot(self, name: str) -> None:
-        self.page.evaluate("document.getElementById('toasts').replaceChildren()")
-        path = self.shots / f"{name}.png"
-        self.page.screenshot(path=str(path))
-        assert path.stat().st_size > 10_000
-
-    def open_flow(self, path_text: str) -> None:
-        self.rows(path_text).first.click()
-        expect(self.page.get_by_test_id("details-title")).to_contain_text(path_text, timeout=WAIT)
-
-
-def finished(proc: subprocess.Popen[bytes]) -> bytes:
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err.decode(errors="replace")
-    return out
-
-
-def web_address(p: ProxyProcess) -> str:
-    line = next(x for x in p.stderr_lines if b"web UI listening at" in x).decode()
-    found = re.search(r"web UI listening at (\S+):(\d+)", line)
-    assert found is not None, line
-    return f"http://{found.group(1)}:{found.group(2)}"
 
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     shots = Path(os.environ.get("TAPPROXY_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    upstream = Upstreams()
-    proxy = start_proxy("--web", "--web-port", "0", "--web-token", TOKEN, modes=2)
-    try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(viewport={"width": 1440, "height": 860})
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{web_address(proxy)}/?token={TOKEN}", timeout=WAIT)
-            yield Ui(page, proxy, upstream, web_address(proxy), shots, errors)
-            browser.close()
-        assert not errors, errors
-    finally:
-        proxy.stop()
-        upstream.close()
+    with running_ui(shots) as ui:
+        yield ui
 
 
 def test_flows_appear_live(ui: Ui) -> None:
@@ -267,13 +220,6 @@ def test_diff(ui: Ui) -> None:
     expect(dialog).to_be_hidden()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def test_marks_errors_overview(ui: Ui) -> None:
     page = ui.page
     finished(ui.curl("/missing/page"))
@@ -299,30 +245,6 @@ def test_marks_errors_overview(ui: Ui) -> None:
     ui.shot("8-overview")
 
 
-FILL_100K = """async () => {
-  const t = window.tapproxy.table;
-  const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
-  const make = (i) => ({id: `synthetic-${i}`, seq: 1e6 + i, start: 2e9 + i, state: "done",
-    held: null, protocol: i % 7 ? "HTTP/1.1" : "HTTP/2", kind: "http",
-    method: i % 5 ? "GET" : "POST",
-    url: `http://many.test/n/${i}`, host: "many.test", path: `/n/${i}`, status: 200 + (i % 3) * 100,
-    type: "text/plain", size: (i * 7919) % 100003, duration: i % 50, error: null, marked: false,
-    rules: [], changed: false});
-  const before = t.count;
-  const rows = [];
-  for (let i = 1; i <= 100000; i++) rows.push(make(i));
-  let t0 = performance.now();
-  t.upsert(rows);
-  await frame();
-  const load = performance.now() - t0;
-  t0 = performance.now();
-  for (let i = 100001; i <= 101000; i++) t.upsert([make(i)]);  // one by one, as updates come
-  await frame();
-  const append = performance.now() - t0;
-  return {load, append, count: t.count - before, dom: t.rowsBox.children.length};
-}"""
-
-
 def test_table_100k_rows(ui: Ui) -> None:
     page = ui.page.context.new_page()  # a second tab: the cookie is enough now
     page.goto(f"{ui.web}/", timeout=WAIT)
@@ -345,3 +267,135 @@ def test_table_100k_rows(ui: Ui) -> None:
     expect(page.get_by_test_id("flow-row").first).to_contain_text("0 B", timeout=WAIT)
     page.screenshot(path=str(ui.shots / "7-100k-rows.png"))
     page.close()
+
+
+def test_breakpoint_reply_kill_and_response(ui: Ui) -> None:
+    page = ui.page
+    page.get_by_test_id("intercept").click()
+    page.get_by_test_id("bp-filter").fill("~u /echo/answer | ~u /echo/doomed")
+    page.get_by_test_id("bp-set").click()
+    expect(page.get_by_test_id("bp-state")).to_contain_text("/echo/doomed", timeout=WAIT)
+    held = page.get_by_test_id("held-item")
+    # Reply: the client gets our answer, the upstream nothing.
+    client = ui.curl("/echo/answer", "-w", "\n%{http_code}")
+    expect(held).to_have_count(1, timeout=WAIT)
+    held.click()
+    page.locator("#he-reply-toggle").click()
+    page.locator("#he-reply-status").fill("418")
+    page.locator("#he-reply-body").fill("short and stout")
+    page.locator("#he-reply").click()
+    assert finished(client).decode() == "short and stout\n418"
+    # Kill: the client's connection is reset, with no answer.
+    client = ui.curl("/echo/doomed")
+    expect(held).to_have_count(1, timeout=WAIT)
+    held.click()
+    page.locator("#he-kill").click()
+    client.communicate(timeout=30)
+    assert client.returncode in (52, 56), client.returncode  # empty reply / recv failure
+    expect(held).to_have_count(0, timeout=WAIT)
+    # At the response: status and headers edited before the client gets them.
+    page.locator("#bp-request").uncheck()
+    page.locator("#bp-response").check()
+    page.get_by_test_id("bp-filter").fill("~u /echo/late")
+    page.get_by_test_id("bp-set").click()
+    expect(page.get_by_test_id("bp-state")).to_contain_text("at the response", timeout=WAIT)
+    client = ui.curl("/echo/late", "-i")
+    expect(held).to_have_count(1, timeout=WAIT)
+    expect(held).to_contain_text("response")
+    held.click()
+    status = page.locator("#he-status")
+    expect(status).to_have_value("200", timeout=WAIT)
+    status.fill("203")
+    headers = page.get_by_test_id("he-headers")
+    headers.fill(headers.input_value() + "\nX-Edited: at-response")
+    ui.shot("4-intercept-response")
+    page.get_by_test_id("he-resume").click()
+    head = finished(client).decode().split("\r\n\r\n")[0]
+    assert head.startswith("HTTP/1.1 203"), head
+    assert "X-Edited: at-response" in head.split("\r\n"), head
+    page.locator("#bp-request").check()
+    page.locator("#bp-response").uncheck()
+    page.locator("#bp-off").click()
+    expect(page.get_by_test_id("bp-state")).to_contain_text("No breakpoint", timeout=WAIT)
+    page.locator("#intercept-close").click()
+
+
+async def _websocket_talk(proxy: str, url: str) -> list[str]:
+    async with aiohttp.ClientSession() as s, s.ws_connect(url, proxy=proxy) as ws:
+        got = []
+        for text in ("hello", "again"):
+            await ws.send_str(text)
+            got.append((await ws.receive(timeout=10)).data)
+        return got
+
+
+def test_websocket_messages(ui: Ui) -> None:
+    page = ui.page
+    url = f"ws://127.0.0.1:{ui.upstream.port}/ws"
+    got = ui.upstream.call(
+        _websocket_talk(ui.proxy.url, url)
+    )  # (Playwright owns this thread's loop)
+    assert got == ["echo:hello", "echo:again"]
+    row = ui.rows("/ws")
+    expect(row).to_contain_text("WebSocket", timeout=WAIT)
+    ui.open_flow("/ws")
+    page.get_by_test_id("tab-messages").click()
+    messages = page.get_by_test_id("messages")
+    expect(messages.locator("tr.msg-client")).to_have_count(2, timeout=WAIT)
+    expect(messages.locator("tr.msg-server")).to_have_count(2)
+    expect(messages.locator("tr.msg-server").first).to_contain_text("echo:hello")
+    ui.shot("3-details-websocket")
+
+
+def test_exports(ui: Ui, tmp_path: Path) -> None:
+    page = ui.page
+    ui.open_flow("/echo/orders")
+    with page.expect_download(timeout=WAIT) as download:
+        page.locator("#act-export-har").click()
+    har = tmp_path / "one.har"
+    download.value.save_as(har)
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert [e["request"]["url"] for e in entries] == [f"{ui.upstream.url}/echo/orders"]
+    page.locator("#act-export-curl").click()
+    command = page.get_by_test_id("curl-text")
+    expect(command).to_contain_text("curl", timeout=WAIT)
+    expect(command).to_contain_text(f"{ui.upstream.url}/echo/orders")
+    expect(command).to_contain_text('"order": 42')
+    page.keyboard.press("Escape")
+    expect(command).to_be_hidden()
+    box = page.get_by_test_id("filter-input")
+    box.fill("~u /echo/item/")
+    box.press("Enter")
+    expect(ui.rows()).to_have_count(6, timeout=WAIT)  # items 1-5 and item 2's replay
+    page.locator("#export-menu summary").click()
+    with page.expect_download(timeout=WAIT) as download:
+        page.locator("#export-menu button[data-scope=view][data-format=jsonl]").click()
+    jsonl = tmp_path / "view.jsonl"
+    download.value.save_as(jsonl)
+    urls = [json.loads(line)["request"]["url"] for line in jsonl.read_text().splitlines()]
+    assert sorted(urls) == sorted(f"{ui.upstream.url}/echo/item/{i}" for i in (1, 2, 2, 3, 4, 5))
+    box.fill("")
+    box.press("Enter")
+    expect(ui.rows("/echo/orders")).to_have_count(1, timeout=WAIT)
+
+
+def test_pause_resume_and_clear(ui: Ui) -> None:
+    page = ui.page
+    stored = page.get_by_test_id("st-stored")
+    expect(stored).to_have_text(re.compile(r"\d+ stored"), timeout=WAIT)
+    before = int(stored.inner_text().split()[0])
+    page.get_by_test_id("pause").click()
+    expect(page.get_by_test_id("st-live")).to_contain_text("paused")
+    finished(ui.curl("/echo/while-paused"))
+    expect(stored).to_have_text(f"{before + 1} stored", timeout=WAIT)  # polled, paused or not
+    expect(page.get_by_test_id("st-live")).to_contain_text("updates waiting")
+    expect(ui.rows("/echo/while-paused")).to_have_count(0)
+    page.get_by_test_id("pause").click()
+    expect(ui.rows("/echo/while-paused")).to_have_count(1, timeout=WAIT)
+    expect(page.get_by_test_id("st-live")).to_contain_text("live")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("clear").click()
+    expect(ui.rows()).to_have_count(0, timeout=WAIT)
+    expect(stored).to_have_text("0 stored", timeout=WAIT)
+    finished(ui.curl("/echo/after-clear"))
+    expect(ui.rows()).to_have_count(1, timeout=WAIT)
