@@ -14,6 +14,7 @@ from typing import Any
 import h2.events as ev
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from wsproto.utilities import generate_accept_token
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.wsinfo import WsMessage
@@ -38,10 +39,16 @@ WS = [
     (b":path", b"/chat?x=1"),
     (b"sec-websocket-version", b"13"),
 ]
-SWITCH = (
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-)
+
+
+def switch(handshake: bytes) -> bytes:
+    """The server's 101 for ``handshake``, its accept made from the proxy's key."""
+    found = re.search(rb"sec-websocket-key: (\S+)\r\n", handshake)
+    assert found is not None
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + generate_accept_token(found.group(1)) + b"\r\n"
+    )
 
 
 def opened(extra: list[tuple[bytes, bytes]] | None = None) -> tuple[Http2Server, Client, bytes]:
@@ -56,8 +63,8 @@ def opened(extra: list[tuple[bytes, bytes]] | None = None) -> tuple[Http2Server,
 
 
 def switched(extra: bytes = b"") -> tuple[Http2Server, Client]:
-    layer, client, _ = opened()
-    rest = client.read(layer.handle(DataReceived(S1, SWITCH + extra + b"\r\n")))
+    layer, client, handshake = opened()
+    rest = client.read(layer.handle(DataReceived(S1, switch(handshake) + extra + b"\r\n")))
     assert rest == []
     return layer, client
 
@@ -201,21 +208,35 @@ def test_a_refusal_is_relayed_as_the_http2_response() -> None:
     assert record.kind == "http" and record.response.status == 403
 
 
+def test_a_101_that_does_not_answer_our_key_is_a_502() -> None:
+    """RFC 6455 §4.1: the proxy, the server's client, checks Sec-WebSocket-Accept."""
+    layer, client, handshake = opened()
+    wrong = b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    bad = switch(handshake).split(b"Sec-WebSocket-Accept")[0] + wrong + b"\r\n"
+    rest = client.read(layer.handle(DataReceived(S1, bad)))
+    (response,) = client.of(ev.ResponseReceived)
+    assert response.headers[0] == (b":status", b"502") and client.of(ev.StreamEnded)
+    assert CloseConnection(S1, abort=True) in rest
+    (done,) = [c for c in rest if isinstance(c, Hook)]
+    assert "Sec-WebSocket-Accept" in done.flow.to_record().error
+    assert not layer.sessions
+
+
 def test_frames_before_the_200_wait_unacknowledged_then_go() -> None:
-    layer, client, _ = opened()
+    layer, client, handshake = opened()
     early = frame(1, b"early")
     client.h2.send_data(1, early)
     assert client.send() == []  # held: the server has not switched yet
     assert not [e for e in client.of(ev.WindowUpdated) if e.stream_id == 1]
-    rest = client.read(layer.handle(DataReceived(S1, SWITCH + b"\r\n")))
+    rest = client.read(layer.handle(DataReceived(S1, switch(handshake) + b"\r\n")))
     assert SendData(S1, early) in rest
 
 
 def test_deflate_is_read_from_the_switch() -> None:
     offer = [(b"sec-websocket-extensions", b"permessage-deflate")]
-    layer, client, _ = opened(offer)
+    layer, client, handshake = opened(offer)
     accept = b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-    client.read(layer.handle(DataReceived(S1, SWITCH + accept)))
+    client.read(layer.handle(DataReceived(S1, switch(handshake) + accept)))
     (response,) = client.of(ev.ResponseReceived)
     assert (b"sec-websocket-extensions", b"permessage-deflate") in response.headers
     z = zlib.compressobj(wbits=-15)

@@ -27,7 +27,9 @@ import base64
 import os
 from dataclasses import replace
 
-from proxy.http1 import BodyData, EndOfMessage, Event, RequestHead, ResponseHead
+from wsproto.utilities import generate_accept_token
+
+from proxy.http1 import NO_BODY, BodyData, EndOfMessage, Event, RequestHead, ResponseHead
 from proxy.http1.fields import build_index
 from proxy.layers.commands import Command
 from proxy.layers.http2.link import ClientLink
@@ -42,6 +44,7 @@ PROTOCOL = b":protocol"
 WEBSOCKET = b"websocket"
 # The handshake fields of RFC 6455 that RFC 8441 §5 leaves out of HTTP/2.
 _NOT_IN_H2 = frozenset({b"sec-websocket-key", b"sec-websocket-accept", b"upgrade", b"connection"})
+_BAD_GATEWAY = ResponseHead(b"1.1", 502, b"Bad Gateway", (), NO_BODY)
 
 
 class Unsupported(Exception):
@@ -143,18 +146,33 @@ class WsRequests(StreamRequests):
         return data
 
 
+def accept_error(ex: Exchange, head: ResponseHead) -> str | None:
+    """Why the server's ``101`` does not answer our handshake (RFC 6455 §4.1:
+    ``Sec-WebSocket-Accept`` made from our key), else None."""
+    key = next((v for k, v in ex.forward.fields if k.lower() == b"sec-websocket-key"), b"")
+    accept = [v.strip() for k, v in head.fields if k.lower() == b"sec-websocket-accept"]
+    if accept != [generate_accept_token(key)]:
+        return "server: Sec-WebSocket-Accept does not answer the key (RFC 6455 §4.1)"
+    return None
+
+
 class WsStreamCodec(StreamCodec):
     """The client end of an extended CONNECT's exchange: a ``101`` goes out as
-    ``200`` and leaves the stream open for the WebSocket."""
+    ``200`` and leaves the stream open for the WebSocket; a ``101`` that does
+    not answer our key is a ``502`` that ends the stream (``refused``)."""
 
-    __slots__ = ()
+    __slots__ = ("refused",)
 
     def __init__(self, config: SessionConfig, link: ClientLink, stream: int) -> None:
         super().__init__(config, link, stream)
         self.requests = WsRequests(link, stream)
+        self.refused: str | None = None
 
     def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        super().send_head(ex, switched(head) if head.status == 101 else head, out)
+        if head.status == 101:
+            self.refused = accept_error(ex, head)
+            head = switched(head) if self.refused is None else _BAD_GATEWAY
+        super().send_head(ex, head, out)
 
     @property
     def ws_requests(self) -> WsRequests:

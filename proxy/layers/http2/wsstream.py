@@ -104,6 +104,9 @@ class WsSession(HttpSession):
         """The server switched: the WebSocket layer takes the stream over."""
         ex = self.tunnel
         assert ex is not None and ex.response is not None
+        if self.codec.refused is not None:  # the client got a 502 for it
+            self._fail(server, self.codec.refused, out)
+            return
         # The layer reads the switch from the head the client got; ours is the
         # 200 of RFC 8441 §5, so it is shown the 101 that head stands for.
         delivered = ex.response
@@ -113,15 +116,19 @@ class WsSession(HttpSession):
         finally:
             ex.response = delivered
         if ws is None:  # a 101 for something the layer cannot read
-            out.append(CloseConnection(server, abort=True))
-            self.codec.link.reset(self.codec.stream, ErrorCodes.CANCEL)
-            self._take(out)
             error = "server: switched to a protocol or extension not readable over HTTP/2"
-            out += super().handle(TunnelEnded(None, error))
+            self._fail(server, error, out)
             return
         self.ws = ws
         self._to_stream(ws.start(b"", to_client), out)
         self.pump_client(out)
+
+    def _fail(self, server: Conn, error: str, out: list[Command]) -> None:
+        """No WebSocket after all: the server closed, the stream reset, the record says why."""
+        out.append(CloseConnection(server, abort=True))
+        self.codec.link.reset(self.codec.stream, ErrorCodes.CANCEL)
+        self._take(out)
+        out += super().handle(TunnelEnded(None, error))
 
     def _to_stream(self, commands: list[Command], out: list[Command]) -> None:
         """The layer's commands, its client being the stream (RFC 8441 §6)."""
