@@ -27,6 +27,7 @@ from proxy.web.feed import LiveFeed
 from proxy.web.intercept import Breakpoints, Matcher
 from proxy.web.metrics import ProxyMetrics
 from proxy.web.resend import Entry, Resender
+from proxy.web.rows import Summary
 from proxy.web.server import WebServer
 from proxy.web.store import FlowStore, StoredFlow
 from proxy.web.storesink import StoreSink
@@ -62,6 +63,7 @@ class WebUi:
             args.web_store, max_flows=args.web_max_flows, max_size=args.web_max_store_size
         )
         self.feed = LiveFeed()
+        self._dropped = self.store.dropped
         self.breakpoints = Breakpoints(live_matcher, args.web_hold_timeout, self._held_changed)
         self._proxy: ProxyServer | None = None  # known once it started
         self.metrics = ProxyMetrics(self._stats, self.store)
@@ -93,7 +95,15 @@ class WebUi:
         return len(flows)
 
     def sink(self) -> StoreSink:
-        return StoreSink(self.store, self.feed.rows, self.metrics)
+        return StoreSink(self.store, self._rows, self.metrics)
+
+    def _rows(self, summaries: list[Summary]) -> None:
+        """Finished flows for the browsers, and the store's drops once they happen."""
+        self.feed.rows(summaries)
+        dropped = self.store.dropped
+        if dropped != self._dropped:
+            self._dropped = dropped
+            self.feed.publish({"type": "dropped", "dropped": dropped, "stored": self.store.count})
 
     async def start(self, proxy: ProxyServer) -> str:
         """Serve the UI; the line to print (its URL with the token)."""
