@@ -61,7 +61,10 @@ The layers of one client connection (``proxy.layers.root``)
     ``websocket:`` rules, the original frames forwarded when no rule changed
     a message. Server replay answers an upgrade with the recorded ``101``
     and puts the recorded server (``proxy.layers.websocket.replayed``) in
-    the server connection's place.
+    the server connection's place. On HTTP/2 (RFC 8441), an extended
+    CONNECT stream's session (``proxy.layers.http2.wsstream``) sends the
+    server the HTTP/1.1 handshake it stands for and, after the ``101``,
+    runs the same WebSocket layer with the stream as its client.
 
 The flow (``proxy.flow``)
     ``FlowRecord`` is what was seen of one flow: the request as the client

@@ -14,6 +14,7 @@ refused, recorded, and nothing forwarded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 from collections.abc import Iterator
@@ -290,3 +291,39 @@ def test_a_slow_reader_of_256_mib_keeps_the_proxy_flat(ws: WsUpstreams, tmp_path
         rec = connection(p, path, timeout=30)
         assert rec["websocket"]["messages"]["downstream"] == count
     assert peak < 80 * 1024, f"peak RSS {peak} kB"
+
+
+def test_har_and_console_lines_of_a_stream(ws: WsUpstreams, tmp_path: Path) -> None:
+    """--har: the extended CONNECT's entry has _webSocketMessages; -v: a console
+    line per message, as for an HTTP/1.1 upgrade."""
+    har = tmp_path / "s.har"
+    p = start_proxy("-v", "--har", str(har), flow_log=tmp_path / "f.jsonl", quiet=False)
+    try:
+
+        async def run() -> None:
+            c = await H2WebSocket.connect(p.port, f"127.0.0.1:{ws.plain}", "/echo")
+            await c.send("hi there")
+            assert (await c.recv()).data == "hi there"
+            await c.send(b"\x00\x01\x02")
+            assert (await c.recv()).data == b"\x00\x01\x02"
+            c.end_stream()
+            await c.wait_end()
+            await c.aclose()
+
+        asyncio.run(run())
+        connection(p, "/echo")
+    finally:
+        p.stop()
+    entries = json.loads(har.read_text())["log"]["entries"]
+    [entry] = [e for e in entries if e.get("_resourceType") == "websocket"]
+    assert entry["request"]["httpVersion"] == "HTTP/2.0"
+    assert [(m["type"], m["opcode"], m["data"]) for m in entry["_webSocketMessages"]] == [
+        ("send", 1, "hi there"),
+        ("receive", 1, "hi there"),
+        ("send", 2, "AAEC"),
+        ("receive", 2, "AAEC"),
+    ]
+    out = p.stdout_text()
+    flow = entry["_tapproxy"]["id"]
+    assert f"ws {flow} > #0 text 8b 'hi there'" in out, out
+    assert f"ws {flow} < #1 binary 3b 000102" in out, out
