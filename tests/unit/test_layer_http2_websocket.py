@@ -25,6 +25,8 @@ from proxy.layers.events import (
     EofReceived,
     ServerOpened,
     Stopping,
+    TimedOut,
+    TimeoutKind,
 )
 from proxy.layers.http2.backpressure import STREAM_BACKLOG
 from proxy.layers.http2.server import Http2Server
@@ -301,3 +303,16 @@ def test_what_h2_refuses_is_a_connection_error() -> None:
         (terminated,) = client.of(ev.ConnectionTerminated)
         assert terminated.error_code == ErrorCodes.PROTOCOL_ERROR
         assert why in rest[0].flow.error, rest[0].flow.error
+
+
+def test_an_idle_websocket_has_the_tunnel_deadline_and_times_out_with_1001() -> None:
+    layer, client = switched()
+    assert layer.deadline() is TimeoutKind.TUNNEL_IDLE
+    rest = client.read(layer.handle(TimedOut(TimeoutKind.TUNNEL_IDLE)))
+    close = unframe(received(client))
+    assert close[0] == 8 and close[2][:2] == b"\x03\xe9"  # 1001 to the client
+    to_server = [c for c in rest if isinstance(c, SendData) and c.conn == S1]
+    assert unframe(to_server[0].data)[2][:2] == b"\x03\xe9"  # and to the server
+    assert CloseConnection(S1) in rest and client.of(ev.StreamEnded)
+    (done,) = [c for c in rest if isinstance(c, Hook)]
+    assert done.flow.to_record().tunnel.client_close == "timeout"
