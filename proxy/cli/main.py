@@ -44,6 +44,7 @@ from proxy.session.config import SessionConfig
 from proxy.sinks.bodies import BodyFileSink
 from proxy.sinks.console import ConsoleSink
 from proxy.sinks.dispatch import Dispatcher, Sink
+from proxy.sinks.encoded import EncodedRecords
 from proxy.sinks.har import HarSink
 from proxy.sinks.har_shared import SharedHarSink
 from proxy.sinks.jsonl import JsonlSink
@@ -181,7 +182,13 @@ def load_rules_watcher(args: argparse.Namespace) -> RulesWatcher | None:
         raise ConfigError(f"cannot load rules:\n{e}") from e
 
 
-def make_sinks(args: argparse.Namespace, options: ServerOptions | None = None) -> list[Sink]:
+def make_sinks(
+    args: argparse.Namespace,
+    options: ServerOptions | None = None,
+    encoded: EncodedRecords | None = None,
+) -> list[Sink]:
+    """The outputs the options ask for; ``encoded``: the JSON of each batch,
+    shared by the flow log and the web UI's store (encoded once for both)."""
     sinks: list[Sink] = []
     only = record_predicate(args.view_filter)
     if args.flow_log == "-" and args.har == "-":
@@ -191,7 +198,12 @@ def make_sinks(args: argparse.Namespace, options: ServerOptions | None = None) -
         shared = args.workers > 1  # several processes rotate one log: under a lock
         sinks.append(
             JsonlSink(
-                args.flow_log, args.flow_log_max_size, args.flow_log_keep, shared=shared, only=only
+                args.flow_log,
+                args.flow_log_max_size,
+                args.flow_log_keep,
+                shared=shared,
+                only=only,
+                encoded=encoded,
             )
         )
     if args.har:
@@ -313,7 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_one(options: ServerOptions, announce: bool) -> int:
         if args.workers > 1 and args.pcap:  # a writer thread of this worker's own
             options = replace(options, tap=PcapTap(args.pcap, args.pcap_side, shared=True))
-        sinks = make_sinks(args, options) + ([web.sink()] if web is not None else [])
+        encoded = EncodedRecords()
+        sinks = make_sinks(args, options, encoded)
+        if web is not None:
+            sinks.append(web.sink(encoded))
         dispatcher = Dispatcher(sinks)  # its thread starts in this process
         try:
             return asyncio.run(

@@ -22,6 +22,7 @@ from proxy.flowfilter import json_subject, live_subject, parse
 from proxy.replay.toflow import flow_record
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.hooks import HookBus
+from proxy.sinks.encoded import EncodedRecords
 from proxy.web.context import Predicate, WebContext
 from proxy.web.feed import LiveFeed
 from proxy.web.intercept import Breakpoints, Matcher
@@ -94,8 +95,8 @@ class WebUi:
             sink.write_prepared(sink.prepare(records))
         return len(flows)
 
-    def sink(self) -> StoreSink:
-        return StoreSink(self.store, self._rows, self.metrics)
+    def sink(self, encoded: EncodedRecords | None = None) -> StoreSink:
+        return StoreSink(self.store, self._rows, self.metrics, encoded=encoded)
 
     def _rows(self, summaries: list[Summary]) -> None:
         """Finished flows for the browsers, and the store's drops once they happen."""

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import SCHEMA_VERSION, FlowRecord
 from proxy.oserrors import reason
+from proxy.sinks.encoded import EncodedRecords
 from proxy.sinks.jsonenc import dumps
 from proxy.sinks.rotate import RotatingFile
 
@@ -38,8 +38,10 @@ class JsonlSink:
         *,
         shared: bool = False,
         only: Callable[[FlowRecord], bool] | None = None,
+        encoded: EncodedRecords | None = None,
     ) -> None:
         self.path = path
+        self.encoded = encoded or EncodedRecords()  # shared with the web store's sink
         self.only = only  # --view-filter: only the records it keeps are logged
         self.max_size = max_size
         self.keep = keep
@@ -90,9 +92,11 @@ class JsonlSink:
 
     def prepare(self, records: Sequence[FlowRecord]) -> list[bytes]:
         """One JSON line per record (pure: runs on the event loop)."""
-        if self.only is not None:
-            records = [r for r in records if self.only(r)]
-        return [dumps(record_to_json(r)) + b"\n" for r in records]
+        lines = self.encoded.lines(records)
+        only = self.only
+        if only is None:
+            return [line + b"\n" for line in lines]
+        return [line + b"\n" for r, line in zip(records, lines, strict=True) if only(r)]
 
     def write_prepared(self, lines: list[bytes]) -> None:
         self._write(lines)

@@ -20,10 +20,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import FlowRecord
 from proxy.flow.wsinfo import MESSAGE_KINDS
-from proxy.sinks.jsonenc import dumps
+from proxy.sinks.encoded import EncodedRecords
 from proxy.web.messagerows import message_row
 from proxy.web.rows import FlowRow, Row, Summary
 from proxy.web.store import FlowStore
@@ -50,8 +49,10 @@ class StoreSink:
         observer: Observer | None = None,
         *,
         close_store: bool = True,
+        encoded: EncodedRecords | None = None,
     ) -> None:
         self.store = store
+        self.encoded = encoded or EncodedRecords()  # shared with the flow log's sink
         self.close_store = close_store
         self.on_rows = on_rows
         self.observer = observer
@@ -65,7 +66,8 @@ class StoreSink:
         rows: list[Row] = []
         summaries: list[Summary] = []
         max_body = self.store.max_body
-        for r in records:
+        lines = self.encoded.lines(records)
+        for r, line in zip(records, lines, strict=True):
             if r.kind in MESSAGE_KINDS:
                 message = message_row(r)
                 if message is not None:
@@ -73,7 +75,7 @@ class StoreSink:
                 continue
             s = summary(r)
             s["seq"], s["state"], s["held"] = first, "done", None
-            rows.append(FlowRow(s, dumps(record_to_json(r)), bodies(r, max_body), first))
+            rows.append(FlowRow(s, line, bodies(r, max_body), first))
             summaries.append(s)
             first += 1
         return rows, summaries
