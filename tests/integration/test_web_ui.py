@@ -27,6 +27,8 @@ module's tests, in order:
 * exports: one flow as HAR and as a curl command, the filtered view as JSONL;
 * pause keeps updates back until resume; clear empties list and store.
 
+test_web_ui_store.py has the store's cap as the page shows it.
+
 Each view is saved as a screenshot in ``$TAPPROXY_SCREENSHOTS`` (or the
 test's temporary directory). Every wait is Playwright's bounded ``expect``
 or a subprocess timeout.

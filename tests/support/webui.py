@@ -100,11 +100,11 @@ FILL_100K = """async () => {
 
 
 @contextlib.contextmanager
-def running_ui(shots: Path) -> Iterator[Ui]:
-    """A proxy with the UI, an upstream, and the UI's page opened with the token;
-    the page must have raised no error by the end."""
+def running_ui(shots: Path, *args: str) -> Iterator[Ui]:
+    """A proxy with the UI (and ``args``), an upstream, and the UI's page opened
+    with the token; the page must have raised no error by the end."""
     upstream = Upstreams()
-    proxy = start_proxy("--web", "--web-port", "0", "--web-token", TOKEN, modes=2)
+    proxy = start_proxy("--web", "--web-port", "0", "--web-token", TOKEN, *args, modes=2)
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
