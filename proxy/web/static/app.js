@@ -140,6 +140,12 @@ for (const item of document.querySelectorAll("#export-menu button")) {
   });
 }
 
+// The export menu and the filter help close on a click elsewhere.
+document.addEventListener("click", (e) => {
+  if (!e.target.closest("#export-menu")) $("#export-menu").open = false;
+  if (!e.target.closest("#filter-help, #filter-help-btn")) $("#filter-help").hidden = true;
+});
+
 document.addEventListener("keydown", (e) => {
   const typing = e.target.closest("input, textarea, select");
   if (e.key === "Escape") {

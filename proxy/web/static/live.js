@@ -29,6 +29,7 @@ export class Live {
     this.generation = 0;
     this.everOpen = false;
     this.checkNew = throttle(() => this.fetchNewest().catch(() => {}), 500);
+    this.statusSoon = throttle(() => this.pollStatus().catch(() => {}), 1000);
     this.updates = new Updates({
       onMessages: (list) => this.receive(list),
       onState: (state) => this.connection(state),
@@ -126,6 +127,7 @@ export class Live {
   }
 
   apply(flows) {
+    if (flows.some((f) => f.state === "done")) this.statusSoon(); // stored and dropped moved
     if (this.filter) {
       const known = flows.filter((f) => this.table.get(f.id));
       if (known.length < flows.length) this.checkNew();
