@@ -16,6 +16,8 @@ module's tests, in order:
 * a flow is edited and resent, and replayed as is: the new flows are listed
   and the upstream received the edit;
 * two flows are diffed;
+* a flow a rule changed has its markers, its rule in the Rules tab, and
+  the header the rule set highlighted on the request as sent;
 * a flow is marked and found with ``~marked``; a 404 and a refused
   upstream show as such (the overview screenshot, docs/web-ui.png);
 * the table takes 100,000 flows (made in the page, not sent): it stays
@@ -59,6 +61,14 @@ from tests.support.webui import (
     running_ui,
 )
 
+RULES = """\
+version: 1
+rules:
+  - name: stamp-ruled
+    match: {path: {glob: "/echo/ruled/**"}}
+    request:
+      - set_header: {x-stamped: by-rule}
+"""
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs the system's Chromium")
 
 
@@ -66,7 +76,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs the s
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     shots = Path(os.environ.get("TAPPROXY_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    with running_ui(shots) as ui:
+    rules = tmp_path_factory.mktemp("rules") / "ui.yaml"
+    rules.write_text(RULES)
+    with running_ui(shots, "--rules", str(rules)) as ui:
         yield ui
 
 
@@ -245,6 +257,24 @@ def test_marks_errors_overview(ui: Ui) -> None:
     page.get_by_test_id("tab-request").click()
     expect(page.get_by_test_id("body-request")).to_contain_text('"sku": "A-1"', timeout=WAIT)
     ui.shot("8-overview")
+
+
+def test_rule_markers(ui: Ui) -> None:
+    page = ui.page
+    echoed = json.loads(finished(ui.curl("/echo/ruled/a")))
+    assert ["x-stamped", "by-rule"] in [[k.lower(), v] for k, v in echoed["headers"]]
+    markers = ui.rows("/echo/ruled/a").locator("[data-col=markers]")
+    expect(markers).to_contain_text("⚙", timeout=WAIT)  # a rule fired
+    expect(markers).to_contain_text("✎")  # and changed the request
+    expect(markers).to_have_attribute("title", re.compile("rules: stamp-ruled"))
+    ui.open_flow("/echo/ruled/a")
+    page.get_by_test_id("tab-rules").click()
+    expect(page.get_by_test_id("rules")).to_contain_text("stamp-ruled", timeout=WAIT)
+    expect(page.get_by_test_id("rules")).to_contain_text("ui.yaml")
+    ui.shot("3-details-rules")
+    page.get_by_test_id("tab-request").click()
+    sent = page.get_by_test_id("request-changed").locator("table.headers").nth(1)
+    expect(sent.locator("tr.hdr-diff")).to_contain_text("by-rule", timeout=WAIT)
 
 
 def test_table_100k_rows(ui: Ui) -> None:

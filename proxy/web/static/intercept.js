@@ -165,7 +165,7 @@ function editorFor(f, act) {
   const headersText = headersToText(f.headers);
   const headers = h("textarea", { id: "he-headers", class: "mono", rows: "8", spellcheck: "false", "data-testid": "he-headers" });
   headers.value = headersText;
-  const body = h("textarea", { id: "he-body", class: "mono", rows: "6", spellcheck: "false", disabled: !atRequest || f.body === null });
+  const body = h("textarea", { id: "he-body", class: "mono", rows: "6", spellcheck: "false", disabled: f.body === null });
   body.value = f.body ?? (f.body_b64 ? "(binary body: kept as it is)" : "");
 
   function edit() {
@@ -197,7 +197,9 @@ function editorFor(f, act) {
       ? h("div", { class: "field-row" }, h("label", {}, "Method", method), h("label", { class: "grow" }, "URL", url))
       : h("div", { class: "field-row" }, h("label", {}, "Status", status), h("span", { class: "muted" }, f.reason || "")),
     h("label", { class: "block" }, "Headers (one “Name: value” a line)", headers),
-    h("label", { class: "block" }, atRequest ? "Body" : "Body (read only at the response)", body),
+    atRequest
+      ? h("label", { class: "block" }, "Body", body)
+      : h("div", { class: "muted" }, "The body goes on as the server sent it: status and headers can be edited here."),
     h(
       "div",
       { class: "editor-actions" },
