@@ -405,3 +405,10 @@ def test_the_budget_is_shared_by_one_evaluation() -> None:
     f = parse("~c 200 & ~bs '(x|xx)+y' | ~c 200")  # the second test never runs
     assert f.matches(s, budget=0.05) is False and f.timeouts == 1
     assert parse("~c 200").matches(s, budget=0.0) is True  # no regex, no clock
+
+
+def test_short_texts_have_the_budget_too() -> None:
+    """Eight alternatives over a 12-character method: 8**12 paths."""
+    s = via_record(http_record(method=b"x" * 12))
+    f = parse("~m '(x|x|x|x|x|x|x|x)+y'")
+    assert f.matches(s, budget=0.05) is False and f.timeouts == 1
