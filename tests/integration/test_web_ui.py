@@ -234,6 +234,24 @@ def test_diff(ui: Ui) -> None:
     expect(dialog).to_be_hidden()
 
 
+def test_rule_markers(ui: Ui) -> None:
+    page = ui.page
+    echoed = json.loads(finished(ui.curl("/echo/ruled/a")))
+    assert ["x-stamped", "by-rule"] in [[k.lower(), v] for k, v in echoed["headers"]]
+    markers = ui.rows("/echo/ruled/a").locator("[data-col=markers]")
+    expect(markers).to_contain_text("⚙", timeout=WAIT)  # a rule fired
+    expect(markers).to_contain_text("✎")  # and changed the request
+    expect(markers).to_have_attribute("title", re.compile("rules: stamp-ruled"))
+    ui.open_flow("/echo/ruled/a")
+    page.get_by_test_id("tab-rules").click()
+    expect(page.get_by_test_id("rules")).to_contain_text("stamp-ruled", timeout=WAIT)
+    expect(page.get_by_test_id("rules")).to_contain_text("ui.yaml")
+    ui.shot("3-details-rules")
+    page.get_by_test_id("tab-request").click()
+    sent = page.get_by_test_id("request-changed").locator("table.headers").nth(1)
+    expect(sent.locator("tr.hdr-diff")).to_contain_text("by-rule", timeout=WAIT)
+
+
 def test_marks_errors_overview(ui: Ui) -> None:
     page = ui.page
     finished(ui.curl("/missing/page"))
@@ -257,24 +275,6 @@ def test_marks_errors_overview(ui: Ui) -> None:
     page.get_by_test_id("tab-request").click()
     expect(page.get_by_test_id("body-request")).to_contain_text('"sku": "A-1"', timeout=WAIT)
     ui.shot("8-overview")
-
-
-def test_rule_markers(ui: Ui) -> None:
-    page = ui.page
-    echoed = json.loads(finished(ui.curl("/echo/ruled/a")))
-    assert ["x-stamped", "by-rule"] in [[k.lower(), v] for k, v in echoed["headers"]]
-    markers = ui.rows("/echo/ruled/a").locator("[data-col=markers]")
-    expect(markers).to_contain_text("⚙", timeout=WAIT)  # a rule fired
-    expect(markers).to_contain_text("✎")  # and changed the request
-    expect(markers).to_have_attribute("title", re.compile("rules: stamp-ruled"))
-    ui.open_flow("/echo/ruled/a")
-    page.get_by_test_id("tab-rules").click()
-    expect(page.get_by_test_id("rules")).to_contain_text("stamp-ruled", timeout=WAIT)
-    expect(page.get_by_test_id("rules")).to_contain_text("ui.yaml")
-    ui.shot("3-details-rules")
-    page.get_by_test_id("tab-request").click()
-    sent = page.get_by_test_id("request-changed").locator("table.headers").nth(1)
-    expect(sent.locator("tr.hdr-diff")).to_contain_text("by-rule", timeout=WAIT)
 
 
 def test_table_100k_rows(ui: Ui) -> None:
