@@ -18,6 +18,7 @@ module's tests, in order:
 * two flows are diffed;
 * a flow a rule changed has its markers, its rule in the Rules tab, and
   the header the rule set highlighted on the request as sent;
+* an image body is shown as an image, a binary one as hex;
 * a flow is marked and found with ``~marked``; a 404 and a refused
   upstream show as such (the overview screenshot, docs/web-ui.png);
 * the table takes 100,000 flows (made in the page, not sent): it stays
@@ -59,6 +60,7 @@ from tests.support.webui import (
     closed_port,
     finished,
     running_ui,
+    static_site,
 )
 
 RULES = """\
@@ -275,6 +277,30 @@ def test_marks_errors_overview(ui: Ui) -> None:
     page.get_by_test_id("tab-request").click()
     expect(page.get_by_test_id("body-request")).to_contain_text('"sku": "A-1"', timeout=WAIT)
     ui.shot("8-overview")
+
+
+def test_image_and_binary_bodies(ui: Ui, tmp_path: Path) -> None:
+    page = ui.page
+    site = tmp_path / "site"
+    site.mkdir()
+    png = (Path(__file__).parents[2] / "docs" / "web-ui.png").read_bytes()
+    (site / "shot.png").write_bytes(png)
+    with static_site(site) as base:
+        out = subprocess.run(
+            ["curl", "-sS", "-x", ui.proxy.url, f"{base}/shot.png"], capture_output=True, timeout=30
+        )
+    assert out.stdout == png
+    ui.open_flow("/shot.png")
+    page.get_by_test_id("tab-response").click()
+    image = page.get_by_test_id("body-response").locator(".body-image img")
+    expect(image).to_have_js_property("naturalWidth", 1440, timeout=WAIT)  # loaded from the store
+    ui.open_flow("/bytes/4096")
+    body = page.get_by_test_id("body-response")
+    expect(body.locator("pre.body-text")).to_have_attribute("data-view", "hex", timeout=WAIT)
+    body.locator("button[data-mode=hex]").click()  # the page's own dump of the raw bytes
+    dump = body.locator("pre.view-hex")
+    expect(dump).to_contain_text("00000ff0", timeout=WAIT)  # 4096 bytes: the last line's offset
+    expect(dump).not_to_contain_text("more")
 
 
 def test_table_100k_rows(ui: Ui) -> None:

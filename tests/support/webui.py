@@ -5,9 +5,12 @@ tests/integration/test_web_ui.py."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +74,22 @@ def closed_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """The files of ``root`` over HTTP on loopback (the standard library's
+    server, in a thread); yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 #: Run in the page: 100,000 made-up flows into the table at once, then 1,000
