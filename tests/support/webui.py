@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import re
 import socket
 import subprocess
@@ -74,6 +75,15 @@ def closed_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def shots_dir(tmp: object) -> Path:
+    """Where screenshots go: ``$TAPPROXY_SCREENSHOTS``, or a new temporary
+    directory of ``tmp`` (pytest's ``tmp_path_factory``)."""
+    given = os.environ.get("TAPPROXY_SCREENSHOTS")
+    shots = Path(given) if given else Path(tmp.mktemp("screenshots"))  # type: ignore[attr-defined]
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
 
 
 @contextlib.contextmanager
