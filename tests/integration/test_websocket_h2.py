@@ -41,7 +41,9 @@ from tests.integration.test_websocket import (
 from tests.support.h1backend import H1Backend
 from tests.support.h2raw import RawH2
 from tests.support.h2ws import H2WebSocket
+from tests.support.h2wsserver import H2WsServer
 from tests.support.proxyproc import ProxyProcess, our_ca, running_proxy, start_proxy
+from tests.support.upstreams import Upstreams
 
 __all__ = ["backend", "rproxy", "ws"]  # fixtures shared with those modules
 DEFLATE = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
@@ -327,3 +329,47 @@ def test_har_and_console_lines_of_a_stream(ws: WsUpstreams, tmp_path: Path) -> N
     flow = entry["_tapproxy"]["id"]
     assert f"ws {flow} > #0 text 8b 'hi there'" in out, out
     assert f"ws {flow} < #1 binary 3b 000102" in out, out
+
+
+def test_extended_connect_to_an_http2_server_that_takes_it(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """An h2c server advertising SETTINGS_ENABLE_CONNECT_PROTOCOL behind a reverse
+    listener: the page's GET opens the shared connection, and the WebSocket goes
+    on it as an extended CONNECT, both ways (RFC 8441)."""
+    server = H2WsServer()
+    port = upstreams.call(server.start())
+    big = os.urandom(BIG)
+
+    async def run(proxy_port: int) -> None:
+        c = await H2WebSocket.connect(proxy_port, "svc", "/ws", prime="/page")
+        assert c.primed == 200 and c.status == 200
+        await c.send("hello h2")
+        assert (await c.recv()).data == "hello h2"
+        await c.send(big)  # beyond the windows of both connections
+        assert (await c.recv(30)).data == big
+        await c.send("frag", fin=False)
+        await c.send("mented")
+        assert (await c.recv()).data == "fragmented"
+        await c.close(4002, "bye")
+        assert (await c.recv()).data == (4002, "bye")
+        await c.wait_end()
+        assert c.ended and c.reset is None
+        await c.aclose()
+
+    try:
+        with running_proxy(
+            "--mode", f"reverse:h2c://127.0.0.1:{port}", flow_log=tmp_path / "f.jsonl"
+        ) as p:
+            asyncio.run(run(p.port))
+            rec = connection(p, "/ws")
+            assert rec["response"]["upstream"]["status"] == 101  # the server's 200, as it stands
+            info = rec["websocket"]
+            assert info["messages"] == {"upstream": 3, "downstream": 3}
+            assert info["client_close"] == {"code": 4002, "reason": "bye"}
+        methods = [dict(h)[b":method"] for h in server.requests]
+        assert methods == [b"GET", b"CONNECT"]  # one connection: the page, then the WebSocket
+        connect = dict(server.requests[1])
+        assert connect[b":protocol"] == b"websocket" and b"sec-websocket-key" not in connect
+    finally:
+        upstreams.call(server.stop())

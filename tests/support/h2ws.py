@@ -24,7 +24,6 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import Frame, FrameProtocol, Opcode
 
 Header = tuple[bytes, bytes]
-STREAM = 1
 
 
 @dataclass
@@ -63,6 +62,8 @@ class H2WebSocket:
         self.proto: FrameProtocol | None = None
         self.frames: list[Frame] = []
         self.settings = False  # the server's SETTINGS came
+        self.stream = 1  # the WebSocket's
+        self.primed: int | None = None  # the status of a GET sent first, on stream 1
 
     @classmethod
     async def connect(
@@ -74,8 +75,12 @@ class H2WebSocket:
         tls: ssl.SSLContext | None = None,
         via_connect: bool = False,
         extra: list[Header] | None = None,
+        prime: str | None = None,
     ) -> H2WebSocket:
-        """The extended CONNECT, answered (``status``); frames can flow on a 200."""
+        """The extended CONNECT, answered (``status``); frames can flow on a 200.
+
+        ``prime``: a path to GET first on the same connection (as a browser
+        loads its page before the page opens a WebSocket)."""
         if via_connect:
             assert tls is not None
             host = authority.rsplit(":", 1)[0]
@@ -89,6 +94,14 @@ class H2WebSocket:
         self._flush()
         while not self.settings:
             await self._pump()
+        if prime is not None:
+            get = [(b":method", b"GET"), (b":scheme", scheme.encode()),
+                   (b":path", prime.encode()), (b":authority", authority.encode())]  # fmt: skip
+            self.stream = 3  # the WebSocket's, after the GET's
+            self.h2.send_headers(1, get, end_stream=True)
+            self._flush()
+            while self.primed is None:
+                await self._pump()
         assert self.h2.remote_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] == 1
         headers: list[Header] = [
             (b":method", b"CONNECT"),
@@ -99,7 +112,7 @@ class H2WebSocket:
             (b"sec-websocket-version", b"13"),
             *(extra or []),
         ]
-        self.h2.send_headers(STREAM, headers)
+        self.h2.send_headers(self.stream, headers)
         self._flush()
         while self.status is None and self.reset is None:
             await self._pump()
@@ -138,17 +151,18 @@ class H2WebSocket:
     async def send_raw(self, data: bytes) -> None:
         """Bytes as DATA on the stream, as the windows allow (RFC 9113 §5.2)."""
         while data:
-            window = min(self.h2.local_flow_control_window(STREAM), self.h2.max_outbound_frame_size)
+            h2 = self.h2
+            window = min(h2.local_flow_control_window(self.stream), h2.max_outbound_frame_size)
             if window <= 0:
                 await self._pump()
                 continue
-            self.h2.send_data(STREAM, data[:window])
+            self.h2.send_data(self.stream, data[:window])
             data = data[window:]
             self._flush()
         await self.writer.drain()
 
     def end_stream(self) -> None:
-        self.h2.end_stream(STREAM)
+        self.h2.end_stream(self.stream)
         self._flush()
 
     # -- in -------------------------------------------------------------------------
@@ -194,8 +208,14 @@ class H2WebSocket:
         self._flush()
 
     def _event(self, event: object) -> None:
+        stream = getattr(event, "stream_id", None)
         if isinstance(event, ev.RemoteSettingsChanged):
             self.settings = True
+        elif stream is not None and stream != self.stream and stream != 0:
+            if isinstance(event, ev.ResponseReceived):  # the GET sent first
+                self.primed = int(dict(event.headers)[b":status"])
+            elif isinstance(event, ev.DataReceived):
+                self.h2.acknowledge_received_data(event.flow_controlled_length, stream)
         elif isinstance(event, ev.ResponseReceived):
             self.headers = list(event.headers)
             self.status = int(dict(self.headers)[b":status"])

@@ -12,6 +12,8 @@ import zlib
 from typing import Any
 
 import h2.events as ev
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from wsproto.utilities import generate_accept_token
@@ -30,7 +32,7 @@ from proxy.layers.events import (
 )
 from proxy.layers.http2.backpressure import STREAM_BACKLOG
 from proxy.layers.http2.server import Http2Server
-from tests.unit.test_layer_http2 import PEER, S1, UP, Client, reverse
+from tests.unit.test_layer_http2 import GET, PEER, S1, UP, Client, reverse
 from tests.unit.test_layer_websocket import frame, unframe
 
 WS = [
@@ -316,3 +318,88 @@ def test_an_idle_websocket_has_the_tunnel_deadline_and_times_out_with_1001() -> 
     assert CloseConnection(S1) in rest and client.of(ev.StreamEnded)
     (done,) = [c for c in rest if isinstance(c, Hook)]
     assert done.flow.to_record().tunnel.client_close == "timeout"
+
+
+def h2_upstream(
+    connect_protocol: bool,
+) -> tuple[Http2Server, Client, H2Connection, list[Any]]:
+    """A reverse h2c listener whose shared server connection is open (a GET
+    went first) and whose server did or did not advertise extended CONNECT."""
+    layer = Http2Server(reverse(h2c=True), PEER)
+    client = Client(layer)
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+    if connect_protocol:
+        server.update_settings({SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    client.h2.send_headers(1, GET, end_stream=True)
+    assert client.send() == [OpenServer(S1, "up", 9000, reuse=False)]
+    out = layer.handle(ServerOpened(S1, UP, reused=False))
+    for cmd in out:
+        if isinstance(cmd, SendData):
+            server.receive_data(cmd.data)
+    server.send_headers(1, [(b":status", b"204")], end_stream=True)
+    client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    client.h2.send_headers(3, WS)
+    rest = client.send()
+    got: list[Any] = []
+    for cmd in rest:
+        if isinstance(cmd, SendData) and cmd.conn == S1:
+            got += server.receive_data(cmd.data)
+    return layer, client, server, [rest, got]
+
+
+def test_extended_connect_to_an_http2_server_that_takes_it() -> None:
+    layer, client, server, (rest, got) = h2_upstream(True)
+    (request,) = [e for e in got if isinstance(e, ev.RequestReceived)]
+    assert request.stream_id == 3 and request.stream_ended is None  # the stream stays open
+    assert request.headers[:5] == [
+        (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+        (b":authority", b"up:9000"), (b":path", b"/chat?x=1"),
+    ]  # fmt: skip
+    names = [k for k, _ in request.headers]
+    assert b"sec-websocket-key" not in names and b"upgrade" not in names
+    assert (b"sec-websocket-version", b"13") in request.headers
+    server.send_headers(3, [(b":status", b"200")])
+    down = frame(1, b"hi", mask=False)
+    server.send_data(3, down)
+    rest = client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    assert [e.headers for e in client.of(ev.ResponseReceived)][-1] == [(b":status", b"200")]
+    assert received(client) == down
+    assert [m.direction for m in messages(rest)] == ["downstream"]
+    up = frame(2, b"\x01\x02")
+    client.h2.send_data(3, up)
+    sent = [e for c in client.send() if isinstance(c, SendData) and c.conn == S1
+            for e in server.receive_data(c.data)]  # fmt: skip
+    assert b"".join(e.data for e in sent if isinstance(e, ev.DataReceived)) == up
+    # the server's END_STREAM is its FIN: ours follows, and the record is written
+    server.send_data(3, frame(8, b"\x03\xe8", mask=False), end_stream=True)
+    rest = client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    ended = [e for c in rest if isinstance(c, SendData) and c.conn == S1
+             for e in server.receive_data(c.data)]  # fmt: skip
+    assert any(isinstance(e, ev.StreamEnded) and e.stream_id == 3 for e in ended)
+    (done,) = [c for c in rest if isinstance(c, Hook) and c.kind is HookKind.DONE]
+    record = done.flow.to_record()
+    assert record.kind == "websocket" and record.response.upstream.status == 101
+    assert record.tunnel.websocket.server_close.code == 1000
+    assert client.of(ev.StreamEnded) and layer.mux.owns(S1)  # the connection stays
+
+
+def test_an_http2_server_without_the_setting_gets_http1() -> None:
+    layer, client, _server, (rest, got) = h2_upstream(False)
+    assert not [e for e in got if isinstance(e, ev.RequestReceived)]
+    (opened,) = [c for c in rest if isinstance(c, OpenServer)]
+    assert opened.conn != S1 and opened.tls is None  # a connection of its own, HTTP/1.1
+    out = client.read(layer.handle(ServerOpened(opened.conn, UP, reused=False)))
+    assert out[0].data.startswith(b"GET /chat?x=1 HTTP/1.1\r\n")
+
+
+def test_a_server_reset_of_the_websocket_stream_is_an_abrupt_close() -> None:
+    layer, client, server, _ = h2_upstream(True)
+    server.send_headers(3, [(b":status", b"200")])
+    client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    server.reset_stream(3, ErrorCodes.CANCEL)
+    rest = client.read(layer.handle(DataReceived(S1, server.data_to_send())))
+    (reset,) = client.of(ev.StreamReset)
+    assert reset.stream_id == 3 and reset.error_code == ErrorCodes.CANCEL
+    (done,) = [c for c in rest if isinstance(c, Hook) and c.kind is HookKind.DONE]
+    assert done.flow.to_record().tunnel.server_close == "reset"

@@ -169,8 +169,8 @@ class WsStreamCodec(StreamCodec):
         self.refused: str | None = None
 
     def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        if head.status == 101:
-            self.refused = accept_error(ex, head)
+        if head.status == 101:  # an HTTP/2 server's 2xx has no accept to check (§5)
+            self.refused = accept_error(ex, head) if head.version != b"2.0" else None
             head = switched(head) if self.refused is None else _BAD_GATEWAY
         super().send_head(ex, head, out)
 

@@ -73,7 +73,7 @@ class StreamOpener:
     def session(self, stream: int, head: RequestHead, ended: bool, ws: bool = False) -> HttpSession:
         """A request stream's session, with ``head`` (and its end) to read."""
         if ws:
-            session = ws_session(self.config, self.client, self.link, self.ids, stream)
+            session = ws_session(self.config, self.client, self.link, self.ids, stream, self.mux)
         else:
             first = StreamCodec(self.config, self.link, stream)
             session = HttpSession(self.config, self.client, first, self.ids, self.mux, stream)

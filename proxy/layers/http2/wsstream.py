@@ -25,6 +25,7 @@ from dataclasses import replace
 from h2.errors import ErrorCodes
 
 from proxy.flow.record import Address
+from proxy.http1 import BodyData, EndOfMessage, ProtocolError
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
@@ -33,9 +34,11 @@ from proxy.layers.commands import (
     SendData,
     StartTunnel,
 )
-from proxy.layers.events import DataReceived, EofReceived, Event, TunnelEnded
+from proxy.layers.events import ConnectionClosed, DataReceived, EofReceived, Event, TunnelEnded
 from proxy.layers.http2.extconnect import WsStreamCodec
 from proxy.layers.http2.link import ClientLink
+from proxy.layers.http2.upstream import UpstreamMux
+from proxy.layers.http2.wsupstream import WsChannel, WsMux
 from proxy.layers.websocket.layer import WebSocketLayer
 from proxy.layers.websocket.setup import websocket_layer
 from proxy.session.config import SessionConfig
@@ -43,11 +46,18 @@ from proxy.session.http import HttpSession
 
 
 def ws_session(
-    config: SessionConfig, client: Address, link: ClientLink, ids: Iterator[int], stream: int
+    config: SessionConfig,
+    client: Address,
+    link: ClientLink,
+    ids: Iterator[int],
+    stream: int,
+    mux: UpstreamMux,
 ) -> HttpSession:
-    """The session of an extended CONNECT on ``stream``. It has no share of the
-    HTTP/2 server connections: the handshake goes to the server as HTTP/1.1."""
-    return WsSession(config, client, WsStreamCodec(config, link, stream), ids, stream)
+    """The session of an extended CONNECT on ``stream``: to a shared HTTP/2
+    connection whose server takes extended CONNECTs (``wsupstream``), else as
+    HTTP/1.1 on a connection of its own (no ``h2`` offered in ALPN)."""
+    codec = WsStreamCodec(config, link, stream)
+    return WsSession(replace(config, http2=False), client, codec, ids, stream, WsMux(mux))
 
 
 class WsSession(HttpSession):
@@ -62,8 +72,9 @@ class WsSession(HttpSession):
         codec: WsStreamCodec,
         ids: Iterator[int],
         stream: int,
+        mux: WsMux,
     ) -> None:
-        super().__init__(config, client, codec, ids, None, stream)
+        super().__init__(config, client, codec, ids, mux, stream)
         self.codec = codec
         self.ws: WebSocketLayer | None = None
         self.eof_sent = False  # the client's END_STREAM went to the layer
@@ -76,13 +87,41 @@ class WsSession(HttpSession):
                 cmd = out.pop()
                 assert isinstance(cmd, StartTunnel)
                 self._start(cmd.server, cmd.to_client, out)
+                if self.ws is not None:
+                    self._finished(self.ws, out)
             return out
         if ws.done is not None:
             return []
         out = []
-        self._to_stream(ws.handle(event), out)
+        channel = self.channel
+        if channel is not None and type(event) is DataReceived and event.conn == ws.server:
+            self._from_channel(ws, channel, out)  # a wake: the stream has frames or news
+            self.pump_client(out)  # and its window may have room again
+        else:
+            self._to_stream(ws.handle(event), out)
         self._finished(ws, out)
         return out
+
+    @property
+    def channel(self) -> WsChannel | None:
+        """The stream of a shared HTTP/2 server connection the WebSocket is on, if so."""
+        channel = self.server.channel
+        return channel if isinstance(channel, WsChannel) else None
+
+    def _from_channel(self, ws: WebSocketLayer, channel: WsChannel, out: list[Command]) -> None:
+        """The server's frames, its END_STREAM (a FIN) or its reset (§6)."""
+        while ws.done is None:
+            try:
+                event = channel.frames()
+            except ProtocolError:
+                self._to_stream(ws.handle(ConnectionClosed(ws.server, reset=True)), out)
+                return
+            if event is None:
+                return
+            if type(event) is BodyData:
+                self._to_stream(ws.handle(DataReceived(ws.server, event.data)), out)
+            elif type(event) is EndOfMessage:
+                self._to_stream(ws.handle(EofReceived(ws.server)), out)
 
     def pump_client(self, out: list[Command]) -> list[Command]:
         """Before the switch, the handshake's exchange; after it, the stream's frames."""
@@ -91,6 +130,9 @@ class WsSession(HttpSession):
             return super().pump_client(out)
         if ws.done is not None:
             return out
+        channel = self.channel
+        if channel is not None and channel.blocked:  # the server's window is full
+            return out  # the client's frames wait, unacknowledged
         data = self.codec.ws_requests.take()
         if data:
             self._to_stream(ws.handle(DataReceived(CLIENT, data)), out)
@@ -121,6 +163,9 @@ class WsSession(HttpSession):
             return
         self.ws = ws
         self._to_stream(ws.start(b"", to_client), out)
+        channel = self.channel
+        if channel is not None:  # frames that came with the server's 200
+            self._from_channel(ws, channel, out)
         self.pump_client(out)
 
     def _fail(self, server: Conn, error: str, out: list[Command]) -> None:
@@ -133,6 +178,7 @@ class WsSession(HttpSession):
     def _to_stream(self, commands: list[Command], out: list[Command]) -> None:
         """The layer's commands, its client being the stream (RFC 8441 §6)."""
         link, stream = self.codec.link, self.codec.stream
+        channel = self.channel
         for cmd in commands:
             if type(cmd) is SendData and cmd.conn.is_client:
                 link.data(stream, cmd.data)
@@ -144,8 +190,22 @@ class WsSession(HttpSession):
                     link.end(stream)
                 self.codec.ended = True
                 self._take(out)
+            elif channel is not None and type(cmd) in (SendData, CloseConnection):
+                self._to_channel(channel, cmd, out)
             else:
                 out.append(cmd)
+
+    def _to_channel(self, channel: WsChannel, cmd: Command, out: list[Command]) -> None:
+        """The layer's commands for its server when that is a stream (RFC 8441 §6)."""
+        if isinstance(cmd, SendData):
+            channel.send_data(cmd.data)
+            frames: list[Command] = []
+            channel.take(frames)
+            out += [replace(c, at=cmd.at) if isinstance(c, SendData) else c for c in frames]
+        elif isinstance(cmd, CloseConnection) and cmd.abort:
+            channel.close(out)  # RST_STREAM CANCEL
+        else:
+            channel.finish(out)  # END_STREAM
 
     def _finished(self, ws: WebSocketLayer, out: list[Command]) -> None:
         """The WebSocket ended: the exchange is recorded (and the session done)."""
