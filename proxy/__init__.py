@@ -63,8 +63,10 @@ The layers of one client connection (``proxy.layers.root``)
     and puts the recorded server (``proxy.layers.websocket.replayed``) in
     the server connection's place. On HTTP/2 (RFC 8441), an extended
     CONNECT stream's session (``proxy.layers.http2.wsstream``) sends the
-    server the HTTP/1.1 handshake it stands for and, after the ``101``,
-    runs the same WebSocket layer with the stream as its client.
+    server the HTTP/1.1 handshake it stands for (or an extended CONNECT on
+    a shared HTTP/2 connection whose server takes them) and, once the
+    server switched, runs the same WebSocket layer with the stream as its
+    client.
 
 The flow (``proxy.flow``)
     ``FlowRecord`` is what was seen of one flow: the request as the client

@@ -14,6 +14,10 @@ gets (``proxy.layers.websocket``), whose client is the stream:
 * the layer closing the client is END_STREAM after what is queued (the
   Close frame first), or RST_STREAM CANCEL for an abrupt end (§6).
 
+Its server is an HTTP/1.1 connection, or a stream of a shared HTTP/2 one
+(``wsupstream``): then the layer's frames for the server go out through
+that ``WsChannel`` and the server's come from it, with the same mapping.
+
 The WebSocket's end records the exchange (kind ``websocket``), as a tunnel's.
 """
 
