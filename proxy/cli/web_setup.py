@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -152,7 +153,7 @@ def _reach(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
-def _reloader(proxy: ProxyServer) -> Any:
+def _reloader(proxy: ProxyServer) -> Callable[[], int] | None:
     watcher = proxy.options.rules
     if watcher is None:
         return None
