@@ -96,6 +96,11 @@ def test_breakpoint_reply_kill_and_response(ui: Ui) -> None:
     page.locator("#bp-off").click()
     expect(page.get_by_test_id("bp-state")).to_contain_text("No breakpoint", timeout=WAIT)
     page.locator("#intercept-close").click()
+    ui.open_flow("/echo/late")  # as the server sent it and as the client got it
+    page.get_by_test_id("tab-response").click()
+    lines = page.get_by_test_id("response-changed").locator(".start-line")
+    expect(lines.first).to_contain_text("200", timeout=WAIT)
+    expect(lines.nth(1)).to_contain_text("203")
 
 
 async def _websocket_talk(proxy: str, url: str) -> list[str]:
