@@ -43,7 +43,7 @@ const live = new Live({
   onFlows: (flows) => {
     let heldChanged = false;
     for (const f of flows) {
-      if (f.id === details.id) details.refresh(f);
+      if (f.id === details.id) details.refresh(table.get(f.id) || f); // (a change may be partial)
       if (f.held || heldIds.has(f.id)) heldChanged = true;
       if (f.held) heldIds.add(f.id);
       else heldIds.delete(f.id);

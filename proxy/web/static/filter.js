@@ -3,7 +3,7 @@
 // the CLI), so an error comes back as the API's 400 with a column, shown
 // under the box with a caret at that column (1-based, as the API gives it).
 
-import { debounce, fill, h } from "./util.js";
+import { debounce, fill, h, toast } from "./util.js";
 
 export const FILTER_HELP = [
   ["~u regex", "URL"],
@@ -79,8 +79,8 @@ export class FilterBox {
       showError(this.error, this.input, null);
       this.input.classList.toggle("active", expr !== "");
     } catch (err) {
-      if (err.status !== 400) throw err;
-      showError(this.error, this.input, err);
+      if (err.status === 400) showError(this.error, this.input, err);
+      else toast(`could not filter: ${err.message}`, "error");
     }
   }
 }

@@ -95,8 +95,8 @@ export class Intercept {
       this.showState();
       toast(filter ? `breakpoint set: ${filter}` : "breakpoint off");
     } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 400) throw err;
-      showError(this.error, this.filter, err);
+      if (err instanceof ApiError && err.status === 400) showError(this.error, this.filter, err);
+      else toast(`could not set the breakpoint: ${err.message}`, "error");
     }
   }
 
