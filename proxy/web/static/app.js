@@ -67,7 +67,7 @@ async function mark(id, marked) {
     await api.post(`/api/flows/${encodeURIComponent(id)}/mark`, { marked });
     const f = table.get(id);
     if (f) table.upsert([{ ...f, marked }]);
-    details.show(id, table.get(id));
+    await details.show(id, table.get(id));
   } catch (err) {
     toast(`could not mark: ${err.message}`, "error");
   }
