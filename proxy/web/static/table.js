@@ -216,9 +216,12 @@ export class FlowTable {
     this.changed(false);
   }
 
-  /** Flows not in the store yet (in progress or held), to keep over a reload. */
-  unstored() {
-    return this.rows.filter((f) => f.state && f.state !== "done");
+  /** Flows not in the store yet, to keep over a reload: the held ones, and
+   * those that started in the last `maxAge` seconds (an older "live" row may
+   * be a flow whose end the page missed while disconnected). */
+  unstored(maxAge = 600) {
+    const since = Date.now() / 1000 - maxAge;
+    return this.rows.filter((f) => f.state === "held" || (f.state === "live" && f.start >= since));
   }
 
   clear() {
