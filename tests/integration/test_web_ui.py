@@ -222,6 +222,17 @@ def test_diff(ui: Ui) -> None:
     ui.shot("6-diff")
     page.locator("#diff-close").click()
     expect(dialog).to_be_hidden()
+    # Or: select two flows (Ctrl-click the second), then Diff.
+    ui.rows("/echo/item/1").first.click()
+    ui.rows("/echo/orders").click(modifiers=["Control"])
+    expect(page.locator(".ft-row.selected")).to_have_count(2)
+    page.get_by_test_id("diff-selected").click()
+    expect(dialog.get_by_test_id("diff-request-line").locator(".d-add")).to_contain_text(
+        "POST", timeout=WAIT
+    )
+    expect(dialog.get_by_test_id("diff-request-body").locator(".d-add").first).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
 
 
 def test_rule_markers(ui: Ui) -> None:
