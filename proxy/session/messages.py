@@ -31,11 +31,13 @@ def wants_close(head: RequestHead | ResponseHead, tokens: set[bytes] | None = No
 
 
 def _is_upgrade(head: RequestHead, tokens: set[bytes]) -> bool:
-    """An HTTP/1.1 upgrade, or the handshake an HTTP/2 extended CONNECT stands for
-    (``proxy.layers.http2.extconnect``: only it gives an HTTP/2 head these fields)."""
+    """An HTTP/1.1 upgrade, or the WebSocket handshake an HTTP/2 extended CONNECT
+    stands for (``proxy.layers.http2.extconnect``: an HTTP/2 client cannot send
+    these fields, RFC 9113 §8.2.2)."""
     if head.version not in (b"1.1", b"2.0") or b"upgrade" not in tokens:
         return False
-    return any(split_list(v) for v in indexed_values(index_of(head), b"upgrade"))
+    values = [t.lower() for v in indexed_values(index_of(head), b"upgrade") for t in split_list(v)]
+    return bool(values) if head.version == b"1.1" else values == [b"websocket"]
 
 
 def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tuple[bytes, bytes]]:

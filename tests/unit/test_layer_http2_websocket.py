@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import h2.events as ev
@@ -32,6 +34,7 @@ from proxy.layers.events import (
 )
 from proxy.layers.http2.backpressure import STREAM_BACKLOG
 from proxy.layers.http2.server import Http2Server
+from proxy.rules import SourceText, load_sources
 from tests.unit.test_layer_http2 import GET, PEER, S1, UP, Client, reverse
 from tests.unit.test_layer_websocket import frame, unframe
 
@@ -403,3 +406,29 @@ def test_a_server_reset_of_the_websocket_stream_is_an_abrupt_close() -> None:
     assert reset.stream_id == 3 and reset.error_code == ErrorCodes.CANCEL
     (done,) = [c for c in rest if isinstance(c, Hook) and c.kind is HookKind.DONE]
     assert done.flow.to_record().tunnel.server_close == "reset"
+
+
+def test_an_upgrade_a_rule_forged_on_a_plain_stream_is_ended_not_left_hanging() -> None:
+    """RFC 9113 §8.2.2: no Upgrade from an HTTP/2 client. A rule that adds one
+    (with Connection) makes a WebSocket-looking request; if the server then
+    switches, the plain stream's session ends it instead of waiting for a
+    tunnel nobody runs."""
+    text = (
+        "version: 1\nrules:\n- name: forge\n  match: {path: /a}\n  request:\n"
+        "    - set_header: {connection: Upgrade, upgrade: websocket}\n"
+    )
+    rules = load_sources([SourceText(Path("/t/rules.yaml"), text)], rng=lambda: 0.0)
+    layer = Http2Server(replace(reverse(), rules=lambda: rules), PEER)
+    client = Client(layer)
+    client.h2.send_headers(1, GET, end_stream=True)
+    client.send()
+    out = client.read(layer.handle(ServerOpened(S1, UP, reused=False)))
+    assert b"upgrade: websocket" in out[0].data.lower()
+    rest = client.read(layer.handle(DataReceived(S1, SWITCH_ANY + b"\r\n")))
+    assert CloseConnection(S1, abort=True) in rest
+    (done,) = [c for c in rest if isinstance(c, Hook) and c.kind is HookKind.DONE]
+    assert "switched protocols on an HTTP/2 stream" in done.flow.to_record().error
+    assert not layer.sessions
+
+
+SWITCH_ANY = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from proxy.flow.record import Address
 from proxy.http1 import EndOfMessage, RequestHead
+from proxy.layers.commands import CloseConnection, Command, StartTunnel
+from proxy.layers.events import Event, TunnelEnded
 from proxy.layers.http2.extconnect import Unsupported, extended, websocket_request
 from proxy.layers.http2.link import ClientLink
 from proxy.layers.http2.request import MalformedRequest, request_head
@@ -31,6 +33,25 @@ class Refused(Exception):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StreamSession(HttpSession):
+    """A request stream's session. HTTP/2 has no ``101`` (RFC 9113 §8.6) and
+    its requests no ``Upgrade`` (§8.2.2); one that a hook's or a rule's edit
+    gave an upgrade and its server switched is ended, not left waiting for a
+    tunnel that only an extended CONNECT's session runs (``wsstream``)."""
+
+    __slots__ = ()
+
+    def handle(self, event: Event) -> list[Command]:
+        out = super().handle(event)
+        if out and type(out[-1]) is StartTunnel:
+            switch = out.pop()
+            assert isinstance(switch, StartTunnel)
+            out.append(CloseConnection(switch.server, abort=True))
+            error = "server: switched protocols on an HTTP/2 stream (RFC 9113 §8.6)"
+            out += super().handle(TunnelEnded(None, error))
+        return out
 
 
 class StreamOpener:
@@ -76,7 +97,7 @@ class StreamOpener:
             session = ws_session(self.config, self.client, self.link, self.ids, stream, self.mux)
         else:
             first = StreamCodec(self.config, self.link, stream)
-            session = HttpSession(self.config, self.client, first, self.ids, self.mux, stream)
+            session = StreamSession(self.config, self.client, first, self.ids, self.mux, stream)
         codec = session.client_side
         assert isinstance(codec, StreamCodec)
         codec.requests.push(head)
