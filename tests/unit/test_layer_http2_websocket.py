@@ -429,6 +429,8 @@ def test_an_upgrade_a_rule_forged_on_a_plain_stream_is_ended_not_left_hanging() 
     (done,) = [c for c in rest if isinstance(c, Hook) and c.kind is HookKind.DONE]
     assert "switched protocols on an HTTP/2 stream" in done.flow.to_record().error
     assert not layer.sessions
+    (reset,) = client.of(ev.StreamReset)  # the client is not left waiting either
+    assert reset.error_code == ErrorCodes.CANCEL
 
 
 SWITCH_ANY = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -49,6 +49,7 @@ class StreamSession(HttpSession):
             switch = out.pop()
             assert isinstance(switch, StartTunnel)
             out.append(CloseConnection(switch.server, abort=True))
+            self.client_side.close(out, abort=True)  # the stream: RST_STREAM CANCEL
             error = "server: switched protocols on an HTTP/2 stream (RFC 9113 §8.6)"
             out += super().handle(TunnelEnded(None, error))
         return out
