@@ -113,7 +113,10 @@ export async function download(path, body, fallbackName) {
   }
   const blob = await resp.blob();
   const url = URL.createObjectURL(blob);
-  const a = Object.assign(document.createElement("a"), { href: url, download: filenameOf(resp, fallbackName) });
+  const a = Object.assign(document.createElement("a"), {
+    href: url,
+    download: filenameOf(resp, fallbackName),
+  });
   document.body.append(a);
   a.click();
   a.remove();

@@ -59,12 +59,23 @@ async function render(id, side, mode) {
   const note = view.truncated ? h("div", { class: "note" }, "only the start of the body was stored") : null;
   if (view.view === "empty") return h("div", { class: "muted" }, "no body");
   if (view.view === "image") {
-    return h("div", { class: "body-image" }, h("img", { src: bodyUrl(id, side), alt: view.mime || "image" }), note);
+    return h(
+      "div",
+      { class: "body-image" },
+      h("img", { src: bodyUrl(id, side), alt: view.mime || "image" }),
+      note,
+    );
   }
   const pre = h("pre", { class: `body-text view-${view.view}`, "data-view": view.view });
   if (view.view === "json" && view.text.length <= HIGHLIGHT_LIMIT) pre.append(...highlightJson(view.text));
   else pre.textContent = view.text;
-  return h("div", {}, h("div", { class: "view-kind" }, `${view.view}${view.mime ? ` · ${view.mime}` : ""}`), pre, note);
+  return h(
+    "div",
+    {},
+    h("div", { class: "view-kind" }, `${view.view}${view.mime ? ` · ${view.mime}` : ""}`),
+    pre,
+    note,
+  );
 }
 
 const JSON_TOKEN = /("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|\b(true|false|null)\b/g;

@@ -71,19 +71,40 @@ export class Details {
           h("span", { class: "method", "data-method": s.method || "" }, s.method || s.kind),
           h("span", { class: "url mono", title: s.url }, s.url || s.host || ""),
           s.status ? h("span", { class: `status-badge st-${String(s.status)[0]}xx` }, s.status) : null,
-          h("button", { class: "icon close", id: "details-close", title: "close (Esc)", onclick: () => this.actions.close() }, "×"),
+          h(
+            "button",
+            {
+              class: "icon close",
+              id: "details-close",
+              title: "close (Esc)",
+              onclick: () => this.actions.close(),
+            },
+            "×",
+          ),
         ),
         h("div", { class: "dt-facts" }, facts(s, record)),
         this.actionBar(s),
       ),
       s.held ? this.heldBanner(s) : null,
-      this.flow.pending ? h("div", { class: "note" }, "In progress: headers and bodies show once the flow is stored.") : null,
+      this.flow.pending
+        ? h("div", { class: "note" }, "In progress: headers and bodies show once the flow is stored.")
+        : null,
       s.error ? h("div", { class: "error-box" }, s.error) : null,
       h(
         "nav",
         { class: "tabs", role: "tablist" },
         tabs.map((t) =>
-          h("button", { class: `tab${t === this.tab ? " on" : ""}`, role: "tab", "data-tab": t, "data-testid": `tab-${t}`, onclick: () => this.select(t) }, tabLabel(t)),
+          h(
+            "button",
+            {
+              class: `tab${t === this.tab ? " on" : ""}`,
+              role: "tab",
+              "data-tab": t,
+              "data-testid": `tab-${t}`,
+              onclick: () => this.select(t),
+            },
+            tabLabel(t),
+          ),
         ),
       ),
       h("div", { class: "dt-body", id: "details-body", "data-testid": "details-body" }),
@@ -96,15 +117,29 @@ export class Details {
     return h(
       "div",
       { class: "dt-actions" },
-      h("button", { id: "act-mark", onclick: () => a.mark(s.id, !s.marked) }, s.marked ? "★ Unmark" : "☆ Mark"),
+      h(
+        "button",
+        { id: "act-mark", onclick: () => a.mark(s.id, !s.marked) },
+        s.marked ? "★ Unmark" : "☆ Mark",
+      ),
       h("button", { id: "act-resend", onclick: () => a.resend(s.id), disabled: !s.method }, "Edit & resend…"),
       h("button", { id: "act-replay", onclick: () => a.replay(s.id), disabled: !s.method }, "Replay"),
-      h("button", { id: "act-diff", onclick: () => a.diffWith(s.id), title: "then click another flow" }, "Diff with…"),
+      h(
+        "button",
+        { id: "act-diff", onclick: () => a.diffWith(s.id), title: "then click another flow" },
+        "Diff with…",
+      ),
       h(
         "span",
         { class: "export-links" },
         "Export:",
-        EXPORTS.map((f) => h("button", { class: "link", "data-format": f, id: `act-export-${f}`, onclick: () => a.exportFlow(s.id, f) }, f === "curl" ? "curl" : f.toUpperCase())),
+        EXPORTS.map((f) =>
+          h(
+            "button",
+            { class: "link", "data-format": f, id: `act-export-${f}`, onclick: () => a.exportFlow(s.id, f) },
+            f === "curl" ? "curl" : f.toUpperCase(),
+          ),
+        ),
       ),
     );
   }
@@ -141,7 +176,14 @@ export class Details {
 }
 
 function tabLabel(t) {
-  return { request: "Request", response: "Response", messages: "Messages", timing: "Timing", tls: "TLS", rules: "Rules" }[t];
+  return {
+    request: "Request",
+    response: "Response",
+    messages: "Messages",
+    timing: "Timing",
+    tls: "TLS",
+    rules: "Rules",
+  }[t];
 }
 
 function hasMessages(s) {
@@ -149,7 +191,13 @@ function hasMessages(s) {
 }
 
 function facts(s, record) {
-  const items = [s.protocol, s.state, fmtClock(s.start), s.duration !== null ? fmtMs(s.duration) : null, s.size !== null ? fmtSize(s.size) : null];
+  const items = [
+    s.protocol,
+    s.state,
+    fmtClock(s.start),
+    s.duration !== null ? fmtMs(s.duration) : null,
+    s.size !== null ? fmtSize(s.size) : null,
+  ];
   if (record && record.client) items.push(`client ${record.client.ip}:${record.client.port}`);
   if (record && record.server) items.push(`server ${record.server.ip}:${record.server.port}`);
   if (s.rules && s.rules.length) items.push(`rules: ${s.rules.join(", ")}`);
@@ -159,7 +207,8 @@ function facts(s, record) {
 /** The request or response: one column, or two (as received | as sent) when changed. */
 function messageTab(id, which, record, bodies) {
   const msg = record && record[which];
-  if (!msg) return h("div", { class: "muted" }, which === "response" ? "No response (yet)." : "No request recorded.");
+  if (!msg)
+    return h("div", { class: "muted" }, which === "response" ? "No response (yet)." : "No request recorded.");
   const changed = which === "request" ? msg.forwarded : msg.upstream;
   if (!changed) return column(id, which, msg, which, bodies[which], null);
   // The changed side's body, or the same body when only the head changed.
@@ -174,8 +223,18 @@ function messageTab(id, which, record, bodies) {
   return h(
     "div",
     { class: "side-by-side", "data-testid": `${which}-changed` },
-    h("section", {}, h("h4", { class: "side-title" }, titles[0]), column(id, which, first, firstSide, bodies[firstSide], second)),
-    h("section", {}, h("h4", { class: "side-title" }, titles[1]), column(id, which, second, secondSide, bodies[secondSide], first)),
+    h(
+      "section",
+      {},
+      h("h4", { class: "side-title" }, titles[0]),
+      column(id, which, first, firstSide, bodies[firstSide], second),
+    ),
+    h(
+      "section",
+      {},
+      h("h4", { class: "side-title" }, titles[1]),
+      column(id, which, second, secondSide, bodies[secondSide], first),
+    ),
   );
 }
 
@@ -188,7 +247,12 @@ function startLine(which, m) {
 function column(id, which, m, side, bodyInfo, other) {
   const theirs = new Set(((other && other.headers) || []).map(([k, v]) => `${k.toLowerCase()}\n${v}`));
   const rows = (m.headers || []).map(([k, v]) =>
-    h("tr", { class: other && !theirs.has(`${k.toLowerCase()}\n${v}`) ? "hdr-diff" : "" }, h("th", {}, k), h("td", {}, v)),
+    h(
+      "tr",
+      { class: other && !theirs.has(`${k.toLowerCase()}\n${v}`) ? "hdr-diff" : "" },
+      h("th", {}, k),
+      h("td", {}, v),
+    ),
   );
   const trailers = (m.trailers || []).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)));
   const hasBody = bodyInfo || (m.body_size ?? 0) > 0;
@@ -198,6 +262,8 @@ function column(id, which, m, side, bodyInfo, other) {
     h("div", { class: "start-line mono" }, startLine(which, m)),
     h("table", { class: "headers mono", "data-testid": `headers-${side}` }, rows),
     trailers.length ? [h("h4", {}, "Trailers"), h("table", { class: "headers mono" }, trailers)] : null,
-    hasBody ? bodyPanel(id, side, bodyInfo || { size: m.body_size, stored: 0, truncated: false }) : h("div", { class: "muted" }, "no body"),
+    hasBody
+      ? bodyPanel(id, side, bodyInfo || { size: m.body_size, stored: 0, truncated: false })
+      : h("div", { class: "muted" }, "no body"),
   );
 }

@@ -40,7 +40,11 @@ export class Diff {
           "div",
           { class: "dialog-head" },
           h("h3", {}, "Diff"),
-          h("button", { type: "button", class: "icon close", id: "diff-close", onclick: () => this.dialog.close() }, "×"),
+          h(
+            "button",
+            { type: "button", class: "icon close", id: "diff-close", onclick: () => this.dialog.close() },
+            "×",
+          ),
         ),
         h(
           "div",

@@ -25,20 +25,32 @@ export class Exporter {
   async curl(id) {
     const text = await api.get(flowPath(id, `/export${query({ format: "curl" })}`));
     const pre = h("pre", { class: "body-text curl", id: "curl-text", "data-testid": "curl-text" }, text);
-    const copy = h("button", { class: "primary", onclick: async () => {
-      try {
-        await navigator.clipboard.writeText(text);
-        copy.textContent = "Copied";
-      } catch {
-        getSelection().selectAllChildren(pre); // clipboard refused (plain http): select it instead
-      }
-    } }, "Copy");
+    const copy = h(
+      "button",
+      {
+        class: "primary",
+        onclick: async () => {
+          try {
+            await navigator.clipboard.writeText(text);
+            copy.textContent = "Copied";
+          } catch {
+            getSelection().selectAllChildren(pre); // clipboard refused (plain http): select it instead
+          }
+        },
+      },
+      "Copy",
+    );
     fill(
       this.dialog,
       h(
         "div",
         { class: "dialog-form" },
-        h("div", { class: "dialog-head" }, h("h3", {}, "As a curl command"), h("button", { class: "icon close", onclick: () => this.dialog.close() }, "×")),
+        h(
+          "div",
+          { class: "dialog-head" },
+          h("h3", {}, "As a curl command"),
+          h("button", { class: "icon close", onclick: () => this.dialog.close() }, "×"),
+        ),
         pre,
         h("div", { class: "dialog-actions" }, copy),
       ),

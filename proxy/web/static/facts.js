@@ -16,7 +16,8 @@ const PHASES = [
 
 export function timingsTab(record) {
   const marks = (record && record.timings_ms) || {};
-  const total = (record && record.duration_ms) || Math.max(0, ...Object.values(marks).filter(Number.isFinite));
+  const total =
+    (record && record.duration_ms) || Math.max(0, ...Object.values(marks).filter(Number.isFinite));
   if (!Object.keys(marks).length) return h("div", { class: "muted" }, "No timings recorded for this flow.");
   const rows = [];
   for (const [label, from, to] of PHASES) {
@@ -39,7 +40,9 @@ export function timingsTab(record) {
       ),
     );
   }
-  const markRows = Object.entries(marks).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "mono" }, v === null ? "—" : fmtMs(v))));
+  const markRows = Object.entries(marks).map(([k, v]) =>
+    h("tr", {}, h("td", {}, k), h("td", { class: "mono" }, v === null ? "—" : fmtMs(v))),
+  );
   return h(
     "div",
     { class: "timings", "data-testid": "timings" },
@@ -69,7 +72,11 @@ export function tlsTab(record) {
   return h(
     "div",
     { class: "tls", "data-testid": "tls" },
-    h("p", {}, tls.intercepted ? "Intercepted: the proxy decrypted this flow." : "Not intercepted (relayed)."),
+    h(
+      "p",
+      {},
+      tls.intercepted ? "Intercepted: the proxy decrypted this flow." : "Not intercepted (relayed).",
+    ),
     tls.keylog ? h("p", {}, "Its TLS secrets were written to the key log.") : null,
     h("div", { class: "columns" }, sides),
   );
@@ -91,7 +98,11 @@ export function rulesTab(summary, record) {
             {},
             h("td", {}, m.rule),
             h("td", { class: "mono" }, m.source || ""),
-            h("td", { class: "mono" }, (m.actions || []).map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(", ")),
+            h(
+              "td",
+              { class: "mono" },
+              (m.actions || []).map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(", "),
+            ),
           ),
         ),
       ),
@@ -99,21 +110,48 @@ export function rulesTab(summary, record) {
   } else if (summary.rules && summary.rules.length) {
     parts.push(h("p", {}, `Rules: ${summary.rules.join(", ")}`));
   }
-  for (const [title, list] of [["Warnings", rules.warnings], ["Tags", rules.tags]]) {
-    if (list && list.length) parts.push(h("h4", {}, title), h("ul", {}, list.map((w) => h("li", {}, String(w)))));
+  for (const [title, list] of [
+    ["Warnings", rules.warnings],
+    ["Tags", rules.tags],
+  ]) {
+    if (list && list.length)
+      parts.push(
+        h("h4", {}, title),
+        h(
+          "ul",
+          {},
+          list.map((w) => h("li", {}, String(w))),
+        ),
+      );
   }
-  if (rules.detail) parts.push(h("h4", {}, "Detail"), h("pre", { class: "body-text" }, JSON.stringify(rules.detail, null, 2)));
+  if (rules.detail)
+    parts.push(
+      h("h4", {}, "Detail"),
+      h("pre", { class: "body-text" }, JSON.stringify(rules.detail, null, 2)),
+    );
   for (const key of ["grpc", "websocket"]) {
     const sub = record && record[key] && record[key].rules;
-    if (sub) parts.push(h("h4", {}, `${key} rules`), h("pre", { class: "body-text" }, JSON.stringify(sub, null, 2)));
+    if (sub)
+      parts.push(h("h4", {}, `${key} rules`), h("pre", { class: "body-text" }, JSON.stringify(sub, null, 2)));
   }
-  if (summary.changed) parts.push(h("p", { class: "note" }, "A rule, hook or edit changed this flow: see both versions in the Request and Response tabs."));
+  if (summary.changed)
+    parts.push(
+      h(
+        "p",
+        { class: "note" },
+        "A rule, hook or edit changed this flow: see both versions in the Request and Response tabs.",
+      ),
+    );
   if (!parts.length) return h("div", { class: "muted" }, "No rule or hook matched this flow.");
   return h("div", { class: "rules", "data-testid": "rules" }, parts);
 }
 
 export function messagesTab(id) {
-  const box = h("div", { class: "messages", "data-testid": "messages" }, h("div", { class: "loading" }, "loading…"));
+  const box = h(
+    "div",
+    { class: "messages", "data-testid": "messages" },
+    h("div", { class: "loading" }, "loading…"),
+  );
   api
     .get(flowPath(id, "/messages"))
     .then(({ messages }) => {
@@ -124,12 +162,24 @@ export function messagesTab(id) {
         h(
           "table",
           { class: "grid msg-table" },
-          h("tr", {}, h("th", {}, ""), h("th", {}, "type"), h("th", {}, "size"), h("th", {}, "time"), h("th", {}, "data")),
+          h(
+            "tr",
+            {},
+            h("th", {}, ""),
+            h("th", {}, "type"),
+            h("th", {}, "size"),
+            h("th", {}, "time"),
+            h("th", {}, "data"),
+          ),
           messages.map((m) =>
             h(
               "tr",
               { class: `msg-${m.direction}` },
-              h("td", { class: "dir", title: m.direction === "client" ? "client → server" : "server → client" }, m.direction === "client" ? "→" : "←"),
+              h(
+                "td",
+                { class: "dir", title: m.direction === "client" ? "client → server" : "server → client" },
+                m.direction === "client" ? "→" : "←",
+              ),
               h("td", {}, m.type || ""),
               h("td", {}, fmtSize(m.size)),
               h("td", { class: "mono" }, typeof m.time === "number" ? fmtClock(m.time) : m.time || ""),

@@ -33,7 +33,13 @@ export function showError(box, input, err) {
   if (err.column !== null && err.column !== undefined) {
     const col = Number(err.column);
     const caret = `${input.value}\n${" ".repeat(Math.max(0, col - 1))}^`;
-    parts.push(h("pre", { class: "err-caret", "data-testid": "error-column", "data-column": col, title: `column ${col}` }, caret));
+    parts.push(
+      h(
+        "pre",
+        { class: "err-caret", "data-testid": "error-column", "data-column": col, title: `column ${col}` },
+        caret,
+      ),
+    );
   }
   fill(box, ...parts);
 }

@@ -21,7 +21,14 @@ export class Intercept {
   }
 
   build() {
-    this.filter = h("input", { id: "bp-filter", "data-testid": "bp-filter", class: "mono", placeholder: "~u /api & ~m POST", spellcheck: "false", autocomplete: "off" });
+    this.filter = h("input", {
+      id: "bp-filter",
+      "data-testid": "bp-filter",
+      class: "mono",
+      placeholder: "~u /api & ~m POST",
+      spellcheck: "false",
+      autocomplete: "off",
+    });
     this.atRequest = h("input", { type: "checkbox", id: "bp-request", checked: true });
     this.atResponse = h("input", { type: "checkbox", id: "bp-response" });
     this.timeout = h("input", { type: "number", id: "bp-timeout", min: "1", value: "300", class: "narrow" });
@@ -31,22 +38,39 @@ export class Intercept {
     this.editor = h("div", { id: "held-editor", class: "held-editor", "data-testid": "held-editor" });
     const form = h(
       "form",
-      { id: "bp-form", class: "bp-form", onsubmit: (e) => (e.preventDefault(), this.save(this.filter.value.trim())) },
+      {
+        id: "bp-form",
+        class: "bp-form",
+        onsubmit: (e) => (e.preventDefault(), this.save(this.filter.value.trim())),
+      },
       h("label", { for: "bp-filter" }, "Hold flows matching"),
       this.filter,
-      h("div", { class: "bp-row" },
+      h(
+        "div",
+        { class: "bp-row" },
         h("label", {}, this.atRequest, " at the request"),
         h("label", {}, this.atResponse, " at the response"),
         h("label", {}, "time limit ", this.timeout, " s"),
       ),
-      h("div", { class: "bp-row" },
-        h("button", { type: "submit", id: "bp-set", class: "primary", "data-testid": "bp-set" }, "Set breakpoint"),
+      h(
+        "div",
+        { class: "bp-row" },
+        h(
+          "button",
+          { type: "submit", id: "bp-set", class: "primary", "data-testid": "bp-set" },
+          "Set breakpoint",
+        ),
         h("button", { type: "button", id: "bp-off", onclick: () => this.save("") }, "Turn off"),
       ),
     );
     fill(
       this.panel,
-      h("div", { class: "drawer-head" }, h("h3", {}, "Intercept"), h("button", { class: "icon close", id: "intercept-close", onclick: () => this.toggle(false) }, "×")),
+      h(
+        "div",
+        { class: "drawer-head" },
+        h("h3", {}, "Intercept"),
+        h("button", { class: "icon close", id: "intercept-close", onclick: () => this.toggle(false) }, "×"),
+      ),
       form,
       this.error,
       this.state,
@@ -104,7 +128,16 @@ export class Intercept {
     const c = this.config;
     const where = [c.request && "request", c.response && "response"].filter(Boolean).join(" and ");
     this.state.classList.toggle("on", !!c.filter);
-    fill(this.state, c.filter ? ["● Holding ", h("code", {}, c.filter), ` at the ${where || "(nowhere: tick one)"}; each goes on after ${c.timeout} s`] : "○ No breakpoint.");
+    fill(
+      this.state,
+      c.filter
+        ? [
+            "● Holding ",
+            h("code", {}, c.filter),
+            ` at the ${where || "(nowhere: tick one)"}; each goes on after ${c.timeout} s`,
+          ]
+        : "○ No breakpoint.",
+    );
   }
 
   async refresh() {
@@ -117,7 +150,12 @@ export class Intercept {
         ? this.held.map((f) =>
             h(
               "li",
-              { class: `held-item${f.id === this.editing ? " on" : ""}`, "data-id": f.id, "data-testid": "held-item", onclick: () => this.edit(f.id) },
+              {
+                class: `held-item${f.id === this.editing ? " on" : ""}`,
+                "data-id": f.id,
+                "data-testid": "held-item",
+                onclick: () => this.edit(f.id),
+              },
               h("span", { class: "phase" }, f.phase),
               h("span", { class: "method", "data-method": f.method || "" }, f.method || ""),
               h("span", { class: "url mono" }, f.url || ""),
@@ -140,13 +178,18 @@ export class Intercept {
     if (!f) return toast("that flow is no longer held");
     this.editing = id;
     for (const li of this.list.children) li.classList.toggle("on", li.dataset.id === id);
-    fill(this.editor, editorFor(f, (action, body) => this.act(f, action, body)));
+    fill(
+      this.editor,
+      editorFor(f, (action, body) => this.act(f, action, body)),
+    );
   }
 
   async act(f, action, body) {
     try {
       await api.post(`/api/held/${encodeURIComponent(f.id)}/${action}`, body);
-      toast(`${action === "kill" ? "killed" : action === "reply" ? "answered" : "resumed"}: ${f.method || ""} ${f.url || ""}`);
+      toast(
+        `${action === "kill" ? "killed" : action === "reply" ? "answered" : "resumed"}: ${f.method || ""} ${f.url || ""}`,
+      );
       this.editing = null;
       fill(this.editor);
       await this.refresh();
@@ -163,9 +206,21 @@ function editorFor(f, act) {
   const url = h("input", { id: "he-url", class: "mono", value: f.url || "" });
   const status = h("input", { id: "he-status", class: "mono narrow", type: "number", value: f.status ?? "" });
   const headersText = headersToText(f.headers);
-  const headers = h("textarea", { id: "he-headers", class: "mono", rows: "8", spellcheck: "false", "data-testid": "he-headers" });
+  const headers = h("textarea", {
+    id: "he-headers",
+    class: "mono",
+    rows: "8",
+    spellcheck: "false",
+    "data-testid": "he-headers",
+  });
   headers.value = headersText;
-  const body = h("textarea", { id: "he-body", class: "mono", rows: "6", spellcheck: "false", disabled: f.body === null });
+  const body = h("textarea", {
+    id: "he-body",
+    class: "mono",
+    rows: "6",
+    spellcheck: "false",
+    disabled: f.body === null,
+  });
   body.value = f.body ?? (f.body_b64 ? "(binary body: kept as it is)" : "");
 
   function edit() {
@@ -192,18 +247,46 @@ function editorFor(f, act) {
   return h(
     "div",
     { class: "editor", "data-id": f.id },
-    h("div", { class: "editor-title" }, `Held at the ${f.phase}`, h("span", { class: "muted" }, ` since ${fmtClock(f.since)}`)),
+    h(
+      "div",
+      { class: "editor-title" },
+      `Held at the ${f.phase}`,
+      h("span", { class: "muted" }, ` since ${fmtClock(f.since)}`),
+    ),
     atRequest
-      ? h("div", { class: "field-row" }, h("label", {}, "Method", method), h("label", { class: "grow" }, "URL", url))
-      : h("div", { class: "field-row" }, h("label", {}, "Status", status), h("span", { class: "muted" }, f.reason || "")),
+      ? h(
+          "div",
+          { class: "field-row" },
+          h("label", {}, "Method", method),
+          h("label", { class: "grow" }, "URL", url),
+        )
+      : h(
+          "div",
+          { class: "field-row" },
+          h("label", {}, "Status", status),
+          h("span", { class: "muted" }, f.reason || ""),
+        ),
     h("label", { class: "block" }, "Headers (one “Name: value” a line)", headers),
     atRequest
       ? h("label", { class: "block" }, "Body", body)
-      : h("div", { class: "muted" }, "The body goes on as the server sent it: status and headers can be edited here."),
+      : h(
+          "div",
+          { class: "muted" },
+          "The body goes on as the server sent it: status and headers can be edited here.",
+        ),
     h(
       "div",
       { class: "editor-actions" },
-      h("button", { id: "he-resume", class: "primary", "data-testid": "he-resume", onclick: guard(() => act("resume", edit())) }, "▶ Resume"),
+      h(
+        "button",
+        {
+          id: "he-resume",
+          class: "primary",
+          "data-testid": "he-resume",
+          onclick: guard(() => act("resume", edit())),
+        },
+        "▶ Resume",
+      ),
       h("button", { id: "he-reply-toggle", onclick: () => (reply.hidden = !reply.hidden) }, "Reply…"),
       h("button", { id: "he-kill", class: "danger", onclick: () => act("kill", {}) }, "✕ Kill"),
     ),
@@ -222,18 +305,21 @@ function replyForm(send) {
     h("div", { class: "field-row" }, h("label", {}, "Status", status)),
     h("label", { class: "block" }, "Headers", headers),
     h("label", { class: "block" }, "Body", body),
-    h("button", {
-      id: "he-reply",
-      class: "primary",
-      onclick: () => {
-        try {
-          send({ status: Number(status.value), headers: textToHeaders(headers.value), body: body.value });
-        } catch (err) {
-          toast(err.message, "error");
-        }
+    h(
+      "button",
+      {
+        id: "he-reply",
+        class: "primary",
+        onclick: () => {
+          try {
+            send({ status: Number(status.value), headers: textToHeaders(headers.value), body: body.value });
+          } catch (err) {
+            toast(err.message, "error");
+          }
+        },
       },
-    }, "Send this reply"),
+      "Send this reply",
+    ),
   );
   return form;
 }
-

@@ -85,7 +85,9 @@ export class Live {
 
   async loadRest(gen, offset, total) {
     while (offset < total) {
-      const page = await api.get(`/api/flows${query({ filter: this.filter, offset, limit: PAGE, order: "desc" })}`);
+      const page = await api.get(
+        `/api/flows${query({ filter: this.filter, offset, limit: PAGE, order: "desc" })}`,
+      );
       if (gen !== this.generation || !page.flows.length) return;
       this.table.upsert(page.flows);
       offset += page.flows.length;
@@ -141,7 +143,9 @@ export class Live {
   /** With a filter: the newest matching flows, so new matches join the list. */
   async fetchNewest() {
     const gen = this.generation;
-    const page = await api.get(`/api/flows${query({ filter: this.filter, offset: 0, limit: 200, order: "desc" })}`);
+    const page = await api.get(
+      `/api/flows${query({ filter: this.filter, offset: 0, limit: 200, order: "desc" })}`,
+    );
     if (gen !== this.generation || this.paused) return;
     this.table.upsert(page.flows);
     this.status.set({ total: page.total, stored: page.stored, dropped: page.dropped });

@@ -11,7 +11,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 export async function replay(id) {
   try {
     const res = await api.post(flowPath(id, "/resend"), {});
-    toast(res.error ? `replay failed: ${res.error}` : `replayed: ${res.status}`, res.error ? "error" : "info");
+    toast(
+      res.error ? `replay failed: ${res.error}` : `replayed: ${res.status}`,
+      res.error ? "error" : "info",
+    );
   } catch (err) {
     toast(`replay failed: ${err.message}`, "error");
   }
@@ -29,7 +32,9 @@ export class Resend {
     const received = flow.record && flow.record.request;
     if (!received) return toast("this flow has no request to resend", "error");
     // As it went upstream (after rules), which is also what Replay sends.
-    const req = received.forwarded ? { ...received.forwarded, headers: received.forwarded.headers || received.headers } : received;
+    const req = received.forwarded
+      ? { ...received.forwarded, headers: received.forwarded.headers || received.headers }
+      : received;
     const side = received.forwarded && flow.bodies.request_sent ? "request_sent" : "request";
     let body = "";
     let binary = false;
@@ -50,13 +55,23 @@ export class Resend {
     const url = h("input", { id: "rs-url", class: "mono", value: req.url, spellcheck: "false" });
     const headers = h("textarea", { id: "rs-headers", class: "mono", rows: "8", spellcheck: "false" });
     headers.value = headersToText((req.headers || []).filter(([k]) => !k.startsWith(":")));
-    const body = h("textarea", { id: "rs-body", class: "mono", rows: "8", spellcheck: "false", disabled: binary });
+    const body = h("textarea", {
+      id: "rs-body",
+      class: "mono",
+      rows: "8",
+      spellcheck: "false",
+      disabled: binary,
+    });
     body.value = binary ? "(a binary body: Replay resends it as it was)" : bodyText;
     const result = h("div", { id: "rs-result", class: "rs-result", "data-testid": "rs-result" });
     const send = async () => {
       let edit;
       try {
-        edit = { method: method.value.trim(), url: url.value.trim(), headers: fixLength(textToHeaders(headers.value), body.value, bodyText) };
+        edit = {
+          method: method.value.trim(),
+          url: url.value.trim(),
+          headers: fixLength(textToHeaders(headers.value), body.value, bodyText),
+        };
         if (!binary) edit.body = body.value;
       } catch (err) {
         return fill(result, h("span", { class: "err" }, err.message));
@@ -64,7 +79,12 @@ export class Resend {
       fill(result, "sending…");
       try {
         const res = await api.post(flowPath(this.id, "/resend"), edit);
-        fill(result, res.error ? h("span", { class: "err" }, res.error) : h("span", { class: "ok" }, `sent: the server answered ${res.status}`));
+        fill(
+          result,
+          res.error
+            ? h("span", { class: "err" }, res.error)
+            : h("span", { class: "ok" }, `sent: the server answered ${res.status}`),
+        );
       } catch (err) {
         fill(result, h("span", { class: "err" }, err.message));
       }
@@ -74,9 +94,24 @@ export class Resend {
       h(
         "form",
         { method: "dialog", class: "dialog-form", onsubmit: (e) => (e.preventDefault(), send()) },
-        h("div", { class: "dialog-head" }, h("h3", {}, "Edit and resend"), h("button", { type: "button", class: "icon close", onclick: () => this.dialog.close() }, "×")),
-        h("div", { class: "field-row" }, h("label", {}, "Method", method), h("label", { class: "grow" }, "URL", url)),
-        h("label", { class: "block" }, "Headers (one “Name: value” a line; Content-Length follows the body)", headers),
+        h(
+          "div",
+          { class: "dialog-head" },
+          h("h3", {}, "Edit and resend"),
+          h("button", { type: "button", class: "icon close", onclick: () => this.dialog.close() }, "×"),
+        ),
+        h(
+          "div",
+          { class: "field-row" },
+          h("label", {}, "Method", method),
+          h("label", { class: "grow" }, "URL", url),
+        ),
+        h(
+          "label",
+          { class: "block" },
+          "Headers (one “Name: value” a line; Content-Length follows the body)",
+          headers,
+        ),
         h("label", { class: "block" }, "Body", body),
         h(
           "div",

@@ -116,7 +116,11 @@ export class FlowTable {
       { class: "ft-viewport", id: "flow-viewport", tabindex: "0", "data-testid": "flow-viewport" },
       this.spacer,
     );
-    this.empty = h("div", { class: "ft-empty", id: "flow-empty" }, "No flows yet: send traffic through the proxy.");
+    this.empty = h(
+      "div",
+      { class: "ft-empty", id: "flow-empty" },
+      "No flows yet: send traffic through the proxy.",
+    );
     root.append(this.head, this.viewport, this.empty);
     this.viewport.addEventListener("scroll", () => {
       this.scrollTop = this.viewport.scrollTop;
