@@ -12,13 +12,15 @@ malformed request (RFC 9113 §8.1.1).
 The stream's exchange is the HTTP/1.1 opening handshake it stands for
 (RFC 6455 §4.1): ``GET`` with ``Upgrade: websocket``, ``Connection:
 Upgrade``, a ``Sec-WebSocket-Key`` of ours (RFC 8441 §5: HTTP/2 uses none;
-one the client sent anyway is left out),
-``Sec-WebSocket-Version`` 13 and the client's subprotocols and extensions
-(offers of extensions other than permessage-deflate are dropped: one the
-proxy cannot read would leave a stream it cannot relay). So rules, hooks
-and the record are those of any upgrade. The server's ``101`` goes to the
-client as ``:status 200`` (§5) with its subprotocol and extensions; any
-other answer is relayed as the stream's HTTP/2 response.
+one the client sent anyway is left out), ``Sec-WebSocket-Version`` 13 and
+the client's subprotocols and extensions (offers of extensions other than
+permessage-deflate are dropped: one the proxy cannot read would leave a
+stream it cannot relay). So rules, hooks and the record are those of any
+upgrade; toward an HTTP/2 server it becomes an extended CONNECT again
+(``wsupstream``). The server's switch (a ``101`` whose accept answers our
+key, or an HTTP/2 server's ``2xx``) goes to the client as ``:status 200``
+(§5) with its subprotocol and extensions; any other answer is relayed as
+the stream's HTTP/2 response.
 """
 
 from __future__ import annotations
