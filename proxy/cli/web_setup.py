@@ -18,8 +18,8 @@ from typing import Any
 from proxy import __version__
 from proxy.cli.replay_setup import load_flows
 from proxy.config import ConfigError
-from proxy.flow.hooks import HookKind, LiveFlow
-from proxy.flowfilter import json_subject, live_subject, parse
+from proxy.flow.hooks import HookKind, LiveFlow, LiveMessage
+from proxy.flowfilter import Subject, json_subject, live_subject, parse
 from proxy.replay.toflow import flow_record
 from proxy.server.app import ProxyServer, ServerOptions
 from proxy.server.hooks import HookBus
@@ -51,10 +51,21 @@ def store_predicate(expr: str) -> Predicate:
 def live_matcher(expr: str) -> Matcher:
     flt = parse(expr)
 
-    def matches(flow: LiveFlow, kind: HookKind) -> bool:
+    def matches(flow: LiveFlow | LiveMessage, kind: HookKind) -> bool:
+        if isinstance(flow, LiveMessage):
+            return flt.matches(message_subject(flow))
         return flt.matches(live_subject(flow))
 
     return matches
+
+
+def message_subject(m: LiveMessage) -> Subject:
+    """A held WebSocket message as its connection with this one message as the
+    body of its side: ``~websocket``, ``~u``, ``~bq`` (from the client) and
+    ``~bs`` (from the server) apply."""
+    record = {"kind": "websocket", "request": {"method": "GET", "url": m.url, "headers": []}}
+    side = "request" if m.from_client else "response"
+    return json_subject(record, lambda asked: m.payload if asked == side else None)
 
 
 class WebUi:

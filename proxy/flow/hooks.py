@@ -34,9 +34,12 @@ class HookKind(Enum):
     # emitted only when a subscriber asks for it (addons' ``tcp_message``),
     # never written to the sinks.
     DATA = "data"
+    # A WebSocket message held whole at a breakpoint, before it goes on
+    # (holdable; offered only while a ``HoldSwitch`` arms it).
+    WS_MESSAGE = "ws_message"
 
 
-HOLDABLE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD})
+HOLDABLE = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.WS_MESSAGE})
 
 
 class LiveFlow(Protocol):
@@ -77,8 +80,28 @@ class ResponseEdit:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """A held WebSocket message: a new payload, or dropped (not forwarded)."""
+
+    payload: bytes | None = None
+    drop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    """A WebSocket message held at ``WS_MESSAGE``: whole, after the rules."""
+
+    id: str  # "<flow>:<direction>:<index>", as its record's id
+    flow: str  # the upgrade's flow id
+    url: str  # the upgrade's URL as the client asked for it
+    from_client: bool
+    text: bool
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Proceed:
-    edit: RequestEdit | ResponseEdit | None = None
+    edit: RequestEdit | ResponseEdit | MessageEdit | None = None
     note: str | None = None  # said in the record's warnings (a breakpoint that timed out)
 
 

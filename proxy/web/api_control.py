@@ -31,6 +31,7 @@ def _spec_json(spec: BreakpointSpec) -> dict[str, Any]:
         "filter": spec.filter,
         "request": spec.request,
         "response": spec.response,
+        "messages": spec.messages,
         "timeout": spec.timeout,
     }
 
@@ -55,6 +56,7 @@ async def put_intercept(request: web.Request) -> web.Response:
         str(body.get("filter", old.filter)),
         bool(body.get("request", old.request)),
         bool(body.get("response", old.response)),
+        bool(body.get("messages", old.messages)),
         timeout,
     )
     try:

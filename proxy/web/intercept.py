@@ -25,6 +25,8 @@ from proxy.flow.hooks import (
     HookKind,
     Kill,
     LiveFlow,
+    LiveMessage,
+    MessageEdit,
     Proceed,
     Reply,
     RequestEdit,
@@ -35,12 +37,16 @@ from proxy.flow.record import FlowRecord
 from proxy.http1.events import Fields
 from proxy.server.hooks import Resume
 
-#: A compiled breakpoint filter: does this flow, at this point, match?
-Matcher = Callable[[LiveFlow, HookKind], bool]
+#: A compiled breakpoint filter: does this flow (or WebSocket message), at this point, match?
+Matcher = Callable[[LiveFlow | LiveMessage, HookKind], bool]
 #: Compiles a filter expression (raises ``ValueError`` subclasses with ``column``).
 Compiler = Callable[[str], Matcher]
 
-PHASES = {HookKind.REQUEST: "request", HookKind.RESPONSE_HEAD: "response"}
+PHASES = {
+    HookKind.REQUEST: "request",
+    HookKind.RESPONSE_HEAD: "response",
+    HookKind.WS_MESSAGE: "message",
+}
 
 
 class EditError(ValueError):
@@ -52,13 +58,16 @@ class BreakpointSpec:
     filter: str = ""
     request: bool = True
     response: bool = False
+    messages: bool = False  # WebSocket messages, each way
     timeout: float = 300.0
 
 
 class _Held:
     __slots__ = ("flow", "kind", "resume", "since", "timer")
 
-    def __init__(self, flow: LiveFlow, kind: HookKind, resume: Resume, timer: asyncio.Handle):
+    def __init__(
+        self, flow: LiveFlow | LiveMessage, kind: HookKind, resume: Resume, timer: asyncio.Handle
+    ) -> None:
         self.flow, self.kind, self.resume, self.timer = flow, kind, resume, timer
         self.since = time.time()
 
@@ -71,7 +80,9 @@ class Breakpoints:
         changed: Callable[[str, str | None], None] = lambda _id, _phase: None,
     ) -> None:
         self.switch = HoldSwitch()
-        self.kinds = frozenset({HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.DONE})
+        self.kinds = frozenset(
+            {HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.WS_MESSAGE, HookKind.DONE}
+        )
         self.compile_filter = compile_filter
         self.spec = BreakpointSpec(timeout=timeout)
         self.changed = changed  # (flow id, phase or None when it went on): the live list
@@ -92,6 +103,8 @@ class Breakpoints:
             kinds.add(HookKind.REQUEST)
         if matcher is not None and spec.response:
             kinds.add(HookKind.RESPONSE_HEAD)
+        if matcher is not None and spec.messages:
+            kinds.add(HookKind.WS_MESSAGE)
         self.switch.kinds = frozenset(kinds)
         self.switch.request_body = HookKind.REQUEST in kinds  # the body can be edited
 
@@ -100,11 +113,14 @@ class Breakpoints:
         if kind is HookKind.DONE:
             if self._held and isinstance(flow, FlowRecord):
                 self._forget(flow.id)
+                for held_id, held in list(self._held.items()):  # its connection's messages
+                    if isinstance(held.flow, LiveMessage) and held.flow.flow == flow.id:
+                        self._forget(held_id)
             return False
         matcher = self._matcher
         if resume is None or matcher is None:
             return False
-        live: LiveFlow = flow  # type: ignore[assignment]  # at the holdable points
+        live: LiveFlow | LiveMessage = flow  # type: ignore[assignment]  # at the holdable points
         try:
             if not matcher(live, kind):
                 return False
@@ -145,8 +161,11 @@ class Breakpoints:
         held = self._held.get(flow_id)
         if held is None:
             raise KeyError(flow_id)
-        if held.kind is HookKind.REQUEST:
-            verdict = Proceed(request_edit(held.flow, edit)) if edit else Proceed()
+        flow = held.flow
+        if isinstance(flow, LiveMessage):
+            verdict = Proceed(message_edit(flow, edit)) if edit else Proceed()
+        elif held.kind is HookKind.REQUEST:
+            verdict = Proceed(request_edit(flow, edit)) if edit else Proceed()
         else:
             verdict = Proceed(response_edit(edit)) if edit else Proceed()
         self._finish(flow_id, verdict)
@@ -154,6 +173,8 @@ class Breakpoints:
     def reply(self, flow_id: str, answer: dict[str, Any]) -> None:
         if flow_id not in self._held:
             raise KeyError(flow_id)
+        if self._held[flow_id].kind is HookKind.WS_MESSAGE:
+            raise EditError("a WebSocket message has no answer: edit it, drop it, or kill")
         status = answer.get("status", 200)
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise EditError("status must be a number from 200 to 599")
@@ -174,6 +195,10 @@ class Breakpoints:
 def held_json(flow_id: str, h: _Held) -> dict[str, Any]:
     flow = h.flow
     out: dict[str, Any] = {"id": flow_id, "phase": PHASES[h.kind], "since": h.since}
+    if isinstance(flow, LiveMessage):
+        out.update(flow=flow.flow, url=flow.url, from_client=flow.from_client, text=flow.text)
+        out["direction"] = "client" if flow.from_client else "server"
+        return _with_body(out, flow.payload)
     out["method"] = flow.forward.method.decode("latin-1")
     out["url"] = flow.url
     head = flow.response_head if h.kind is HookKind.RESPONSE_HEAD else None
@@ -181,7 +206,10 @@ def held_json(flow_id: str, h: _Held) -> dict[str, Any]:
     out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in fields]
     out["status"] = head.status if head is not None else None
     out["reason"] = head.reason.decode("latin-1") if head is not None else None
-    body = flow.body if head is None else None
+    return _with_body(out, flow.body if head is None else None)
+
+
+def _with_body(out: dict[str, Any], body: bytes | None) -> dict[str, Any]:
     out["body"] = out["body_b64"] = None
     if body is not None:
         try:
@@ -233,6 +261,18 @@ def request_edit(flow: LiveFlow, edit: dict[str, Any]) -> RequestEdit:
     if body is not None and body == flow.body:
         body = None
     return RequestEdit(method.upper().encode() if method else None, url or None, headers, body)
+
+
+def message_edit(flow: LiveMessage, edit: dict[str, Any]) -> MessageEdit:
+    if edit.get("drop"):
+        return MessageEdit(drop=True)
+    payload = _body_of(edit)
+    if payload is not None and flow.text:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EditError("a text message must stay UTF-8 (RFC 6455 §5.6)") from None
+    return MessageEdit(payload if payload != flow.payload else None)
 
 
 def response_edit(edit: dict[str, Any]) -> ResponseEdit:

@@ -277,3 +277,39 @@ def test_a_breakpoint_holds_an_http2_stream_and_its_response(upstreams: Upstream
             assert record["response"]["upstream"]["status"] == 200
     finally:
         w.stop()
+
+
+def test_a_breakpoint_holds_websocket_messages(web: ProxyProcess, upstreams: Upstreams) -> None:
+    """A client message edited at the breakpoint reaches the echo server
+    edited; the echo (a server message) is held too, then dropped."""
+    ws_url = upstreams.url.replace("http://", "ws://") + "/ws"
+    with api(web) as c:
+        r = c.put("/api/intercept", json={"filter": "~websocket & ~u /ws", "request": False,
+                                          "response": False, "messages": True})  # fmt: skip
+        assert r.status_code == 200 and r.json()["messages"], r.text
+        got: list[str] = []
+        ready = threading.Event()
+
+        async def talk() -> None:
+            async with aiohttp.ClientSession() as s, s.ws_connect(ws_url, proxy=web.url) as ws:
+                ready.set()
+                await ws.send_str("original")
+                got.append((await ws.receive(timeout=20)).data)
+                await ws.send_str("second")
+                got.append((await ws.receive(timeout=20)).data)
+
+        t = threading.Thread(target=lambda: asyncio.run(talk()), daemon=True)
+        t.start()
+        assert ready.wait(10)
+        held = until(lambda: c.get("/api/held").json())
+        assert held[0]["phase"] == "message" and held[0]["direction"] == "client"
+        assert held[0]["body"] == "original"
+        c.post(f"/api/held/{held[0]['id']}/resume", json={"body": "edited"})
+        echo = until(lambda: [h for h in c.get("/api/held").json() if h["direction"] == "server"])
+        assert echo[0]["body"] == "echo:edited"
+        c.post(f"/api/held/{echo[0]['id']}/resume", json={"body": "echo:seen by the UI"})
+        second = until(lambda: [h for h in c.get("/api/held").json() if h["body"] == "second"])
+        c.put("/api/intercept", json={"filter": ""})  # off: what is held still waits for us
+        c.post(f"/api/held/{second[0]['id']}/resume", json={})
+        t.join(20)
+        assert got == ["echo:seen by the UI", "echo:second"]

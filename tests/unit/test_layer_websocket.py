@@ -10,13 +10,23 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.flow.hooks import HookKind
+from proxy.flow.hooks import HoldSwitch, HookKind, Kill, LiveMessage, MessageEdit, Proceed
 from proxy.flow.wsinfo import WsMessage
-from proxy.layers.commands import CLIENT, CloseConnection, Hook, SendData, SetTimer, server_conn
-from proxy.layers.events import DataReceived, EofReceived, Stopping, TimerFired
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Hook,
+    PauseReading,
+    ResumeReading,
+    SendData,
+    SetTimer,
+    server_conn,
+)
+from proxy.layers.events import DataReceived, EofReceived, HookResumed, Stopping, TimerFired
 from proxy.layers.websocket.deflate import Deflate, negotiated
-from proxy.layers.websocket.layer import TIMERS, WebSocketLayer, WsSetup
+from proxy.layers.websocket.layer import TIMERS, WebSocketLayer
 from proxy.layers.websocket.settings import WsSettings
+from proxy.layers.websocket.wssetup import WsSetup
 from proxy.rules import SourceText, load_sources
 from proxy.rules.wsrules import WsPlan
 from tests.playbook import Match, Playbook
@@ -286,3 +296,59 @@ def test_any_reads_forward_the_same_bytes_and_record_every_message(
     ]
     assert [m.size for m in recorded] == expected
     assert [m.index for m in recorded] == list(range(len(messages)))
+
+
+# -- breakpoints on messages (HookKind.WS_MESSAGE, armed by a HoldSwitch) --------------
+def held_layer(switch: HoldSwitch) -> WebSocketLayer:
+    setup = WsSetup("f1", "regular", "", None, WsSettings(), 1 << 20, 256, 0, "http://h/ws", switch)
+    return WebSocketLayer(S, setup, lambda: 100.0, None)
+
+
+def test_an_armed_breakpoint_holds_each_message_and_what_follows_it() -> None:
+    switch = HoldSwitch()
+    ws = held_layer(switch)
+    first = frame(1, b"hello")
+    assert (
+        Playbook(ws) >> DataReceived(CLIENT, first) << SendData(S, first) << message(index=0)
+    )  # not armed: straight through
+    switch.kinds = frozenset({HookKind.WS_MESSAGE})
+    second, ping = frame(1, b"change me"), frame(9, b"p")
+    later = frame(1, b"after")
+
+    def live(flow: object) -> bool:
+        return isinstance(flow, LiveMessage) and flow.payload == b"change me" and flow.from_client
+
+    assert (
+        Playbook(ws)
+        >> DataReceived(CLIENT, second + ping)
+        << Match(Hook, kind=HookKind.WS_MESSAGE, hold=True, flow=live)
+        << PauseReading(CLIENT)
+        << PauseReading(S)
+        >> DataReceived(CLIENT, later)  # in flight before the pause: waits, in order
+        >> DataReceived(S, frame(1, b"from server", mask=False))
+        >> HookResumed(HookKind.WS_MESSAGE, Proceed(MessageEdit(b"changed")))
+        << ResumeReading(CLIENT)
+        << ResumeReading(S)
+        << Match(SendData, conn=S, data=lambda d: unframe(d) == (1, False, b"changed"))
+        << message(direction="upstream", action="replaced")
+        << SendData(S, ping)  # the rest of the read the message ended in
+        << Match(Hook, kind=HookKind.WS_MESSAGE, flow=lambda f: f.payload == b"after")
+        << PauseReading(CLIENT)
+        << PauseReading(S)
+        >> HookResumed(HookKind.WS_MESSAGE, Proceed(MessageEdit(drop=True)))
+        << ResumeReading(CLIENT)
+        << ResumeReading(S)
+        << message(direction="upstream", action="dropped")
+        << Match(Hook, kind=HookKind.WS_MESSAGE, flow=lambda f: not f.from_client)
+        << PauseReading(CLIENT)
+        << PauseReading(S)
+        >> HookResumed(HookKind.WS_MESSAGE, Kill())
+        << ResumeReading(CLIENT)
+        << ResumeReading(S)
+        << Match(SendData, conn=CLIENT)  # a Close each way (1008), then both closed
+        << Match(SendData, conn=S)
+        << CloseConnection(S)
+        << CloseConnection(CLIENT)
+    )
+    assert ws.done is not None and ws.done.websocket is not None
+    assert ws.done.websocket.closed_by == "proxy"

@@ -27,9 +27,10 @@ from proxy.layers.commands import (
 )
 from proxy.layers.events import DataReceived, HookResumed, ServerOpened
 from proxy.layers.root import ClientLayers
-from proxy.layers.websocket.layer import WebSocketLayer, WsSetup
+from proxy.layers.websocket.layer import WebSocketLayer
 from proxy.layers.websocket.replayed import ReplayedServer
 from proxy.layers.websocket.settings import WsSettings
+from proxy.layers.websocket.wssetup import WsSetup
 from proxy.session.config import SessionConfig
 from proxy.session.http import HttpSession
 from proxy.session.replies import REPLAYED_SERVER

@@ -17,52 +17,50 @@ WebSocket ends with its Close handshake, and either TCP side ending ends both.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from proxy.flow.hooks import HookKind
-from proxy.flow.record import FlowRecord, TunnelInfo
-from proxy.flow.wsinfo import WS_MESSAGE_KIND, WsClose, WsInfo, WsMessage
-from proxy.layers.commands import CLIENT, CloseConnection, Command, Conn, Hook, SendData, SetTimer
+from proxy.flow.hooks import HookKind, Verdict
+from proxy.flow.record import TunnelInfo
+from proxy.flow.wsinfo import WsClose, WsInfo, WsMessage
+from proxy.layers.commands import (
+    CLIENT,
+    CloseConnection,
+    Command,
+    Conn,
+    Hook,
+    PauseReading,
+    ResumeReading,
+    SendData,
+    SetTimer,
+)
 from proxy.layers.events import (
     ConnectionClosed,
     DataReceived,
     EofReceived,
     Event,
+    HookResumed,
     Stopping,
     TimedOut,
     TimerFired,
 )
-from proxy.layers.websocket.deflate import Deflate
-from proxy.layers.websocket.direction import Complete, Control, Direction, Forward, Msg
+from proxy.layers.websocket.direction import Complete, Control, Direction, Forward, Item, Msg
 from proxy.layers.websocket.frames import Chunk, Opcode, WsError, close_payload, encode, parse_close
+from proxy.layers.websocket.held import Held, live_message, verdict_of
+from proxy.layers.websocket.records import message_hook, record_hook
 from proxy.layers.websocket.replayed import ReplayedServer
-from proxy.layers.websocket.settings import WsSettings
+from proxy.layers.websocket.wssetup import WsSetup
 from proxy.rules.wsrules import DOWNSTREAM, UPSTREAM, WsInject, WsPlan, WsVerdict
 
 TIMERS = 40  # timer tokens from here on: the ``when: open`` injections, by position
-
-
-@dataclass(frozen=True, slots=True)
-class WsSetup:
-    """What the layer knows of its connection from the handshake and the config."""
-
-    flow: str  # the upgrade's flow id (message records point to it)
-    mode: str
-    extensions: str  # Sec-WebSocket-Extensions of the 101
-    deflate: Deflate | None
-    settings: WsSettings
-    limit: int  # messages held whole for rules up to this (--max-body)
-    preview: int  # bytes of each message kept for its record
-    keep: int = 0  # bytes of each message kept whole for a recording (--save)
 
 
 class WebSocketLayer:
     """Relays a WebSocket between the client and ``server``; ``done`` once it ended."""
 
     __slots__ = (
-        "_closing", "_next_at", "_pending", "_timers", "acted", "bytes_down", "bytes_up",
-        "client_close", "clock", "closed_by", "done", "down", "error", "injected", "notes", "plan",
-        "replayed", "server", "server_close", "setup", "up", "ws_close",
+        "_base_hold", "_closing", "_held", "_next_at", "_pending", "_timers", "acted",
+        "bytes_down", "bytes_up", "client_close", "clock", "closed_by", "done", "down", "error",
+        "injected", "notes", "plan", "replayed", "server", "server_close", "setup", "up",
+        "ws_close",
     )  # fmt: skip
 
     def __init__(
@@ -85,6 +83,8 @@ class WebSocketLayer:
         kept = max(setup.preview, setup.keep)
         self.up = Direction(True, setup.deflate, s, setup.limit, hold_up, kept)
         self.down = Direction(False, setup.deflate, s, setup.limit, hold_down, kept)
+        self._base_hold = {True: hold_up, False: hold_down}
+        self._held: Held | None = None  # a message at a breakpoint (``held``)
         self.bytes_up = self.bytes_down = 0
         self.client_close = self.server_close = ""  # as TunnelInfo: "fin", "reset", "proxy"...
         # The Close frames each side sent, and who sent the first.
@@ -120,7 +120,13 @@ class WebSocketLayer:
             return out
         if isinstance(event, DataReceived):
             if event.conn.is_client or event.conn == self.server:
-                self._from(event.conn.is_client, event.data, out)
+                if self._held is not None:  # in flight before the pause: after it, in order
+                    self._held.later.append((event.conn.is_client, event.data))
+                else:
+                    self._from(event.conn.is_client, event.data, out)
+        elif isinstance(event, HookResumed):
+            if event.kind is HookKind.WS_MESSAGE and self._held is not None:
+                self._resumed(self._held, event.verdict, out)
         elif isinstance(event, EofReceived | ConnectionClosed):
             self._ended(event, out)
         elif isinstance(event, TimerFired):
@@ -140,9 +146,15 @@ class WebSocketLayer:
         if self._closing:
             return
         d = self.up if up else self.down
+        d.hold = self._base_hold[up] or self._armed()
         items, error = d.feed(data)
+        self._items(up, d, items, error, out)
+
+    def _items(
+        self, up: bool, d: Direction, items: list[Item], error: WsError | None, out: list[Command]
+    ) -> None:
         try:
-            for item in items:
+            for i, item in enumerate(items):
                 if self.done is not None:  # a rule closed it
                     return
                 if isinstance(item, Forward):
@@ -152,6 +164,10 @@ class WebSocketLayer:
                 else:
                     assert isinstance(item, Complete)
                     self._complete(up, d, item.msg, out)
+                    held = self._holding()
+                    if held is not None:  # at a breakpoint: the rest waits
+                        held.rest, held.error = items[i + 1 :], error
+                        return
         except WsError as e:  # a malformed Close
             error = e
         if error is not None:
@@ -184,13 +200,21 @@ class WebSocketLayer:
     # -- messages --------------------------------------------------------------------
     def _complete(self, up: bool, d: Direction, msg: Msg, out: list[Command]) -> None:
         verdict = None
-        if msg.payload is not None:  # held whole: the rules decide
-            assert self.plan is not None
+        if msg.payload is not None:  # held whole: the rules decide, then a breakpoint
             payload = bytes(msg.payload)
-            verdict = self.plan.decide(UPSTREAM if up else DOWNSTREAM, msg.text, payload)
-            self.notes += verdict.notes
-            self.acted += [r for r in verdict.rules if r not in self.acted]
-            self._carry_out(up, d, msg, payload, verdict, out)
+            if self.plan is not None:
+                verdict = self.plan.decide(UPSTREAM if up else DOWNSTREAM, msg.text, payload)
+                self.notes += verdict.notes
+                self.acted += [r for r in verdict.rules if r not in self.acted]
+            if self._armed() and (verdict is None or not (verdict.drop or verdict.close)):
+                self._hold(up, msg, payload, verdict, out)
+                return
+            self._carry_out(up, d, msg, payload, verdict or WsVerdict(), out)
+        self._completed(up, d, msg, verdict, out)
+
+    def _completed(
+        self, up: bool, d: Direction, msg: Msg, verdict: WsVerdict | None, out: list[Command]
+    ) -> None:
         out.append(self._record(up, msg, verdict))
         if not d.mid:
             for data in self._pending[up]:
@@ -199,6 +223,44 @@ class WebSocketLayer:
         if verdict is not None and verdict.close is not None:
             code, reason = verdict.close
             self._close_both(code, reason, "rule", out)
+
+    # -- breakpoints (``held``) ------------------------------------------------------------
+    def _armed(self) -> bool:
+        switch = self.setup.switch
+        return switch is not None and HookKind.WS_MESSAGE in switch.kinds
+
+    def _hold(
+        self, up: bool, msg: Msg, payload: bytes, rules: WsVerdict | None, out: list[Command]
+    ) -> None:
+        self._held = Held(up, msg, payload, rules, [], None)
+        live = live_message(self.setup.flow, self.setup.url, up, msg, payload)
+        out.append(Hook(HookKind.WS_MESSAGE, live, hold=True))  # type: ignore[arg-type]
+        out.append(PauseReading(CLIENT))
+        out.append(PauseReading(self.server))
+
+    def _resumed(self, held: Held, verdict: Verdict, out: list[Command]) -> None:
+        self._held = None
+        d = self.up if held.up else self.down
+        out.append(ResumeReading(CLIENT))
+        out.append(ResumeReading(self.server))
+        decided = verdict_of(held, verdict)
+        if decided is None:
+            self._close_both(1008, "killed at a breakpoint", "proxy", out)
+            return
+        if decided.action in ("dropped", "replaced"):
+            self.notes.append(f"message {held.msg.index} {decided.action} at a breakpoint")
+        self._carry_out(held.up, d, held.msg, held.payload, decided, out)
+        self._completed(held.up, d, held.msg, decided, out)
+        self._items(held.up, d, held.rest, held.error, out)
+        for up, data in held.later:
+            again = self._holding()
+            if again is not None:  # held again: the rest waits behind it
+                again.later.append((up, data))
+            elif self.done is None:
+                self._from(up, data, out)
+
+    def _holding(self) -> Held | None:
+        return self._held
 
     def _carry_out(
         self, up: bool, d: Direction, msg: Msg, payload: bytes, v: WsVerdict, out: list[Command]
@@ -246,36 +308,10 @@ class WebSocketLayer:
         out.append(self._hook(message, f"injected:{self.injected}"))
 
     def _record(self, up: bool, msg: Msg, verdict: WsVerdict | None) -> Hook:
-        message = WsMessage(
-            self.setup.flow,
-            UPSTREAM if up else DOWNSTREAM,
-            msg.index,
-            "text" if msg.text else "binary",
-            msg.size,
-            msg.wire,
-            msg.frames,
-            msg.compressed,
-            bytes(msg.preview[: self.setup.preview]),
-            msg.truncated,
-            None if verdict is None else verdict.action,
-            () if verdict is None else tuple(verdict.rules),
-            self.clock(),
-            bytes(msg.preview) if self.setup.keep else None,
-        )
-        return self._hook(message, f"{message.direction}:{msg.index}")
+        return message_hook(self.setup, up, msg, verdict, self.clock())
 
     def _hook(self, message: WsMessage, suffix: str) -> Hook:
-        record = FlowRecord(
-            id=f"{self.setup.flow}:{suffix}",
-            kind=WS_MESSAGE_KIND,
-            mode=self.setup.mode,
-            start=message.at,
-            end=message.at,
-            client=("", 0),  # the connection's record has the addresses
-            server=None,
-            message=message,
-        )
-        return Hook(HookKind.MESSAGE, record)
+        return record_hook(self.setup, message, suffix)
 
     def _timer(self, token: int, out: list[Command]) -> None:
         k = token - TIMERS

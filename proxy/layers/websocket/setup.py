@@ -15,8 +15,9 @@ from proxy.flow.hooks import ScriptedMessage
 from proxy.http1.events import Fields
 from proxy.layers.commands import Conn
 from proxy.layers.websocket.deflate import extension_names, negotiated
-from proxy.layers.websocket.layer import WebSocketLayer, WsSetup
+from proxy.layers.websocket.layer import WebSocketLayer
 from proxy.layers.websocket.replayed import ReplayedServer
+from proxy.layers.websocket.wssetup import WsSetup
 from proxy.rules.wsrules import WsPlan
 from proxy.session.config import SessionConfig
 from proxy.session.exchange import Exchange
@@ -47,6 +48,8 @@ def websocket_setup(ex: Exchange, config: SessionConfig) -> WsSetup | None:
         config.max_body,
         config.preview_bytes,
         config.capture.max_body if config.capture.record else 0,  # --save keeps payloads
+        ex.received_url,
+        config.hooks.switch,
     )
 
 
