@@ -26,6 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.h2ws import H2WebSocket
 from tests.support.proxyproc import ProxyProcess, start_proxy
 from tests.support.upstreams import Upstreams
 
@@ -313,3 +314,32 @@ def test_a_breakpoint_holds_websocket_messages(web: ProxyProcess, upstreams: Ups
         c.post(f"/api/held/{second[0]['id']}/resume", json={})
         t.join(20)
         assert got == ["echo:seen by the UI", "echo:second"]
+
+
+def test_a_breakpoint_holds_messages_of_a_websocket_over_http2(
+    web: ProxyProcess, upstreams: Upstreams
+) -> None:
+    """RFC 8441: the same breakpoint on a WebSocket carried by an HTTP/2 stream."""
+    authority = upstreams.url.removeprefix("http://")
+    with api(web) as c:
+        c.put("/api/intercept", json={"filter": "~websocket", "request": False,
+                                      "response": False, "messages": True})  # fmt: skip
+        got: list[Any] = []
+
+        async def talk() -> None:
+            ws = await H2WebSocket.connect(web.port, authority, "/ws")
+            assert ws.status == 200
+            await ws.send("over h2")
+            got.append((await ws.recv(20)).data)
+            await ws.aclose()
+
+        t = threading.Thread(target=lambda: asyncio.run(talk()), daemon=True)
+        t.start()
+        held = until(lambda: c.get("/api/held").json())
+        assert held[0]["body"] == "over h2" and held[0]["url"].endswith("/ws")
+        c.post(f"/api/held/{held[0]['id']}/resume", json={"body": "edited over h2"})
+        echo = until(lambda: [h for h in c.get("/api/held").json() if h["direction"] == "server"])
+        c.put("/api/intercept", json={"filter": ""})
+        c.post(f"/api/held/{echo[0]['id']}/resume", json={})
+        t.join(20)
+        assert got == ["echo:edited over h2"]
