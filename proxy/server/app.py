@@ -56,7 +56,7 @@ class ServerOptions:
     session: SessionConfig = field(default_factory=SessionConfig)
     timeouts: Timeouts = field(default_factory=Timeouts)
     upstream_tls: SSL.Context | None = None  # None: verify with the system's roots
-    pool_per_host: int = 32
+    pool_per_host: int = 128  # see Pool: one HTTP/2 client's 100 streams fan out to HTTP/1.1
     extra_own_hosts: tuple[str, ...] = field(default=())
     intercept: InterceptContext | None = None
     tap: PcapTap | None = None
