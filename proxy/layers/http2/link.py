@@ -20,6 +20,7 @@ the client, with the time a rule's pacing set when there is one.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
@@ -37,6 +38,26 @@ CONNECTION_WINDOW = 4 << 20  # and all streams together
 MAX_CONCURRENT_STREAMS = 100
 MAX_HEADER_LIST_SIZE = 64 * 1024
 _SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+# hpack logs at DEBUG for every header field it encodes or decodes (about 50
+# calls per proxied HTTP/2 request, ~0.26 us each even when nothing listens).
+_HPACK_LOGGERS = ("hpack.hpack", "hpack.table")
+
+
+def _no_debug(*args: object, **kwargs: object) -> None:
+    """Takes hpack's per-field DEBUG messages and drops them."""
+
+
+def quiet_hpack() -> None:
+    """Drop hpack's DEBUG calls at the call itself, not in ``Logger.isEnabledFor``.
+
+    tapproxy never configures DEBUG logging, so these messages can never be
+    shown; the calls cost ~13 us of CPU per HTTP/2 request (both legs h2),
+    ~4 us with this no-op. Idempotent.
+    """
+    for name in _HPACK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.__dict__.get("debug") is not _no_debug:
+            logger.debug = _no_debug  # type: ignore[method-assign]
 
 
 def connection(client_side: bool) -> H2Connection:
@@ -61,6 +82,7 @@ def connection(client_side: bool) -> H2Connection:
     if not client_side:
         values[SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_CONCURRENT_STREAMS
         values[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 §3: WebSockets (wsstream)
+    quiet_hpack()
     conn = H2Connection(config)
     conn.local_settings = Settings(client=client_side, initial_values=values)
     return conn
