@@ -24,6 +24,7 @@ from proxy.flow.hooks import HookKind, LiveFlow
 from proxy.flow.record import FlowRecord
 from proxy.sinks.jsonenc import dumps
 from proxy.web.rows import Summary
+from proxy.web.summary import split_url
 
 #: The longest a change waits before it goes to the browsers.
 BATCH_SECONDS = 0.1
@@ -53,16 +54,14 @@ def live_summary(flow: LiveFlow, now: float) -> Summary:
     """A flow that has just started, as the list shows it until it ends."""
     head = flow.request
     url = flow.url
-    host = ""
-    for name, value in head.fields:
-        if name.lower() in (b"host", b":authority"):
-            host = value.decode("latin-1")
-            break
-    path = url
     if "://" in url:
-        rest = url.split("://", 1)[1]
-        host = host or rest.split("/", 1)[0]
-        path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+        host, path = split_url(url)
+    else:  # origin-form (reverse, intercepted): the host from Host or :authority
+        authority = next(
+            (v.decode("latin-1") for k, v in head.fields if k.lower() in (b"host", b":authority")),
+            "",
+        )
+        host, path = split_url(authority)[0], url
     version = head.version.decode("latin-1")
     return {
         "id": flow.id,

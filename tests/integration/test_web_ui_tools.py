@@ -15,6 +15,7 @@ a real upstream, curl; one proxy and page for the module, its own traffic):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -127,6 +128,63 @@ def test_websocket_messages(ui: Ui) -> None:
     expect(messages.locator("tr.msg-server")).to_have_count(2)
     expect(messages.locator("tr.msg-server").first).to_contain_text("echo:hello")
     ui.shot("3-details-websocket")
+
+
+def test_websocket_message_breakpoint(ui: Ui) -> None:
+    """Client messages held, one edited in the drawer; the echoes held in
+    turn (the connection waits while a message is held, so order stays)."""
+    page = ui.page
+    page.get_by_test_id("intercept").click()
+    page.locator("#bp-request").uncheck()
+    page.locator("#bp-messages").check()
+    page.get_by_test_id("bp-filter").fill("~websocket & ~u /ws")
+    page.get_by_test_id("bp-set").click()
+    expect(page.get_by_test_id("bp-state")).to_contain_text("WebSocket messages", timeout=WAIT)
+
+    async def talk() -> list[str]:
+        url = f"ws://127.0.0.1:{ui.upstream.port}/ws"
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, proxy=ui.proxy.url) as ws:
+            await ws.send_str("typed by the client")
+            await ws.send_str("second")
+            return [(await ws.receive(timeout=30)).data]
+
+    talking = asyncio.run_coroutine_threadsafe(talk(), ui.upstream.loop)
+    held = page.get_by_test_id("held-item")
+    message = page.get_by_test_id("he-message")
+
+    def next_held(text: str) -> str:
+        """Open the held message ``text`` once it is there; its id."""
+        expect(held).to_have_count(1, timeout=WAIT)  # one at a time: the connection waits
+        held.first.click()
+        expect(message).to_have_value(text, timeout=WAIT)
+        return str(held.first.get_attribute("data-id"))
+
+    def gone(flow_id: str) -> None:
+        expect(page.locator(f'[data-testid=held-item][data-id="{flow_id}"]')).to_have_count(
+            0, timeout=WAIT
+        )
+
+    first = next_held("typed by the client")
+    message.fill("edited in the browser")
+    ui.shot("5-intercept-websocket-message")
+    page.get_by_test_id("he-resume").click()
+    gone(first)
+    second = next_held("second")  # read with the first: it comes before any echo
+    page.get_by_test_id("he-resume").click()
+    gone(second)
+    echo = next_held("echo:edited in the browser")
+    page.locator("#he-drop").click()
+    gone(echo)
+    last = next_held("echo:second")
+    page.locator("#bp-off").click()  # what is still held waits for us
+    expect(page.get_by_test_id("bp-state")).to_contain_text("No breakpoint", timeout=WAIT)
+    held.first.click()
+    page.get_by_test_id("he-resume").click()
+    gone(last)
+    assert talking.result(30) == ["echo:second"]  # the first echo was dropped
+    page.locator("#bp-messages").uncheck()
+    page.locator("#bp-request").check()
+    page.locator("#intercept-close").click()
 
 
 def test_image_and_binary_bodies(ui: Ui, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ export class Intercept {
     this.badge = badge;
     this.onOpenChange = onOpenChange;
     this.held = [];
-    this.config = { filter: "", request: true, response: false, timeout: 300 };
+    this.config = { filter: "", request: true, response: false, messages: false, timeout: 300 };
     this.editing = null; // id of the held flow in the editor
     this.refreshSoon = throttle(() => this.refresh(), 200);
     this.build();
@@ -31,6 +31,7 @@ export class Intercept {
     });
     this.atRequest = h("input", { type: "checkbox", id: "bp-request", checked: true });
     this.atResponse = h("input", { type: "checkbox", id: "bp-response" });
+    this.atMessages = h("input", { type: "checkbox", id: "bp-messages" });
     this.timeout = h("input", { type: "number", id: "bp-timeout", min: "1", value: "300", class: "narrow" });
     this.error = h("div", { id: "bp-error", class: "filter-error", hidden: true });
     this.state = h("div", { id: "bp-state", class: "bp-state", "data-testid": "bp-state" });
@@ -50,6 +51,7 @@ export class Intercept {
         { class: "bp-row" },
         h("label", {}, this.atRequest, " at the request"),
         h("label", {}, this.atResponse, " at the response"),
+        h("label", {}, this.atMessages, " WebSocket messages"),
         h("label", {}, "time limit ", this.timeout, " s"),
       ),
       h(
@@ -99,6 +101,7 @@ export class Intercept {
     this.filter.value = this.config.filter || "";
     this.atRequest.checked = !!this.config.request;
     this.atResponse.checked = !!this.config.response;
+    this.atMessages.checked = !!this.config.messages;
     this.timeout.value = String(this.config.timeout ?? 300);
     this.showState();
     await this.refresh();
@@ -109,6 +112,7 @@ export class Intercept {
       filter,
       request: this.atRequest.checked,
       response: this.atResponse.checked,
+      messages: this.atMessages.checked,
       timeout: Number(this.timeout.value) || this.config.timeout,
     };
     try {
@@ -126,7 +130,9 @@ export class Intercept {
 
   showState() {
     const c = this.config;
-    const where = [c.request && "request", c.response && "response"].filter(Boolean).join(" and ");
+    const where = [c.request && "request", c.response && "response", c.messages && "WebSocket messages"]
+      .filter(Boolean)
+      .join(" and ");
     this.state.classList.toggle("on", !!c.filter);
     fill(
       this.state,
@@ -157,7 +163,11 @@ export class Intercept {
                 onclick: () => this.edit(f.id),
               },
               h("span", { class: "phase" }, f.phase),
-              h("span", { class: "method", "data-method": f.method || "" }, f.method || ""),
+              h(
+                "span",
+                { class: "method", "data-method": f.method || "" },
+                f.phase === "message" ? (f.direction === "client" ? "→ srv" : "← srv") : f.method || "",
+              ),
               h("span", { class: "url mono" }, f.url || ""),
               h("span", { class: "since" }, fmtClock(f.since)),
             ),
@@ -201,6 +211,7 @@ export class Intercept {
 
 /** The editor of one held flow; `act(action, body)` sends it. */
 function editorFor(f, act) {
+  if (f.phase === "message") return messageEditor(f, act);
   const atRequest = f.phase === "request";
   const method = h("input", { id: "he-method", class: "mono narrow", value: f.method || "" });
   const url = h("input", { id: "he-url", class: "mono", value: f.url || "" });
@@ -322,4 +333,46 @@ function replyForm(send) {
     ),
   );
   return form;
+}
+
+/** A held WebSocket message: its payload edited, the message dropped, or the connection killed. */
+function messageEditor(f, act) {
+  const payload = h("textarea", {
+    id: "he-body",
+    class: "mono",
+    rows: "8",
+    spellcheck: "false",
+    disabled: f.body === null,
+    "data-testid": "he-message",
+  });
+  payload.value = f.body ?? "(binary message: kept as it is)";
+  const from = f.direction === "client" ? "from the client" : "from the server";
+  return h(
+    "div",
+    { class: "editor", "data-id": f.id },
+    h(
+      "div",
+      { class: "editor-title" },
+      `A ${f.text ? "text" : "binary"} WebSocket message ${from}`,
+      h("span", { class: "muted" }, ` since ${fmtClock(f.since)}`),
+    ),
+    h("div", { class: "muted mono" }, f.url || ""),
+    h("label", { class: "block" }, "Message", payload),
+    h(
+      "div",
+      { class: "editor-actions" },
+      h(
+        "button",
+        {
+          id: "he-resume",
+          class: "primary",
+          "data-testid": "he-resume",
+          onclick: () => act("resume", f.body !== null && payload.value !== f.body ? { body: payload.value } : {}),
+        },
+        "▶ Send on",
+      ),
+      h("button", { id: "he-drop", onclick: () => act("resume", { drop: true }) }, "Drop it"),
+      h("button", { id: "he-kill", class: "danger", onclick: () => act("kill", {}) }, "✕ Kill"),
+    ),
+  );
 }
