@@ -18,6 +18,7 @@ Every parser is total: it returns a value or raises ``HandshakeError``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -175,7 +176,14 @@ def parse_certificate(body: bytes, tls13: bool) -> Certificate | None:
     certs = c.vector(3)
     if certs.at_end():
         return None
-    der = certs.vector(3).data
+    return _certificate(certs.vector(3).data)
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate(der: bytes) -> Certificate:
+    """Subject and issuer of one DER certificate, remembered: a capture's connections
+    to one server repeat the same certificate, and parsing it is ~0.25 ms (a failure
+    raises again each time: ``lru_cache`` does not keep exceptions)."""
     try:
         cert = x509.load_der_x509_certificate(der)
         return Certificate(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
