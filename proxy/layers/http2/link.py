@@ -30,6 +30,7 @@ from h2.settings import SettingCodes, Settings
 from h2.stream import StreamState
 
 from proxy.layers.commands import CLIENT, SendData
+from proxy.layers.http2 import validation
 
 Header = tuple[bytes, bytes]
 
@@ -83,6 +84,7 @@ def connection(client_side: bool) -> H2Connection:
         values[SettingCodes.MAX_CONCURRENT_STREAMS] = MAX_CONCURRENT_STREAMS
         values[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 §3: WebSockets (wsstream)
     quiet_hpack()
+    validation.install()  # h2's own checks, with a fast path for well-formed blocks
     conn = H2Connection(config)
     conn.local_settings = Settings(client=client_side, initial_values=values)
     return conn
