@@ -27,7 +27,7 @@ from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
-from h2.stream import StreamState
+from h2.stream import STREAM_OPEN, StreamState
 
 from proxy.layers.commands import CLIENT, SendData
 from proxy.layers.http2 import validation
@@ -61,6 +61,33 @@ def quiet_hpack() -> None:
             logger.debug = _no_debug  # type: ignore[method-assign]
 
 
+class Connection(H2Connection):
+    """h2's connection, counting open streams without h2's per-stream properties.
+
+    h2 counts the open streams of a side every time one is opened, in
+    ``_open_streams``: a walk over every stream it holds, reading two
+    properties of each (python-hyper/h2#1184), ~1.7% of the proxy's CPU per
+    request at 10 streams per connection and ten times that walk at 100.
+    This is the same walk, the same count and the same removal of closed
+    streams (to ``_closed_streams``, as h2 does), with the state read once.
+    """
+
+    def _open_streams(self, remainder: int) -> int:
+        count = 0
+        closed = []
+        for stream_id, stream in self.streams.items():
+            state = stream.state_machine.state
+            if STREAM_OPEN[state]:
+                if stream_id % 2 == remainder:
+                    count += 1
+            elif state == StreamState.CLOSED:
+                closed.append(stream_id)
+        for stream_id in closed:
+            stream = self.streams.pop(stream_id)
+            self._closed_streams[stream_id] = stream.closed_by
+        return count
+
+
 def connection(client_side: bool) -> H2Connection:
     """h2 as both our ends use it: validation of what comes in stays on; what
     goes out is built by us (``heads``, ``channel``) and not rewritten. Our
@@ -85,7 +112,7 @@ def connection(client_side: bool) -> H2Connection:
         values[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1  # RFC 8441 §3: WebSockets (wsstream)
     quiet_hpack()
     validation.install()  # h2's own checks, with a fast path for well-formed blocks
-    conn = H2Connection(config)
+    conn = Connection(config)
     conn.local_settings = Settings(client=client_side, initial_values=values)
     return conn
 
