@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from proxy.layers.http2.link import MAX_CONCURRENT_STREAMS
 from proxy.server.upstream import Pool, UpstreamConnection
 
 
@@ -57,3 +58,20 @@ def test_the_total_bound_closes_the_connection_idle_longest() -> None:
 
     count, closed = asyncio.run(run())
     assert count == 4 and closed == [True, True, False, False, False, False]
+
+
+def test_one_http2_clients_streams_fit_in_the_pool() -> None:
+    """Every stream of an HTTP/2 client translated to HTTP/1.1 holds an upstream
+    connection; when they all come back at once, none is closed (with 32 per
+    host, one h2load request in five had to connect anew)."""
+
+    async def run() -> tuple[int, int]:
+        conns = await _connections([("127.0.0.1", 80, None, None)] * MAX_CONCURRENT_STREAMS)
+        pool = Pool()
+        for c in conns:
+            pool.put(c)
+        count, closed = pool.idle_count, sum(c.closed for c in conns)
+        pool.close()
+        return count, closed
+
+    assert asyncio.run(run()) == (MAX_CONCURRENT_STREAMS, 0)
