@@ -18,7 +18,7 @@ from typing import Any
 from proxy import __version__
 from proxy.cli.replay_setup import load_flows
 from proxy.config import ConfigError
-from proxy.flow.hooks import HookKind, LiveFlow, LiveMessage
+from proxy.flow.hooks import HoldSwitch, HookKind, LiveFlow, LiveMessage
 from proxy.flowfilter import Subject, json_subject, live_subject, parse
 from proxy.replay.toflow import flow_record
 from proxy.server.app import ProxyServer, ServerOptions
@@ -75,9 +75,12 @@ class WebUi:
         self.store = FlowStore(
             args.web_store, max_flows=args.web_max_flows, max_size=args.web_max_store_size
         )
-        self.feed = LiveFeed()
+        switch = HoldSwitch()  # what the UI arms while the proxy runs, shared by both
+        self.feed = LiveFeed(switch)
         self._dropped = self.store.dropped
-        self.breakpoints = Breakpoints(live_matcher, args.web_hold_timeout, self._held_changed)
+        self.breakpoints = Breakpoints(
+            live_matcher, args.web_hold_timeout, self._held_changed, switch
+        )
         self._proxy: ProxyServer | None = None  # known once it started
         self.metrics = ProxyMetrics(self._stats, self.store)
         self.server: WebServer | None = None

@@ -153,7 +153,7 @@ class HookSettings:
 
 
 class HoldSwitch:
-    """Holdable points armed at run time, read by every session at each point.
+    """Hook points armed at run time, read by every session at each point.
 
     A static ``HookSettings.hold`` makes every exchange stop at the point and
     wait for a verdict, and ``request_body`` buffers every request body; a
@@ -162,8 +162,10 @@ class HoldSwitch:
     shared by the subscriber that sets it and the sessions that read it.
     """
 
-    __slots__ = ("kinds", "request_body")
+    __slots__ = ("kinds", "notify", "request_body")
 
     def __init__(self) -> None:
         self.kinds: frozenset[HookKind] = frozenset()
         self.request_body = False  # REQUEST waits for the whole body (to edit it)
+        # Notices wanted now (STARTED while a browser watches the live list).
+        self.notify: frozenset[HookKind] = frozenset()

@@ -37,7 +37,8 @@ class HookPoints:
         self.switch = config.hooks.switch
 
     def notice(self, kind: HookKind, ex: Exchange, out: list[Command]) -> None:
-        if kind in self.notify:
+        switch = self.switch
+        if kind in self.notify or (switch is not None and kind in switch.notify):
             out.append(Hook(kind, ex))
 
     def holds(self, kind: HookKind, ex: Exchange, out: list[Command]) -> bool:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from proxy.flow.hooks import HookKind, LiveFlow
+from proxy.flow.hooks import HoldSwitch, HookKind, LiveFlow
 from proxy.flow.record import FlowRecord
 from proxy.sinks.jsonenc import dumps
 from proxy.web.rows import Summary
@@ -30,6 +30,8 @@ from proxy.web.summary import split_url
 BATCH_SECONDS = 0.1
 #: Messages gathered for one batch at most; beyond it the browsers resync.
 MAX_BATCH = 5000
+#: The notices the feed wants while a browser watches.
+_NOTICES = frozenset({HookKind.STARTED})
 
 
 class Socket(Protocol):
@@ -86,10 +88,14 @@ def live_summary(flow: LiveFlow, now: float) -> Summary:
 
 
 class LiveFeed:
-    kinds = frozenset({HookKind.STARTED})
+    """Started flows are noticed only while a browser watches: the feed arms
+    ``STARTED`` on the shared ``HoldSwitch`` with its first watcher and
+    disarms it with its last, so no browser means no notice at all."""
+
     holds: frozenset[HookKind] = frozenset()
 
-    def __init__(self) -> None:
+    def __init__(self, switch: HoldSwitch) -> None:
+        self.switch = switch
         self._watchers: dict[int, _Watcher] = {}
         self._pending: list[dict[str, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -100,11 +106,18 @@ class LiveFeed:
     def watched(self) -> bool:
         return bool(self._watchers)
 
+    @property
+    def kinds(self) -> frozenset[HookKind]:
+        return self.switch.notify & _NOTICES
+
     def add(self, socket: Socket) -> None:
         self._watchers[id(socket)] = _Watcher(socket)
+        self.switch.notify |= _NOTICES
 
     def remove(self, socket: Socket) -> None:
         self._watchers.pop(id(socket), None)
+        if not self._watchers:
+            self.switch.notify -= _NOTICES
 
     # -- what happens -------------------------------------------------------------------
     def on_hook(self, kind: HookKind, flow: object, resume: object) -> bool:

@@ -42,6 +42,7 @@ Matcher = Callable[[LiveFlow | LiveMessage, HookKind], bool]
 #: Compiles a filter expression (raises ``ValueError`` subclasses with ``column``).
 Compiler = Callable[[str], Matcher]
 
+_DONE = frozenset({HookKind.DONE})
 PHASES = {
     HookKind.REQUEST: "request",
     HookKind.RESPONSE_HEAD: "response",
@@ -78,11 +79,9 @@ class Breakpoints:
         compile_filter: Compiler,
         timeout: float,
         changed: Callable[[str, str | None], None] = lambda _id, _phase: None,
+        switch: HoldSwitch | None = None,
     ) -> None:
-        self.switch = HoldSwitch()
-        self.kinds = frozenset(
-            {HookKind.REQUEST, HookKind.RESPONSE_HEAD, HookKind.WS_MESSAGE, HookKind.DONE}
-        )
+        self.switch = switch or HoldSwitch()
         self.compile_filter = compile_filter
         self.spec = BreakpointSpec(timeout=timeout)
         self.changed = changed  # (flow id, phase or None when it went on): the live list
@@ -92,6 +91,11 @@ class Breakpoints:
     @property
     def holds(self) -> frozenset[HookKind]:
         return self.switch.kinds
+
+    @property
+    def kinds(self) -> frozenset[HookKind]:
+        """The armed points; ``DONE`` too while a flow is held (to forget it if it ends)."""
+        return self.switch.kinds | _DONE if self._held else self.switch.kinds
 
     # -- setting it -------------------------------------------------------------------
     def set(self, spec: BreakpointSpec) -> None:

@@ -7,9 +7,19 @@ import asyncio
 
 import pytest
 
-from proxy.flow.hooks import HookKind, Kill, Proceed, Reply, RequestEdit, ResponseEdit, Verdict
+from proxy.flow.hooks import (
+    HoldSwitch,
+    HookKind,
+    Kill,
+    Proceed,
+    Reply,
+    RequestEdit,
+    ResponseEdit,
+    Verdict,
+)
 from proxy.http1.events import Framing, FramingKind, RequestHead, ResponseHead
 from proxy.server.hooks import HookBus
+from proxy.web.feed import LiveFeed
 from proxy.web.intercept import Breakpoints, BreakpointSpec, EditError
 
 NO_BODY = Framing(FramingKind.LENGTH, 0)
@@ -93,3 +103,24 @@ def test_reply_kill_response_edits_and_the_timeout() -> None:
     assert got[1] == Kill()
     assert got[2] == Proceed(ResponseEdit(203, None))
     assert isinstance(got[3], Proceed) and got[3].note is not None and "went on" in got[3].note
+
+
+def test_the_live_feed_asks_for_started_notices_only_while_a_browser_watches() -> None:
+    switch = HoldSwitch()
+    feed = LiveFeed(switch)
+    bus = HookBus([feed, Breakpoints(by_url, 300, switch=switch)])
+    assert bus.settings.notify == frozenset() and feed.kinds == frozenset()
+
+    class Socket:
+        closed = False
+
+        async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+    a, b = Socket(), Socket()
+    feed.add(a)
+    feed.add(b)
+    assert switch.notify == {HookKind.STARTED} and feed.kinds == {HookKind.STARTED}
+    feed.remove(a)
+    assert switch.notify == {HookKind.STARTED}
+    feed.remove(b)
+    assert switch.notify == frozenset() and feed.kinds == frozenset()
