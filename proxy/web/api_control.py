@@ -9,21 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from proxy.config import ConfigError
-from proxy.web.api_flows import bad_request, not_found
+from proxy.web.api_flows import bad_request, json_object, not_found
 from proxy.web.context import WEB
 from proxy.web.intercept import BreakpointSpec, EditError
-
-
-async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        return bad_request("the body must be JSON")
-    if not isinstance(body, dict):
-        return bad_request("the body must be a JSON object")
-    return body
 
 
 def _spec_json(spec: BreakpointSpec) -> dict[str, Any]:
@@ -41,7 +29,7 @@ async def get_intercept(request: web.Request) -> web.Response:
 
 
 async def put_intercept(request: web.Request) -> web.Response:
-    body = await _json_object(request)
+    body = await json_object(request)
     if isinstance(body, web.Response):
         return body
     breakpoints = request.app[WEB].breakpoints
@@ -71,7 +59,7 @@ async def list_held(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
-    body = await _json_object(request)
+    body = await json_object(request)
     if isinstance(body, web.Response):
         return body
     breakpoints = request.app[WEB].breakpoints
@@ -109,7 +97,7 @@ async def resend(request: web.Request) -> web.Response:
     flow = ctx.store.get(flow_id)
     if flow is None:
         return not_found(flow_id)
-    edit = await _json_object(request)
+    edit = await json_object(request)
     if isinstance(edit, web.Response):
         return edit
     record = flow.record.get("request") or {}

@@ -93,13 +93,22 @@ async def get_flow(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=export.dumps_text)
 
 
-async def get_body(request: web.Request) -> web.Response:
+def _flow_side(request: web.Request) -> tuple[StoredFlow, str] | web.Response:
+    """The flow and the body side the path names, or the 404/400 that says why not."""
     flow = _flow(request)
     if isinstance(flow, web.Response):
         return flow
     side = request.match_info["side"]
     if side not in SIDES:
         return bad_request(f"no side {side!r}: one of {', '.join(SIDES)}")
+    return flow, side
+
+
+async def get_body(request: web.Request) -> web.Response:
+    found = _flow_side(request)
+    if isinstance(found, web.Response):
+        return found
+    flow, side = found
     data = flow.body(side)
     if data is None:
         return web.json_response({"error": f"no {side} body stored"}, status=404)
@@ -116,12 +125,10 @@ def _bare(mime: str) -> str:
 
 
 async def view_body(request: web.Request) -> web.Response:
-    flow = _flow(request)
-    if isinstance(flow, web.Response):
-        return flow
-    side = request.match_info["side"]
-    if side not in SIDES:
-        return bad_request(f"no side {side!r}: one of {', '.join(SIDES)}")
+    found = _flow_side(request)
+    if isinstance(found, web.Response):
+        return found
+    flow, side = found
     info = request.app[WEB].store.bodies(flow.id).get(side, {})
     view = bodyview.render(flow.record, side, flow.body(side), bool(info.get("truncated")))
     return web.json_response(view, dumps=export.dumps_text)
@@ -138,10 +145,9 @@ async def messages(request: web.Request) -> web.Response:
 
 
 async def mark(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        return bad_request("the body must be JSON")
+    body = await json_object(request)
+    if isinstance(body, web.Response):
+        return body
     flow_id = request.match_info["id"]
     if not request.app[WEB].store.set_marked(flow_id, bool(body.get("marked", True))):
         return not_found(flow_id)
@@ -172,14 +178,24 @@ async def export_one(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def export_many(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[WEB]
+async def json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object (``{}`` without a body), or the 400 that says why not."""
+    if not request.can_read_body:
+        return {}
     try:
         body = await request.json()
     except ValueError:
         return bad_request("the body must be JSON")
     if not isinstance(body, dict):
         return bad_request("the body must be a JSON object")
+    return body
+
+
+async def export_many(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[WEB]
+    body = await json_object(request)
+    if isinstance(body, web.Response):
+        return body
     fmt = str(body.get("format", "har"))
     if "ids" in body:
         flows = [f for f in (ctx.store.get(str(i)) for i in body["ids"]) if f is not None]
