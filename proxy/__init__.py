@@ -77,6 +77,18 @@ The flow (``proxy.flow``)
     (started, request, response head, response, error, tunnel, done) and, at
     the two holdable points, hold it and resume it later with edits, a reply
     or a kill: the one mechanism for breakpoints, addons and server replay.
+    A ``HoldSwitch`` arms points while the proxy runs (the web UI's
+    breakpoints, including each WebSocket message, and its live list's
+    notices), so a UI with nothing set costs no hook per exchange.
+
+The web UI (``proxy.web``) and the filter language (``proxy.flowfilter``)
+    ``tapproxy --web`` serves the UI and the admin API (docs/api.md) with
+    aiohttp from the proxy's own loop. It is a subscriber and a sink like
+    any other: ``feed`` pushes live summaries to browsers, ``intercept``
+    holds flows at breakpoints, and ``storesink`` fills a bounded SQLite
+    store (``store``) from the dispatcher's records. ``proxy.flowfilter``
+    parses mitmproxy-style expressions (``~u``, ``~bq``, ``&``, ``!``...)
+    once for the list, the breakpoints, the exports and ``--view-filter``.
 
 The IO shell (``proxy.server``)
     ``ClientConnection`` carries the layers' commands out on one client
@@ -96,7 +108,7 @@ The codec and the rest
     capture reading, live capture with a kernel BPF filter, TLS decryption
     with a key log, and PCAP export. ``proxy.sinks`` are the outputs that
     subscribe to finished flows (console, JSON Lines, HAR, body files,
-    PCAP), written off the data path; ``proxy.cli`` is the command line.
+    PCAP, recordings, the web store), written off the data path; ``proxy.cli`` is the command line.
 
 Where we differ from mitmproxy's ``mitmproxy/proxy``
     Layers return a list of commands per event instead of being generators
