@@ -3,7 +3,6 @@ rules reload, status and ``/metrics`` (docs/api.md)."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from aiohttp import web
 from proxy.config import ConfigError
 from proxy.web.api_flows import bad_request, json_object, not_found
 from proxy.web.context import WEB
-from proxy.web.intercept import BreakpointSpec, EditError
+from proxy.web.intercept import BreakpointSpec, EditError, body_of, header_fields
 
 
 def _spec_json(spec: BreakpointSpec) -> dict[str, Any]:
@@ -104,19 +103,22 @@ async def resend(request: web.Request) -> web.Response:
     sent = record.get("forwarded") or record
     method = str(edit.get("method") or sent.get("method") or "GET")
     url = str(edit.get("url") or sent.get("url") or "")
-    headers = edit.get("headers")
-    if headers is None:
-        headers = [[k, v] for k, v in sent.get("headers", []) if not k.startswith(":")]
-    if edit.get("body_b64") is not None:
-        body = base64.b64decode(str(edit["body_b64"]))
-    elif edit.get("body") is not None:
-        body = str(edit["body"]).encode("utf-8")
+    if not url.startswith(("http://", "https://")):
+        return bad_request("only http:// and https:// requests can be resent")
+    try:  # parsed as a held flow's edit is: a malformed one is a 400 naming why
+        given = body_of(edit)
+        fields = header_fields(edit["headers"]) if edit.get("headers") is not None else None
+    except EditError as e:
+        return bad_request(str(e))
+    if fields is None:
+        pairs = [(k, v) for k, v in sent.get("headers", []) if not k.startswith(":")]
+    else:
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields]
+    if given is not None:
+        body = given
     else:
         stored = flow.body("request_sent") if "forwarded" in record else None
         body = stored if stored is not None else (flow.body("request") or b"")
-    if not url.startswith(("http://", "https://")):
-        return bad_request("only http:// and https:// requests can be resent")
-    pairs = [(str(k), str(v)) for k, v in headers]
     result = await ctx.resend(method, url, pairs, body)
     if result.error is not None:
         return web.json_response({"error": result.error}, status=502)

@@ -182,8 +182,8 @@ class Breakpoints:
         status = answer.get("status", 200)
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise EditError("status must be a number from 200 to 599")
-        body = _body_of(answer) or b""
-        self._finish(flow_id, Reply(status, _fields(answer.get("headers", [])), body))
+        body = body_of(answer) or b""
+        self._finish(flow_id, Reply(status, header_fields(answer.get("headers", [])), body))
 
     def kill(self, flow_id: str) -> None:
         if flow_id not in self._held:
@@ -223,7 +223,8 @@ def _with_body(out: dict[str, Any], body: bytes | None) -> dict[str, Any]:
     return out
 
 
-def _fields(raw: Any) -> Fields:
+def header_fields(raw: Any) -> Fields:
+    """An API edit's ``[[name, value], ...]`` as fields; ``EditError`` when it is not that."""
     if not isinstance(raw, list) or not all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw
     ):
@@ -234,7 +235,8 @@ def _fields(raw: Any) -> Fields:
         raise EditError(f"header text must be Latin-1: {e}") from None
 
 
-def _body_of(edit: dict[str, Any]) -> bytes | None:
+def body_of(edit: dict[str, Any]) -> bytes | None:
+    """An API edit's ``body`` (text) or ``body_b64``; None when it gives neither."""
     if edit.get("body_b64") is not None:
         try:
             return base64.b64decode(edit["body_b64"], validate=True)
@@ -258,8 +260,8 @@ def request_edit(flow: LiveFlow, edit: dict[str, Any]) -> RequestEdit:
         raise EditError("url must be an absolute http:// or https:// URL")
     if url == flow.url:
         url = None
-    headers = _fields(edit["headers"]) if edit.get("headers") is not None else None
-    body = _body_of(edit)
+    headers = header_fields(edit["headers"]) if edit.get("headers") is not None else None
+    body = body_of(edit)
     if body is not None and flow.body is None:
         raise EditError("this request's body was not held whole: it cannot be edited")
     if body is not None and body == flow.body:
@@ -270,7 +272,7 @@ def request_edit(flow: LiveFlow, edit: dict[str, Any]) -> RequestEdit:
 def message_edit(flow: LiveMessage, edit: dict[str, Any]) -> MessageEdit:
     if edit.get("drop"):
         return MessageEdit(drop=True)
-    payload = _body_of(edit)
+    payload = body_of(edit)
     if payload is not None and flow.text:
         try:
             payload.decode("utf-8")
@@ -283,5 +285,5 @@ def response_edit(edit: dict[str, Any]) -> ResponseEdit:
     status = edit.get("status")
     if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
         raise EditError("status must be a number from 100 to 599")
-    headers = _fields(edit["headers"]) if edit.get("headers") is not None else None
+    headers = header_fields(edit["headers"]) if edit.get("headers") is not None else None
     return ResponseEdit(status, headers)

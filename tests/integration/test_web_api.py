@@ -199,6 +199,9 @@ def test_resend_diff_exports_and_metrics(web: ProxyProcess, upstreams: Upstreams
             f"/api/flows/{first['id']}/resend", json={"url": f"{upstreams.url}/echo/resend-one?a=2"}
         )
         assert r.status_code == 200 and r.json()["status"] == 200, r.text
+        for bad in ({"body_b64": "not base64!"}, {"headers": [["X-Only-Name"]]}):
+            refused = c.post(f"/api/flows/{first['id']}/resend", json=bad)
+            assert refused.status_code == 400, refused.text
         both = until(lambda: (f := flows(c, "~u resend-one")) and len(f) >= 2 and f)
         d = c.get("/api/diff", params={"a": both[1]["id"], "b": both[0]["id"]}).json()
         assert "-GET" in d["request"]["line"] and "a=2" in d["request"]["line"]
