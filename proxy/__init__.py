@@ -86,7 +86,8 @@ The web UI (``proxy.web``) and the filter language (``proxy.flowfilter``)
     aiohttp from the proxy's own loop. It is a subscriber and a sink like
     any other: ``feed`` pushes live summaries to browsers, ``intercept``
     holds flows at breakpoints, and ``storesink`` fills a bounded SQLite
-    store (``store``) from the dispatcher's records. ``proxy.flowfilter``
+    store (``store``) from the dispatcher's records, through a spool that
+    is indexed only while someone looks (``storewait``). ``proxy.flowfilter``
     parses mitmproxy-style expressions (``~u``, ``~bq``, ``&``, ``!``...)
     once for the list, the breakpoints, the exports and ``--view-filter``.
 

@@ -82,6 +82,7 @@ class WebUi:
             live_matcher, args.web_hold_timeout, self._held_changed, switch
         )
         self._proxy: ProxyServer | None = None  # known once it started
+        self._sink: StoreSink | None = None  # the dispatcher's, once made
         self.metrics = ProxyMetrics(self._stats, self.store)
         self.server: WebServer | None = None
 
@@ -106,12 +107,19 @@ class WebUi:
         flows = load_flows(path)
         sink = StoreSink(self.store, close_store=False)
         for i in range(0, len(flows), PRELOAD_BATCH):
-            records = [flow_record(f) for f in flows[i : i + PRELOAD_BATCH]]
-            sink.write_prepared(sink.prepare(records))
+            sink.prepare([flow_record(f) for f in flows[i : i + PRELOAD_BATCH]])
+            sink.index_all()
         return len(flows)
 
     def sink(self, encoded: EncodedRecords | None = None) -> StoreSink:
-        return StoreSink(self.store, self._rows, self.metrics, encoded=encoded)
+        self._sink = StoreSink(
+            self.store, self._rows, self.metrics, encoded=encoded, live=lambda: self.feed.watched
+        )
+        return self._sink
+
+    async def _sync(self) -> None:
+        if self._sink is not None:
+            await self._sink.indexer.sync()
 
     def _rows(self, summaries: list[Summary]) -> None:
         """Finished flows for the browsers, and the store's drops once they happen."""
@@ -135,6 +143,7 @@ class WebUi:
             resend=Resender(entry),
             reload_rules=_reloader(proxy),
             status=lambda: _status(proxy),
+            sync=self._sync,
         )
         self.server = WebServer(ctx, self.args.web_host, self.args.web_port)
         try:

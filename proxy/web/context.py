@@ -48,6 +48,9 @@ class WebContext:
     reload_rules: Callable[[], int] | None
     # The proxy's own facts for /api/status (listeners, version).
     status: Callable[[], dict[str, Any]]
+    # Indexes the flows waiting in the store (``proxy.web.indexing``); every
+    # API request awaits it first.
+    sync: Callable[[], Awaitable[None]]
 
 
 WEB = web.AppKey("tapproxy", WebContext)

@@ -5,9 +5,10 @@ reference), on a ``CollectorRegistry`` of this instance's own: nothing
 goes to the library's global registry, so two proxies in one process (the
 tests) never share counters.
 
-Counted from the flows' records (``observe``, called by the store sink's
-``prepare`` on the event loop, a batch at a time, so each label set is
-incremented once per batch):
+Counted from the flows' records as the flow log writes them (``observe``,
+called by the store sink as it indexes a batch, ``proxy.web.storewait``;
+``/metrics`` indexes what waits first, so a scrape sees every finished
+flow), each label set incremented once per batch:
 
 * ``tapproxy_flows_total{protocol,status_class}``: finished flows (message
   records are not flows); ``protocol`` as the UI shows it
@@ -39,9 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from proxy.flow.record import FlowRecord
-from proxy.flow.wsinfo import MESSAGE_KINDS
-from proxy.web.summary import protocol
+from proxy.web.summary import Json, body_bytes, protocol, rule_names
 
 #: Seconds: from a fast local answer to a long poll.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -72,23 +71,11 @@ def error_cause(error: str) -> str:
     return "other"
 
 
-def status_class(r: FlowRecord) -> str:
-    if r.response is not None:
-        return f"{r.response.status // 100}xx"
-    return "error" if r.error else "none"
-
-
-def flow_bytes(r: FlowRecord) -> tuple[int, int]:
-    """Bytes (upstream, downstream) of a flow: bodies, or what its tunnel carried."""
-    up = down = 0
-    if r.request is not None:
-        up += r.request.message.body_size
-    if r.response is not None:
-        down += r.response.message.body_size
-    if r.tunnel is not None:
-        up += r.tunnel.bytes_up
-        down += r.tunnel.bytes_down
-    return up, down
+def status_class(r: Json) -> str:
+    response = r.get("response")
+    if response is not None:
+        return f"{int(response['status']) // 100}xx"
+    return "error" if r.get("error") else "none"
 
 
 class StoreStats(Protocol):
@@ -185,25 +172,24 @@ class ProxyMetrics:
             self.bytes.labels(direction)  # shown from the start, at 0
         r.register(_Scraped(stats, store))
 
-    def observe(self, records: Sequence[FlowRecord]) -> None:
-        """Count a batch of finished records (cheap: one increment per label set)."""
+    def observe(self, records: Sequence[Json]) -> None:
+        """Count a batch of finished flows' records (flow-log JSON; message
+        records are not flows and are not given): one increment per label set."""
         flows: Tally[tuple[str, str]] = Tally()
         rules: Tally[str] = Tally()
         errors: Tally[str] = Tally()
         up = down = 0
         for r in records:
-            if r.kind in MESSAGE_KINDS:
-                continue
             flows[protocol(r), status_class(r)] += 1
-            sent, got = flow_bytes(r)
+            sent, got = body_bytes(r)
             up += sent
             down += got
-            if r.rules is not None:
-                rules.update({name for name, _source, _actions in r.rules.matched})
-            if r.error:
-                errors[error_cause(r.error)] += 1
-            if r.kind == "http" and r.request is not None:
-                self.duration.observe(max(r.end - r.start, 0.0))
+            rules.update(rule_names(r))
+            error = r.get("error")
+            if error:
+                errors[error_cause(str(error))] += 1
+            if r.get("kind") == "http" and "request" in r:
+                self.duration.observe(max(float(r.get("duration_ms") or 0) / 1000, 0.0))
         for (proto, status), n in flows.items():
             self.flows.labels(proto, status).inc(n)
         for name, n in rules.items():

@@ -85,6 +85,21 @@ async def updates(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+#: Paths answered without indexing the waiting flows first: the page, its
+#: files and the live updates (the flows come from ``/api/flows``).
+_NO_SYNC = ("/api/updates",)
+
+
+@web.middleware
+async def synced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Flows waiting in the store are indexed before any API answer (and
+    ``/metrics``), so an answer covers every flow finished before it."""
+    path = request.path
+    if (path.startswith("/api/") or path == "/metrics") and path not in _NO_SYNC:
+        await request.app[WEB].sync()
+    return await handler(request)
+
+
 @web.middleware
 async def no_cache(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
@@ -95,7 +110,7 @@ async def no_cache(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def make_app(ctx: WebContext) -> web.Application:
     app = web.Application(
-        middlewares=[auth_middleware(ctx.token), no_cache], client_max_size=64 << 20
+        middlewares=[auth_middleware(ctx.token), synced, no_cache], client_max_size=64 << 20
     )
     app[WEB] = ctx
     app.router.add_get("/", index)

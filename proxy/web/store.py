@@ -20,7 +20,9 @@ by its indexes and summary columns (about 1.4 times in bench/web_store.py)
 and by the WAL (truncated to ``storedb.WAL_LIMIT`` after a checkpoint);
 pages freed by drops are reused, so it stops growing once the caps are reached.
 
-Writes (``add_many``, ``set_marked``, ``clear``) go through one connection,
+Flows come in through ``waiting`` first (``wait_many``; why and how:
+``proxy.web.storewait``) and are indexed from there in order (``take_waiting``,
+then ``add_many`` with what was taken). Writes go through one connection,
 reads (``proxy.web.storeread``) through another, each under its own lock.
 """
 
@@ -35,6 +37,7 @@ from proxy.sinks.jsonenc import dumps
 from proxy.web.rows import BodyRow, FlowRow, MessageRow, Row
 from proxy.web.storedb import COLUMNS, Connection, open_writer, remove_files, temp_path
 from proxy.web.storeread import Predicate, StoredFlow, StoreReader
+from proxy.web.storewait import Spool, Waiting
 
 __all__ = ["FlowStore", "Predicate", "StoredFlow"]
 
@@ -66,6 +69,8 @@ class FlowStore(StoreReader):
         try:
             self._w = open_writer(self.path, durable=not self.temporary)
             self._r = Connection(self.path, reader=True)
+            # Flows and messages not indexed yet (``proxy.web.storewait``).
+            self.waiting = Spool(self.path, max_flows, max_size)
         except BaseException:
             if self.temporary:
                 remove_files(self.path)
@@ -90,14 +95,35 @@ class FlowStore(StoreReader):
             self._next_seq += n
             return first
 
-    def add_many(self, rows: Sequence[Row]) -> None:
-        """Store finished flows and messages, then drop the oldest past the caps."""
+    def wait_many(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Append finished flows and messages to the spool (``storewait``'s rows)."""
+        w = self.waiting
+        w.add(rows)
+        if self.count and (w.flows >= self.max_flows or w.nbytes >= self.max_size):
+            # Indexing the waiting flows would drop every indexed one: now, at once.
+            with self._w as db:
+                self._write(db, self._drop_all)
+        trimmed = w.trim()
+        if trimmed:
+            with self._w as db:
+                self._write(db, lambda db: self._count_dropped(db, trimmed))
+
+    def take_waiting(self, limit: int) -> list[Waiting]:
+        """The oldest ``limit`` waiting rows; ``add_many(rows, taken)`` consumes them."""
+        return self.waiting.take(limit)
+
+    def add_many(self, rows: Sequence[Row], consumed: Sequence[Waiting] = ()) -> None:
+        """Store finished flows and messages (made of ``consumed`` waiting rows,
+        which go in the same transaction), then drop the oldest past the caps."""
         flows = list({r.id: self._capped(r) for r in rows if isinstance(r, FlowRow)}.values())
         messages = [r for r in rows if isinstance(r, MessageRow)]
-        if not flows and not messages:
+        if not flows and not messages and not consumed:
             return
-        with self._w as db:
-            self._write(db, lambda db: self._insert(db, flows, messages))
+
+        if flows or messages:
+            with self._w as db:
+                self._write(db, lambda db: self._insert(db, flows, messages))
+        self.waiting.consumed(consumed)  # once SQLite has them
 
     def set_marked(self, flow_id: str, marked: bool) -> bool:
         """Mark or unmark a flow (``~marked``); False when it is not stored."""
@@ -113,11 +139,14 @@ class FlowStore(StoreReader):
                 db.execute(f"DELETE FROM {table}")
             self.count = self.size_bytes = self.pending = 0
 
+        self.waiting.clear()
         with self._w as db:
             self._write(db, clear)
 
     def close(self) -> None:
-        """Close the connections; a temporary store's files are deleted."""
+        """Close the connections; a temporary store's files are deleted, and
+        the spool's once nothing waits in it."""
+        self.waiting.close(remove=self.temporary or not self.waiting.rows)
         self._r.close()
         self._w.close()
         if self.temporary:
@@ -133,6 +162,14 @@ class FlowStore(StoreReader):
             db.execute("ROLLBACK")
             self._load_counters(db)
             raise
+
+    def _drop_all(self, db: sqlite3.Connection) -> None:
+        (last,) = db.execute("SELECT max(seq) FROM flows").fetchone()
+        self._drop_through(db, last)
+
+    def _count_dropped(self, db: sqlite3.Connection, n: int) -> None:
+        self.dropped += n
+        db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped,))
 
     def _load_counters(self, db: sqlite3.Connection) -> None:
         self.count, flow_bytes = db.execute(
@@ -285,8 +322,7 @@ class FlowStore(StoreReader):
             db.execute(f"DELETE FROM {table} WHERE {key} <= ?", (cut,))
         self.count -= n
         self.size_bytes -= flow_bytes + msg_bytes
-        self.dropped += n
-        db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (self.dropped,))
+        self._count_dropped(db, n)
 
     def _drop_pending(self, db: sqlite3.Connection, n: int) -> None:
         row = db.execute(

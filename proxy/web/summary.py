@@ -1,48 +1,56 @@
-"""A flow record as the web UI's list shows it, and the bodies the store keeps.
+"""A flow as the web UI's list shows it, and the bodies the store keeps.
 
 The summary's fields are those of docs/api.md ("Flows"); this module says
-how each comes from a ``FlowRecord``. Pure: runs on the event loop, in the
-store sink's ``prepare``.
+how each comes from a flow's flow-log record (docs/flow-log.md), the JSON
+the store keeps: summaries are made when a flow is indexed
+(``proxy.web.storewait``), from the record as written, so the list, the
+metrics and the flow log cannot disagree. Pure.
 """
 
 from __future__ import annotations
 
-from proxy.flow.grpcinfo import GrpcCall
-from proxy.flow.record import FlowRecord, Message
-from proxy.web.rows import BodyRow, Summary
+import datetime as dt
+from typing import Any
+
+from proxy.web.rows import Summary
+
+Json = dict[str, Any]
 
 
-def header(m: Message, name: bytes) -> str | None:
-    """The first field ``name`` (lower case) of a message, as text."""
-    for k, v in m.headers:
+def header(m: Json, name: str) -> str | None:
+    """The first field ``name`` (lower case) of a record's message."""
+    for k, v in m.get("headers") or ():
         if k.lower() == name:
-            return v.decode("latin-1")
+            return str(v)
     return None
 
 
-def media_type(m: Message | None) -> str | None:
+def media_type(m: Json | None) -> str | None:
     """The content type without its parameters, lower case (``application/json``)."""
-    value = None if m is None else header(m, b"content-type")
+    value = None if m is None else header(m, "content-type")
     if value is None:
         return None
     return value.split(";", 1)[0].strip().lower() or None
 
 
-def protocol(r: FlowRecord) -> str:
+def protocol(r: Json) -> str:
     """``gRPC``, ``WebSocket``, ``TCP``, ``tunnel``, ``SSE``, else the request's HTTP version."""
-    if isinstance(r.grpc, GrpcCall):
+    kind = r.get("kind")
+    if "grpc" in r:
         return "gRPC"
-    if r.kind == "websocket":
+    if kind == "websocket":
         return "WebSocket"
-    if r.kind == "tcp":
+    if kind == "tcp":
         return "TCP"
-    if r.kind == "tunnel":
+    if kind == "tunnel":
         return "tunnel"
-    if r.response is not None and media_type(r.response.message) == "text/event-stream":
+    request, response = r.get("request"), r.get("response")
+    if response is not None and media_type(response) == "text/event-stream":
         return "SSE"
-    if r.request is not None and r.request.message.version.startswith(b"2"):
+    version = "" if request is None else str(request.get("http_version", ""))
+    if version.startswith("HTTP/2"):
         return "HTTP/2"
-    if r.request is not None and r.request.message.version == b"1.0":
+    if version == "HTTP/1.0":
         return "HTTP/1.0"
     return "HTTP/1.1"
 
@@ -68,84 +76,62 @@ def split_url(url: str) -> tuple[str, str]:
     return host.lower(), path
 
 
-def _where(r: FlowRecord) -> tuple[str, str, str]:
+def _where(r: Json) -> tuple[str, str, str]:
     """URL, host and path (with the query) of the flow."""
-    if r.request is not None:
-        host, path = split_url(r.request.url)
-        return r.request.url, host, path
-    if r.server is not None:
-        host, port = r.server
-        return f"tcp://{host}:{port}", host, ""
+    request, server = r.get("request"), r.get("server")
+    if request is not None:
+        url = str(request.get("url", ""))
+        host, path = split_url(url)
+        return url, host, path
+    if server is not None:
+        return f"tcp://{server['ip']}:{server['port']}", str(server["ip"]), ""
     return "", "", ""
 
 
-def _rule_names(r: FlowRecord) -> list[str]:
-    if r.rules is None:
+def rule_names(r: Json) -> list[str]:
+    """The rules that matched the flow, each once, in order."""
+    rules = r.get("rules")
+    if not rules:
         return []
-    return list(dict.fromkeys(name for name, _source, _actions in r.rules.matched))
+    return list(dict.fromkeys(str(m["rule"]) for m in rules.get("matched", ())))
 
 
-def summary(r: FlowRecord) -> Summary:
-    """The summary columns (``rows.SUMMARY_KEYS``) of a finished flow."""
+def body_bytes(r: Json) -> tuple[int, int]:
+    """Bytes (upstream, downstream) of a flow: its bodies, or what its tunnel carried."""
+    request, response, tunnel = r.get("request"), r.get("response"), r.get("tunnel")
+    up = 0 if request is None else int(request.get("body_size", 0))
+    down = 0 if response is None else int(response.get("body_size", 0))
+    if tunnel is not None:
+        up += int(tunnel.get("bytes_client_to_server", 0))
+        down += int(tunnel.get("bytes_server_to_client", 0))
+    return up, down
+
+
+def summary(r: Json) -> Summary:
+    """The summary columns (``rows.SUMMARY_KEYS``) of a finished flow's record."""
     url, host, path = _where(r)
-    req, resp = r.request, r.response
+    req, resp, tunnel = r.get("request"), r.get("response"), r.get("tunnel")
     size: int | None = None
     if resp is not None:
-        size = resp.message.body_size
-    elif r.tunnel is not None:
-        size = r.tunnel.bytes_down
+        size = resp.get("body_size")
+    elif tunnel is not None:
+        size = tunnel.get("bytes_server_to_client")
     return {
-        "id": r.id,
-        "start": r.start,
-        "duration": round((r.end - r.start) * 1000, 3),
+        "id": r["id"],
+        "start": dt.datetime.fromisoformat(r["start"]).timestamp(),
+        "duration": r.get("duration_ms"),
         "protocol": protocol(r),
-        "kind": r.kind,
-        "method": None if req is None else req.method.decode("latin-1"),
+        "kind": r.get("kind"),
+        "method": None if req is None else req.get("method"),
         "url": url,
         "host": host,
         "path": path,
-        "status": None if resp is None else resp.status,
-        "type": media_type(None if resp is None else resp.message),
+        "status": None if resp is None else resp.get("status"),
+        "type": media_type(resp),
         "size": size,
-        "error": r.error,
-        "rules": _rule_names(r),
-        "changed": (req is not None and req.forwarded is not None)
-        or (resp is not None and resp.upstream is not None),
+        "error": r.get("error"),
+        "rules": rule_names(r),
+        "changed": (req is not None and "forwarded" in req)
+        or (resp is not None and "upstream" in resp),
         "marked": False,
     }
-
-
-def _whole(m: Message) -> bytes | None:
-    """The body when the record's preview holds all of it (small bodies need no capture)."""
-    return m.preview if len(m.preview) == m.body_size else None
-
-
-def bodies(r: FlowRecord, max_body: int) -> tuple[BodyRow, ...]:
-    """The flow's bodies, each capped at ``max_body``: captured bytes when capture
-    was on (``SessionConfig.capture.record``), else whole previews; empty
-    bodies are not stored."""
-    captured = r.bodies
-    found: list[tuple[str, bytes | None, int, bool]] = []
-    if r.request is not None:
-        m = r.request.message
-        data = None if captured is None else captured.request
-        trunc = captured is not None and data is not None and captured.request_truncated
-        found.append(("request", data if data is not None else _whole(m), m.body_size, trunc))
-        fwd = r.request.forwarded
-        if fwd is not None:
-            data = None if captured is None else captured.forwarded
-            sent = data if data is not None else _whole(fwd.message)
-            found.append(("request_sent", sent, fwd.message.body_size, False))
-    if r.response is not None:
-        m = r.response.message
-        data = None if captured is None else captured.response
-        trunc = captured is not None and data is not None and captured.response_truncated
-        found.append(("response", data if data is not None else _whole(m), m.body_size, trunc))
-        up = r.response.upstream
-        if up is not None:
-            found.append(("response_upstream", _whole(up.message), up.message.body_size, False))
-    return tuple(
-        BodyRow(side, data[:max_body], size, trunc or len(data) > max_body or len(data) < size)
-        for side, data, size, trunc in found
-        if data and size
-    )

@@ -89,7 +89,8 @@ async def run(tmp: Path) -> tuple[FlowStore, str, list[Summary]]:
     servers: list[ProxyServer] = []
     metrics = ProxyMetrics(lambda: servers[0].stats(), store)
     heard: list[Summary] = []
-    dispatcher = Dispatcher([StoreSink(store, heard.extend, metrics, close_store=False)])
+    sink = StoreSink(store, heard.extend, metrics, close_store=False)
+    dispatcher = Dispatcher([sink])
     options = ServerOptions([parse_mode("regular", "127.0.0.1", 0)])
     session = replace(options.session, capture=CaptureConfig(record=True))  # as --save does
     servers.append(ProxyServer(replace(options, session=session), dispatcher))
@@ -108,8 +109,10 @@ async def run(tmp: Path) -> tuple[FlowStore, str, list[Summary]]:
         stats = servers[0].stats()
     finally:
         await servers[0].shutdown(2.0)
-        dispatcher.close()  # drains: every record is in the store after this
+        dispatcher.close()  # drains: every record waits in the store after this
         await runner.cleanup()
+    assert store.count == 0 and store.waiting.flows == 10  # nobody watched: none indexed yet
+    await sink.indexer.sync()  # as an API request does first
     assert stats["connections_accepted"] == 10
     return store, metrics.exposition().decode(), heard  # scraped on the loop, as /metrics is
 

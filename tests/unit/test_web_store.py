@@ -285,7 +285,8 @@ def test_sink_rows_summaries_and_bodies(store: FlowStore) -> None:
     )  # fmt: skip
     captured = CapturedBodies("", None, big, response_truncated=False)
     records = [http_record(1), ws, http_record(2, response=response, bodies=captured)]
-    sink.write_prepared(sink.prepare(records))
+    sink.prepare(records)
+    sink.index_all()
     assert [[s["id"] for s in batch] for batch in heard] == [["h1", "h2"]]
     assert heard[0][0]["seq"] == 1 and heard[0][1]["seq"] == 2
     page, total = store.query(newest_first=False)
@@ -310,7 +311,8 @@ def test_sink_message_shapes(store: FlowStore) -> None:
         FlowRecord("m1", "grpc_message", "regular", T0 + 1, T0 + 1, ("h", 1), None, grpc=grpc),
         FlowRecord("m2", "sse_event", "regular", T0, T0, ("h", 1), None, message=sse),
     ]
-    sink.write_prepared(sink.prepare(records))
+    sink.prepare(records)
+    sink.index_all()
     first, second = store.messages("g")
     assert first["direction"] == "server" and first["type"] == "grpc" and first["text"] is None
     assert first["base64"] == "/wAB" and first["time"] == T0 + 1
@@ -327,7 +329,8 @@ def test_websocket_payload_kept_whole_when_captured(store: FlowStore) -> None:
         FlowRecord("m", "websocket_message", "regular", T0, T0, ("h", 1), None, message=m)
         for m in (message, replace(message, index=1, data=data))
     ]
-    sink.write_prepared(sink.prepare(records))
+    sink.prepare(records)
+    sink.index_all()
     preview, whole = store.messages("w")
     assert preview["text"] == text[:5] and preview["truncated"]
     assert whole["text"] == text[: 64 * 1024 // 2] and whole["truncated"]

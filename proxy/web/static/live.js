@@ -107,6 +107,8 @@ export class Live {
         if (this.paused) this.keep(m.flow);
         else flows.push(m.flow);
       } else if (m.type === "dropped") {
+        // The flows before it in this batch are older than the drop: in first.
+        if (flows.length) this.apply(flows.splice(0));
         this.status.set({ stored: m.stored, dropped: m.dropped });
         if (!this.filter && !this.paused) this.table.keepNewest(m.stored);
       } else if (m.type === "resync") {
