@@ -23,9 +23,6 @@ _FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(.*)", re.DOTALL)
 # Every line of a field block (joined with LF, which cannot occur inside a
 # line: bare LF was refused before) at once.
 _FIELD_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[^\n]*)(?:\n" + TOKEN + rb":[^\n]*)*")
-# Control characters other than HTAB, CR and LF anywhere in a head (NUL
-# included, RFC 9110 §5.5). CR and LF are checked as line endings.
-CONTROL_CHARS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _OWS = b" \t"
 
 

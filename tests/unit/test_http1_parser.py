@@ -42,7 +42,7 @@ from proxy.http1 import (
     ResponseHead,
     ResponseParser,
 )
-from proxy.http1.parser import _has_bare_cr_or_lf
+from proxy.http1.scan import has_bare_cr_or_lf as _has_bare_cr_or_lf
 
 Outcome = tuple[list[Event], int | None]
 
