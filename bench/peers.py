@@ -36,9 +36,13 @@ from bench.rules_bench import write_rules
 
 CACHE = Path(os.environ.get("TAPPROXY_BENCH_CACHE", Path.home() / ".cache" / "tapproxy-bench"))
 PEERS = ("direct", "tapproxy", "mitmdump", "proxy.py", "bare relay")
-#: Peers run only when named: tapproxy with the web UI on (no browser connected).
+#: Peers run only when named: tapproxy with the web UI on (no browser
+#: connected), and tapproxy's shell alone: ``-m tcp:ORIGIN``, a raw byte
+#: relay layer with no HTTP parsing, to compare with the bare relay (issue 22
+#: item 1; it needs the origin, so only scenarios that name one run it).
 WEB = "tapproxy --web"
-EXTRA_PEERS = (WEB,)
+SHELL = "tapproxy tcp"
+EXTRA_PEERS = (WEB, SHELL)
 RELAY = "bare relay"
 
 
@@ -216,12 +220,23 @@ def tapproxy_rules(workdir: Path) -> Path:
     return write_rules(workdir, BENCH_RULES, matching=False)
 
 
-def start_peer(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running:
-    """Start peer ``name`` pinned to the proxy CPU (``direct``: nothing to start)."""
+def start_peer(
+    name: str, workdir: Path, tls: TlsSetup | None = None, origin: int | None = None
+) -> Running:
+    """Start peer ``name`` pinned to the proxy CPU (``direct``: nothing to start);
+    ``origin``: the plain HTTP origin's port, for ``SHELL``."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name.replace(' ', '_')}.log"
     if name == "direct":
         return Running(name, None, 0)
+    if name == SHELL:
+        if origin is None or tls:
+            raise PeerUnavailable("a TCP relay to the plain origin only")
+        cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "-m", f"tcp:127.0.0.1:{origin}",
+               "--flow-log", str(workdir / "flows.jsonl")]  # fmt: skip
+        p = launch(cmd, cpu=PROXY_CPU, log=log)
+        m = _wait_log(p, log, r"listening at \S+:(\d+)")
+        return Running(name, p, int(m.group(1)))
     if name in ("tapproxy", WEB):
         cmd = [
             sys.executable,
@@ -338,10 +353,12 @@ def _proxypy_ca(directory: Path) -> dict[str, Path]:
     return files
 
 
-def start_or_reason(name: str, workdir: Path, tls: TlsSetup | None = None) -> Running | str:
+def start_or_reason(
+    name: str, workdir: Path, tls: TlsSetup | None = None, origin: int | None = None
+) -> Running | str:
     """``start_peer`` or the reason it could not start."""
     try:
-        return start_peer(name, workdir, tls)
+        return start_peer(name, workdir, tls, origin)
     except PeerUnavailable as e:
         return str(e)
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:

@@ -58,7 +58,15 @@ from bench.common import (
 )
 from bench.loadgen import curl_cmd_text, curl_fetch, run_wrk, wrk_script
 from bench.origin import Origin, start_origin
-from bench.peers import EXTRA_PEERS, PEERS, RELAY, Running, peer_version, start_or_reason
+from bench.peers import (
+    EXTRA_PEERS,
+    PEERS,
+    RELAY,
+    SHELL,
+    Running,
+    peer_version,
+    start_or_reason,
+)
 from bench.report import Column, Table
 
 GiB, MiB = 1024**3, 1024**2
@@ -107,7 +115,8 @@ class Bench:
     def start(self, name: str, scenario: str, table: Table) -> Running | None:
         self._n += 1
         wd = self.workdir / f"{scenario}-{name.replace(' ', '_')}-{self._n}"
-        run = start_or_reason(name, wd)
+        origin = self.get_origin().http_port if name == SHELL else None
+        run = start_or_reason(name, wd, origin=origin)
         if isinstance(run, str):
             table.note(name, f"not run: {run}")
             log(f"  {scenario} {name}: not run: {run}")
