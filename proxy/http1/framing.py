@@ -14,12 +14,12 @@ import re
 from proxy.http1.errors import ProtocolError
 from proxy.http1.events import (
     CHUNKED,
+    KIND_LENGTH,
     NO_BODY,
     TUNNEL,
     UNTIL_CLOSE,
     FieldIndex,
     Framing,
-    FramingKind,
 )
 from proxy.http1.fields import TOKEN_RE
 
@@ -118,7 +118,7 @@ def request_framing(index: FieldIndex, version: bytes) -> Framing:
         return NO_BODY
     # A zero length is kept as LENGTH(0): it is forwarded as
     # "Content-Length: 0", which some servers require on POST.
-    return Framing(FramingKind.LENGTH, length)
+    return Framing(KIND_LENGTH, length)
 
 
 def response_framing(
@@ -147,4 +147,4 @@ def response_framing(
     length = _content_length(cl, 502)
     if length is None:
         return UNTIL_CLOSE
-    return Framing(FramingKind.LENGTH, length)
+    return Framing(KIND_LENGTH, length)

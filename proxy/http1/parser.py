@@ -23,11 +23,14 @@ from dataclasses import dataclass
 
 from proxy.http1.errors import ProtocolError
 from proxy.http1.events import (
+    KIND_CHUNKED,
+    KIND_CLOSE,
+    KIND_LENGTH,
+    KIND_TUNNEL,
     BodyData,
     EndOfMessage,
     Event,
     Framing,
-    FramingKind,
     RequestHead,
     ResponseHead,
 )
@@ -60,6 +63,9 @@ FORBIDDEN_TRAILERS = frozenset(
         b"www-authenticate", b"proxy-authenticate", b"retry-after",
     }
 )  # fmt: skip
+
+# The end of a message without trailers: one immutable instance for all.
+END_OF_MESSAGE = EndOfMessage()
 
 # Parser states.
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSE = range(7)
@@ -141,7 +147,7 @@ class _Parser:
             return self._next_head()
         if state == _END:
             self._state = self._after_message()
-            return EndOfMessage()
+            return END_OF_MESSAGE
         if state == _CHUNK_SIZE:
             return self._chunk_size()
         if state == _CHUNK_END:
@@ -197,14 +203,14 @@ class _Parser:
 
     def _start_body(self, framing: Framing) -> None:
         kind = framing.kind
-        if kind is FramingKind.LENGTH:
+        if kind is KIND_LENGTH:
             self._remaining = framing.length
             self._state = _LENGTH if framing.length else _END
-        elif kind is FramingKind.CHUNKED:
+        elif kind is KIND_CHUNKED:
             self._state = _CHUNK_SIZE
-        elif kind is FramingKind.CLOSE:
+        elif kind is KIND_CLOSE:
             self._state = _CLOSE
-        elif kind is FramingKind.TUNNEL:
+        elif kind is KIND_TUNNEL:
             self._state = _TUNNEL
         else:
             self._state = _END
@@ -297,11 +303,11 @@ class _Parser:
             self._buf += self._direct
             self._direct = None
         buf = self._buf
-        if buf[:2] == b"\r\n":
+        if buf.startswith(b"\r\n"):
             del buf[:2]
             self._scanned = 0
             self._state = self._after_message()
-            return EndOfMessage()
+            return END_OF_MESSAGE
         lines = self._split_head(self.limits.max_trailer, self._error_status, "trailer section")
         if lines is None:
             if self._eof:
@@ -333,7 +339,7 @@ class RequestParser(_Parser):
         self._last_head = None
         buf = self._buf
         # RFC 9112 §2.2: ignore at least one empty line before a request-line.
-        while buf[:2] == b"\r\n":
+        while buf.startswith(b"\r\n"):
             del buf[:2]
         if not buf:
             return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from proxy.http1.events import Fields, Framing, FramingKind
+from proxy.http1.events import KIND_CHUNKED, KIND_LENGTH, Fields, Framing
 
 FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 LAST_CHUNK = b"0\r\n\r\n"
@@ -24,9 +24,10 @@ def framed_fields(
 
 def add_framing(fields: list[tuple[bytes, bytes]], framing: Framing) -> list[tuple[bytes, bytes]]:
     """Append the framing field ``framing`` calls for to ``fields`` (which have none)."""
-    if framing.kind is FramingKind.LENGTH:
+    kind = framing.kind
+    if kind is KIND_LENGTH:
         fields.append((b"Content-Length", b"%d" % framing.length))
-    elif framing.kind is FramingKind.CHUNKED:
+    elif kind is KIND_CHUNKED:
         fields.append((b"Transfer-Encoding", b"chunked"))
     return fields
 
