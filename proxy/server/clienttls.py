@@ -22,7 +22,7 @@ from proxy.server.opening import connect
 from proxy.server.upstream import UpstreamConnection
 from proxy.session.errors import UpstreamError
 from proxy.tls.endpoint import TlsEndpoint
-from proxy.tls.leaf import certificate_names
+from proxy.tls.names import certificate_names
 from proxy.tls.policy import CertNames
 
 

@@ -25,7 +25,7 @@ from proxy.server.connecterrors import late_handshake_error
 from proxy.server.transport import reset, tune
 from proxy.sinks.pcap import PcapTap
 from proxy.tls.endpoint import TlsClient, TlsError, TlsHandshakeError
-from proxy.tls.leaf import certificate_names
+from proxy.tls.names import certificate_names
 
 # (host, port, tls, via): tls is the SNI/hostname to verify for TLS, None for
 # plain TCP; via the next proxy's URL (proxy.session.routing), None: direct.

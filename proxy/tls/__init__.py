@@ -30,7 +30,8 @@ from proxy.tls.clienthello import (
     looks_like_tls,
     parse_client_hello,
 )
-from proxy.tls.leaf import LeafCert, LeafIssuer, normalize_name, sans_from_certificate
+from proxy.tls.leaf import LeafCert, LeafIssuer
+from proxy.tls.names import normalize_name, sans_from_certificate
 
 __all__ = [
     "CAError",

@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
 from proxy.tls.keylog import KeyLog
-from proxy.tls.leaf import parse_ip
+from proxy.tls.names import parse_ip
 
 __all__ = ["Verification", "client_context", "hostname_problem"]
 

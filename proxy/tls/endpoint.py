@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from OpenSSL import SSL, crypto
 
 from proxy.tls.client import Verification
-from proxy.tls.leaf import ServerTls, parse_ip
+from proxy.tls.leaf import ServerTls
+from proxy.tls.names import parse_ip
 
 __all__ = [
     "TlsClient",

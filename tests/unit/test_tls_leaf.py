@@ -19,14 +19,8 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from proxy.tls.ca import CertificateAuthority
 from proxy.tls.endpoint import TlsEndpoint, TlsHandshakeError
-from proxy.tls.leaf import (
-    LEAF_VALIDITY,
-    KeyType,
-    LeafIssuer,
-    ServerTls,
-    normalize_name,
-    sans_from_certificate,
-)
+from proxy.tls.leaf import LEAF_VALIDITY, KeyType, LeafIssuer, ServerTls
+from proxy.tls.names import normalize_name, sans_from_certificate
 
 
 @pytest.fixture(scope="module")
