@@ -8,7 +8,7 @@ opens them (``OpenServer.conn``), so a layer may hold several at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from proxy.flow.hooks import HookKind, ScriptedMessage
@@ -27,10 +27,11 @@ class Conn:
 
     role: Role
     id: int
+    # Read for every command the shell carries out: a slot, not a property.
+    is_client: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def is_client(self) -> bool:
-        return self.role is Role.CLIENT
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_client", self.role is Role.CLIENT)
 
 
 CLIENT = Conn(Role.CLIENT, 0)

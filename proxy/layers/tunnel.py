@@ -98,10 +98,11 @@ class TunnelLayer:
         out: list[Command] = []
         if self.done is not None:
             return out
-        if isinstance(event, DataReceived):
-            if event.conn.is_client:
+        if type(event) is DataReceived:
+            conn = event.conn
+            if conn.is_client:
                 self._from_client(event.data, out)
-            elif event.conn == self.server:
+            elif conn is self.server or conn == self.server:
                 self._from_server(event.data, out)
         elif isinstance(event, EofReceived):
             if event.conn.is_client:

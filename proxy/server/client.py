@@ -200,36 +200,44 @@ class ClientConnection(asyncio.Protocol):
 
         Hot path (runs for every read): consecutive sends to the same
         connection are joined into one write, so a small response (head and
-        body) costs one send() instead of two. Any other command first
-        flushes what is pending, keeping the order.
+        body) costs one send() instead of two; a lone send (a relayed read)
+        goes straight out. Any other command first flushes what is pending,
+        keeping the order.
         """
+        if len(commands) == 1:
+            cmd = commands[0]
+            if type(cmd) is SendData and cmd.at is None:
+                self._send_now(cmd.conn, cmd.data)
+            else:
+                self._execute(cmd)
+            return
         pending: list[bytes] = []
         to: Conn | None = None
         for cmd in commands:
-            if type(cmd) is SendData and cmd.at is None and not self._timed(cmd.conn):
-                if to is not None and cmd.conn != to:
-                    self._flush(to, pending)
-                to = cmd.conn
+            if type(cmd) is SendData and cmd.at is None:
+                conn = cmd.conn
+                if to is not None and conn is not to and conn != to:
+                    self._send_now(to, b"".join(pending))
+                    pending.clear()
+                to = conn
                 pending.append(cmd.data)
                 continue
             if to is not None:
-                self._flush(to, pending)
+                self._send_now(to, pending[0] if len(pending) == 1 else b"".join(pending))
+                pending.clear()
                 to = None
             self._execute(cmd)
         if to is not None:
-            self._flush(to, pending)
+            self._send_now(to, pending[0] if len(pending) == 1 else b"".join(pending))
 
-    def _timed(self, conn: Conn) -> bool:
-        """Writes to ``conn`` go through its queue of timed writes (order is kept)."""
-        return self._writer is not None if conn.is_client else self.servers.timed(conn)
-
-    def _flush(self, to: Conn, pending: list[bytes]) -> None:
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        if to.is_client:
+    def _send_now(self, to: Conn, data: bytes) -> None:
+        """``data`` to ``to`` now, or behind the writes a rule delayed for it (order kept)."""
+        if not to.is_client:
+            self.servers.send(to, data)
+        elif self._writer is None:
             self.write_client(data)
         else:
-            self.servers.write(to, data)
+            self._writer.write_at(self.loop_time(None), data)
 
     def _execute(self, cmd: Command) -> None:
         kind = type(cmd)

@@ -91,8 +91,9 @@ class ServerEnds:
     def __init__(self, ctx: ListenerContext, host: EndsHost) -> None:
         self.ctx = ctx
         self.host = host
-        self._ends: dict[Conn, _End] = {}
-        self._connecting: dict[Conn, asyncio.Task[None]] = {}
+        # By ``Conn.id`` (every one here is a server's): an int hashes in C.
+        self._ends: dict[int, _End] = {}
+        self._connecting: dict[int, asyncio.Task[None]] = {}
 
     @property
     def connecting(self) -> bool:
@@ -108,7 +109,7 @@ class ServerEnds:
                 return
         alpn = cmd.tls.alpn if cmd.tls is not None else None
         task = asyncio.get_running_loop().create_task(self._connect(cmd.conn, key, alpn))
-        self._connecting[cmd.conn] = task
+        self._connecting[cmd.conn.id] = task
 
     async def _connect(self, conn: Conn, key: Key, alpn: tuple[str, ...] | None) -> None:
         ctx = self.ctx
@@ -116,11 +117,11 @@ class ServerEnds:
             tls = ctx.tls_for(key[2])
             upstream = await connect(key, ctx.timeouts.connect, tls, ctx.tap, alpn, ctx.proxy_tls)
         except UpstreamError as e:
-            self._connecting.pop(conn, None)
+            self._connecting.pop(conn.id, None)
             if not self.host.closed:
                 self.host.handle(ServerFailed(conn, str(e), e.timeout))
             return
-        self._connecting.pop(conn, None)
+        self._connecting.pop(conn.id, None)
         if self.host.closed:
             upstream.close()
             return
@@ -129,7 +130,7 @@ class ServerEnds:
     def _attach(self, conn: Conn, upstream: UpstreamConnection, reused: bool) -> None:
         end = _End(conn, self.host, upstream)
         upstream.owner = end
-        self._ends[conn] = end
+        self._ends[conn.id] = end
         if self.host.client_write_paused:
             upstream.pause_reading()
         assert upstream.transport is not None
@@ -137,14 +138,15 @@ class ServerEnds:
         address = (str(peer[0]), int(peer[1]))
         self.host.handle(ServerOpened(conn, address, reused, upstream.tls_facts()))
         early, upstream.early = upstream.early, b""
-        if early and self._ends.get(conn) is end:  # the origin spoke first, behind a next proxy
+        if early and self._ends.get(conn.id) is end:  # the origin spoke first, behind a next proxy
             end.on_server_data(early)
 
-    def _forget(self, conn: Conn) -> UpstreamConnection | None:
-        task = self._connecting.pop(conn, None)
+    def _forget(self, key: int) -> UpstreamConnection | None:
+        """Stop connecting or drop server ``Conn.id`` ``key``; its connection, if open."""
+        task = self._connecting.pop(key, None)
         if task is not None:
             task.cancel()
-        end = self._ends.pop(conn, None)
+        end = self._ends.pop(key, None)
         if end is None:
             return None
         if end.writer is not None:
@@ -153,7 +155,7 @@ class ServerEnds:
         return end.upstream
 
     def release(self, cmd: ReleaseServer) -> None:
-        upstream = self._forget(cmd.conn)
+        upstream = self._forget(cmd.conn.id)
         if upstream is None:
             return
         if cmd.reusable:
@@ -164,15 +166,15 @@ class ServerEnds:
             upstream.close()
 
     def close(self, cmd: CloseConnection) -> None:
-        end = self._ends.get(cmd.conn)
+        end = self._ends.get(cmd.conn.id)
         if end is None:
-            self._forget(cmd.conn)
+            self._forget(cmd.conn.id)
             return
         if end.writer is not None and end.writer.busy and not (cmd.abort or cmd.discard):
             end.writer.call_at(0.0, lambda: self.close(CloseConnection(cmd.conn)))
             end.writer = None
             return
-        upstream = self._forget(cmd.conn)
+        upstream = self._forget(cmd.conn.id)
         assert upstream is not None
         upstream.owner = None
         if cmd.abort:
@@ -182,22 +184,23 @@ class ServerEnds:
 
     def abort_all(self) -> None:
         """The client is gone: whatever is still open is cut."""
-        for conn in list(self._connecting):
-            self._forget(conn)
-        for conn in list(self._ends):
-            upstream = self._forget(conn)
+        for key in list(self._connecting):
+            self._forget(key)
+        for key in list(self._ends):
+            upstream = self._forget(key)
             if upstream is not None:
                 upstream.abort()
 
     # -- writing -----------------------------------------------------------------
-    def timed(self, conn: Conn) -> bool:
-        end = self._ends.get(conn)
-        return end is not None and end.writer is not None
-
-    def write(self, conn: Conn, data: bytes) -> None:
-        end = self._ends.get(conn)
-        if end is not None:
+    def send(self, conn: Conn, data: bytes) -> None:
+        """``data`` to ``conn`` now, or behind the timed writes queued for it."""
+        end = self._ends.get(conn.id)
+        if end is None:
+            return
+        if end.writer is None:
             end.upstream.write(data)
+        else:
+            end.writer.write_at(self.host.loop_time(None), data)
 
     def _writer(self, end: _End) -> DelayedWriter:
         if end.writer is None:
@@ -205,12 +208,12 @@ class ServerEnds:
         return end.writer
 
     def write_at(self, conn: Conn, at: float, data: bytes) -> None:
-        end = self._ends.get(conn)
+        end = self._ends.get(conn.id)
         if end is not None:
             self._writer(end).write_at(at, data)
 
     def shutdown(self, cmd: Shutdown) -> None:
-        end = self._ends.get(cmd.conn)
+        end = self._ends.get(cmd.conn.id)
         if end is None:
             return
         upstream = end.upstream
@@ -237,7 +240,7 @@ class ServerEnds:
 
     def hold(self, conn: Conn, held: bool) -> None:
         """Stop (or restart) reading ``conn`` while its flow is held."""
-        end = self._ends.get(conn)
+        end = self._ends.get(conn.id)
         if end is None:
             return
         end.held = held
