@@ -13,11 +13,12 @@ reused across messages (keep-alive) and drained to its ``EndOfMessage``:
 
 Time: the best of ``--repeats`` runs of ``--number`` messages (the best run is
 the one least disturbed by other processes on a shared machine), in µs per
-message. Objects: how many memory blocks the parse leaves allocated per
-message while its events are kept (``sys.getallocatedblocks`` before and
-after 2,000 messages, the garbage collector off): the objects a message is
-made of once parsed. Temporaries freed within the parse are not counted
-(CPython counts current blocks, not allocations).
+message. Objects, two figures per message: every memory block CPython
+allocates while parsing it, temporaries included (exact, bench/alloc_counter.py's
+hook on the allocator; "n/a" without a C compiler), and the blocks still held
+once it is parsed while its events are kept (``sys.getallocatedblocks``
+before and after 2,000 messages): what a parsed message is made of. The
+garbage collector is off while either is counted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.alloc_counter import load as load_alloc_counter
 from proxy.http1 import EndOfMessage, Event, RequestParser, ResponseParser
 
 CURL_GET = (
@@ -160,12 +162,39 @@ def blocks_per_message(case: Case, number: int = 2000) -> float:
     return (after - before) / number
 
 
+def allocations_per_message(case: Case, number: int = 2000) -> float | None:
+    """Memory blocks allocated per message, temporaries included; None
+    without the allocation counter (no C compiler or Python headers)."""
+    counter = load_alloc_counter()
+    if counter is None:
+        return None
+    run = parse_one(case)
+    out: list[Event] = []
+    run(out)  # warm up, as above
+    out.clear()
+    gc.collect()
+    gc.disable()
+    counter.install()
+    try:
+        start = counter.count()
+        for _ in range(number):
+            run(out)
+            out.clear()
+        allocated: int = counter.count() - start
+    finally:
+        counter.uninstall()
+        gc.enable()
+    return allocated / number
+
+
 def table(number: int, repeats: int) -> str:
-    rows = [f"{'message':<13} {'bytes':>6} {'µs/message':>11} {'blocks/message':>15}"]
+    rows = [f"{'message':<13} {'bytes':>6} {'µs/message':>11} {'allocs/message':>15} {'kept':>5}"]
     for case in CASES:
         us = time_per_message(case, number, repeats)
-        blocks = blocks_per_message(case)
-        rows.append(f"{case.name:<13} {len(case.message):>6} {us:>11.2f} {blocks:>15.1f}")
+        allocs = allocations_per_message(case)
+        shown = "n/a" if allocs is None else f"{allocs:.1f}"
+        kept = blocks_per_message(case)
+        rows.append(f"{case.name:<13} {len(case.message):>6} {us:>11.2f} {shown:>15} {kept:>5.0f}")
     return "\n".join(rows)
 
 
