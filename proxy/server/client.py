@@ -23,7 +23,6 @@ import weakref
 from typing import cast
 
 from proxy.flow.hooks import HookKind
-from proxy.flow.record import TlsSide
 from proxy.layers.commands import (
     CLIENT,
     CloseConnection,
@@ -41,7 +40,6 @@ from proxy.layers.commands import (
 )
 from proxy.layers.entry import EntryLayers
 from proxy.layers.events import (
-    ClientTlsEstablished,
     ClientTlsFailed,
     ConnectionClosed,
     DataReceived,
@@ -54,13 +52,13 @@ from proxy.layers.events import (
 )
 from proxy.layers.root import ClientLayers
 from proxy.layers.tcp import TcpLayers
-from proxy.server.clienttls import ClientTlsStarter, TlsHost
+from proxy.server.clienttls import ClientTlsStarter, TlsHost, tls_input
 from proxy.server.context import ListenerContext
 from proxy.server.ends import EndsHost, ServerEnds
 from proxy.server.pacing import DelayedWriter
 from proxy.server.tapping import ClientTap
 from proxy.server.transport import reset, tune
-from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
+from proxy.tls.endpoint import TlsEndpoint, TlsError
 
 _BACKLOG, _PEER = 1, 2  # why reading from the client is paused
 
@@ -123,9 +121,9 @@ class ClientConnection(asyncio.Protocol):
         if self.tls is not None:
             self._tls_in(data)
         else:
-            self._feed(data)
+            self.feed_plain(data)
 
-    def _feed(self, data: bytes) -> None:
+    def feed_plain(self, data: bytes) -> None:
         """Plaintext from the client into the layers (tapped for --pcap)."""
         layers = self.layers
         if layers is None or self._closed:
@@ -389,26 +387,8 @@ class ClientConnection(asyncio.Protocol):
         self._tls_in(data)
 
     def _tls_in(self, data: bytes) -> None:
-        """Ciphertext from an intercepted client: handshake, then plaintext on."""
-        tls, transport = self.tls, self.transport
-        assert tls is not None and transport is not None
-        handshaking = not tls.handshake_done
-        try:
-            plain, out = tls.receive(data)
-        except TlsHandshakeError as e:
-            self.handle(ClientTlsFailed(e.alert, str(e)))
-            return
-        except TlsError:
-            transport.abort()
-            return
-        if out:
-            transport.write(out)
-        if handshaking and tls.handshake_done:
-            self.handle(ClientTlsEstablished(tls_side(tls, self._offered)))
-        if plain:
-            self._feed(plain)
-        if tls.peer_closed and not self._closed:
-            self.client_ended()  # close_notify: the client's end of stream
+        assert self.tls is not None and self.transport is not None
+        tls_input(self._me, self.tls, self.transport, self._offered, data)
 
     # -- watchdog and shutdown ------------------------------------------------------
     def check_timeout(self, now: float) -> None:
@@ -433,9 +413,3 @@ class ClientConnection(asyncio.Protocol):
         self.handle(Stopping())
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
-
-
-def tls_side(tls: TlsEndpoint, offered: tuple[str, ...]) -> TlsSide:
-    """The client side's TLS as negotiated, for records."""
-    facts = tls.facts()
-    return TlsSide(facts.version, facts.cipher, facts.alpn, facts.sni, offered)

@@ -16,12 +16,14 @@ import contextlib
 import time
 from typing import Protocol
 
+from proxy.flow.record import TlsSide
 from proxy.layers.commands import StartClientTls
+from proxy.layers.events import ClientTlsEstablished, ClientTlsFailed, Event
 from proxy.server.context import ListenerContext
 from proxy.server.opening import connect
 from proxy.server.upstream import UpstreamConnection
 from proxy.session.errors import UpstreamError
-from proxy.tls.endpoint import TlsEndpoint
+from proxy.tls.endpoint import TlsEndpoint, TlsError, TlsHandshakeError
 from proxy.tls.names import certificate_names
 from proxy.tls.policy import CertNames
 
@@ -33,6 +35,9 @@ class TlsHost(Protocol):
     def closed(self) -> bool: ...
     def touch(self) -> None: ...
     def install_tls(self, tls: TlsEndpoint, offered: tuple[str, ...], data: bytes) -> None: ...
+    def handle(self, event: Event) -> None: ...
+    def feed_plain(self, data: bytes) -> None: ...
+    def client_ended(self) -> None: ...
 
 
 class ClientTlsStarter:
@@ -126,3 +131,35 @@ class ClientTlsStarter:
             return upstream, None
         ctx.intercept.upstream_names.remember(key, extra, org, time.monotonic())
         return upstream, (extra, org)
+
+
+def tls_input(
+    host: TlsHost, tls: TlsEndpoint, transport: asyncio.Transport, offered: tuple[str, ...],
+    data: bytes,
+) -> None:  # fmt: skip
+    """Ciphertext from an intercepted client: the handshake (its answer sent,
+    its outcome an event), then plaintext into the layers; close_notify is
+    the client's end of stream."""
+    handshaking = not tls.handshake_done
+    try:
+        plain, out = tls.receive(data)
+    except TlsHandshakeError as e:
+        host.handle(ClientTlsFailed(e.alert, str(e)))
+        return
+    except TlsError:
+        transport.abort()
+        return
+    if out:
+        transport.write(out)
+    if handshaking and tls.handshake_done:
+        host.handle(ClientTlsEstablished(tls_side(tls, offered)))
+    if plain:
+        host.feed_plain(plain)
+    if tls.peer_closed and not host.closed:
+        host.client_ended()
+
+
+def tls_side(tls: TlsEndpoint, offered: tuple[str, ...]) -> TlsSide:
+    """The client side's TLS as negotiated, for records."""
+    facts = tls.facts()
+    return TlsSide(facts.version, facts.cipher, facts.alpn, facts.sni, offered)
