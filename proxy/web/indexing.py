@@ -22,15 +22,25 @@ class Indexer:
         self._slice = slice_rows
         self._task: asyncio.Task[None] | None = None
 
-    def kick(self) -> asyncio.Task[None]:
-        """Index what waits in the background (on the running loop); the task doing it."""
+    def kick(self) -> asyncio.Task[None] | None:
+        """Index what waits in the background (on the running loop); the task
+        doing it. Without a running loop (the dispatcher's last batch, at
+        exit) it is done at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            while self._index(self._slice):
+                pass
+            return None
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
         return self._task
 
     async def sync(self) -> None:
         """Return once nothing waits (what arrived meanwhile included)."""
-        await asyncio.shield(self.kick())
+        task = self.kick()
+        if task is not None:
+            await asyncio.shield(task)
 
     async def _run(self) -> None:
         while self._index(self._slice):

@@ -173,8 +173,14 @@ class _Segment:
 
     def append(self, data: bytes, rows: int, flows: int, nbytes: int) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:  # a disk full: what was written of these rows goes again
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+                os.lseek(self.fd, self.size, os.SEEK_SET)
+            raise
         self.size += len(data)
         self.rows += rows
         self.flows += flows

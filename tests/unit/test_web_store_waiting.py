@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from proxy.flow.jsonview import record_to_json
 from proxy.flow.record import FlowRecord, Message, RequestInfo, ResponseInfo
 from proxy.sinks.jsonenc import dumps
+from proxy.web import storewait
 from proxy.web.rows import BodyRow, Summary
 from proxy.web.store import FlowStore
 from proxy.web.storesink import StoreSink
@@ -146,6 +149,38 @@ def test_a_store_file_is_indexed_at_close_and_waiting_rows_survive_a_crash(
         assert last.waiting.rows == 0
     finally:
         last.close()
+
+
+def test_a_failed_write_leaves_no_torn_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FlowStore()
+    sink = StoreSink(store, close_store=False)
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    try:
+        sink.prepare([record(1)])
+        monkeypatch.setattr(storewait.os, "write", half_then_full)
+        sink.prepare([record(2), record(3)])  # lost, and cut back off the spool
+        monkeypatch.undo()
+        sink.prepare([record(4)])
+        sink.index_all()
+        page, _ = store.query(newest_first=False)
+        assert [s["id"] for s in page] == ["r1", "r4"] and sink.lost == 2
+    finally:
+        store.close()
+
+
+def test_indexing_without_a_running_loop_happens_at_once() -> None:
+    store = FlowStore()
+    sink = StoreSink(store, close_store=False, live=lambda: True)
+    try:  # the dispatcher's last batch at exit, a browser still watching
+        sink.prepare([record(i) for i in range(600)])
+        assert store.count == 600 and store.waiting.rows == 0
+    finally:
+        store.close()
 
 
 def test_a_segment_of_another_version_is_refused(tmp_path: Path) -> None:
