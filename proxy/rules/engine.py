@@ -24,7 +24,7 @@ from typing import TypeVar
 from proxy.http1.events import Fields
 from proxy.rules import body as codec
 from proxy.rules import model, tcp
-from proxy.rules.facts import UNSET, Facts, RequestInfo
+from proxy.rules.facts import UNSET, Facts, RequestInfo, match_host, normalize_path
 from proxy.rules.index import RuleIndex
 from proxy.rules.match import Matcher
 from proxy.rules.parse_tcp import TcpRule
@@ -99,12 +99,29 @@ class RuleSet:
 
     # -- request ---------------------------------------------------------
 
-    def on_request(self, info: RequestInfo) -> RequestPlan:
-        """Decide what the request head allows; see the module doc."""
+    def candidates(self, host: str, path: str, method: str, fields: Fields) -> Sequence[model.Rule]:
+        """The rules the index says could match a request (``host`` without its
+        port, as received; ``path`` percent-encoded, without the query).
+
+        Empty: ``on_request`` would plan nothing (``inert``), so the caller may
+        skip describing the request at all; else pass them to ``on_request``.
+        """
+        if not self.rules:
+            return ()
+        return self.index.candidates(match_host(host), normalize_path(path), method, fields)
+
+    def on_request(
+        self, info: RequestInfo, candidates: Sequence[model.Rule] | None = None
+    ) -> RequestPlan:
+        """Decide what the request head allows; see the module doc.
+
+        ``candidates``: what ``candidates()`` said for this request, if asked already.
+        """
         if not self.rules:
             return RequestPlan(self.nothing, info)
         facts = Facts(info, self.max_body)
-        candidates = self.index.candidates(facts)
+        if candidates is None:
+            candidates = self.index.candidates(facts.host, facts.path, info.method, info.fields)
         if not candidates:
             return RequestPlan(self.nothing, info)
         entries = tuple((r, False) for r in candidates)

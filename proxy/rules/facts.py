@@ -91,6 +91,11 @@ def normalize_path(path: str) -> str:
     return "/".join(out) or "/"
 
 
+def match_host(host: str) -> str:
+    """The host as matchers see it: lower case, without a trailing dot."""
+    return host.lower().rstrip(".")
+
+
 class Facts:
     """One evaluation's view of an exchange, with derived values cached."""
 
@@ -113,7 +118,7 @@ class Facts:
 
     def __init__(self, info: RequestInfo, max_body: int = codec.DEFAULT_LIMIT) -> None:
         self.info = info
-        self.host = info.host.lower().rstrip(".")
+        self.host = match_host(info.host)
         self.path = normalize_path(info.path)
         self.max_body = max_body
         self.req_body: Body = UNSET

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from proxy.rules.facts import Facts
+from proxy.http1.events import Fields
 from proxy.rules.match import Field, Text
 from proxy.rules.model import Rule
 from proxy.rules.textmatch import StrPred
@@ -94,11 +94,14 @@ class _FieldIndex:
     ``(name, value)`` or ``(name, None)``; failing that, under their methods.
     """
 
-    __slots__ = ("by_header", "by_method")
+    __slots__ = ("by_header", "by_method", "names")
 
     def __init__(self) -> None:
         self.by_header: dict[tuple[str, str | None], list[Rule]] = {}
         self.by_method: dict[str, list[Rule]] = {}
+        # The names of ``by_header``: a request's field values are decoded
+        # only for these (no header map is built to find none of them).
+        self.names: set[str] = set()
 
     def add(self, rule: Rule) -> bool:
         """File the rule if it has a usable condition; False if it has none."""
@@ -109,6 +112,7 @@ class _FieldIndex:
                 values = pred.exact if exact and pred is not None and not pred.regexes else (None,)
                 for v in values:
                     self.by_header.setdefault((m.name, v), []).append(rule)
+                self.names.add(m.name)
                 return True
         for m in rule.on_request:
             if isinstance(m, Text) and m.label == "method":
@@ -117,19 +121,22 @@ class _FieldIndex:
                 return True
         return False
 
-    def lookup(self, facts: Facts, out: list[list[Rule]]) -> None:
+    def lookup(self, method: str, fields: Fields, out: list[list[Rule]]) -> None:
         if self.by_header:
-            by_header = self.by_header
-            for name, values in facts.headers.items():
+            by_header, wanted = self.by_header, self.names
+            for raw, value in fields:
+                name = raw.decode("latin-1").lower()  # as Facts.headers names it
+                if name not in wanted:
+                    continue  # no rule requires it: its value is never decoded
+                # A repeated name finds its bucket again: candidates() dedupes.
                 hit = by_header.get((name, None))
                 if hit:
                     out.append(hit)
-                for v in values:
-                    hit = by_header.get((name, v))
-                    if hit:
-                        out.append(hit)
+                hit = by_header.get((name, value.decode("latin-1")))
+                if hit:
+                    out.append(hit)
         if self.by_method:
-            hit = self.by_method.get(facts.info.method)
+            hit = self.by_method.get(method)
             if hit:
                 out.append(hit)
 
@@ -158,11 +165,15 @@ class RuleIndex:
             elif pred is not None or keys is not None or not self.fields.add(rule):
                 self.anyhost.add(rule, keys)
 
-    def candidates(self, facts: Facts) -> tuple[Rule, ...] | list[Rule]:
-        host, seg = facts.host, segments(facts.path)
+    def candidates(
+        self, host: str, path: str, method: str, fields: Fields
+    ) -> tuple[Rule, ...] | list[Rule]:
+        """``host`` and ``path`` as matchers see them (``Facts.host``, ``Facts.path``),
+        ``method`` and ``fields`` as received."""
+        seg = segments(path)
         found: list[list[Rule]] = []
         self.anyhost.lookup(seg, found)
-        self.fields.lookup(facts, found)
+        self.fields.lookup(method, fields, found)
         bucket = self.exact.get(host)
         if bucket is not None:
             bucket.lookup(seg, found)

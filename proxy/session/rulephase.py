@@ -28,6 +28,9 @@ class Forward:
     """Send the request on, as ``ex.forward``/``ex.target`` now say."""
 
 
+FORWARD = Forward()  # it carries nothing: one for every exchange
+
+
 @dataclass(frozen=True, slots=True)
 class Collect:
     """Buffer the request body for the rules; ``send_continue``: answer 100 first."""
@@ -95,14 +98,22 @@ class RulePhase:
         assert self.config.rules is not None and ex.target is not None
         rules = self.config.rules()
         if rules is None or not rules.rules:  # none for HTTP (maybe TCP ones only)
-            return Forward()
-        head = ex.request
+            return FORWARD
+        head, target = ex.request, ex.target
+        path, _, query = target.path.partition(b"?")
+        text_path, method = path.decode("latin-1"), head.method.decode("latin-1")
+        # No candidate in the index: nothing can match, so the request is not
+        # described for the rules at all (the common case).
+        candidates = rules.candidates(target.host, text_path, method, head.fields)
+        if not candidates:
+            return FORWARD
         info = ruling.request_info(
-            head, ex.target, self.client_ip, self.config.mode, self.config.grpc.registry
-        )
-        plan = rules.on_request(info)
-        if rules.inert(plan):  # the common case; its response phase is skipped too
-            return Forward()
+            head, target, text_path, query, self.client_ip, self.config.mode,
+            self.config.grpc.registry,
+        )  # fmt: skip
+        plan = rules.on_request(info, candidates)
+        if rules.inert(plan):  # its response phase is skipped too
+            return FORWARD
         ex.ruleset, ex.plan = rules, plan
         if plan.pending or plan.needs_body:
             framing = head.framing
@@ -146,7 +157,7 @@ class RulePhase:
             ex.grpc_edit = GrpcEditor(plan.decision.grpc, ex.grpc, grpc.registry, grpc.max_message)
         if plan.faults.delay > 0:
             return Delay(plan.faults.delay)
-        return Forward()
+        return FORWARD
 
     def _edit_request(self, ex: Exchange, plan: RequestPlan, buffered: bool) -> None:
         edited = plan.apply_head()

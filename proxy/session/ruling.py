@@ -62,17 +62,19 @@ class RulesNote:
 def request_info(
     head: RequestHead,
     target: Target,
+    path: str,
+    query: bytes,
     client_ip: str,
     mode: str,
     schemas: SchemaRegistry | None = None,
 ) -> RequestInfo:
-    path, _, query = target.path.partition(b"?")
+    """``path``: the target's path, decoded, and ``query`` what follows its ``?``."""
     return RequestInfo(
         scheme=target.scheme,
         host=target.host,
         port=target.port,
         method=head.method.decode("latin-1"),
-        path=path.decode("latin-1"),
+        path=path,
         query=query.decode("latin-1"),
         fields=head.fields,
         client_ip=client_ip,

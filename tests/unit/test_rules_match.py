@@ -236,7 +236,13 @@ RULE_MATCHES = [
     "{headers: {x-b: {absent: true}}}",
     "{method: [GET, HEAD]}",
 ]
-HEADER_SETS = [(), ((b"X-A", b"1"),), ((b"x-a", b"2"), (b"x-b", b"")), ((b"x-a", b"10"),)]
+HEADER_SETS = [
+    (),
+    ((b"X-A", b"1"),),
+    ((b"x-a", b"2"), (b"x-b", b"")),
+    ((b"x-a", b"10"),),
+    ((b"x-a", b"3"), (b"X-A", b"1"), (b"x-c", b"1")),  # a repeated name
+]
 
 
 @settings(max_examples=100, deadline=None)
@@ -257,3 +263,9 @@ def test_index_agrees_with_linear_scan(
     info = req(f"https://{host}{path}", method=method, headers=headers)
     linear = [r.name for r in rs.rules if r.match.test(Facts(info))]
     assert list(rs.on_request(info).matched) == linear
+    # The session asks the index first, from the head, and describes the
+    # request only when some rule may match (proxy.session.rulephase).
+    candidates = rs.candidates(info.host, info.path, info.method, info.fields)
+    assert list(rs.fresh().on_request(info, candidates).matched) == linear
+    if not candidates:
+        assert not linear
