@@ -298,8 +298,13 @@ class Exchange:
         upstream = None
         if up is not None and (
             self.by_proxy
-            or (up.status, up.reason, up.fields) != (head.status, head.reason, head.fields)
-            or up.version != head.version  # translated: HTTP/2 on one side, HTTP/1.1 on the other
+            or (
+                up is not head  # the same head went on (no rule or hook changed it)
+                and (
+                    (up.status, up.reason, up.fields) != (head.status, head.reason, head.fields)
+                    or up.version != head.version  # translated: HTTP/2 to HTTP/1.1 or back
+                )
+            )
             or self.upstream_size != self.response_size
         ):
             sent = Message(up.fields, self.upstream_size, self.upstream_preview, up.version)
@@ -311,6 +316,6 @@ class Exchange:
         if note is None:
             if self.notes:
                 return RulesInfo(warnings=self.notes)
-            return tcp_rules_info(self.tcp_rules)
+            return tcp_rules_info(self.tcp_rules) if self.tcp_rules else None
         matched = tuple((h.rule, h.source, h.actions) for h in note.hits)
         return RulesInfo(matched, note.warnings + self.notes, note.tags, note.detail)
