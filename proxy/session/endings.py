@@ -34,7 +34,8 @@ class Endings:
 
     def done(self, ex: Exchange, out: list[Command]) -> None:
         """The exchange's last gRPC messages (if any), then its record."""
-        grpcout.drain(ex, self.s.config, out)
+        if ex.grpc is not None:
+            grpcout.drain(ex, self.s.config, out)
         out.append(self.record(ex))
 
     def record(self, ex: Exchange) -> Hook:

@@ -36,23 +36,29 @@ class HookPoints:
         self.preview = config.preview_bytes
         self.switch = config.hooks.switch
 
+    # Each test asks whether a set is empty before looking a kind up in it:
+    # an enum member's hash is a Python call (3.11), and with nothing armed
+    # (the common case) every exchange would pay for a few of them.
     def notice(self, kind: HookKind, ex: Exchange, out: list[Command]) -> None:
-        switch = self.switch
-        if kind in self.notify or (switch is not None and kind in switch.notify):
+        notify, switch = self.notify, self.switch
+        if (notify and kind in notify) or (
+            switch is not None and switch.notify and kind in switch.notify
+        ):
             out.append(Hook(kind, ex))
 
     def holds(self, kind: HookKind, ex: Exchange, out: list[Command]) -> bool:
         """Offer ``ex`` at a holdable point, once; True: it now waits for the verdict."""
-        if kind in ex.hooked or (kind not in self.hold and not self._armed(kind)):
+        hold, switch = self.hold, self.switch
+        if not (hold and kind in hold) and not (
+            switch is not None and switch.kinds and kind in switch.kinds
+        ):
+            return False
+        if kind in ex.hooked:
             return False
         ex.hooked.add(kind)
         ex.held = kind
         out.append(Hook(kind, ex, hold=True))
         return True
-
-    def _armed(self, kind: HookKind) -> bool:
-        switch = self.switch
-        return switch is not None and kind in switch.kinds
 
     def _wants_body(self) -> bool:
         switch = self.switch
@@ -63,6 +69,8 @@ class HookPoints:
     def collects(self, ex: Exchange, out: list[Command]) -> bool:
         """Before the REQUEST hook, buffer the request body when a subscriber asked
         to see it whole (True: wait for it; ``body_event`` takes it)."""
+        if not self.body and (self.switch is None or not self.switch.request_body):
+            return False  # nobody asked for bodies (as _wants_body, without the call)
         if HookKind.REQUEST in ex.hooked or ex.prepared_body is not None:
             return False
         if not self._wants_body():

@@ -26,6 +26,8 @@ from proxy.session.sequencer import Sequencer
 from proxy.session.target import Target, route
 from proxy.session.upgrade import SWITCHING, h2c_settings, upgraded
 
+DIRECT_ROUTE = RouteInfo()  # straight to the server; records share it
+
 
 class RequestPath:
     __slots__ = ("endings", "hooks", "rules", "s")
@@ -129,8 +131,11 @@ class RequestPath:
         assert target is not None
         config = self.s.config
         via = routing.via_for(config, target.host, target.port)
-        ex.route = RouteInfo(routing.redact(via), config.original_dst)
-        proxy = routing.forwards_plain(via) if target.scheme == "http" else None
+        if via is None and config.original_dst is None:
+            ex.route, proxy = DIRECT_ROUTE, None  # the common case: nothing to redact or parse
+        else:
+            ex.route = RouteInfo(routing.redact(via), config.original_dst)
+            proxy = routing.forwards_plain(via) if target.scheme == "http" else None
         ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
             head, target, config, ex.keep_host, proxy
         )

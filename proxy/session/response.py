@@ -100,26 +100,35 @@ class ResponsePath:
             if outcome is not None:
                 self._carry_out(ex, outcome, out)
             return
-        self._deliver(ex, SendResponse(head), out)
+        self._deliver(ex, head, None, False, out)
 
-    def _deliver(self, ex: Exchange, send: SendResponse, out: list[Command]) -> None:
-        """Send the response head (and a body the rules edited), unless a hook holds it."""
+    def _deliver(
+        self,
+        ex: Exchange,
+        head: ResponseHead,
+        body: bytes | None,
+        head_only: bool,
+        out: list[Command],
+    ) -> None:
+        """Send the response head (and a body the rules edited), unless a hook holds it.
+
+        The parts of a ``SendResponse``, passed apart: without rules, none is made.
+        """
         if self.hooks.holds(HookKind.RESPONSE_HEAD, ex, out):
-            ex.held_response = (send.head, send.body, send.head_only, False)
+            ex.held_response = (head, body, head_only, False)
             conn = self.s.server.pausable
             if conn is not None:  # the rest of the response waits on the server
                 out.insert(len(out) - 1, PauseReading(conn))
             return
-        head = send.head
-        if send.head_only:
+        if head_only:
             self.send_head(ex, replace(head, framing=NO_BODY), out)
             ex.resp_buffer = bytearray()  # the upstream's body is read and dropped
             return
-        self.send_head(ex, head, out)
+        self.s.client_side.send_head(ex, head, out)
         if self.sse is not None:  # an event stream: event rules, if any
             with_rules(self.sse, ex, head, self.s.config)
-        if send.body:
-            self._to_client(ex, send.body, out)
+        if body:
+            self._to_client(ex, body, out)
         elif head.framing.kind is FramingKind.TUNNEL:
             self._tunnel(ex, out)
 
@@ -141,7 +150,7 @@ class ResponsePath:
             # Before the response goes on: a 101 ends the list with StartTunnel,
             # and the tunnel must read the server (it was paused while held).
             out.append(ResumeReading(conn))
-        self._deliver(ex, SendResponse(head, body, head_only), out)
+        self._deliver(ex, head, body, head_only, out)
         if self.s.ex is not ex or self.s.tunnel is ex:
             return
         if ended:
@@ -168,7 +177,7 @@ class ResponsePath:
     def _carry_out(self, ex: Exchange, outcome: ResponseOutcome, out: list[Command]) -> None:
         """Act on the rule phase's decision about a response."""
         if isinstance(outcome, SendResponse):
-            self._deliver(ex, outcome, out)
+            self._deliver(ex, outcome.head, outcome.body, outcome.head_only, out)
         elif isinstance(outcome, Answer):
             self.endings.answer(ex, outcome.data, out)
         elif isinstance(outcome, CloseBy):
@@ -176,7 +185,8 @@ class ResponsePath:
 
     def _body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         ex.count_upstream(data, self.s.config.preview_bytes)
-        grpcout.drain(ex, self.s.config, out)
+        if ex.grpc is not None:
+            grpcout.drain(ex, self.s.config, out)
         sse = self.sse
         if sse is not None:
             sse.feed(data, self.s.config.clock())

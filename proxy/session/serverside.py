@@ -199,7 +199,8 @@ class ServerSide:
         self.responses.expect(ex.forward.method)
         self.send(ex.out_head, out)
         out.extend(body)
-        grpcout.drain(ex, self.config, out)
+        if ex.grpc is not None:
+            grpcout.drain(ex, self.config, out)
 
     def request_event(self, ex: Exchange, event: object, out: list[Command]) -> None:
         """A body event of the request being forwarded."""

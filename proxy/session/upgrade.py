@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxy.http1 import FramingKind, RequestHead
-from proxy.http1.fields import split_list
+from proxy.http1.fields import index_of, split_list
 from proxy.session.hop import connection_tokens
 
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -26,8 +26,8 @@ def h2c_settings(head: RequestHead) -> bytes | None:
     """The HTTP2-Settings of a request we can upgrade to h2c, else None."""
     if head.version != b"1.1" or head.framing.kind is not FramingKind.NONE:
         return None
-    if head.method == b"CONNECT":
-        return None
+    if head.method == b"CONNECT" or b"upgrade" not in index_of(head):
+        return None  # no Upgrade field, so no h2c in it (the common case: one lookup)
     tokens = connection_tokens(head)
     if b"upgrade" not in tokens or b"http2-settings" not in tokens:
         return None
