@@ -6,6 +6,10 @@ connection-specific fields dropped, §8.2.2, except ``te: trailers``), the
 body as DATA as it comes (or as the rules left it), trailers as a last
 header block. As for HTTP/1, the head waits until the body bytes that came
 with it have been taken, so what a stream carries is what we parsed.
+
+The frames wait in the connection's buffer: the layer that drives the
+shared connections takes them once per turn (``UpstreamMux.flush``, after
+the sessions it ran), one send for every stream that spoke, not one each.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ def send_request(
             channel.send_data(body)
             channel.end(())
         _complete(ex, now)
-        channel.take(out)
         return
     early = b""
     if ex.req_buffer:  # over --max-body: what was buffered (and counted) goes first
@@ -72,7 +75,6 @@ def send_request(
             channel.send_data(early)
         for event in events:
             request_event(channel, ex, event, preview, now, out)
-    channel.take(out)
 
 
 def request_event(
@@ -93,7 +95,6 @@ def request_event(
             channel.send_data(ex.grpc_edit.rest(True))
         channel.end(event.trailers)
         _complete(ex, now)
-    channel.take(out)
 
 
 def _complete(ex: Exchange, now: float) -> None:

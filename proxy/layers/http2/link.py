@@ -39,7 +39,8 @@ STREAM_WINDOW = 1 << 20  # what one stream may have in flight toward us
 CONNECTION_WINDOW = 4 << 20  # and all streams together
 MAX_CONCURRENT_STREAMS = 100
 MAX_HEADER_LIST_SIZE = 64 * 1024
-_SENDING = frozenset({StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE})
+_OPEN = StreamState.OPEN  # the states a stream can still take our frames in
+_HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
 # hpack logs at DEBUG for every header field it encodes or decodes (about 50
 # calls per proxied HTTP/2 request, ~0.26 us each even when nothing listens).
 _HPACK_LOGGERS = ("hpack.hpack", "hpack.table")
@@ -156,13 +157,20 @@ def release(conn: H2Connection) -> None:
         table.clear()
 
 
-def send_window(conn: H2Connection, stream: int, queue: bytearray) -> bool:
+def send_window(conn: H2Connection, stream: int, queue: bytearray, end: bool = False) -> bool:
     """Send as much of ``queue`` on ``stream`` as the peer's windows and frame
-    size allow (RFC 9113 §5.2, §4.2); True when it is all gone."""
+    size allow (RFC 9113 §5.2, §4.2); True when it is all gone. ``end``: the
+    last DATA frame, when it empties the queue, carries END_STREAM (one frame
+    less than an empty DATA behind it, RFC 9113 §6.1)."""
     size = conn.max_outbound_frame_size
     window = conn.local_flow_control_window(stream)
     while queue and window > 0:
-        n = min(len(queue), size, window)
+        n = len(queue)
+        if n <= size and n <= window:  # the rest fits in one frame: the usual case
+            conn.send_data(stream, bytes(queue), end_stream=end)
+            queue.clear()
+            return True
+        n = min(n, size, window)
         conn.send_data(stream, bytes(queue[:n]))
         del queue[:n]
         window -= n
@@ -178,23 +186,38 @@ def end_stream(conn: H2Connection, stream: int, trailers: list[Header] | None) -
 
 
 class ClientLink:
-    __slots__ = ("conn", "ends", "queued")
+    """h2's client-facing connection with per-stream DATA queues (see the module).
+
+    DATA is queued and goes into h2's buffer when it is taken (``take``),
+    asked about (``pending``) or when its stream ends (``end``): a response
+    whose body and end arrive together then leaves as one DATA frame that
+    carries END_STREAM, and the frames of every stream answered in one turn
+    go out in one ``SendData``.
+    """
+
+    __slots__ = ("conn", "dirty", "ends", "queued")
 
     def __init__(self) -> None:
         self.conn = connection(client_side=False)
         self.queued: dict[int, bytearray] = {}  # DATA waiting for window, per stream
         self.ends: dict[int, list[Header] | None] = {}  # stream ends waiting behind it
+        self.dirty: dict[int, None] = {}  # streams with DATA not yet tried, in order
 
     def start(self, upgrade_settings: bytes | None = None) -> None:
         initiate(self.conn, upgrade_settings)
 
     def take(self, at: float | None = None) -> SendData | None:
+        if self.dirty:
+            for stream in list(self.dirty):
+                self.flush(stream)
         data = self.conn.data_to_send()
         return SendData(CLIENT, data, at) if data else None
 
     # -- out ----------------------------------------------------------------------
     def headers(self, stream: int, block: list[Header], end: bool = False) -> None:
         if self._open(stream):
+            if stream in self.dirty:  # frames of a stream keep their order
+                self.flush(stream)
             self.conn.send_headers(stream, block, end_stream=end)
 
     def data(self, stream: int, data: bytes) -> None:
@@ -202,9 +225,10 @@ class ClientLink:
             return
         queue = self.queued.get(stream)
         if queue is None:
-            queue = self.queued[stream] = bytearray()
-        queue += data
-        self.flush(stream)
+            self.queued[stream] = bytearray(data)
+        else:
+            queue += data
+        self.dirty[stream] = None
 
     def end(self, stream: int, trailers: list[Header] | None = None) -> None:
         """End the stream after what is queued (with trailers, if any)."""
@@ -216,24 +240,34 @@ class ClientLink:
     def reset(self, stream: int, code: ErrorCodes) -> None:
         self.queued.pop(stream, None)
         self.ends.pop(stream, None)
+        self.dirty.pop(stream, None)
         s = self.conn.streams.get(stream)
         if s is not None and not s.closed:
             with contextlib.suppress(StreamClosedError):
                 self.conn.reset_stream(stream, code)
 
     def pending(self, stream: int) -> int:
+        """DATA of ``stream`` the client's windows keep here (what they allow goes first)."""
+        if stream in self.dirty:
+            self.flush(stream)
         queue = self.queued.get(stream)
         return len(queue) if queue is not None else 0
 
     def flush(self, stream: int) -> None:
         """Send what the windows allow of ``stream``'s queue, then its end."""
+        self.dirty.pop(stream, None)
         queue = self.queued.get(stream)
+        ends = self.ends
         if queue:
-            if not send_window(self.conn, stream, queue):
+            last = stream in ends and ends[stream] is None  # no trailers: END_STREAM on DATA
+            if not send_window(self.conn, stream, queue, last):
                 return
             del self.queued[stream]
-        if stream in self.ends:
-            end_stream(self.conn, stream, self.ends.pop(stream))
+            if last:
+                del ends[stream]
+                return
+        if stream in ends:
+            end_stream(self.conn, stream, ends.pop(stream))
 
     def flush_all(self) -> list[int]:
         """After a window opened: flush every stream; the ones that drained."""
@@ -247,10 +281,14 @@ class ClientLink:
 
     def _open(self, stream: int) -> bool:
         """The stream can still take frames from us (not ended by us, closed or reset)."""
-        if self.conn.state_machine.state is ConnectionState.CLOSED:
+        conn = self.conn
+        if conn.state_machine.state is ConnectionState.CLOSED:
             return False  # after a GOAWAY from the client h2 sends nothing more
-        s = self.conn.streams.get(stream)
-        return s is not None and s.state_machine.state in _SENDING
+        s = conn.streams.get(stream)
+        if s is None:
+            return False
+        state = s.state_machine.state  # compared by identity: an enum's hash is Python code
+        return state is _OPEN or state is _HALF_CLOSED_REMOTE
 
     # -- in -------------------------------------------------------------------------
     def consumed(self, stream: int, size: int) -> None:

@@ -67,18 +67,8 @@ class Http2Server:
     """HTTP/2 from the client; every request stream an exchange of its own."""
 
     __slots__ = (
-        "client",
-        "closed",
-        "config",
-        "conn_ids",
-        "draining",
-        "flow",
-        "guard",
-        "link",
-        "mux",
-        "names",
-        "opener",
-        "sessions",
+        "client", "closed", "config", "conn_ids", "draining", "flow", "guard", "link", "mux",
+        "names", "opener", "sessions",
     )  # fmt: skip
 
     def __init__(self, config: SessionConfig, client: Address) -> None:
@@ -111,8 +101,9 @@ class Http2Server:
                 self.link.start(settings)
             except (H2ProtocolError, ValueError) as e:  # a bad HTTP2-Settings value
                 return self._connection_error(f"HTTP2-Settings: {e}", out)
-            self._take(out)
+            self._take(out)  # our SETTINGS first, right behind the 101
             self._open_stream(1, self.opener.session(1, head, True), out)
+            self._take(out)
         if data:
             out += self.handle(DataReceived(CLIENT, data))
         return out
@@ -156,6 +147,7 @@ class Http2Server:
         out: list[Command] = []
         self.mux.keepalive(out, fired=True)
         self._wake(out)
+        self._take(out)
         return out
 
     def _shared(self, event: Event) -> list[Command]:
@@ -171,7 +163,6 @@ class Http2Server:
         while True:
             wakes, reopen = self.mux.drain()
             if not wakes and not reopen:
-                self.mux.flush(out)
                 return
             for token, event in wakes:
                 session = self.sessions.get(token)
@@ -195,9 +186,10 @@ class Http2Server:
             out += self.names.commands(session.handle(ConnectionClosed(CLIENT)), 0)
         self.sessions.clear()
         out += self.mux.close_all()
-        self._end()
         if isinstance(event, EofReceived):
+            self._take(out)  # the streams' resets, to a client that may still read
             out.append(CloseConnection(CLIENT))
+        self._end()
         return out
 
     def _frames(self, data: bytes) -> list[Command]:
@@ -344,6 +336,7 @@ class Http2Server:
                 session.ex.error = f"{who}: HTTP/2 connection error: {message}"
             out += self.names.commands(session.handle(ConnectionClosed(CLIENT, reset=True)), 0)
         self.sessions.clear()
+        self._take(out)  # the streams' resets behind the GOAWAY
         out.append(Hook(HookKind.DONE, refusals.broken(self.config, self.client, message, who)))
         out.append(CloseConnection(CLIENT))
         self._end()
@@ -397,6 +390,8 @@ class Http2Server:
         release(self.link.conn)
 
     def _take(self, out: list[Command]) -> None:
+        """What the turn left to send, one send per connection: the servers', the client's."""
+        self.mux.flush(out)
         send = self.link.take()
         if send is not None:
             out.append(send)

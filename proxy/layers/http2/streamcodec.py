@@ -123,9 +123,19 @@ class StreamCodec:
         return True
 
     def _take(self, out: list[Command], at: float | None = None) -> None:
-        send = self.link.take(at)
-        if send is not None:
-            out.append(send)
+        """Frames due at ``at`` (a rule's pacing) go out now as their own send;
+        frames due now wait in the link for the layer's one send of the turn."""
+        if at is not None:
+            send = self.link.take(at)
+            if send is not None:
+                out.append(send)
+
+    def _due_now(self, ex: Exchange, out: list[Command]) -> None:
+        """Before frames a rule paces: what is due now goes now, not at their time."""
+        if ex.next_at is not None or ex.rate is not None:
+            send = self.link.take()
+            if send is not None:
+                out.append(send)
 
     def flow_control(self, out: list[Command]) -> None:
         """Nothing to do: the client's window is what we acknowledge."""
@@ -149,6 +159,7 @@ class StreamCodec:
         end = framing.kind is FramingKind.NONE or (
             framing.kind is FramingKind.LENGTH and framing.length == 0
         )
+        self._due_now(ex, out)
         self.link.headers(self.stream, response_block(head, ex.request.method), end)
         self.ended = self.ended or end
         self._paced(ex, b"", out)
@@ -157,15 +168,20 @@ class StreamCodec:
         ex.sent_body += len(data)
         ex.count_delivered(data, self.config.preview_bytes)
         if data:
+            self._due_now(ex, out)
             self._paced(ex, data, out)
 
     def _paced(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
+        if ex.next_at is None and ex.rate is None:  # no rule paces it: the usual case
+            self.link.data(self.stream, data)
+            return
         for piece, at in paced(ex, data, self.config.clock):
             self.link.data(self.stream, piece)
             self._take(out, at)
 
     def end(self, ex: Exchange, trailers: Fields, out: list[Command]) -> None:
         self.ended = True
+        self._due_now(ex, out)
         self.link.end(self.stream, trailer_block(trailers) or None)
         self._take(out, ex.next_at)
 
@@ -176,6 +192,8 @@ class StreamCodec:
         ex.response = replace(head, version=HTTP2)
         body = data[data.index(b"\r\n\r\n") + 4 :]
         self.headed = True
+        if paced:
+            self._due_now(ex, out)
         self.link.headers(self.stream, response_block(head, ex.request.method), not body)
         if body:
             self.link.data(self.stream, body)

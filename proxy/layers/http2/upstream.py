@@ -289,18 +289,17 @@ class UpstreamMux:
             self._gone(up, up.failure(f"HTTP/2 protocol error from the server: {e}"))
             out.append(CloseConnection(up.conn))
             return out
-        woken: set[int] = set()
+        woken: dict[int, None] = {}  # the sessions to wake, in the order their frames came
         for event in events:
             self._event(up, event, woken)
         self._take(up, out)
-        for channel in up.active:
-            if channel.token in woken:
-                self.wakes.append((channel.token, DataReceived(up.conn, b"")))
+        wake = DataReceived(up.conn, b"")  # a wake only: the frames are the channel's
+        self.wakes += [(token, wake) for token in woken]
         if up.draining and not up.active:
             out.append(CloseConnection(up.conn))
         return out
 
-    def _event(self, up: Upstream, event: object, woken: set[int]) -> None:
+    def _event(self, up: Upstream, event: object, woken: dict[int, None]) -> None:
         stream = getattr(event, "stream_id", 0)
         channel = self._by_stream(up, stream) if stream else None
         if isinstance(event, ev.RemoteSettingsChanged):
@@ -308,7 +307,7 @@ class UpstreamMux:
         if isinstance(event, ev.WindowUpdated | ev.RemoteSettingsChanged):
             for c in up.active:
                 c.flush()
-                woken.add(c.token)
+                woken[c.token] = None
             if up.waiters:
                 self._wake_waiters(up)
             return
@@ -334,7 +333,7 @@ class UpstreamMux:
                 channel.responses.push(EndOfMessage())
         elif isinstance(event, ev.StreamReset):
             channel.responses.fail(f"the server reset the stream ({_code(event.error_code)})")
-        woken.add(channel.token)
+        woken[channel.token] = None
 
     def _by_stream(self, up: Upstream, stream: int) -> Channel | None:
         channel = up.channels.get(stream)
@@ -345,7 +344,7 @@ class UpstreamMux:
                     break
         return channel
 
-    def _goaway(self, up: Upstream, event: ev.ConnectionTerminated, woken: set[int]) -> None:
+    def _goaway(self, up: Upstream, event: ev.ConnectionTerminated, woken: dict[int, None]) -> None:
         """No new streams here; those the server never processed fail (RFC 9113 §6.8)."""
         up.draining = True
         if self.by_key.get(up.key) is up:
@@ -354,7 +353,7 @@ class UpstreamMux:
         for c in up.active:
             if c.stream > last or event.error_code:
                 c.responses.fail(f"the server sent GOAWAY ({_code(event.error_code)})")
-                woken.add(c.token)
+                woken[c.token] = None
         self.reopen += up.waiters
         up.waiters.clear()
 
