@@ -41,3 +41,27 @@ def test_frames_are_still_received_with_the_quiet_trace() -> None:
     events = server.receive_data(client.data_to_send())
     requests = [e for e in events if isinstance(e, RequestReceived)]
     assert [(e.stream_id, e.headers) for e in requests] == [(1, REQUEST)]
+
+
+OPTIONS = (
+    "client_side", "header_encoding", "validate_outbound_headers", "normalize_outbound_headers",
+    "split_outbound_cookies", "validate_inbound_headers", "normalize_inbound_headers",
+)  # fmt: skip
+
+
+def test_our_configuration_holds_what_h2s_would_and_logs_nothing() -> None:
+    """``link.Config`` keeps h2's options as plain attributes (no descriptor
+    call per read) with the values h2's own configuration would hold, and
+    ``QuietLogger`` takes any log call and drops it."""
+    for client_side in (True, False):
+        ours = link.connection(client_side).config
+        theirs = H2Configuration(
+            client_side=client_side, header_encoding=None, validate_inbound_headers=True,
+            normalize_inbound_headers=False, validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )  # fmt: skip
+        assert [getattr(ours, o) for o in OPTIONS] == [getattr(theirs, o) for o in OPTIONS]
+        assert {o for o in OPTIONS if o != "header_encoding"} <= set(vars(ours))
+        assert isinstance(ours.logger, link.QuietLogger)
+        assert ours.logger.debug("Stream ID %d created", 1) == ""
+        assert ours.logger.trace("Received frame: %s", object(), extra={"a": 1}) == ""
