@@ -33,15 +33,21 @@ from proxy.http1 import (
     ResponseHead,
 )
 from proxy.http1.events import Fields
-from proxy.http1.fields import build_index
+from proxy.http1.fields import build_index, index_of, indexed_tokens
 from proxy.layers.commands import Command, Conn, SendData
 from proxy.layers.http2.link import end_stream, send_window
-from proxy.session.hop import ALWAYS_HOP, connection_tokens, strip_hop_by_hop
+from proxy.session.hop import ALWAYS_HOP, strip_hop_by_hop
 
 Header = tuple[bytes, bytes]
 BACKLOG = 256 * 1024  # request bytes queued for a server's window before the session waits
 _DROPPED = ALWAYS_HOP | {b"host", b"content-length"}
 _CHUNKED = Framing(FramingKind.CHUNKED)
+_LENGTH = FramingKind.LENGTH
+_NO_TOKENS: set[bytes] = set()  # no Connection field: nothing it names to drop
+# The reason phrase our HTTP/1-shaped head carries for a status (HTTP/2 has none).
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_OPEN = StreamState.OPEN  # compared by identity: an enum's hash is Python code
+_HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
 
 
 def request_block(head: RequestHead, scheme: str, authority: str, path: bytes) -> list[Header]:
@@ -52,18 +58,16 @@ def request_block(head: RequestHead, scheme: str, authority: str, path: bytes) -
         (b":authority", authority.encode("ascii")),
         (b":path", path),
     ]
-    tokens = connection_tokens(head)
-    trailers = False
+    index = index_of(head)
+    tokens = indexed_tokens(index, b"connection") if b"connection" in index else _NO_TOKENS
     for name, value in strip_hop_by_hop(head, tokens, False, framing=True):
         lname = name.lower()
         if lname not in _DROPPED:
             block.append((lname, value))
-    for name, value in head.fields:
-        if name.lower() == b"te" and b"trailers" in value.lower():
-            trailers = True
-    if trailers:
+    te = index.get(b"te")
+    if te is not None and any(b"trailers" in value.lower() for value in te):
         block.append((b"te", b"trailers"))  # the one te value HTTP/2 allows (§8.2.2)
-    if head.framing.kind is FramingKind.LENGTH:
+    if head.framing.kind is _LENGTH:
         block.append((b"content-length", b"%d" % head.framing.length))
     return block
 
@@ -80,16 +84,13 @@ def response_head(headers: list[Header], ended: bool, method: bytes) -> Response
             fields.append((name, value))
             if name == b"content-length" and value.isdigit():
                 length = int(value)
-    try:
-        reason = HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        reason = b""
+    reason = _REASONS.get(status, b"")
     if method == b"HEAD" or status in (204, 304) or status < 200:
         framing = NO_BODY
     elif length is not None:
-        framing = Framing(FramingKind.LENGTH, length)
+        framing = Framing(_LENGTH, length)
     elif ended:
-        framing = Framing(FramingKind.LENGTH, 0)
+        framing = Framing(_LENGTH, 0)
     else:
         framing = _CHUNKED
     kept = tuple(fields)
@@ -152,17 +153,23 @@ class Channel:
     """The exchange of session ``token`` on stream ``stream`` of ``conn``."""
 
     __slots__ = (
-        "closed", "conn", "ending", "h2", "method", "on_close", "queued", "responses", "stream",
-        "token",
+        "by_stream", "closed", "conn", "ending", "h2", "method", "on_close", "queued",
+        "responses", "stream", "token",
     )  # fmt: skip
 
     def __init__(
-        self, conn: Conn, h2: H2Connection, token: int, on_close: Callable[[Channel], None]
+        self,
+        conn: Conn,
+        h2: H2Connection,
+        token: int,
+        on_close: Callable[[Channel], None],
+        by_stream: dict[int, Channel],
     ) -> None:
         self.conn = conn
         self.h2 = h2
         self.token = token
         self.on_close = on_close  # frees its place on the connection
+        self.by_stream = by_stream  # the connection's channels by stream id, for its frames
         self.closed = False
         self.stream = 0  # assigned when the head goes out
         self.method = b""
@@ -183,6 +190,7 @@ class Channel:
     ) -> None:
         h2 = self.h2
         self.stream = self.responses.stream = h2.get_next_available_stream_id()
+        self.by_stream[self.stream] = self
         self.method = head.method
         h2.send_headers(self.stream, request_block(head, scheme, authority, path), end_stream=end)
 
@@ -213,10 +221,10 @@ class Channel:
 
     def _open(self) -> bool:
         s = self.h2.streams.get(self.stream)
-        return s is not None and s.state_machine.state in (
-            StreamState.OPEN,
-            StreamState.HALF_CLOSED_REMOTE,
-        )
+        if s is None:
+            return False
+        state = s.state_machine.state
+        return state is _OPEN or state is _HALF_CLOSED_REMOTE
 
     def take(self, out: list[Command]) -> None:
         data = self.h2.data_to_send()

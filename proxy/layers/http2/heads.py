@@ -12,22 +12,29 @@ from __future__ import annotations
 
 from proxy.http1 import FramingKind, ResponseHead
 from proxy.http1.events import Fields
+from proxy.http1.fields import index_of, indexed_tokens
 from proxy.session.hop import ALWAYS_HOP, connection_tokens, strip_hop_by_hop
 
 Header = tuple[bytes, bytes]
 # Fields HTTP/2 forbids in any block, whatever HTTP/1.1 allowed.
 _FORBIDDEN = ALWAYS_HOP | {b"content-length", b"host"}
+_LENGTH = FramingKind.LENGTH  # read once: an enum member through its class costs a lookup
+_NONE = FramingKind.NONE
+_NO_TOKENS: set[bytes] = set()  # no Connection field: nothing it names to drop (never changed)
 
 
 def response_block(head: ResponseHead, request_method: bytes) -> list[Header]:
     """``:status`` and the fields an HTTP/2 client gets for ``head``."""
     block: list[Header] = [(b":status", b"%d" % head.status)]
-    fields = strip_hop_by_hop(head, connection_tokens(head), False, framing=False)
-    kind = head.framing.kind
+    index = index_of(head)
+    tokens = indexed_tokens(index, b"connection") if b"connection" in index else _NO_TOKENS
+    fields = strip_hop_by_hop(head, tokens, False, framing=False)
+    framing = head.framing
+    kind = framing.kind
     length: bytes | None = None
-    if kind is FramingKind.LENGTH:
-        length = b"%d" % head.framing.length
-    elif kind is FramingKind.NONE and head.status not in (204,) and head.status >= 200:
+    if kind is _LENGTH:
+        length = b"%d" % framing.length
+    elif kind is _NONE and head.status not in (204,) and head.status >= 200:
         # HEAD or 304: the length the body would have had, when one was given.
         for name, value in head.fields:
             if name.lower() == b"content-length":

@@ -55,6 +55,7 @@ from proxy.session.shared import ServerKey
 MAX_STREAMS = 100  # per connection, whatever the server allows beyond
 KEEPALIVE = 30.0  # seconds of silence before a PING; as long again without an answer: dead
 KEEPALIVE_TOKEN = 999  # the keepalive timer of the layer that owns a mux
+_CONNECTION_WIDE = (ev.WindowUpdated, ev.RemoteSettingsChanged)  # every channel may send again
 
 
 class Upstream:
@@ -136,7 +137,7 @@ class UpstreamMux:
     def channel(self, conn: Conn, token: int) -> Channel:
         up = self.by_conn[conn]
         assert up.h2 is not None
-        channel = Channel(conn, up.h2, token, self._closed_channel)
+        channel = Channel(conn, up.h2, token, self._closed_channel, up.channels)
         up.active.add(channel)
         return channel
 
@@ -300,11 +301,14 @@ class UpstreamMux:
         return out
 
     def _event(self, up: Upstream, event: object, woken: dict[int, None]) -> None:
-        stream = getattr(event, "stream_id", 0)
-        channel = self._by_stream(up, stream) if stream else None
-        if isinstance(event, ev.RemoteSettingsChanged):
-            up.settled = True
-        if isinstance(event, ev.WindowUpdated | ev.RemoteSettingsChanged):
+        """One h2 event of the connection: to the channel of its stream, or to all.
+
+        The events of every response come first, and the channel of a stream
+        is found by its id (``Channel.send_head`` registers it).
+        """
+        if isinstance(event, _CONNECTION_WIDE):
+            if isinstance(event, ev.RemoteSettingsChanged):
+                up.settled = True
             for c in up.active:
                 c.flush()
                 woken[c.token] = None
@@ -314,25 +318,31 @@ class UpstreamMux:
         if isinstance(event, ev.ConnectionTerminated):
             self._goaway(up, event, woken)
             return
+        stream: int = getattr(event, "stream_id", 0)
+        channel = (up.channels.get(stream) or self._by_stream(up, stream)) if stream else None
         if channel is None:  # a stream we gave up: its data still counts for the connection
             if isinstance(event, ev.DataReceived) and up.h2 is not None:
                 up.h2.acknowledge_received_data(event.flow_controlled_length, stream)
             return
-        if isinstance(event, ev.ResponseReceived | ev.InformationalResponseReceived):
-            ended = isinstance(event, ev.ResponseReceived) and event.stream_ended is not None
-            channel.responses.push(response_head(event.headers, ended, channel.method))
-        elif isinstance(event, ev.DataReceived):
-            padding = event.flow_controlled_length - len(event.data)
+        responses = channel.responses
+        if isinstance(event, ev.DataReceived):
+            data = event.data
+            padding = event.flow_controlled_length - len(data)
             if padding:
                 up.h2.acknowledge_received_data(padding, stream)  # type: ignore[union-attr]
-            channel.responses.push(BodyData(event.data))
-        elif isinstance(event, ev.TrailersReceived):
-            channel.responses.push(EndOfMessage(tuple(event.headers)))
+            responses.push(BodyData(data))
+        elif isinstance(event, ev.ResponseReceived):
+            ended = event.stream_ended is not None
+            responses.push(response_head(event.headers, ended, channel.method))
         elif isinstance(event, ev.StreamEnded):
-            if not channel.responses.complete:
-                channel.responses.push(EndOfMessage())
+            if not responses.complete:
+                responses.push(EndOfMessage())
+        elif isinstance(event, ev.InformationalResponseReceived):
+            responses.push(response_head(event.headers, False, channel.method))
+        elif isinstance(event, ev.TrailersReceived):
+            responses.push(EndOfMessage(tuple(event.headers)))
         elif isinstance(event, ev.StreamReset):
-            channel.responses.fail(f"the server reset the stream ({_code(event.error_code)})")
+            responses.fail(f"the server reset the stream ({_code(event.error_code)})")
         woken[channel.token] = None
 
     def _by_stream(self, up: Upstream, stream: int) -> Channel | None:

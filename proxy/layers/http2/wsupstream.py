@@ -127,6 +127,7 @@ class WsChannel:
         inner = self.inner
         h2 = inner.h2
         inner.stream = inner.responses.stream = h2.get_next_available_stream_id()
+        inner.by_stream[inner.stream] = inner
         inner.method = b"CONNECT"
         block = request_block(head, scheme, authority, path)
         fields = [(k, v) for k, v in block[4:] if k not in _NOT_SENT]
