@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from proxy.http1 import FramingKind, RequestParser, ResponseHead
-from proxy.http1.events import Fields
+from proxy.http1 import RequestParser, ResponseHead
+from proxy.http1.events import KIND_CHUNKED, Fields
 from proxy.http1.writer import chunk, last_chunk
 from proxy.layers.commands import (
     CLIENT,
@@ -100,7 +100,7 @@ class ClientSide:
     def _chunked(self, ex: Exchange) -> bool:
         response = ex.response
         assert response is not None
-        return response.framing.kind is FramingKind.CHUNKED and ex.request.version == b"1.1"
+        return response.framing.kind is KIND_CHUNKED and ex.request.version == b"1.1"
 
     def body(self, ex: Exchange, data: bytes, out: list[Command]) -> None:
         """Response body bytes for the client, in the framing it was promised."""

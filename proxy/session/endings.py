@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import TlsInfo
-from proxy.http1 import FramingKind
+from proxy.http1.events import KIND_CLOSE, KIND_LENGTH, KIND_NONE
 from proxy.layers.commands import Command, Hook
 from proxy.session import auth, grpcout
 from proxy.session.exchange import Exchange
@@ -22,7 +22,7 @@ from proxy.session.responses import error_response, read_back
 from proxy.session.rulephase import CloseBy
 from proxy.session.sequencer import Sequencer
 
-EMPTY_LENGTH = (FramingKind.LENGTH, 0)  # Content-Length: 0
+EMPTY_LENGTH = (KIND_LENGTH, 0)  # Content-Length: 0
 
 
 class Endings:
@@ -80,7 +80,7 @@ class Endings:
             ex.request_done
             and not s.server.closing
             and not (responses is not None and responses.buffered)
-            and ex.response.framing.kind is not FramingKind.CLOSE
+            and ex.response.framing.kind is not KIND_CLOSE
             and not ex.server_closes
         )
         s.ex = None
@@ -151,7 +151,7 @@ class Endings:
 
     def _next_or_close(self, ex: Exchange, out: list[Command]) -> None:
         """After an answer to a request whose body nobody read: go on only if it had none."""
-        if ex.request.framing.kind is FramingKind.NONE and not wants_close(ex.request):
+        if ex.request.framing.kind is KIND_NONE and not wants_close(ex.request):
             self.s.client_side.requests.next_event()  # its EndOfMessage
             ex.request_done = True
         else:  # an unread body, or the client asked to close
@@ -178,7 +178,7 @@ class Endings:
             complete = ex.request_done
         elif ex.req_buffer is not None:
             complete = not ex.overflow
-        elif framing.kind is FramingKind.NONE or (framing.kind, framing.length) == EMPTY_LENGTH:
+        elif framing.kind is KIND_NONE or (framing.kind, framing.length) == EMPTY_LENGTH:
             s.client_side.requests.next_event()  # the head's EndOfMessage (no body, or length 0)
             complete = True
         else:

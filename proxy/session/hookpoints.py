@@ -15,7 +15,8 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from proxy.flow.hooks import HookKind, Reply, RequestEdit, ResponseEdit
-from proxy.http1 import BodyData, Framing, FramingKind, ResponseHead
+from proxy.http1 import BodyData, Framing, ResponseHead
+from proxy.http1.events import KIND_CHUNKED, KIND_LENGTH
 from proxy.http1.writer import framed_fields, response_head
 from proxy.layers.commands import CLIENT, Command, Hook, SendData
 from proxy.session import ruling
@@ -77,8 +78,7 @@ class HookPoints:
             return False
         framing = ex.forward.framing
         if ex.req_buffer is not None or not (
-            framing.kind is FramingKind.CHUNKED
-            or (framing.kind is FramingKind.LENGTH and framing.length > 0)
+            framing.kind is KIND_CHUNKED or (framing.kind is KIND_LENGTH and framing.length > 0)
         ):
             return False
         ex.req_buffer = bytearray()
@@ -107,7 +107,7 @@ class HookPoints:
                 (k, v) for k, v in ex.forward.fields
                 if not (k.lower() == b"expect" and v.strip().lower() == b"100-continue")
             )  # fmt: skip
-            framing = Framing(FramingKind.LENGTH, len(body))
+            framing = Framing(KIND_LENGTH, len(body))
             ex.forward = replace(ex.forward, fields=fields, framing=framing, index=None)
             ex.prepared_body = body
         ex.hook_body = False
@@ -128,7 +128,7 @@ def edit_request(ex: Exchange, edit: RequestEdit) -> None:
     if edit.body is not None:
         if ex.prepared_body is None:
             raise ValueError("a new body for a request whose body was not offered whole")
-        head = replace(head, framing=Framing(FramingKind.LENGTH, len(edit.body)), index=None)
+        head = replace(head, framing=Framing(KIND_LENGTH, len(edit.body)), index=None)
         ex.request_body_edited = edit.body != ex.prepared_body or ex.request_body_edited
         ex.prepared_body = edit.body
     ex.forward = head
@@ -157,6 +157,6 @@ def edit_response(head: ResponseHead, edit: ResponseEdit) -> ResponseHead:
 
 def reply_bytes(reply: Reply) -> bytes:
     """A whole HTTP/1.1 response for a hook's ``Reply``, framed by its length."""
-    fields = framed_fields(reply.headers, Framing(FramingKind.LENGTH, len(reply.body)))
+    fields = framed_fields(reply.headers, Framing(KIND_LENGTH, len(reply.body)))
     reason = reason_phrase(reply.status) if reply.reason is None else reply.reason
     return response_head(b"1.1", reply.status, reason, fields) + reply.body

@@ -8,7 +8,8 @@ version (RFC 9110 §2.5). Everything else is kept as it came, in order.
 
 from __future__ import annotations
 
-from proxy.http1 import FramingKind, RequestHead, ResponseHead
+from proxy.http1 import RequestHead, ResponseHead
+from proxy.http1.events import KIND_CHUNKED, KIND_CLOSE, KIND_NONE, KIND_TUNNEL
 from proxy.http1.fields import index_of, indexed_values, split_list
 from proxy.http1.writer import add_framing, request_head, response_head
 from proxy.session import routing
@@ -116,21 +117,21 @@ def response_out(
     switching = upgrade and head.status == 101
     kind = head.framing.kind
     # A HEAD or 304 response keeps its Content-Length (1xx never get here).
-    keeps_length = kind is FramingKind.NONE and head.status != 204
+    keeps_length = kind is KIND_NONE and head.status != 204
     fields = strip_hop_by_hop(head, tokens, switching, framing=not keeps_length)
     client_11 = request.version == b"1.1"
     close = wants_close(request) if client_close is None else client_close
     if keeps_length:
         fields = _length_metadata(fields)
-    elif kind is FramingKind.CHUNKED and not client_11:
+    elif kind is KIND_CHUNKED and not client_11:
         close = True  # HTTP/1.0 has no chunked: the body ends at close (no framing field)
     else:
         # Our own framing field. For CLOSE there is none; for 204 and 101
         # RFC 9110 §8.6 forbids Content-Length (a client that believed one
         # would take the next response's bytes for a body), so none either.
         add_framing(fields, head.framing)
-        close = close or kind is FramingKind.CLOSE
-    if not switching and kind is not FramingKind.TUNNEL:
+        close = close or kind is KIND_CLOSE
+    if not switching and kind is not KIND_TUNNEL:
         if close:
             fields.append((b"Connection", b"close"))
         elif not client_11:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import RouteInfo
-from proxy.http1 import FramingKind, ProtocolError, RequestHead
+from proxy.http1 import ProtocolError, RequestHead
+from proxy.http1.events import KIND_LENGTH, KIND_NONE
 from proxy.layers.commands import CLIENT, Command, Intercept, SendData, SetTimer, StartHttp2
 from proxy.session import auth, grpcout, messages, routing
 from proxy.session.capture import BodyCapture
@@ -139,8 +140,8 @@ class RequestPath:
         ex.out_head, ex.upgrade, ex.close_client = messages.request_out(
             head, target, config, ex.keep_host, proxy
         )
-        ex.retryable = head.framing.kind is FramingKind.NONE or (
-            head.framing.kind is FramingKind.LENGTH and head.framing.length == 0
+        ex.retryable = head.framing.kind is KIND_NONE or (
+            head.framing.kind is KIND_LENGTH and head.framing.length == 0
         )
         key = self.s.server.key_for(target, ex)
         if self.s.server.serves(key):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxy.flow.hooks import HookKind, Kill, Reply, ResponseEdit, Verdict
-from proxy.http1 import NO_BODY, BodyData, EndOfMessage, FramingKind, ProtocolError, ResponseHead
+from proxy.http1 import NO_BODY, BodyData, EndOfMessage, ProtocolError, ResponseHead
+from proxy.http1.events import KIND_TUNNEL
 from proxy.layers.commands import (
     Command,
     PauseReading,
@@ -129,7 +130,7 @@ class ResponsePath:
             with_rules(self.sse, ex, head, self.s.config)
         if body:
             self._to_client(ex, body, out)
-        elif head.framing.kind is FramingKind.TUNNEL:
+        elif head.framing.kind is KIND_TUNNEL:
             self._tunnel(ex, out)
 
     def resume(self, ex: Exchange, verdict: Verdict, out: list[Command]) -> None:

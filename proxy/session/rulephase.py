@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 
 from proxy.grpc.content import Protocol
 from proxy.grpc.edit import GrpcEditor
-from proxy.http1 import NO_BODY, BodyData, FramingKind, ResponseHead
+from proxy.http1 import NO_BODY, BodyData, ResponseHead
+from proxy.http1.events import KIND_CHUNKED, KIND_CLOSE, KIND_NONE
 from proxy.rules import CloseConnection, LogDirective, RequestPlan, Respond, ResponsePlan, RuleHit
 from proxy.session import ruling
 from proxy.session.capture import BodyCapture
@@ -117,7 +118,7 @@ class RulePhase:
         ex.ruleset, ex.plan = rules, plan
         if plan.pending or plan.needs_body:
             framing = head.framing
-            if framing.kind is FramingKind.CHUNKED or framing.length > 0:
+            if framing.kind is KIND_CHUNKED or framing.length > 0:
                 ex.req_buffer = bytearray()
                 # The client waits for 100 before sending the body we need
                 # (RFC 9110 §10.1.1); the upstream gets the body whole, without Expect.
@@ -182,7 +183,7 @@ class RulePhase:
         rplan = ex.rplan = ex.ruleset.on_response(ex.plan, head.status, head.fields)
         if rplan.pending or rplan.needs_body:
             kind = head.framing.kind
-            if kind is FramingKind.CHUNKED or kind is FramingKind.CLOSE or head.framing.length:
+            if kind is KIND_CHUNKED or kind is KIND_CLOSE or head.framing.length:
                 ex.response = head
                 ex.resp_buffer = bytearray()
                 return None
@@ -241,7 +242,7 @@ class RulePhase:
         ex.rate = faults.bandwidth
         ex.cut_after = faults.close_after
         head_only = ruling.head_only(ex.request, ex.forward) and sent.framing.kind is not (
-            FramingKind.NONE
+            KIND_NONE
         )
         return SendResponse(sent, None if head_only else body, head_only)
 

@@ -12,7 +12,8 @@ import mimetypes
 from dataclasses import dataclass, replace
 
 from proxy.grpc.schema import SchemaRegistry
-from proxy.http1 import Framing, FramingKind, RequestHead, ResponseHead
+from proxy.http1 import Framing, RequestHead, ResponseHead
+from proxy.http1.events import KIND_LENGTH
 from proxy.http1.writer import framed_fields, response_head
 from proxy.rules import EditedRequest, RequestInfo, Respond, RuleHit
 from proxy.session.responses import reason_phrase
@@ -114,7 +115,7 @@ def edited_head(
     fields = edited.fields
     framing = head.framing
     if body is not None:
-        framing = Framing(FramingKind.LENGTH, len(body))
+        framing = Framing(KIND_LENGTH, len(body))
         fields = tuple(
             (k, v)
             for k, v in fields
@@ -152,13 +153,13 @@ def respond_bytes(respond: Respond, max_body: int) -> bytes:
         if not any(k.lower() == b"content-type" for k, _ in fields):
             ctype = mimetypes.guess_type(respond.file.name)[0] or "application/octet-stream"
             fields.append((b"Content-Type", ctype.encode()))
-    fields = framed_fields(fields, Framing(FramingKind.LENGTH, len(body)))
+    fields = framed_fields(fields, Framing(KIND_LENGTH, len(body)))
     return response_head(b"1.1", respond.status, reason_phrase(respond.status), fields) + body
 
 
 def edited_response(head: ResponseHead, status: int, fields: tuple[tuple[bytes, bytes], ...],
                     body: bytes | None) -> ResponseHead:  # fmt: skip
     """The response as rules left it; ``body`` (if buffered) fixes the framing."""
-    framing = head.framing if body is None else Framing(FramingKind.LENGTH, len(body))
+    framing = head.framing if body is None else Framing(KIND_LENGTH, len(body))
     reason = head.reason if status == head.status else reason_phrase(status)
     return replace(head, status=status, reason=reason, fields=fields, framing=framing, index=None)

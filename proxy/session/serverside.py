@@ -13,7 +13,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from proxy.http1 import BodyData, EndOfMessage, FramingKind, ProtocolError, ResponseParser
+from proxy.http1 import BodyData, EndOfMessage, ProtocolError, ResponseParser
+from proxy.http1.events import KIND_CHUNKED
 from proxy.http1.writer import chunk, last_chunk
 from proxy.layers.commands import (
     Command,
@@ -215,7 +216,7 @@ class ServerSide:
             grpcout.drain(ex, self.config, out)
             self.forward_body(ex, event.data, out)
         elif isinstance(event, EndOfMessage):
-            if ex.forward.framing.kind is FramingKind.CHUNKED:
+            if ex.forward.framing.kind is KIND_CHUNKED:
                 self.send(last_chunk(event.trailers), out)
             self.request_complete(ex)
 
@@ -224,7 +225,7 @@ class ServerSide:
             self.channel.send_data(data)
             self.channel.take(out)
             return
-        if ex.forward.framing.kind is FramingKind.CHUNKED:
+        if ex.forward.framing.kind is KIND_CHUNKED:
             for piece in chunk(data):
                 self.send(piece, out)
         else:

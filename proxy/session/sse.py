@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from proxy.flow.hooks import HookKind
 from proxy.flow.record import FlowRecord
 from proxy.flow.wsinfo import SSE_EVENT_KIND, SseEvent
-from proxy.http1.events import Fields, FramingKind, ResponseHead
+from proxy.http1.events import KIND_CHUNKED, KIND_CLOSE, Fields, ResponseHead
 from proxy.layers.commands import Command, Hook
 from proxy.rules.sserules import SsePlan, SseVerdict
 from proxy.session.config import SessionConfig
@@ -47,7 +47,7 @@ def with_rules(o: SseObserver, ex: Exchange, head: ResponseHead, config: Session
         return
     if ex.resp_buffer is not None or ex.grpc_edit is not None:
         return
-    if head.framing.kind not in (FramingKind.CHUNKED, FramingKind.CLOSE):
+    if head.framing.kind not in (KIND_CHUNKED, KIND_CLOSE):
         return
     plan = rules.sse_for(ex.target.host, urlsplit(ex.url).path or "/")
     if plan is not None:

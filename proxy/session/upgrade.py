@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.http1 import FramingKind, RequestHead
+from proxy.http1 import RequestHead
+from proxy.http1.events import KIND_NONE
 from proxy.http1.fields import index_of, split_list
 from proxy.session.hop import connection_tokens
 
@@ -24,7 +25,7 @@ _UPGRADE_FIELDS = frozenset({b"upgrade", b"http2-settings", b"connection"})
 
 def h2c_settings(head: RequestHead) -> bytes | None:
     """The HTTP2-Settings of a request we can upgrade to h2c, else None."""
-    if head.version != b"1.1" or head.framing.kind is not FramingKind.NONE:
+    if head.version != b"1.1" or head.framing.kind is not KIND_NONE:
         return None
     if head.method == b"CONNECT" or b"upgrade" not in index_of(head):
         return None  # no Upgrade field, so no h2c in it (the common case: one lookup)
