@@ -34,6 +34,9 @@ _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _CHUNKED = Framing(FramingKind.CHUNKED)
+_LENGTH = FramingKind.LENGTH
+_EDGE_WS = b" \t"  # what a value may not start or end with (RFC 9113 §8.2.1)
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
 
 
 class MalformedRequest(Exception):
@@ -48,21 +51,21 @@ class Pseudo:
     path: bytes
 
 
-def _value_ok(value: bytes) -> bool:
-    """RFC 9113 §8.2.1: no NUL, CR or LF; no leading or trailing SP or HTAB."""
-    if b"\0" in value or b"\r" in value or b"\n" in value:
-        return False
-    return not value or (value[0] not in b" \t" and value[-1] not in b" \t")
-
-
 def split_block(headers: list[tuple[bytes, bytes]]) -> tuple[Pseudo, list[tuple[bytes, bytes]]]:
     """The pseudo-headers and the regular fields of a request block, checked."""
     pseudo: dict[bytes, bytes] = {}
     fields: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if not _value_ok(value):
+        # RFC 9113 §8.2.1: no NUL, CR or LF; no leading or trailing SP or HTAB.
+        if value and (
+            b"\0" in value
+            or b"\r" in value
+            or b"\n" in value
+            or value[0] in _EDGE_WS
+            or value[-1] in _EDGE_WS
+        ):
             raise MalformedRequest(f"invalid characters in the value of {name!r}")
-        if name.startswith(b":"):
+        if name[:1] == b":":
             if fields or name in pseudo:
                 raise MalformedRequest(f"pseudo-header {name!r} misplaced or repeated")
             pseudo[name] = value
@@ -76,8 +79,8 @@ def split_block(headers: list[tuple[bytes, bytes]]) -> tuple[Pseudo, list[tuple[
 
 
 def _pseudo(pseudo: dict[bytes, bytes]) -> Pseudo:
-    unknown = set(pseudo) - {b":method", b":scheme", b":authority", b":path"}
-    if unknown:
+    if not pseudo.keys() <= _REQUEST_PSEUDO:
+        unknown = set(pseudo) - _REQUEST_PSEUDO
         raise MalformedRequest(f"pseudo-header {sorted(unknown)[0]!r} on a request")
     method = pseudo.get(b":method", b"")
     if not _METHOD.fullmatch(method):
@@ -99,30 +102,37 @@ def _pseudo(pseudo: dict[bytes, bytes]) -> Pseudo:
     return Pseudo(method, scheme, authority, path)
 
 
-def _framing(fields: list[tuple[bytes, bytes]], ended: bool) -> Framing:
-    lengths = {v for k, v in fields if k == b"content-length"}
-    if len(lengths) > 1:
+def _framing(lengths: list[bytes] | None, ended: bool) -> Framing:
+    """From the values of the block's ``content-length`` fields (None: there is none)."""
+    if lengths is None:
+        return NO_BODY if ended else _CHUNKED
+    if len(lengths) > 1 and len(set(lengths)) > 1:
         raise MalformedRequest("content-length fields disagree")
-    if lengths:
-        value = lengths.pop()
-        if not value.isdigit() or len(value) > 18:
-            raise MalformedRequest(f"invalid content-length {value[:20]!r}")
-        length = int(value)
-        if ended and length:
-            raise MalformedRequest("content-length without the DATA it announces")
-        return Framing(FramingKind.LENGTH, length)
-    return NO_BODY if ended else _CHUNKED
+    value = lengths[0]
+    if not value.isdigit() or len(value) > 18:
+        raise MalformedRequest(f"invalid content-length {value[:20]!r}")
+    length = int(value)
+    if ended and length:
+        raise MalformedRequest("content-length without the DATA it announces")
+    return Framing(_LENGTH, length)
 
 
 def request_head(
     headers: list[tuple[bytes, bytes]], ended: bool, absolute: bool
 ) -> tuple[RequestHead, Pseudo]:
     """The request head for a stream's header block; ``ended``: END_STREAM came
-    with it; ``absolute``: a forward proxy's target (scheme://authority/path)."""
+    with it; ``absolute``: a forward proxy's target (scheme://authority/path).
+
+    The field index (``host``, ``content-length``... by name) is built once,
+    from the checked fields, and read for the host and the framing; cookie
+    fields are not indexed, and the ``host`` put in from ``:authority`` is
+    added to it.
+    """
     pseudo, fields = split_block(headers)
-    hosts = [v for k, v in fields if k == b"host"]
+    index = build_index(fields)  # type: ignore[arg-type]
+    hosts = index.get(b"host")
     authority = pseudo.authority
-    if len(hosts) > 1 or (hosts and authority and hosts[0] != authority):
+    if hosts is not None and (len(hosts) > 1 or (authority and hosts[0] != authority)):
         raise MalformedRequest(":authority and host disagree (RFC 9113 §8.3.1)")
     if not authority and hosts:
         authority = hosts[0]
@@ -130,16 +140,19 @@ def request_head(
     if len(cookies) > 1:  # RFC 9113 §8.2.3: one field again for HTTP/1.1
         fields = [(k, v) for k, v in fields if k != b"cookie"]
         fields.append((b"cookie", b"; ".join(cookies)))
-    if not hosts and authority:
+    if hosts is None and authority:
         fields.insert(0, (b"host", authority))
-    if pseudo.method == b"CONNECT":
+        index[b"host"] = [authority]
+    method = pseudo.method
+    if method == b"CONNECT":
         target = authority
     elif absolute:  # OPTIONS *: the authority alone (RFC 9112 §3.2.4)
         path = b"" if pseudo.path == b"*" else pseudo.path
         target = pseudo.scheme + b"://" + authority + path
     else:
         target = pseudo.path
-    framing = _framing(fields, ended)
-    kept = tuple(fields)
-    head = RequestHead(pseudo.method, target, b"2.0", kept, framing, build_index(kept))
-    return head, Pseudo(pseudo.method, pseudo.scheme, authority, pseudo.path)
+    framing = _framing(index.get(b"content-length"), ended)
+    head = RequestHead(method, target, b"2.0", tuple(fields), framing, index)
+    if authority is pseudo.authority:
+        return head, pseudo
+    return head, Pseudo(method, pseudo.scheme, authority, pseudo.path)

@@ -215,12 +215,12 @@ class Http2Server:
             padding = event.flow_controlled_length - len(event.data)
             self.link.consumed(event.stream_id, padding)
             self._push(event.stream_id, BodyData(event.data), out)
+        elif isinstance(event, ev.StreamEnded):
+            self._stream_ended(event.stream_id, out)
         elif isinstance(event, ev.TrailersReceived):
             # Framing and routing never come from trailers (RFC 9110 §6.5.1), as for HTTP/1.
             kept = tuple((k, v) for k, v in event.headers if k.lower() not in FORBIDDEN_TRAILERS)
             self._push(event.stream_id, EndOfMessage(kept), out)
-        elif isinstance(event, ev.StreamEnded):
-            self._stream_ended(event.stream_id, out)
         elif isinstance(event, ev.StreamReset):
             self._reset_by_client(event.stream_id, event.error_code, out)
         elif isinstance(event, ev.WindowUpdated):

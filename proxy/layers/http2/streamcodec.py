@@ -149,7 +149,8 @@ class StreamCodec:
         self._take(out)
 
     def send_head(self, ex: Exchange, head: ResponseHead, out: list[Command]) -> None:
-        ex.response = replace(head, version=HTTP2)
+        # A shared HTTP/2 server's head is already ours (channel.response_head).
+        ex.response = head if head.version == HTTP2 else replace(head, version=HTTP2)
         ex.server_closes = wants_close(head)
         ex.response_started = True
         self.headed = True
