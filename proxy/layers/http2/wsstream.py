@@ -185,6 +185,8 @@ class WsSession(HttpSession):
         channel = self.channel
         for cmd in commands:
             if type(cmd) is SendData and cmd.conn.is_client:
+                if cmd.at is not None:  # other streams' frames due now are not held behind it
+                    self._take(out)
                 link.data(stream, cmd.data)
                 self._take(out, cmd.at)
             elif type(cmd) is CloseConnection and cmd.conn.is_client:
@@ -202,6 +204,8 @@ class WsSession(HttpSession):
     def _to_channel(self, channel: WsChannel, cmd: Command, out: list[Command]) -> None:
         """The layer's commands for its server when that is a stream (RFC 8441 §6)."""
         if isinstance(cmd, SendData):
+            if cmd.at is not None:  # the connection's frames due now go now
+                channel.take(out)
             channel.send_data(cmd.data)
             frames: list[Command] = []
             channel.take(frames)
