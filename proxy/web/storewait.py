@@ -162,7 +162,8 @@ class _Segment:
             os.close(self.fd)
             raise SpoolError(f"{self.path}: not a spool segment of this version ({HEADER!r})")
         self.size = len(HEADER)
-        while rows := self.read(self.size, 4096):
+        stop = os.fstat(self.fd).st_size
+        while rows := self.read(self.size, 4096, stop):
             for row, end in rows:
                 self.rows += 1
                 self.flows += row.kind == FLOW
@@ -186,20 +187,22 @@ class _Segment:
         self.flows += flows
         self.nbytes += nbytes
 
-    def read(self, at: int, limit: int) -> list[tuple[Waiting, int]]:
-        """Up to ``limit`` whole rows from offset ``at``, each with the offset after it."""
+    def read(self, at: int, limit: int, stop: int) -> list[tuple[Waiting, int]]:
+        """Up to ``limit`` whole rows between offsets ``at`` and ``stop``, each
+        with the offset after it; a row that would end past ``stop`` is torn
+        (cut short by a crash) and ends the reading."""
         out: list[tuple[Waiting, int]] = []
-        buf = os.pread(self.fd, READ_CHUNK, at)
+        buf = os.pread(self.fd, min(READ_CHUNK, stop - at), at)
         pos = 0
         while len(out) < limit and pos + _ROW.size <= len(buf):
             kind, na, nb = _ROW.unpack_from(buf, pos)
             end = pos + _ROW.size + na + nb
+            if at + end > stop:
+                break
             if end > len(buf):
-                if pos:  # the next chunk starts with it
+                if pos:  # the next read starts with it
                     break
                 buf = os.pread(self.fd, end, at)  # a row larger than a chunk
-                if end > len(buf):
-                    break  # torn: cut short by a crash
             a = buf[pos + _ROW.size : pos + _ROW.size + na]
             b = buf[pos + _ROW.size + na : end]
             out.append((Waiting(at + pos, kind, a, b, na + nb), at + end))
@@ -274,7 +277,7 @@ class Spool:
         """The oldest ``limit`` rows of the first segment with any (consumed by ``consumed``)."""
         for seg in self._segments:
             if seg.read_at < seg.size:
-                return [row for row, _end in seg.read(seg.read_at, limit)]
+                return [row for row, _end in seg.read(seg.read_at, limit, seg.size)]
         return []
 
     def consumed(self, taken: Sequence[Waiting]) -> None:

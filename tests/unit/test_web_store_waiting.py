@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,21 @@ def test_indexing_without_a_running_loop_happens_at_once() -> None:
         assert store.count == 600 and store.waiting.rows == 0
     finally:
         store.close()
+
+
+def test_a_row_claiming_more_than_the_file_holds_is_cut_off(tmp_path: Path) -> None:
+    path = str(tmp_path / "flows.sqlite")
+    store = FlowStore(path)
+    StoreSink(store).prepare([record(1)])
+    with open(segments(path)[0], "ab") as f:
+        f.write(struct.pack("<BII", FLOW, 2**31, 0) + b"{")  # a length no file here holds
+    again = FlowStore(path)
+    try:
+        assert again.waiting.flows == 1
+        StoreSink(again, close_store=False).index_all()
+        assert [s["id"] for s in again.query()[0]] == ["r1"]
+    finally:
+        again.close()
 
 
 def test_a_segment_of_another_version_is_refused(tmp_path: Path) -> None:
