@@ -283,10 +283,11 @@ def web_ui(args: argparse.Namespace) -> WebUi | None:
     if not args.web:
         return None
     from proxy.cli.web_setup import WebUi
+    from proxy.web.storedb import StoreError
 
     try:
         return WebUi(args)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, sqlite3.Error, StoreError) as e:
         raise ConfigError(f"cannot open the web UI's store: {e}") from e
 
 

@@ -72,6 +72,9 @@ class FlowStore(StoreReader):
             # Flows and messages not indexed yet (``proxy.web.storewait``).
             self.waiting = Spool(self.path, max_flows, max_size)
         except BaseException:
+            for conn in ("_r", "_w"):
+                if hasattr(self, conn):
+                    getattr(self, conn).close()
             if self.temporary:
                 remove_files(self.path)
             raise
@@ -113,13 +116,11 @@ class FlowStore(StoreReader):
         return self.waiting.take(limit)
 
     def add_many(self, rows: Sequence[Row], consumed: Sequence[Waiting] = ()) -> None:
-        """Store finished flows and messages (made of ``consumed`` waiting rows,
-        which go in the same transaction), then drop the oldest past the caps."""
+        """Store finished flows and messages, then drop the oldest past the caps;
+        ``consumed``, the waiting rows they were made of, leave the spool once
+        SQLite has them (a crash in between indexes them again, replacing)."""
         flows = list({r.id: self._capped(r) for r in rows if isinstance(r, FlowRow)}.values())
         messages = [r for r in rows if isinstance(r, MessageRow)]
-        if not flows and not messages and not consumed:
-            return
-
         if flows or messages:
             with self._w as db:
                 self._write(db, lambda db: self._insert(db, flows, messages))

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from proxy.flow.record import FlowRecord, Message
 from proxy.web.rows import SIDES, BodyRow
+from proxy.web.storedb import StoreError
 
 #: A row's kind: a flow, or a message of a flow.
 FLOW, MESSAGE = 1, 2
@@ -131,7 +132,7 @@ class Waiting:
     nbytes: int
 
 
-class SpoolError(Exception):
+class SpoolError(StoreError):
     """A segment that is not one (another format version): named, not misread."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -56,3 +57,18 @@ def test_flows_wait_unindexed_until_the_api_asks(upstreams: Upstreams, tmp_path:
         assert counts(store) == (12, 0)
     finally:
         assert p.stop() == 0
+
+
+def test_a_store_or_spool_it_cannot_read_is_refused_with_a_message(tmp_path: Path) -> None:
+    store = tmp_path / "flows.sqlite"
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA user_version = 99")
+        db.execute("CREATE TABLE t (x)")
+    args = ["--web", "--web-port", "0", "--web-token", TOKEN, "--web-store", str(store)]
+    cmd = [sys.executable, "-m", "proxy", "-p", "0", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "schema 99" in out.stderr, out.stderr
+    store.unlink()
+    (tmp_path / "flows.sqlite.waiting-1").write_bytes(b"tapproxy-waiting 9\n")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "waiting-1: not a spool segment" in out.stderr, out.stderr
