@@ -1,8 +1,7 @@
 """What the flow store keeps of a flow: the rows ``FlowStore.add_many`` takes.
 
-Built on the event loop from records (``proxy.web.storesink``), written on the
-dispatcher's writer thread: plain values only, bytes already capped, so the
-writer thread does no encoding.
+Built on the event loop from the spool's rows (``proxy.web.storesink``) and
+written there: plain values only, bytes already capped.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ class FlowStore(StoreReader):
             self._load_counters(db)
             self._write(db, self._evict)  # a file from a run with larger caps
 
-    # -- writing (the dispatcher's writer thread) -----------------------------------
+    # -- writing (the event loop; the writer thread at exit) -------------------------
     def reserve(self, n: int) -> int:
         """The first of ``n`` new flow seqs, in order (any thread): the sink gives
         flows their seq on the event loop, so live updates can name it."""

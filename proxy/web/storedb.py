@@ -1,9 +1,10 @@
 """The flow store's SQLite file: its schema, its settings, its two connections.
 
 One file, WAL mode (readers never wait for the writer, the writer never for
-a reader). The dispatcher's writer thread writes through one connection, the
-event loop reads through the other; each is used under its own lock, so
-either may also be used from another thread (a filter scan in an executor).
+a reader). The event loop writes through one connection (the store sink
+indexing the spool; at exit, the dispatcher's writer thread) and reads
+through the other; each is used under its own lock, so either may also be
+used from another thread (a filter scan in an executor).
 
 Memory: each connection's page cache is capped at ``CACHE_KIB`` KiB
 (``PRAGMA cache_size``), SQLite's heap as a whole is held to

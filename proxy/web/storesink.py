@@ -75,13 +75,15 @@ class StoreSink:
     def prepare(self, records: Sequence[FlowRecord]) -> list[Any]:
         """Append ``records`` to the waiting rows; index them now while a browser watches."""
         rows: list[tuple[int, bytes, bytes]] = []
+        flows = 0
         max_body = self.store.max_body
         for r, line in zip(records, self.encoded.lines(records), strict=True):
             if r.kind not in MESSAGE_KINDS:
                 rows.append((FLOW, line, packed_bodies(r, max_body)))
+                flows += 1
             elif (message := message_row(r)) is not None:
                 rows.append((MESSAGE, message.flow.encode(), message.detail))
-        self._guarded(lambda: self.store.wait_many(rows), sum(k == FLOW for k, _a, _b in rows))
+        self._guarded(lambda: self.store.wait_many(rows), flows)
         if self.live is not None and self.live():
             if self.store.waiting.rows <= INDEX_SLICE:
                 self.index(INDEX_SLICE)

@@ -52,14 +52,6 @@ _ROW = struct.Struct("<BII")
 _BODY = struct.Struct("<BQ?I")
 
 
-def pack_bodies(bodies: Sequence[BodyRow]) -> bytes:
-    """Bodies as one blob (``unpack_bodies`` reads it back)."""
-    parts: list[bytes] = []
-    for b in bodies:
-        parts += (_BODY.pack(SIDES.index(b.side), b.size, b.truncated, len(b.data)), b.data)
-    return b"".join(parts)
-
-
 def packed_bodies(r: FlowRecord, max_body: int) -> bytes:
     """A flow's bodies as one blob, each capped at ``max_body``: the captured
     bytes when capture was on (``SessionConfig.capture.record``), else the
@@ -129,7 +121,11 @@ class Waiting:
     kind: int  # FLOW or MESSAGE
     a: bytes  # a flow's JSON, or a message's flow id
     b: bytes  # a flow's packed bodies, or a message row's JSON
-    nbytes: int
+
+    @property
+    def nbytes(self) -> int:
+        """What the row counts against the store's size cap (its row header aside)."""
+        return len(self.a) + len(self.b)
 
 
 class SpoolError(StoreError):
@@ -206,7 +202,7 @@ class _Segment:
                 buf = os.pread(self.fd, end, at)  # a row larger than a chunk
             a = buf[pos + _ROW.size : pos + _ROW.size + na]
             b = buf[pos + _ROW.size + na : end]
-            out.append((Waiting(at + pos, kind, a, b, na + nb), at + end))
+            out.append((Waiting(at + pos, kind, a, b), at + end))
             pos = end
         return out
 

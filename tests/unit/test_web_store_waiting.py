@@ -6,18 +6,19 @@ import errno
 import glob
 import os
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from proxy.flow.jsonview import record_to_json
-from proxy.flow.record import FlowRecord, Message, RequestInfo, ResponseInfo
+from proxy.flow.record import CapturedBodies, FlowRecord, Message, RequestInfo, ResponseInfo
 from proxy.sinks.jsonenc import dumps
 from proxy.web import storewait
 from proxy.web.rows import BodyRow, Summary
 from proxy.web.store import FlowStore
 from proxy.web.storesink import StoreSink
-from proxy.web.storewait import FLOW, MESSAGE, SpoolError, pack_bodies, unpack_bodies
+from proxy.web.storewait import FLOW, MESSAGE, SpoolError, packed_bodies, unpack_bodies
 
 T0 = 1_795_000_000.0
 
@@ -35,13 +36,21 @@ def waiting_row(i: int) -> tuple[int, bytes, bytes]:
 
 
 def test_bodies_pack_and_unpack_and_a_damaged_blob_is_refused() -> None:
-    bodies = (
-        BodyRow("request", b"", 0, False),
+    response = ResponseInfo(
+        200,
+        b"OK",
+        Message((), 10_000, b"x" * 256),
+        upstream=ResponseInfo(200, b"OK", Message((), 2, b"\x00\xff")),
+    )
+    captured = CapturedBodies("", b"", b"x" * 300, response_truncated=True)
+    r = replace(record(1), response=response, bodies=captured)
+    blob = packed_bodies(r, 1 << 20)
+    assert unpack_bodies(blob) == (  # the empty request body is left out
         BodyRow("response", b"x" * 300, 10_000, True),
         BodyRow("response_upstream", b"\x00\xff", 2, False),
     )
-    blob = pack_bodies(bodies)
-    assert unpack_bodies(blob) == bodies and unpack_bodies(b"") == ()
+    assert unpack_bodies(packed_bodies(r, 100))[0] == BodyRow("response", b"x" * 100, 10_000, True)
+    assert unpack_bodies(b"") == ()
     for bad in (blob[:-1], blob[:5], b"\x09" + blob[1:]):
         with pytest.raises(ValueError):
             unpack_bodies(bad)
