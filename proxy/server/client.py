@@ -6,7 +6,9 @@ and the server connections the layers open, by the name they gave them. It
 feeds what happens to the layer stack (``proxy.layers.root``) as events and
 executes the commands that come back: send (now, or at a time a rule set,
 in order per connection), half-close, close, open, release to the pool,
-pause and resume reading, timers. It decides nothing about protocols.
+pause and resume reading, timers (the client's side of the timed writes,
+half-close, close and pausing is ``proxy.server.clientend.ClientEnd``). It
+decides nothing about protocols.
 
 Backpressure is the whole of the flow control: reading from the client
 pauses while the layers have enough unprocessed bytes (``PauseReading``) or
@@ -52,19 +54,17 @@ from proxy.layers.events import (
 )
 from proxy.layers.root import ClientLayers
 from proxy.layers.tcp import TcpLayers
+from proxy.server.clientend import BACKLOG, PEER, ClientEnd, ClientEndHost
 from proxy.server.clienttls import ClientTlsStarter, TlsHost, tls_input
 from proxy.server.context import ListenerContext
 from proxy.server.ends import EndsHost, ServerEnds
-from proxy.server.pacing import DelayedWriter
 from proxy.server.tapping import ClientTap
-from proxy.server.transport import reset, tune
+from proxy.server.transport import tune
 from proxy.tls.endpoint import TlsEndpoint, TlsError
 
-_BACKLOG, _PEER = 1, 2  # why reading from the client is paused
 
-
-class ClientConnectionHost(EndsHost, TlsHost):
-    """What the connection's parts call back: its servers' and its TLS's hosts."""
+class ClientConnectionHost(EndsHost, TlsHost, ClientEndHost):
+    """What the connection's parts call back: its servers', its TLS's and its end's hosts."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -80,12 +80,11 @@ class ClientConnection(asyncio.Protocol):
         # keeps a closed connection (and its TLS buffers) until a full collection.
         self._me = cast(ClientConnectionHost, weakref.proxy(self))
         self.servers = ServerEnds(ctx, self._me)
+        self.end = ClientEnd(self._me, self.servers.client_backlog)
         self.last_active = time.monotonic()
         self._head_since = self.last_active
         self._tap: ClientTap | None = None  # --pcap of the client side
-        self._writer: DelayedWriter | None = None  # timed writes to the client
         self._timers: list[asyncio.TimerHandle] = []
-        self._paused = 0  # bit set of reasons reading from the client is paused
         self.client_write_paused = False
         self._closed = False
         self._client_ended = False
@@ -151,9 +150,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._writer is not None:
-            self._writer.cancel()
-            self._writer = None  # its write callback is a bound method of ours
+        self.end.cancel()
         if self._starter is not None:
             self._starter.cancel()
         for timer in self._timers:
@@ -188,9 +185,9 @@ class ClientConnection(asyncio.Protocol):
     def peer_backlog(self, full: bool) -> None:
         """A server cannot take more (write buffer or timed writes full): stop reading us."""
         if full:
-            self._pause(_PEER)
+            self.end.pause(PEER)
         else:
-            self._unpause(_PEER)
+            self.end.unpause(PEER)
 
     # -- commands -----------------------------------------------------------------
     def run(self, commands: list[Command]) -> None:
@@ -232,10 +229,10 @@ class ClientConnection(asyncio.Protocol):
         """``data`` to ``to`` now, or behind the writes a rule delayed for it (order kept)."""
         if not to.is_client:
             self.servers.send(to, data)
-        elif self._writer is None:
+        elif self.end.writer is None:
             self.write_client(data)
         else:
-            self._writer.write_at(self.loop_time(None), data)
+            self.end.writer.write_at(self.loop_time(None), data)
 
     def _execute(self, cmd: Command) -> None:
         kind = type(cmd)
@@ -284,15 +281,10 @@ class ClientConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         return loop.time() if at is None else loop.time() + (at - time.time())
 
-    def _client_writer(self) -> DelayedWriter:
-        if self._writer is None:
-            self._writer = DelayedWriter(self.write_client, self.servers.client_backlog)
-        return self._writer
-
     def _send_later(self, cmd: SendData) -> None:
         """A send a rule delayed or paced, in order with what is queued for it."""
         if cmd.conn.is_client:
-            self._client_writer().write_at(self.loop_time(cmd.at), cmd.data)
+            self.end.send_later(cmd)
         else:
             self.servers.write_at(cmd.conn, self.loop_time(cmd.at), cmd.data)
 
@@ -300,9 +292,9 @@ class ClientConnection(asyncio.Protocol):
         if not conn.is_client:
             self.servers.hold(conn, pause)  # a held flow's server waits
         elif pause:
-            self._pause(_BACKLOG)
+            self.end.pause(BACKLOG)
         else:
-            self._unpause(_BACKLOG)
+            self.end.unpause(BACKLOG)
 
     def _hook(self, cmd: Hook) -> None:
         bus = self.ctx.hooks
@@ -335,49 +327,14 @@ class ClientConnection(asyncio.Protocol):
     def _shutdown(self, cmd: Shutdown) -> None:
         if not cmd.conn.is_client:
             self.servers.shutdown(cmd)
-            return
-        if cmd.at is not None or self._writer is not None:
-            self._client_writer().call_at(self.loop_time(cmd.at), self._write_eof)
         else:
-            self._write_eof()
-
-    def _write_eof(self) -> None:
-        t = self.transport
-        if t is not None and not t.is_closing() and t.can_write_eof():
-            t.write_eof()
+            self.end.shutdown(cmd)
 
     def _close(self, cmd: CloseConnection) -> None:
         if not cmd.conn.is_client:
             self.servers.close(cmd)
-            return
-        transport = self.transport
-        if transport is None:
-            return
-        writer = self._writer
-        if writer is not None and cmd.discard:
-            writer.cancel()
-        elif writer is not None and writer.busy and not cmd.abort:
-            # Close after what rules delayed has gone out; then for real.
-            self._writer = None
-            writer.call_at(0.0, lambda: self._close(cmd))
-            return
-        if cmd.abort:
-            reset(transport)
-            return
-        if self.tls is not None and self.tls.handshake_done and not transport.is_closing():
-            transport.write(self.tls.close())
-        transport.close()
-
-    def _pause(self, reason: int) -> None:
-        if not self._paused and self.transport is not None:
-            self.transport.pause_reading()
-        self._paused |= reason
-
-    def _unpause(self, reason: int) -> None:
-        was = self._paused
-        self._paused &= ~reason
-        if was and not self._paused and self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+        else:
+            self.end.close(cmd)
 
     # -- the client's TLS -----------------------------------------------------------
     def install_tls(self, tls: TlsEndpoint, offered: tuple[str, ...], data: bytes) -> None:
