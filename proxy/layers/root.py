@@ -16,8 +16,8 @@ by which an HTTP session hands the connection on (always its last command):
 
 The HTTP/2 preface as a connection's first bytes also hands it to HTTP/2.
 A reverse listener for https or h2c shares HTTP/2 server connections among
-its sessions (``UpstreamMux``). A reverse listener with interception on
-starts with a ``NextLayer`` in listener mode.
+its sessions (``UpstreamMux``, driven by ``proxy.layers.muxed``). A reverse
+listener with interception on starts with a ``NextLayer`` in listener mode.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from proxy.layers.events import (
     ServerFailed,
     ServerOpened,
     TimeoutKind,
-    TimerFired,
     TooManyConnections,
     TunnelEnded,
 )
 from proxy.layers.http2.server import Http2Server
-from proxy.layers.http2.upstream import KEEPALIVE_TOKEN, UpstreamMux
+from proxy.layers.http2.upstream import UpstreamMux
+from proxy.layers.muxed import SWITCHES, handle_muxed
 from proxy.layers.nextlayer import DecodeHttp, GiveUp, InterceptSettings, NextLayer, RelayRaw
 from proxy.layers.recorder import TunnelRecorder
 from proxy.layers.tcp import observed, tcp_plan
@@ -64,7 +64,6 @@ from proxy.session.config import SessionConfig, Upstream
 from proxy.session.http import HttpSession
 from proxy.session.shared import ServerKey
 
-_SWITCHES = (StartTunnel, Intercept, StartHttp2)
 RAW_SERVER = server_conn(1_000_000)  # the server of a raw relay chosen by the next layer
 Layer = HttpSession | Http2Server | TunnelLayer | WebSocketLayer | NextLayer
 
@@ -121,10 +120,10 @@ class ClientLayers:
                 return self._sniff_h2(current, event.data)
             mux = self.mux
             if mux is not None:
-                return self._with_mux(current, mux, event)
+                return handle_muxed(self, current, mux, event)
             out = current.handle(event)
-            if out and type(out[-1]) in _SWITCHES:
-                return self._switch(current, out)
+            if out and type(out[-1]) in SWITCHES:
+                return self.switch(current, out)
             return out
         if self._relay is not None:
             return self._connecting_relay(event)
@@ -200,7 +199,8 @@ class ClientLayers:
         return out
 
     # -- switches ---------------------------------------------------------------
-    def _switch(self, session: HttpSession, out: list[Command]) -> list[Command]:
+    def switch(self, session: HttpSession, out: list[Command]) -> list[Command]:
+        """``session`` hands the connection on: the last of ``out`` says to what."""
         cmd = out.pop()
         if isinstance(cmd, StartHttp2):
             http2 = Http2Server(session.config, self.client)
@@ -289,33 +289,6 @@ class ClientLayers:
         return out
 
     # -- HTTP/2 --------------------------------------------------------------------
-    def _with_mux(self, session: HttpSession, mux: UpstreamMux, event: Event) -> list[Command]:
-        """An HTTP/1 session whose server may be HTTP/2: shared connections' events
-        go to the mux first, and what it decides is carried out on the session."""
-        conn = getattr(event, "conn", None)
-        if conn is not None and not conn.is_client and mux.owns(conn):
-            out = mux.handle(event)
-            mux.keepalive(out)
-        elif type(event) is TimerFired and event.token == KEEPALIVE_TOKEN:
-            out = []
-            mux.keepalive(out, fired=True)
-        else:
-            out = session.handle(event)
-            if isinstance(event, ConnectionClosed) and event.conn.is_client:
-                out += mux.close_all()
-            if out and type(out[-1]) in _SWITCHES:
-                return self._switch(session, out)
-        while True:
-            wakes, reopen = mux.drain()
-            if not wakes and not reopen:
-                mux.flush(out)
-                return out
-            for _token, woken in wakes:
-                out += session.handle(woken)
-            key = session.server.key
-            if reopen and key is not None:
-                session.server.open(key, out)
-
     def _sniff_h2(self, session: HttpSession, data: bytes) -> list[Command]:
         """The first bytes of an HTTP session: the HTTP/2 preface (prior
         knowledge, RFC 9113 §3.3) hands the connection to HTTP/2."""
