@@ -2,7 +2,8 @@
 
 ``H2Conversation`` is fed the reassembled (or decrypted) bytes of each
 direction, cuts them into frames (``proxy.pcap.h2frames``) and follows the
-streams (RFC 9113 §5.1, §8.1):
+streams (RFC 9113 §5.1, §8.1; each stream's state and the record it
+becomes: ``proxy.pcap.h2stream``):
 
 * header blocks (HEADERS, or PUSH_PROMISE, then CONTINUATION until
   END_HEADERS, §6.10) are decoded with one HPACK decoder per direction, fed
@@ -38,14 +39,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from typing import Protocol
 
 from hpack import Decoder, HPACKError
 
 from proxy.grpc.settings import GrpcSettings
 from proxy.pcap.grpccapture import GrpcTap
-from proxy.pcap.h2fields import Headers, regular, request_line, response_status
+from proxy.pcap.h2fields import Headers, response_status
 from proxy.pcap.h2frames import (
     ACK,
     END_HEADERS,
@@ -58,8 +58,9 @@ from proxy.pcap.h2frames import (
     error_name,
     settings,
 )
+from proxy.pcap.h2stream import H2Stream, Owner, keep, opened_by_request, stream_record
 from proxy.pcap.http import END_REASONS
-from proxy.pcap.records import CapturedExchange, Endpoint
+from proxy.pcap.records import CapturedExchange
 
 HEADER_BLOCK_LIMIT = 1 << 18  # a header block and its decoded list (hpack's limit)
 TABLE_LIMIT = 1 << 20  # largest HPACK dynamic table a peer may set up
@@ -67,40 +68,10 @@ MAX_STREAMS = 1024  # open streams per connection
 SETTINGS_HEADER_TABLE_SIZE = 0x1
 
 
-class Host(Protocol):
+class Host(Owner, Protocol):
     """What a conversation needs from its connection (as ``proxy.pcap.http.Host``)."""
 
-    client: Endpoint
-    server: Endpoint
-    connection: int
-
-    def next_id(self) -> str: ...
     def emit(self, record: CapturedExchange) -> None: ...
-
-
-class _Stream:
-    """One stream while its request and response are being read."""
-
-    __slots__ = (
-        "errors", "req_body", "req_done", "req_preview", "request", "resp_body", "resp_end",
-        "resp_preview", "resp_start", "response", "server_reset", "start", "status", "upgraded",
-    )  # fmt: skip
-
-    def __init__(self, start: float, request: Headers | None) -> None:
-        self.start = start
-        self.request = request
-        self.req_body = 0
-        self.req_preview = bytearray()
-        self.req_done = False
-        self.resp_start: float | None = None
-        self.status: int | None = None
-        self.response: Headers = []
-        self.resp_body = 0
-        self.resp_preview = bytearray()
-        self.resp_end: float | None = None
-        self.errors: list[str] = []
-        self.upgraded: CapturedExchange | None = None  # the HTTP/1.1 request of an h2c upgrade
-        self.server_reset = False  # NO_ERROR after the response: the rest of the request may come
 
 
 class _Side:
@@ -130,7 +101,7 @@ class H2Conversation:
         self.scheme = scheme  # when a request has no :scheme
         self.client = _Side(preface=True)
         self.server = _Side(preface=False)
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, H2Stream] = {}
         self.last_client = 0  # highest stream the client opened (§5.1.1)
         self.last_pushed = 0
         self.stopped: str | None = None
@@ -140,7 +111,7 @@ class H2Conversation:
 
     def _upgrade(self, upgraded: CapturedExchange) -> None:
         """Stream 1 is the upgraded request (RFC 7540 §3.2), its settings in HTTP2-Settings."""
-        stream = _Stream(upgraded.start, None)
+        stream = H2Stream(upgraded.start, None)
         stream.upgraded, stream.req_done = upgraded, True
         stream.resp_start = upgraded.response_start
         self.streams[1], self.last_client = stream, 1
@@ -255,9 +226,9 @@ class H2Conversation:
             if sid <= self.last_client:
                 return  # a closed stream: nothing more to record
             self.last_client = sid
-            stream = self._open(sid, _request(ts, headers))
+            stream = self._open(sid, opened_by_request(ts, headers))
         elif stream.request is None and stream.upgraded is None and not stream.errors:
-            stream.request = _request(ts, headers).request
+            stream.request = opened_by_request(ts, headers).request
         elif not end:  # a trailer section must end the stream (§8.1)
             stream.errors.append("request: header block after the head without END_STREAM")
         if end:
@@ -270,7 +241,7 @@ class H2Conversation:
             if sid % 2 == 0 or sid <= self.last_client:
                 return  # a closed stream, or a push whose promise was not seen
             self.last_client = sid
-            stream = self._open(sid, _Stream(ts, None))
+            stream = self._open(sid, H2Stream(ts, None))
             stream.errors.append(f"response on stream {sid}, which the client never opened")
         if stream.resp_start is None:
             stream.resp_start = ts
@@ -298,10 +269,10 @@ class H2Conversation:
         if sid % 2 or sid <= self.last_pushed:  # §6.6, §5.1.1
             raise FrameError(f"PUSH_PROMISE of invalid stream {sid}")
         self.last_pushed = sid
-        stream = self._open(sid, _request(ts, headers))
+        stream = self._open(sid, opened_by_request(ts, headers))
         stream.req_done = True
 
-    def _open(self, sid: int, stream: _Stream) -> _Stream:
+    def _open(self, sid: int, stream: H2Stream) -> H2Stream:
         if len(self.streams) >= MAX_STREAMS:
             raise FrameError(f"more than {MAX_STREAMS} streams open at once")
         self.streams[sid] = stream
@@ -319,14 +290,14 @@ class H2Conversation:
         if from_client:
             stream.req_body += len(data)
             if self.preview:
-                _keep(stream.req_preview, data, self.preview)
+                keep(stream.req_preview, data, self.preview)
             if chunk.end_stream:
                 stream.req_done = True
                 self._maybe_done(chunk.stream, stream, ts)
         else:
             stream.resp_body += len(data)
             if self.preview:
-                _keep(stream.resp_preview, data, self.preview)
+                keep(stream.resp_preview, data, self.preview)
             if chunk.end_stream:
                 stream.resp_end = ts
                 self._maybe_done(chunk.stream, stream, ts)
@@ -345,7 +316,7 @@ class H2Conversation:
         del self.streams[sid]
         self.host.emit(self._record(stream, ts))
 
-    def _maybe_done(self, sid: int, stream: _Stream, ts: float) -> None:
+    def _maybe_done(self, sid: int, stream: H2Stream, ts: float) -> None:
         if stream.req_done and stream.resp_end is not None:
             del self.streams[sid]
             self.host.emit(self._record(stream, ts))
@@ -356,56 +327,16 @@ class H2Conversation:
         self.stopped = why
         self.client.block = self.server.block = None
         if not self.streams:
-            self.host.emit(self._record(_Stream(ts, None), ts, [why]))
+            self.host.emit(self._record(H2Stream(ts, None), ts, [why]))
         for stream in self.streams.values():
             stream.errors.append(why)
             self.host.emit(self._record(stream, ts))
         self.streams.clear()
 
     # -- records -----------------------------------------------------------------
-    def _record(self, s: _Stream, end: float, errors: list[str] | None = None) -> CapturedExchange:
-        base = s.upgraded if s.upgraded is not None else self._request(s)
-        final = s.status is not None
-        if self.grpc is not None:
-            base = self.grpc.finish(s, base, s.response if final else None)
-        return dataclasses.replace(
-            base, end=end, response_start=s.resp_start, response_end=s.resp_end, status=s.status,
-            reason="" if final else None, response_version="2.0" if final else None,
-            response_fields=regular(s.response), response_body_size=s.resp_body,
-            response_body_preview=bytes(s.resp_preview),
-            errors=tuple(s.errors if errors is None else errors),
-        )  # fmt: skip
-
-    def _request(self, s: _Stream) -> CapturedExchange:
-        """The request half of a stream's record."""
-        host = self.host
-        method = target = url = None
-        if s.request is not None:
-            method, target, url = request_line(s.request, self.scheme)
-        return CapturedExchange(
-            id=host.next_id(), kind="http", connection=host.connection, client=host.client,
-            server=host.server, start=s.start, end=s.start, method=method, target=target,
-            url=url, version="2.0" if s.request is not None else None,
-            request_fields=regular(s.request or []), request_body_size=s.req_body,
-            request_body_preview=bytes(s.req_preview),
-        )  # fmt: skip
-
-
-def _request(ts: float, headers: Headers) -> _Stream:
-    """A stream opened by a request's header block; without ``:method`` it is malformed
-    (RFC 9113 §8.3.1) and recorded as a request that could not be read."""
-    if any(name == b":method" for name, _ in headers):
-        return _Stream(ts, headers)
-    stream = _Stream(ts, None)
-    stream.errors.append("request without :method (malformed)")
-    return stream
+    def _record(self, s: H2Stream, end: float, errors: list[str] | None = None) -> CapturedExchange:
+        return stream_record(s, self.host, self.scheme, self.grpc, end, errors)
 
 
 def _who(from_client: bool) -> str:
     return "client" if from_client else "server"
-
-
-def _keep(preview: bytearray, data: bytes, limit: int) -> None:
-    room = limit - len(preview)
-    if room > 0:
-        preview += data[:room]
