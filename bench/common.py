@@ -76,7 +76,8 @@ def start_upstream(cpu: int | None = None) -> Proc:
 
 
 def start_tapproxy(*args: str, cpu: int | None = None, timeout: float = 20.0) -> Proc:
-    cmd = [*taskset(cpu), sys.executable, "-m", "proxy", "-q", "-p", "0", *args]
+    proxy = [sys.executable, "-m", "proxy", "-q", "-p", "0", "--loop", "asyncio"]
+    cmd = [*taskset(cpu), *proxy, *args]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=ROOT)
     assert p.stderr is not None
     deadline = time.monotonic() + timeout

@@ -100,7 +100,7 @@ def start_h2_peer(name: str, mode: str, origin: H2Origin, workdir: Path) -> Runn
     if name == "direct":
         return Running(name, None, 0)
     if name == "tapproxy":
-        cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0",
+        cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "--loop", "asyncio",
                "--mode", f"reverse:{_upstream(origin, mode)}",
                "--flow-log", str(workdir / "flows.jsonl"),
                "--rules", str(tapproxy_rules(workdir))]  # fmt: skip

@@ -11,6 +11,9 @@
 * ``tapproxy --web`` (only when named in ``--peers``): tapproxy as above with
   the web UI on and no browser connected (issue 18: the UI must add no
   measurable cost then).
+* ``tapproxy uvloop`` (only when named): tapproxy as above on uvloop
+  (``--loop uvloop``, ``pip install 'tapproxy[fast]'``); plain ``tapproxy``
+  runs ``--loop asyncio``, what a newcomer's install runs.
 
 The venvs are made with the newest CPython found (pyenv, /usr/bin, then this
 interpreter), falling back to older ones if the install fails; delete
@@ -21,6 +24,7 @@ started raises ``PeerUnavailable`` with the reason, which the report shows.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -42,7 +46,8 @@ PEERS = ("direct", "tapproxy", "mitmdump", "proxy.py", "bare relay")
 #: item 1; it needs the origin, so only scenarios that name one run it).
 WEB = "tapproxy --web"
 SHELL = "tapproxy tcp"
-EXTRA_PEERS = (WEB, SHELL)
+UVLOOP = "tapproxy uvloop"
+EXTRA_PEERS = (WEB, SHELL, UVLOOP)
 RELAY = "bare relay"
 
 
@@ -233,11 +238,13 @@ def start_peer(
         if origin is None or tls:
             raise PeerUnavailable("a TCP relay to the plain origin only")
         cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "-m", f"tcp:127.0.0.1:{origin}",
-               "--flow-log", str(workdir / "flows.jsonl")]  # fmt: skip
+               "--loop", "asyncio", "--flow-log", str(workdir / "flows.jsonl")]  # fmt: skip
         p = launch(cmd, cpu=PROXY_CPU, log=log)
         m = _wait_log(p, log, r"listening at \S+:(\d+)")
         return Running(name, p, int(m.group(1)))
-    if name in ("tapproxy", WEB):
+    if name in ("tapproxy", WEB, UVLOOP):
+        if name == UVLOOP and importlib.util.find_spec("uvloop") is None:
+            raise PeerUnavailable("uvloop is not installed (pip install 'tapproxy[fast]')")
         cmd = [
             sys.executable,
             "-m",
@@ -249,6 +256,8 @@ def start_peer(
             str(workdir / "flows.jsonl"),
             "--rules",
             str(tapproxy_rules(workdir)),
+            "--loop",
+            "uvloop" if name == UVLOOP else "asyncio",
         ]
         if name == WEB:
             cmd += ["--web", "--web-port", "0"]

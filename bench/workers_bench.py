@@ -32,7 +32,8 @@ SETUPS = (("1 worker, CPU 0", 1, PROXY_CPU), ("2 workers, CPUs 0-1", 2, None))
 def _start(workdir: Path, workers: int, cpu: int | None) -> Running:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "tapproxy.log"
-    cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "--workers", str(workers),
+    cmd = [sys.executable, "-m", "proxy", "-q", "-p", "0", "--loop", "asyncio",
+           "--workers", str(workers),
            "--flow-log", str(workdir / "flows.jsonl"),
            "--rules", str(tapproxy_rules(workdir))]  # fmt: skip
     p = launch(cmd, cpu=cpu, log=log)

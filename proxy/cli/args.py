@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="N processes sharing the listening ports (SO_REUSEPORT); default 1",
     )
+    p.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop: uvloop when installed (auto, the default), or force one",
+    )
     s = p.add_argument_group("access and limits (docs/limits.md)")
     s.add_argument(
         "--proxy-auth",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from OpenSSL import SSL
 
 from proxy.cli.args import build_parser, preview_bytes
+from proxy.cli.eventloop import LoopChoice, loop_factory
 from proxy.cli.grpc_args import grpc_settings
 from proxy.cli.preflight import check_outputs
 from proxy.cli.replay_setup import read_and_print, recording_sink, with_replay
@@ -319,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loaded = web.preload(args.read)
                 print(f"tapproxy: {args.read}: {plural(loaded, 'flow')} loaded", file=sys.stderr)
         active = active_line(args, options)
+        new_loop = loop_factory(LoopChoice(args.loop))
     except (ConfigError, OSError) as e:
         print(f"tapproxy: {e}", file=sys.stderr)
         return 2
@@ -332,9 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sinks.append(web.sink(encoded))
         dispatcher = Dispatcher(sinks)  # its thread starts in this process
         try:
-            return asyncio.run(
-                serve(options, dispatcher, args.shutdown_timeout, announce, active, web)
-            )
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                return runner.run(
+                    serve(options, dispatcher, args.shutdown_timeout, announce, active, web)
+                )
         except ConfigError as e:
             print(f"tapproxy: {e}", file=sys.stderr)
             return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from proxy.cli.eventloop import LoopChoice, loop_name
 from proxy.server.app import ServerOptions
 from proxy.words import plural
 
@@ -26,6 +27,8 @@ def active_line(args: argparse.Namespace, options: ServerOptions) -> str:
     """``tapproxy: active: rules r.yaml (4 rules); MitM off; flow log f.jsonl``."""
     parts = [_rules(args, options), _mitm(args, options), ", ".join(_outputs(args))]
     parts += _replay(args)
+    if loop_name(LoopChoice(args.loop)) == "uvloop":
+        parts.append("event loop uvloop")
     return "tapproxy: active: " + "; ".join(parts)
 
 
