@@ -32,14 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import socket
-import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from bench.common import (
@@ -58,117 +53,11 @@ from bench.common import (
 from bench.origin import Origin, make_bench_pki, start_origin
 from bench.peers import PEERS, RELAY, Running, TlsSetup, peer_version, start_or_reason
 from bench.report import Column, Table
+from bench.tls_client import client_main
+from bench.tls_leaves import leaf_issuance, leaf_table
 
 MODES = ("same", "distinct")
 TLS_PEERS = tuple(p for p in PEERS if p != RELAY)
-
-
-# -- the client (runs in its own pinned process: python -m bench.tls_bench _client) ------
-
-
-def _recv_head(sock: socket.socket | ssl.SSLSocket) -> tuple[bytes, bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(16384)
-        if not chunk:
-            raise ConnectionError("closed before the end of the head")
-        buf += chunk
-        if len(buf) > 65536:
-            raise ConnectionError("head too long")
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return head, rest
-
-
-def one_connection(cfg: dict, ctx: ssl.SSLContext, sni: str) -> None:
-    port = cfg["proxy_port"] or cfg["origin_port"]
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if cfg["proxy_port"]:
-            authority = f"127.0.0.1:{cfg['origin_port']}"
-            sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-            head, rest = _recv_head(sock)
-            if not head.split(b" ", 2)[1:2] == [b"200"] or rest:
-                raise ConnectionError(f"CONNECT: {head[:60]!r}")
-        tls = ctx.wrap_socket(sock, server_hostname=sni)
-        sock = tls
-        tls.sendall(
-            f"GET /small HTTP/1.1\r\nHost: {sni}\r\nUser-Agent: tapproxy-bench\r\n\r\n".encode()
-        )
-        head, body = _recv_head(tls)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise ConnectionError(f"GET: {head[:60]!r}")
-        length = next(
-            int(v)
-            for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
-            if k.strip().lower() == b"content-length"
-        )
-        while len(body) < length:
-            chunk = tls.recv(16384)
-            if not chunk:
-                raise ConnectionError("closed mid-body")
-            body += chunk
-    finally:
-        sock.close()
-
-
-def _worker(wid: int, cfg: dict, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    ctx = ssl.create_default_context(cafile=cfg["client_ca"])
-    ctx.set_alpn_protocols(["http/1.1"])
-    if cfg["no_hostname_check"]:
-        ctx.check_hostname = False
-    counts = {"done": 0, "counted": 0, "errors": 0}
-    first_error: list[str] = []
-    lock = threading.Lock()
-
-    def loop(tid: int) -> None:
-        base = (wid * cfg["threads"] + tid) * 10_000_000
-        for i in range(cfg["max_per_thread"]):
-            now = time.monotonic()
-            if now >= cfg["t_end"]:
-                return
-            sni = "h0.bench.test" if cfg["mode"] == "same" else f"h{base + i}.bench.test"
-            try:
-                one_connection(cfg, ctx, sni)
-            except (OSError, ValueError, StopIteration) as e:
-                with lock:
-                    counts["errors"] += 1
-                    if not first_error:
-                        first_error.append(f"{type(e).__name__}: {e}"[:200])
-                time.sleep(0.01)
-                continue
-            t = time.monotonic()
-            with lock:
-                counts["done"] += 1
-                if cfg["t_start"] <= t <= cfg["t_end"]:
-                    counts["counted"] += 1
-
-    threads = [threading.Thread(target=loop, args=(t,)) for t in range(cfg["threads"])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put({**counts, "first_error": first_error[0] if first_error else ""})
-
-
-def client_main(cfg: dict) -> int:
-    now = time.monotonic()
-    cfg["t_start"] = now + cfg["warmup"]
-    cfg["t_end"] = cfg["t_start"] + cfg["duration"]
-    q: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    procs = [
-        multiprocessing.Process(target=_worker, args=(w, cfg, q)) for w in range(cfg["workers"])
-    ]
-    for p in procs:
-        p.start()
-    results = [q.get(timeout=cfg["warmup"] + cfg["duration"] + 60) for _ in procs]
-    for p in procs:
-        p.join(10)
-    total = {k: sum(r[k] for r in results) for k in ("done", "counted", "errors")}
-    total["first_error"] = next((r["first_error"] for r in results if r["first_error"]), "")
-    total["conn_per_s"] = total["counted"] / cfg["duration"]
-    print("BENCHJSON " + json.dumps(total), flush=True)
-    return 0
 
 
 # -- one measurement -------------------------------------------------------------
@@ -218,66 +107,6 @@ def measure(
     res["cmd"] = " ".join(cmd[:-1]) + " '<json config>'"
     res["bg"] = bg
     return res
-
-
-# -- leaf issuance in-process ------------------------------------------------------
-
-
-def leaf_issuance(n: int = 1000) -> dict[str, dict[str, float]]:
-    """Microseconds per new host for tapproxy's LeafIssuer (EC leaves, the default)."""
-    from proxy.tls.ca import CertificateAuthority
-    from proxy.tls.endpoint import TlsEndpoint
-    from proxy.tls.leaf import LeafIssuer
-
-    out: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as d:
-        ca = CertificateAuthority.load_or_create(Path(d) / "ca")
-        issuer = LeafIssuer(ca, cache_size=4 * n, context_cache_size=4 * n)
-
-        def timed(label: str, fn) -> None:  # type: ignore[no-untyped-def]
-            lat = []
-            for i in range(n):
-                t0 = time.perf_counter_ns()
-                fn(i)
-                lat.append((time.perf_counter_ns() - t0) / 1000)
-            lat.sort()
-            out[label] = {
-                "mean": statistics.fmean(lat),
-                "p50": statistics.median(lat),
-                "p99": lat[int(n * 0.99)],
-            }
-
-        timed("issue(new host)", lambda i: issuer.issue(f"h{i}.bench.test"))
-        timed(
-            "TlsEndpoint(server_tls(host issued, first connection)): shared context",
-            lambda i: TlsEndpoint(issuer.server_tls(f"h{i}.bench.test")),
-        )
-        timed(
-            "TlsEndpoint(server_tls(second connection)): its own context built",
-            lambda i: TlsEndpoint(issuer.server_tls(f"h{i}.bench.test")),
-        )
-        timed(
-            "TlsEndpoint(server_tls(later connections)): its own context cached",
-            lambda i: TlsEndpoint(issuer.server_tls(f"h{i % 256}.bench.test")),
-        )
-        timed(
-            "TlsEndpoint(server_tls(new host)): issue + endpoint",
-            lambda i: TlsEndpoint(issuer.server_tls(f"g{i}.bench.test")),
-        )
-        issuer.close()
-    return out
-
-
-def leaf_table(res: dict[str, dict[str, float]], n: int) -> str:
-    lines = [
-        f"### d2. tapproxy leaf issuance per new host (in-process, {n} hosts, EC P-256)",
-        "",
-        "| operation | mean µs | p50 µs | p99 µs |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for label, v in res.items():
-        lines.append(f"| `{label}` | {v['mean']:.0f} | {v['p50']:.0f} | {v['p99']:.0f} |")
-    return "\n".join(lines) + "\n"
 
 
 # -- the scenario ----------------------------------------------------------------
