@@ -16,18 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.faultclients import Outcome, close_writer, open_client, read_to_end, read_until
 from tests.support.faults import (
     CONCURRENCY,
     REPEAT,
     WARMUP,
     Counter,
     FaultEnv,
-    Outcome,
-    close_writer,
     fault_env,
-    open_client,
-    read_to_end,
-    read_until,
     records_for,
     wait_closed_by_peer,
 )

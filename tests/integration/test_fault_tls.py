@@ -22,24 +22,20 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import CertAuthority
+from tests.support.faultclients import Outcome, close_writer, open_client, read_to_end, read_until
 from tests.support.faults import (
     CONCURRENCY,
     REPEAT,
-    RSS_MB,
     WARMUP,
     FaultEnv,
     GoodClient,
-    Outcome,
-    close_writer,
     fault_env,
     good_body,
-    open_client,
-    read_to_end,
-    read_until,
     records_for,
     wait_closed_by_peer,
 )
 from tests.support.proxyproc import ProxyProcess, running_proxy
+from tests.support.proxystats import RSS_MB
 from tests.support.upstreams import RawConnection, Upstreams, make_app, start_https
 
 # Long enough that all STALLED handshakes are open at once before the first is

@@ -24,27 +24,22 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.certs import CertAuthority
+from tests.support.faultclients import Outcome, exchange, get, run_many
 from tests.support.faults import (
     CONCURRENCY,
     REPEAT,
-    RSS_MB,
     TIMEOUTS,
     WARMUP,
     Counter,
     FaultEnv,
-    Outcome,
-    Probe,
-    assert_no_leak,
-    exchange,
     fault_env,
     free_port,
-    get,
     records_for,
     reset_upstream,
-    run_many,
     wait_closed_by_peer,
 )
 from tests.support.proxyproc import running_proxy
+from tests.support.proxystats import RSS_MB, Probe, assert_no_leak
 from tests.support.upstreams import RawConnection, Upstreams, make_app, start_https
 
 

@@ -23,9 +23,10 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support.faults import free_port, rss_kb
+from tests.support.faults import free_port
 from tests.support.nginx import nginx_conf
 from tests.support.proxyproc import ProxyProcess, start_proxy
+from tests.support.proxystats import rss_kb
 
 TOKEN = "soak-token-1234"
 NGINX, H2LOAD = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("h2load")
