@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 from collections.abc import Callable
 from enum import Enum
+from types import ModuleType
 
 from proxy.config import ConfigError
 
@@ -29,24 +29,30 @@ class LoopChoice(Enum):
     UVLOOP = "uvloop"
 
 
-def _uvloop_installed() -> bool:
-    return importlib.util.find_spec("uvloop") is not None
+def _uvloop() -> ModuleType | None:
+    """The uvloop module, or None when it is not installed (or does not import)."""
+    try:
+        return importlib.import_module("uvloop")
+    except ImportError:
+        return None
 
 
 def loop_name(choice: LoopChoice) -> str:
     """``asyncio`` or ``uvloop``: the loop ``choice`` runs on here."""
     if choice is LoopChoice.AUTO:
-        return "uvloop" if _uvloop_installed() else "asyncio"
+        return "uvloop" if _uvloop() is not None else "asyncio"
     return str(choice.value)
 
 
 def loop_factory(choice: LoopChoice) -> LoopFactory:
     """A new-loop factory for ``asyncio.Runner``; ConfigError when ``uvloop``
     is asked for and not installed."""
-    if loop_name(choice) == "asyncio":
+    if choice is LoopChoice.ASYNCIO:
         return asyncio.new_event_loop
-    if not _uvloop_installed():
+    module = _uvloop()
+    if module is not None:
+        factory: LoopFactory = module.new_event_loop
+        return factory
+    if choice is LoopChoice.UVLOOP:
         raise ConfigError("--loop uvloop: uvloop is not installed (pip install 'tapproxy[fast]')")
-    module = importlib.import_module("uvloop")
-    factory: LoopFactory = module.new_event_loop
-    return factory
+    return asyncio.new_event_loop

@@ -1,13 +1,14 @@
 """Opening a server connection through a next proxy (upstream chaining).
 
-``tunnel_through`` connects to the next proxy and asks it for a tunnel to
-``host:port``: an HTTP ``CONNECT`` (RFC 9110 §9.3.6, with ``Proxy-Authorization:
-Basic`` from the credentials in the route), its answer read with our strict
-HTTP/1 codec, over TLS to the proxy for an ``https://`` one
-(``through_tls_proxy``); or the SOCKS5 client handshake (RFC 1928, RFC 1929 for
-username/password), names sent for the next proxy to resolve. The socket it
-returns carries the tunnel; TLS to the origin, if asked, then runs inside
-it as on a direct connection (``proxy.server.opening.connect``).
+``through_http_proxy`` connects to an ``http://`` or ``https://`` next proxy
+(over TLS to the proxy itself for the latter, verified for its name) and
+asks it for a tunnel to ``host:port``: an HTTP ``CONNECT`` (RFC 9110 §9.3.6,
+with ``Proxy-Authorization: Basic`` from the credentials in the route), its
+answer read with our strict HTTP/1 codec. ``tunnel_through`` runs the SOCKS5
+client handshake (RFC 1928, RFC 1929 for username/password), names sent for
+the next proxy to resolve, and returns the socket carrying the tunnel. TLS to
+the origin, if asked, then runs inside the tunnel as on a direct connection
+(``proxy.server.opening.connect``).
 
 Every failure is an ``UpstreamError`` whose message starts with ``next
 proxy HOST:PORT``, so a 502 says whether the next proxy or the origin
@@ -15,10 +16,13 @@ failed: ``next proxy 127.0.0.1:3128: 407 Proxy Authentication Required``,
 ``next proxy 127.0.0.1:3128: connection refused``, ``next proxy
 127.0.0.1:1080 could not reach the origin: host unreachable (reply 0x04)``.
 
-No byte past the proxy's answer is read: the CONNECT answer's head is
-peeked and only its own bytes are consumed, a SOCKS5 reply has a known
-length; what the origin sends first stays in the socket for the
-connection that takes it over.
+No byte the origin sent is lost: what came right behind the CONNECT answer
+(a server that speaks first) is handed to the connection that takes the
+transport over (``UpstreamConnection.take_early``); a SOCKS5 reply has a
+known length, so nothing past it is read. The CONNECT answer is read by a
+transport's protocol, not by peeking at the socket: that works the same on
+every event loop (uvloop cannot watch a socket's readiness and then hand the
+socket to a transport).
 """
 
 from __future__ import annotations
@@ -49,14 +53,11 @@ class ChainError(Exception):
 
 
 async def tunnel_through(proxy: NextProxy, host: str, port: int) -> socket.socket:
-    """A connected socket to the next proxy carrying a tunnel to ``host:port``."""
+    """A connected socket to a SOCKS5 next proxy carrying a tunnel to ``host:port``."""
     loop = asyncio.get_running_loop()
     sock = await open_socket(proxy)
     try:
-        if proxy.is_http:
-            await _http_connect(loop, sock, proxy, host, port)
-        else:
-            await _socks5_connect(loop, sock, proxy, host, port)
+        await _socks5_connect(loop, sock, proxy, host, port)
     except ChainError as e:
         sock.close()
         raise UpstreamError(f"next proxy {proxy.address}{e}") from None
@@ -105,9 +106,9 @@ def _os_error(e: OSError) -> str:
     return (e.strerror or str(e) or type(e).__name__).lower()
 
 
-# -- an HTTPS next proxy: CONNECT inside TLS to the proxy ---------------------------
+# -- an HTTP(S) next proxy: CONNECT read by a protocol -----------------------------
 class _Answer(asyncio.Protocol):
-    """Reads the next proxy's answer to CONNECT over its TLS transport."""
+    """Reads the next proxy's answer to CONNECT (over TLS to an ``https://`` one)."""
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -125,23 +126,28 @@ class _Answer(asyncio.Protocol):
             self.done.set_exception(ChainError(": closed the connection without answering CONNECT"))
 
 
-async def through_tls_proxy(
+async def through_http_proxy(
     proxy: NextProxy,
     host: str,
     port: int,
     forward: bool,
     factory: Callable[[], ProtocolT],
-    context: ssl.SSLContext,
+    context: ssl.SSLContext | None,
 ) -> tuple[ProtocolT, bytes]:
-    """TLS to an ``https://`` next proxy (verified for its name), then, unless
-    ``forward``, CONNECT to ``host:port`` inside it. The transport is handed to
-    a protocol from ``factory``; returned with the bytes that came after the
-    proxy's answer (the origin's, for whoever owns the connection next)."""
+    """A connection to an ``http://`` next proxy, or over TLS (``context``, verified
+    for its name) to an ``https://`` one, then, unless ``forward``, CONNECT to
+    ``host:port`` through it. The transport is handed to a protocol from
+    ``factory``; returned with the bytes that came after the proxy's answer
+    (the origin's, for whoever owns the connection next)."""
     loop = asyncio.get_running_loop()
     where = f"next proxy {proxy.address}"
     try:
         transport, answer = await loop.create_connection(
-            _Answer, proxy.host, proxy.port, ssl=context, server_hostname=proxy.host
+            _Answer,
+            proxy.host,
+            proxy.port,
+            ssl=context,
+            server_hostname=proxy.host if context is not None else None,
         )
     except ssl.SSLCertVerificationError as e:
         raise UpstreamError(
@@ -195,13 +201,6 @@ def read_connect_answer(data: bytes) -> ResponseHead:
     return event
 
 
-async def _http_connect(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: NextProxy, host: str, port: int
-) -> None:
-    await loop.sock_sendall(sock, connect_request(proxy, host, port))
-    check_answer(read_connect_answer(await _peek_head(loop, sock)), host, port)
-
-
 def check_answer(answer: ResponseHead, host: str, port: int) -> None:
     """A 2xx opens the tunnel (RFC 9110 §9.3.6); anything else says who failed."""
     if 200 <= answer.status < 300:
@@ -210,56 +209,6 @@ def check_answer(answer: ResponseHead, host: str, port: int) -> None:
     if answer.status in ORIGIN_STATUSES:
         raise ChainError(f" could not reach the origin {host}:{port}: {status}")
     raise ChainError(f": {status}")
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    future: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-
-    def ready() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    loop.add_reader(fd, ready)
-    try:
-        await future
-    finally:
-        loop.remove_reader(fd)
-
-
-async def _peek_head(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
-    """Consume exactly the answer's head (up to its blank line), nothing after it.
-
-    Each read peeks first: bytes before the blank line are taken (they are
-    head), and of a read that holds it, only up to its end.
-    """
-    head = b""
-    while True:
-        await _readable(loop, sock)
-        try:
-            data = sock.recv(MAX_HEAD, socket.MSG_PEEK)
-        except BlockingIOError:
-            continue
-        if not data:
-            raise ChainError(": closed the connection without answering CONNECT")
-        seen = head + data
-        end = seen.find(b"\r\n\r\n")
-        if end >= 0:
-            return head + _take(sock, end + 4 - len(head))
-        head += _take(sock, len(data))
-        if len(head) >= MAX_HEAD:
-            raise ChainError(f": answer head over {MAX_HEAD} bytes")
-
-
-def _take(sock: socket.socket, n: int) -> bytes:
-    """``n`` bytes already seen with MSG_PEEK (so they are there to take)."""
-    out = b""
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise ChainError(": closed the connection during its answer")
-        out += chunk
-    return out
 
 
 # -- SOCKS5 ------------------------------------------------------------------------

@@ -49,11 +49,11 @@ async def connect(
                 _, conn = await loop.create_connection(
                     lambda: UpstreamConnection(key, tap, tls), host, port
                 )
-            elif (proxy := parse_via(via.removeprefix(FORWARD))).tls:
-                conn, rest = await chain.through_tls_proxy(
+            elif (proxy := parse_via(via.removeprefix(FORWARD))).is_http:
+                context = (proxy_tls or ssl.create_default_context()) if proxy.tls else None
+                conn, rest = await chain.through_http_proxy(
                     proxy, host, port, via.startswith(FORWARD),
-                    lambda: UpstreamConnection(key, tap, tls),
-                    proxy_tls or ssl.create_default_context(),
+                    lambda: UpstreamConnection(key, tap, tls), context,
                 )  # fmt: skip
                 conn.take_early(rest)
             else:

@@ -6,7 +6,7 @@ with uvloop installed (``--loop auto`` then picks it; README and .ci/run).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +17,16 @@ import requests
 from tests.support.proxyproc import running_proxy
 from tests.support.upstreams import Upstreams
 
-UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+def _uvloop_imports() -> bool:
+    try:
+        importlib.import_module("uvloop")
+    except ImportError:
+        return False
+    return True
+
+
+UVLOOP = _uvloop_imports()
 
 
 def _active_line(stderr: str) -> str:
