@@ -133,6 +133,8 @@ class ServerEnds:
         self._ends[conn.id] = end
         if self.host.client_write_paused:
             upstream.pause_reading()
+        else:
+            upstream.resume_reading()  # paused if the server said more than EARLY_LIMIT first
         assert upstream.transport is not None
         peer = upstream.transport.get_extra_info("peername") or upstream.key[:2]
         address = (str(peer[0]), int(peer[1]))

@@ -33,6 +33,9 @@ from proxy.tls.names import certificate_names
 # the next proxy's own host and port, and via ``FORWARD + URL``.
 Key = tuple[str, int, str | None, str | None]
 FORWARD = "forward "
+#: What a fresh connection's server may send before the connection has an owner
+#: (the event loop may deliver it before ``create_connection`` returns).
+EARLY_LIMIT = 64 * 1024
 
 
 class Owner(Protocol):
@@ -60,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._eof_seen = False  # close_notify or FIN already passed on
         self._plain_seen = False  # a byte of plaintext came from the server
         self.early = b""  # plaintext that came before an owner (ServerEnds hands it over)
+        self.fresh = True  # never owned yet: what the server sends first is kept in ``early``
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -108,6 +112,10 @@ class UpstreamConnection(asyncio.Protocol):
                 self.tap.data(id(self), False, data)
             if self.owner is not None:
                 self.owner.on_server_data(data)
+            elif self.fresh:  # a server that speaks first (HTTP/2's SETTINGS), not handed over yet
+                self.early += data
+                if len(self.early) > EARLY_LIMIT:
+                    self.pause_reading()  # ServerEnds resumes it when it hands ``early`` over
             else:  # unsolicited bytes on an idle connection: it is not reusable
                 self.close()
         if self.tls is not None and self.tls.peer_closed:
@@ -266,6 +274,7 @@ class Pool:
 
     def put(self, conn: UpstreamConnection) -> None:
         conn.owner = None
+        conn.fresh = False
         conn.resume_reading()
         if not conn.usable:
             return
