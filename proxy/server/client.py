@@ -117,6 +117,10 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        end = self.end
+        if end.held or end.paused:  # delivered despite the pause: held, in order, until it ends
+            end.held.append(data)
+            return
         if self.tls is not None:
             self._tls_in(data)
         else:

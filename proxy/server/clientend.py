@@ -33,16 +33,21 @@ class ClientEndHost(Protocol):
     def closed(self) -> bool: ...
     def write_client(self, data: bytes) -> None: ...
     def loop_time(self, at: float | None) -> float: ...
+    def data_received(self, data: bytes) -> None: ...
 
 
 class ClientEnd:
-    __slots__ = ("_backlog", "_paused", "host", "writer")
+    __slots__ = ("_backlog", "_paused", "held", "host", "writer")
 
     def __init__(self, host: ClientEndHost, backlog: Callable[[bool], None]) -> None:
         self.host = host
         self._backlog = backlog  # told when the timed writes to the client fill up
         self.writer: DelayedWriter | None = None  # timed writes to the client
         self._paused = 0  # bit set of reasons reading from the client is paused
+        #: Reads the event loop delivered while paused (uvloop reads once after
+        #: ``connection_made`` even when it paused reading): the layers get them
+        #: when reading resumes, as the pause promised.
+        self.held: list[bytes] = []
 
     def cancel(self) -> None:
         """The client is gone: what is still timed for it is dropped."""
@@ -90,6 +95,10 @@ class ClientEnd:
             transport.write(host.tls.close())
         transport.close()
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._paused)
+
     def pause(self, reason: int) -> None:
         if not self._paused and self.host.transport is not None:
             self.host.transport.pause_reading()
@@ -101,3 +110,10 @@ class ClientEnd:
         host = self.host
         if was and not self._paused and host.transport is not None and not host.closed:
             host.transport.resume_reading()
+            if self.held:  # after the commands being carried out, in order
+                asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        """Feed the reads held while paused, until the layers pause again."""
+        while self.held and not self._paused and not self.host.closed:
+            self.host.data_received(self.held.pop(0))
