@@ -4,6 +4,13 @@ Header fields are kept as a tuple of ``(name, value)`` byte pairs, in wire
 order and with the sender's case, so that an unchanged message is forwarded
 with the same fields (principle 4). Values have their surrounding optional
 whitespace removed (RFC 9110 §5.5).
+
+A parsed head may also carry ``raw``, its received bytes (without the blank
+line that ends it), when they are exactly what ``proxy.http1.writer`` would
+write for it: the session then forwards them instead of a rebuild
+(``proxy.session.messages``). ``raw`` is not an ``__init__`` argument, so
+``dataclasses.replace`` and every other constructor leave it ``None``: a
+head that anyone changed is never forwarded as received.
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ class RequestHead:
     fields: Fields
     framing: Framing
     index: FieldIndex | None = field(default=None, compare=False, repr=False)
+    # The received head when its field lines and framing are canonical
+    # (``fields.parse_fields``, ``framing.canonical_framing``): the request
+    # line is always rebuilt, the field block may be forwarded as received.
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,9 @@ class ResponseHead:
     fields: Fields
     framing: Framing
     index: FieldIndex | None = field(default=None, compare=False, repr=False)
+    # The received head when all of it is canonical: an "HTTP/1.1" status
+    # line with a reason, and canonical field lines and framing.
+    raw: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def informational(self) -> bool:

@@ -23,6 +23,15 @@ _FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):(.*)", re.DOTALL)
 # Every line of a field block (joined with LF, which cannot occur inside a
 # line: bare LF was refused before) at once.
 _FIELD_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[^\n]*)(?:\n" + TOKEN + rb":[^\n]*)*")
+# The same block when every line is what ``writer`` writes for its pair:
+# "name: value", one SP after the colon, a value with no OWS around it (an
+# empty one is left to the rebuild). A subset of ``_FIELD_BLOCK``, so it is
+# tried first. Measured on the browser GET's ten lines: 1.7 µs and 4.8
+# blocks, where ``_FIELD_BLOCK`` takes 1.4 µs and 5.8 blocks and the same
+# shape with nested optional groups 2.2 µs and 24.8 blocks (the possessive
+# ``*+`` and the lookarounds leave the regex engine nothing to backtrack).
+_CANONICAL_LINE = TOKEN + rb": (?![ \t])[^\n]*+(?<![ \t])"
+_CANONICAL_BLOCK = re.compile(_CANONICAL_LINE + rb"(?:\n" + _CANONICAL_LINE + rb")*")
 _OWS = b" \t"
 
 
@@ -36,18 +45,26 @@ INDEXED = frozenset(
 )  # fmt: skip
 
 
-def parse_fields(lines: list[bytes], status: int) -> tuple[Fields, FieldIndex]:
-    """Field lines into ``(name, value)`` pairs, and the index of ``INDEXED`` ones.
+def parse_fields(lines: list[bytes], status: int) -> tuple[Fields, FieldIndex, bool]:
+    """Field lines into ``(name, value)`` pairs, the index of ``INDEXED`` ones,
+    and whether the lines are canonical (each exactly "name: value" as the
+    writer joins the pair, so the block can be forwarded as received).
 
     Hot path (measured): the syntax of every line is checked by one regex over
-    the whole block, in C; then each line is only split at its first colon.
-    The index keeps the raw values (the framing checks need them unstripped)
-    so nothing rescans the fields later.
+    the whole block, in C (the canonical shape first, the general one only
+    when that fails); then each line is only split at its first colon. The
+    index keeps the raw values (the framing checks need them unstripped) so
+    nothing rescans the fields later.
     """
-    if lines and _FIELD_BLOCK.fullmatch(b"\n".join(lines)) is None:
-        for line in lines:
-            if _FIELD_LINE.fullmatch(line) is None:
-                raise ProtocolError(status, f"malformed field line {line[:60]!r}")
+    canonical = True
+    if lines:
+        block = b"\n".join(lines)
+        if _CANONICAL_BLOCK.fullmatch(block) is None:
+            canonical = False
+            if _FIELD_BLOCK.fullmatch(block) is None:
+                for line in lines:
+                    if _FIELD_LINE.fullmatch(line) is None:
+                        raise ProtocolError(status, f"malformed field line {line[:60]!r}")
     out = []
     index: FieldIndex = {}
     for line in lines:
@@ -59,7 +76,7 @@ def parse_fields(lines: list[bytes], status: int) -> tuple[Fields, FieldIndex]:
                 index[lname].append(raw)
             else:
                 index[lname] = [raw]
-    return tuple(out), index
+    return tuple(out), index, canonical
 
 
 def index_of(head: RequestHead | ResponseHead) -> FieldIndex:

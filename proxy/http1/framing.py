@@ -148,3 +148,19 @@ def response_framing(
     if length is None:
         return UNTIL_CLOSE
     return Framing(KIND_LENGTH, length)
+
+
+def canonical_framing(index: FieldIndex) -> bool:
+    """Whether the framing fields of a head that passed the checks above, with
+    canonical field lines, are written as the writer would write them.
+
+    ``Content-Length`` without leading zeros ("010" goes out as "10", hazard
+    4) and ``Transfer-Encoding`` exactly "chunked" (not "Chunked", ",chunked"
+    nor another coding: hazards 7 and 10). Values in the index are raw, so
+    a canonical line's value is " " and the value.
+    """
+    cl = index.get(b"content-length")
+    if cl is not None and (len(cl) > 1 or (cl[0][1:2] == b"0" and cl[0] != b" 0")):
+        return False
+    te = index.get(b"transfer-encoding")
+    return te is None or (len(te) == 1 and te[0] == b" chunked")

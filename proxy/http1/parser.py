@@ -24,7 +24,7 @@ from collections import deque
 from proxy.http1.errors import ProtocolError
 from proxy.http1.events import Event, RequestHead, ResponseHead
 from proxy.http1.fields import parse_fields
-from proxy.http1.framing import request_framing, response_framing
+from proxy.http1.framing import canonical_framing, request_framing, response_framing
 from proxy.http1.reader import (
     AT_HEAD,
     AT_IDLE,
@@ -38,6 +38,13 @@ from proxy.http1.scan import STATUS_LINE, request_line
 # Limits and FORBIDDEN_TRAILERS are imported from here by the package and
 # by the HTTP/2 layer.
 __all__ = ["DEFAULT_LIMITS", "FORBIDDEN_TRAILERS", "Limits", "RequestParser", "ResponseParser"]
+
+
+# Attaches the received bytes to a head found canonical (``RequestHead.raw``):
+# ``raw`` is no ``__init__`` argument (so that ``replace`` drops it), hence
+# set on the frozen instance, once, before anyone else sees the head. The C
+# function itself, with no Python frame around it (hot path).
+_set_raw = object.__setattr__
 
 
 class RequestParser(MessageReader):
@@ -82,10 +89,13 @@ class RequestParser(MessageReader):
         assert line is not None  # a complete head has a first CRLF, found above
         self._parsed_line = None
         method, target, version = line
-        fields, index = parse_fields(lines[1:], 400)
+        fields, index, canonical = parse_fields(lines[1:], 400)
         framing = request_framing(index, version)
         self._start_body(framing)
-        return RequestHead(method, target, version, fields, framing, index)
+        head = RequestHead(method, target, version, fields, framing, index)
+        if canonical and canonical_framing(index):
+            _set_raw(head, "raw", self._last_head)
+        return head
 
 
 class ResponseParser(MessageReader):
@@ -144,9 +154,13 @@ class ResponseParser(MessageReader):
         minor, code, reason = m.groups()
         version = b"1.0" if minor == b"0" else b"1.1"
         status = int(code)
-        fields, index = parse_fields(lines[1:], 502)
+        fields, index, canonical = parse_fields(lines[1:], 502)
         framing = response_framing(index, version, status, self._methods[0])
         head = ResponseHead(version, status, reason or b"", fields, framing, index)
+        # "HTTP/1.1 200 OK" is what the writer writes; "HTTP/1.0", "HTTP/1.2"
+        # (answered as 1.1) or "HTTP/1.1 200" without the SP are not.
+        if canonical and minor == b"1" and reason is not None and canonical_framing(index):
+            _set_raw(head, "raw", self._last_head)
         if head.informational:
             return head  # the final response for the same request follows
         self._start_body(framing)

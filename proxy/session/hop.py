@@ -24,7 +24,7 @@ ALWAYS_HOP = frozenset(
         b"upgrade",
     }
 )
-_HOP_AND_FRAMING = ALWAYS_HOP | FRAMING_FIELDS
+HOP_AND_FRAMING = ALWAYS_HOP | FRAMING_FIELDS
 _NEVER_DROPPED = frozenset({b"host", b"content-length"})
 
 
@@ -44,7 +44,7 @@ def strip_hop_by_hop(
     path: when the head has none of the fields to drop (known from its
     index), the field list is copied without looking at each name.
     """
-    always = _HOP_AND_FRAMING if framing else ALWAYS_HOP
+    always = HOP_AND_FRAMING if framing else ALWAYS_HOP
     if not tokens and always.isdisjoint(index_of(head)):
         return list(head.fields)
     drop = always | (tokens - _NEVER_DROPPED)

@@ -4,19 +4,32 @@ Each function takes a parsed head and returns the bytes to send: hop-by-hop
 fields removed (RFC 9110 §7.6.1), Host made to agree with the target
 (RFC 9112 §3.2.2), framing computed by us (RFC 9112 §6), our own HTTP
 version (RFC 9110 §2.5). Everything else is kept as it came, in order.
+
+When none of that changes anything, the received bytes go out instead of a
+rebuild (``RequestHead.raw``): the parser kept them only if they are what
+the writer writes for the same fields (CRLF, "name: value", canonical
+framing values, "HTTP/1.1"), and ``replace`` drops them from a head anyone
+edited, so the rebuild is skipped, not weakened. The one visible
+difference: the framing field stays where it came instead of moving last.
 """
 
 from __future__ import annotations
 
 from proxy.http1 import RequestHead, ResponseHead
-from proxy.http1.events import KIND_CHUNKED, KIND_CLOSE, KIND_NONE, KIND_TUNNEL
+from proxy.http1.events import KIND_CHUNKED, KIND_CLOSE, KIND_LENGTH, KIND_NONE, KIND_TUNNEL
 from proxy.http1.fields import index_of, indexed_values, split_list
 from proxy.http1.writer import add_framing, request_head, response_head
 from proxy.session import routing
 from proxy.session.config import SessionConfig
-from proxy.session.hop import connection_tokens, strip_hop_by_hop
+from proxy.session.hop import ALWAYS_HOP, HOP_AND_FRAMING, connection_tokens, strip_hop_by_hop
 from proxy.session.routing import NextProxy
 from proxy.session.target import Target
+
+# Fields whose presence means a head must be rebuilt: hop-by-hop ones (and
+# Connection, so there are no Connection tokens). A ``Transfer-Encoding`` of
+# a canonical head is exactly "chunked", the framing we would write.
+_REBUILT = ALWAYS_HOP - {b"transfer-encoding"}
+_CRLF_CRLF = b"\r\n\r\n"
 
 
 def wants_close(head: RequestHead | ResponseHead, tokens: set[bytes] | None = None) -> bool:
@@ -51,6 +64,25 @@ def _with_host(fields: list[tuple[bytes, bytes]], authority: bytes) -> list[tupl
     return [(b"Host", authority), *fields]
 
 
+def _raw_request(
+    head: RequestHead, target: Target, config: SessionConfig, keep_host: bool
+) -> bytes | None:
+    """Our request line and the received field block, when the rebuild would
+    write the same fields: none hop-by-hop, Host there and kept (RFC 9112
+    §3.2.2), canonical framing (RFC 9112 §6.3)."""
+    raw, index = head.raw, head.index
+    if raw is None or index is None or not _REBUILT.isdisjoint(index):
+        return None
+    hosts = index.get(b"host")
+    if not hosts:
+        return None
+    authority = target.authority.encode("ascii")
+    if hosts[0][1:] != authority and not keep_host and not (config.upstream and config.keep_host):
+        return None
+    block = memoryview(raw)[raw.index(b"\r\n") :]
+    return b"%s %s HTTP/1.1%s\r\n\r\n" % (head.method, target.path, block)
+
+
 def request_out(
     head: RequestHead,
     target: Target,
@@ -64,6 +96,9 @@ def request_out(
     ``proxy``: an HTTP next proxy the request goes to, in absolute-form (RFC
     9112 §3.2.2) with its own ``Proxy-Authorization`` (``--upstream-auth``).
     """
+    raw = _raw_request(head, target, config, keep_host) if proxy is None else None
+    if raw is not None:
+        return raw, False, head.version == b"1.0"  # no Connection field: no tokens
     index = index_of(head)
     tokens = connection_tokens(head)
     upgrade = _is_upgrade(head, tokens)
@@ -105,6 +140,24 @@ def _length_metadata(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [(k, b"%d" % int(v)) if k.lower() == b"content-length" else (k, v) for k, v in fields]
 
 
+def _raw_response(head: ResponseHead) -> bytes | None:
+    """The received head, when the rebuild for a keep-alive HTTP/1.1 client
+    would write the same: no hop-by-hop field, and a framing we keep as it
+    came (Content-Length or chunked; no body and no framing field for a 204;
+    a HEAD or 304's canonical Content-Length)."""
+    raw, index, kind = head.raw, head.index, head.framing.kind
+    if raw is None or index is None:
+        return None
+    if kind is KIND_LENGTH or kind is KIND_CHUNKED:
+        rebuilt = _REBUILT
+    elif kind is KIND_NONE:
+        # RFC 9110 §8.6: a 204 loses any Content-Length; TE is hop-by-hop.
+        rebuilt = HOP_AND_FRAMING if head.status == 204 else ALWAYS_HOP
+    else:
+        return None  # CLOSE announces the close, TUNNEL switches
+    return raw + _CRLF_CRLF if rebuilt.isdisjoint(index) else None
+
+
 def response_out(
     request: RequestHead, head: ResponseHead, upgrade: bool, client_close: bool | None = None
 ) -> tuple[bytes, bool, bool]:
@@ -113,6 +166,11 @@ def response_out(
 
     ``client_close``: ``wants_close(request)``, when the caller has it already.
     """
+    close = wants_close(request) if client_close is None else client_close
+    if head.raw is not None and not close and request.version == b"1.1":
+        raw = _raw_response(head)
+        if raw is not None:
+            return raw, False, False  # no Connection field, HTTP/1.1: the server keeps it
     tokens = connection_tokens(head)
     switching = upgrade and head.status == 101
     kind = head.framing.kind
@@ -120,7 +178,6 @@ def response_out(
     keeps_length = kind is KIND_NONE and head.status != 204
     fields = strip_hop_by_hop(head, tokens, switching, framing=not keeps_length)
     client_11 = request.version == b"1.1"
-    close = wants_close(request) if client_close is None else client_close
     if keeps_length:
         fields = _length_metadata(fields)
     elif kind is KIND_CHUNKED and not client_11:
