@@ -54,7 +54,7 @@ from proxy.layers.events import (
 )
 from proxy.layers.root import ClientLayers
 from proxy.layers.tcp import TcpLayers
-from proxy.server.clientend import BACKLOG, PEER, ClientEnd, ClientEndHost
+from proxy.server.clientend import BACKLOG, EOF, PEER, ClientEnd, ClientEndHost
 from proxy.server.clienttls import ClientTlsStarter, TlsHost, tls_input
 from proxy.server.context import ListenerContext
 from proxy.server.ends import EndsHost, ServerEnds
@@ -120,7 +120,11 @@ class ClientConnection(asyncio.Protocol):
         end = self.end
         if end.held or end.paused:  # delivered despite the pause: held, in order, until it ends
             end.held.append(data)
-            return
+        else:
+            self.take_read(data)
+
+    def take_read(self, data: bytes) -> None:
+        """A read from the client, in order."""
         if self.tls is not None:
             self._tls_in(data)
         else:
@@ -140,6 +144,14 @@ class ClientConnection(asyncio.Protocol):
             tap.feed(layers, data, self.run)
 
     def eof_received(self) -> bool:
+        end = self.end
+        if end.held or end.paused:  # behind the reads held while paused
+            end.held.append(EOF)
+            return True
+        return self.take_eof()
+
+    def take_eof(self) -> bool:
+        """The client's FIN, in order; False: close the connection."""
         if self.tls is not None and not self.tls.handshake_done:
             self.handle(ClientTlsFailed())  # closed during the handshake
             return False

@@ -21,6 +21,7 @@ from proxy.server.transport import reset
 from proxy.tls.endpoint import TlsEndpoint
 
 BACKLOG, PEER = 1, 2  # why reading from the client is paused
+EOF = b""  # in ``ClientEnd.held``: the client's FIN (a read is never empty)
 
 
 class ClientEndHost(Protocol):
@@ -33,7 +34,8 @@ class ClientEndHost(Protocol):
     def closed(self) -> bool: ...
     def write_client(self, data: bytes) -> None: ...
     def loop_time(self, at: float | None) -> float: ...
-    def data_received(self, data: bytes) -> None: ...
+    def take_read(self, data: bytes) -> None: ...
+    def take_eof(self) -> bool: ...
 
 
 class ClientEnd:
@@ -45,8 +47,9 @@ class ClientEnd:
         self.writer: DelayedWriter | None = None  # timed writes to the client
         self._paused = 0  # bit set of reasons reading from the client is paused
         #: Reads the event loop delivered while paused (uvloop reads once after
-        #: ``connection_made`` even when it paused reading): the layers get them
-        #: when reading resumes, as the pause promised.
+        #: ``connection_made`` even when it paused reading), ``EOF`` for the
+        #: client's FIN behind them: the layers get them in order when reading
+        #: resumes, as the pause promised.
         self.held: list[bytes] = []
 
     def cancel(self) -> None:
@@ -115,5 +118,11 @@ class ClientEnd:
 
     def _release(self) -> None:
         """Feed the reads held while paused, until the layers pause again."""
-        while self.held and not self._paused and not self.host.closed:
-            self.host.data_received(self.held.pop(0))
+        host = self.host
+        while self.held and not self._paused and not host.closed:
+            data = self.held.pop(0)
+            if data == EOF:
+                if not host.take_eof() and host.transport is not None:
+                    host.transport.close()  # what eof_received returning False asks of the loop
+            else:
+                host.take_read(data)
