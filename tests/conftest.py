@@ -6,9 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.proxyproc import ProxyProcess, start_proxy
 from tests.support.upstreams import Upstreams
+
+# Property tests share two cores with running proxies and servers: how fast
+# Hypothesis generates inputs then says nothing about the code under test.
+settings.register_profile("shared-machine", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 
 def pytest_configure(config: pytest.Config) -> None:
