@@ -19,7 +19,11 @@ Every input is parsed as requests and as responses, and for each side:
   tests/unit/test_http1_parser.py allows);
 * round trip: the complete messages, written back with proxy/http1/writer.py
   the way the proxy forwards them, parse again to the same heads (framing
-  fields aside, which the writer recomputes), bodies and trailers.
+  fields aside, which the writer recomputes), bodies and trailers;
+* raw heads: a head that keeps its received bytes (``raw``, which the proxy
+  forwards instead of a rebuild) has exactly what the writer writes for its
+  fields in place, with canonical framing values and, for a response, an
+  HTTP/1.1 status line.
 
 Input layout. Seeds are raw HTTP bytes; the piece sizes are then taken from
 the input's first three bytes (``size = byte % 23 + 1``), the parser gets
@@ -190,6 +194,30 @@ def check_fields(fields: tuple[tuple[bytes, bytes], ...], where: str) -> None:
         assert value == value.strip(_OWS), f"{where}: {name!r} value {value!r} not OWS-stripped"
 
 
+def check_raw(head: RequestHead | ResponseHead) -> None:
+    """A head's kept bytes are what the writer writes for it (the proxy then
+    forwards them as received: proxy/session/messages.py)."""
+    raw = head.raw
+    if raw is None:
+        return
+    for name, value in head.fields:
+        if name.lower() == b"content-length":
+            assert value == b"%d" % int(value), f"raw head with Content-Length {value!r}"
+        elif name.lower() == b"transfer-encoding":
+            assert value == b"chunked", f"raw head with Transfer-Encoding {value!r}"
+    if isinstance(head, ResponseHead):
+        assert head.version == b"1.1", f"raw head of an HTTP/{head.version!r} response"
+        written = response_head(b"1.1", head.status, head.reason, head.fields)
+        assert raw + b"\r\n\r\n" == written, f"raw head {raw[:200]!r} is not {written[:200]!r}"
+    else:
+        block = raw.partition(b"\r\n")[2]
+        written = request_head(head.method, head.target, b"1.1", head.fields)
+        rest = written.partition(b"\r\n")[2]
+        assert rest == (block + b"\r\n\r\n" if block else b"\r\n"), (
+            f"raw field block {block[:200]!r} is not the written {written[:200]!r}"
+        )
+
+
 def check_events(events: list[Event], response: bool) -> None:
     """The event stream is a sequence of well-formed messages."""
     state = "head"  # head, body, tunnel
@@ -202,6 +230,7 @@ def check_events(events: list[Event], response: bool) -> None:
             assert isinstance(e, ResponseHead) == response, e
             assert e.version in (b"1.0", b"1.1"), e
             check_fields(e.fields, "head")
+            check_raw(e)
             if isinstance(e, RequestHead):
                 assert TOKEN_RE.fullmatch(e.method), e
                 assert e.target and all(0x21 <= c <= 0x7E for c in e.target), e
