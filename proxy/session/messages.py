@@ -30,6 +30,8 @@ from proxy.session.target import Target
 # a canonical head is exactly "chunked", the framing we would write.
 _REBUILT = ALWAYS_HOP - {b"transfer-encoding"}
 _CRLF_CRLF = b"\r\n\r\n"
+_CONNECTION = {b"connection"}
+_KEEP_ALIVE = [b" keep-alive"]  # one canonical "Connection: keep-alive" line (raw index value)
 
 
 def wants_close(head: RequestHead | ResponseHead, tokens: set[bytes] | None = None) -> bool:
@@ -144,7 +146,13 @@ def _raw_response(head: ResponseHead) -> bytes | None:
     """The received head, when the rebuild for a keep-alive HTTP/1.1 client
     would write the same: no hop-by-hop field, and a framing we keep as it
     came (Content-Length or chunked; no body and no framing field for a 204;
-    a HEAD or 304's canonical Content-Length)."""
+    a HEAD or 304's canonical Content-Length).
+
+    One hop-by-hop field may stay: ``Connection: keep-alive`` alone, as most
+    servers send it. RFC 9110 §7.6.1 lets an intermediary replace Connection
+    with its own connection options, and ours for a client connection kept
+    open are the same "keep-alive".
+    """
     raw, index, kind = head.raw, head.index, head.framing.kind
     if raw is None or index is None:
         return None
@@ -155,7 +163,12 @@ def _raw_response(head: ResponseHead) -> bytes | None:
         rebuilt = HOP_AND_FRAMING if head.status == 204 else ALWAYS_HOP
     else:
         return None  # CLOSE announces the close, TUNNEL switches
-    return raw + _CRLF_CRLF if rebuilt.isdisjoint(index) else None
+    if rebuilt.isdisjoint(index):
+        return raw + _CRLF_CRLF
+    hits = rebuilt.intersection(index)
+    if hits == _CONNECTION and index[b"connection"] == _KEEP_ALIVE:
+        return raw + _CRLF_CRLF
+    return None
 
 
 def response_out(
@@ -170,7 +183,7 @@ def response_out(
     if head.raw is not None and not close and request.version == b"1.1":
         raw = _raw_response(head)
         if raw is not None:
-            return raw, False, False  # no Connection field, HTTP/1.1: the server keeps it
+            return raw, False, False  # no close in it, HTTP/1.1: the server keeps it
     tokens = connection_tokens(head)
     switching = upgrade and head.status == 101
     kind = head.framing.kind

@@ -71,6 +71,8 @@ def field_lines(draw: st.DrawFn, canonical: bool) -> list[bytes]:
     for _ in range(draw(st.integers(0, 6))):
         name = draw(st.sampled_from(names))
         value = draw(value_text)
+        if name == b"Connection" and draw(st.booleans()):
+            value = b"keep-alive"  # what most servers send: may stay (RFC 9110 §7.6.1)
         sep, end = draw(line_shape(canonical and draw(st.integers(0, 19)) > 0))
         out.append(name + sep + (value.strip(b" \t") if canonical else value) + end)
     return out
@@ -176,6 +178,9 @@ def forwardable_response(data: bytes, head: ResponseHead, request: RequestHead) 
     lines = data[:-4].split(b"\r\n")
     if not lines[0].startswith(b"HTTP/1.1 ") or len(lines[0]) < len(b"HTTP/1.1 200 "):
         return False
+    connection = [ln for ln in lines[1:] if ln.partition(b":")[0].lower() == b"connection"]
+    if connection and [ln.partition(b":")[2] for ln in connection] == [b" keep-alive"]:
+        lines = [ln for ln in lines if ln not in connection]  # our own option too: it may stay
     kind = head.framing.kind.value
     for line in lines[1:]:
         name, _, rest = line.partition(b":")
@@ -217,7 +222,8 @@ def test_a_response_goes_out_as_received_or_rebuilt(case: tuple[bytes, bytes, by
     if out[0] == data:
         expected = response_head(b"1.1", head.status, head.reason, canonical_in_place(head))
         assert out[0] == expected
-        assert same_but_framing_moved(out[0], rebuilt[0])
+        kept = [ln for ln in out[0].split(b"\r\n") if ln.lower() != b"connection: keep-alive"]
+        assert same_but_framing_moved(b"\r\n".join(kept), rebuilt[0])
     else:
         assert out[0] == rebuilt[0]
     # Raw whenever the definitions allow it; otherwise the rebuild (which may
@@ -342,6 +348,27 @@ def test_a_typical_keep_alive_response_goes_out_as_received() -> None:
     out, head = exchange(data)
     assert out == data  # Content-Length stays first, where it came
     assert head.raw == data[:-4]
+
+
+def test_a_response_saying_keep_alive_goes_out_as_received() -> None:
+    # nginx's keep-alive answer: its Connection option is ours as well.
+    data = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 5\r\nConnection: keep-alive\r\nETag: \"x\"\r\n\r\n")  # fmt: skip
+    assert exchange(data)[0] == data
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        b"Connection: Keep-Alive\r\n",
+        b"Connection: keep-alive, X-A\r\nX-A: 1\r\n",
+        b"Connection: keep-alive\r\nConnection: keep-alive\r\n",
+        b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n",
+    ],
+)
+def test_a_response_with_other_connection_options_is_rebuilt(connection: bytes) -> None:
+    data = b"HTTP/1.1 200 OK\r\n" + connection + b"Content-Length: 5\r\n\r\n"
+    assert exchange(data)[0] == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
 
 
 def test_a_chunked_response_goes_out_as_received() -> None:
