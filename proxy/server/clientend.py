@@ -6,7 +6,9 @@ is already queued), half-close (after the timed writes), close (after them,
 unless discarded or aborted; with the TLS close_notify when we terminate
 the client's TLS), and the reasons reading from the client is paused
 (``BACKLOG``: the layers have enough unprocessed bytes; ``PEER``: a server
-cannot take more). ``proxy.server.client.ClientConnection`` owns it.
+cannot take more), with the reads an event loop still delivers while paused
+held back until reading resumes. ``proxy.server.client.ClientConnection``
+owns it.
 """
 
 from __future__ import annotations
