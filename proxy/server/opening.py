@@ -9,7 +9,6 @@ whose message says which side failed, bounded by ``--connect-timeout``.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 
 from OpenSSL import SSL
@@ -57,7 +56,7 @@ async def connect(
                 )  # fmt: skip
                 conn.take_early(rest)
             else:
-                sock = await _through(via, host, port)
+                sock = await chain.tunnel_through(proxy, host, port)  # SOCKS5
                 _, conn = await loop.create_connection(
                     lambda: UpstreamConnection(key, tap, tls), sock=sock
                 )
@@ -77,13 +76,6 @@ async def connect(
         e.__traceback__ = None  # its frames would keep the connection alive
         raise UpstreamError(message) from None
     return conn
-
-
-async def _through(via: str, host: str, port: int) -> socket.socket:
-    """A socket to the next proxy: itself (``FORWARD``), or a tunnel through it."""
-    if via.startswith(FORWARD):
-        return await chain.open_socket(parse_via(via[len(FORWARD) :]))
-    return await chain.tunnel_through(parse_via(via), host, port)
 
 
 def _abandon(conn: UpstreamConnection | None) -> None:

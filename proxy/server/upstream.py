@@ -79,14 +79,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._tls_step(b"")
 
     def take_early(self, data: bytes) -> None:
-        """Bytes the server sent before we owned the connection (right behind a next
-        proxy's answer): the TLS handshake's, or kept for the first owner (``early``)."""
-        if not data:
-            return
-        if self.tls is not None:
+        """Bytes the server sent before this protocol had the transport (right behind
+        a next proxy's answer): received as if they had come now, so the TLS
+        handshake's go to it and plaintext is kept for the first owner (``early``)."""
+        if data:
             self.data_received(data)
-        else:
-            self.early = data
 
     def write(self, data: bytes) -> None:
         """Send plaintext to the server (encrypted here for TLS)."""
